@@ -1,0 +1,26 @@
+//! The contract between the rulogd core and its plugins.
+//!
+//! A plugin declares static key tables ([`KeyDef`]) and options ([`OptionDef`]);
+//! the core resolves key names to record slots once, when a stack is built, so
+//! the per-packet path only indexes arrays ([`Record`]).
+
+pub mod error;
+pub mod key;
+pub mod options;
+pub mod plugin;
+pub mod record;
+pub mod shared;
+pub mod stats;
+pub mod value;
+
+pub use error::{BuildError, OutputError};
+pub use key::{KeyDef, KeyFlags, KeyType, UpstreamKey};
+pub use options::{OptType, OptionDef, Options};
+pub use plugin::{
+    Binding, BuildCtx, Builder, Emitter, Filter, Input, Output, PluginInfo, PluginKind, ReadStatus,
+    Registration, Signal, Verdict,
+};
+pub use record::{Record, Slot};
+pub use shared::{Service, SharedRegistry};
+pub use stats::{Counter, StatSet};
+pub use value::{InlineStr, Span, Value};

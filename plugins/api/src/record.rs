@@ -1,0 +1,185 @@
+//! The record: a slot array plus a validity bitset, reused across events.
+
+use crate::value::{Span, Value};
+use bytes::Bytes;
+
+/// The index of a key's value in a [`Record`], fixed when the stack is built.
+pub type Slot = u32;
+
+/// One event travelling down a stack.
+///
+/// Slots are addressed by the indices the stack builder handed out; clearing
+/// resets validity bits only, so nothing is freed or allocated per event
+/// except what values themselves own.
+#[derive(Debug, Default)]
+pub struct Record {
+    buf: Bytes,
+    slots: Vec<Value>,
+    valid: Vec<u64>,
+}
+
+impl Record {
+    /// A record with `n` slots.
+    pub fn with_slots(n: usize) -> Self {
+        Record {
+            buf: Bytes::new(),
+            slots: vec![Value::None; n],
+            valid: vec![0; n.div_ceil(64)],
+        }
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the record has no slots.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Grows the record to at least `n` slots.
+    pub fn ensure_slots(&mut self, n: usize) {
+        if self.slots.len() < n {
+            self.slots.resize(n, Value::None);
+            self.valid.resize(n.div_ceil(64), 0);
+        }
+    }
+
+    /// Marks every slot invalid.
+    pub fn clear(&mut self) {
+        for w in &mut self.valid {
+            *w = 0;
+        }
+    }
+
+    /// Marks slots `start..start+len` invalid.
+    pub fn invalidate(&mut self, start: Slot, len: u32) {
+        let (start, end) = (start as usize, (start + len) as usize);
+        let mut i = start;
+        while i < end {
+            if i % 64 == 0 && i + 64 <= end {
+                self.valid[i / 64] = 0;
+                i += 64;
+            } else {
+                self.valid[i / 64] &= !(1u64 << (i % 64));
+                i += 1;
+            }
+        }
+    }
+
+    /// The receive buffer that spans in this record point into.
+    pub fn buf(&self) -> &Bytes {
+        &self.buf
+    }
+
+    /// Sets the receive buffer for the current event.
+    pub fn set_buf(&mut self, buf: Bytes) {
+        self.buf = buf;
+    }
+
+    /// Drops the reference to the receive buffer, so its memory can be reused.
+    pub fn release_buf(&mut self) {
+        self.buf = Bytes::new();
+    }
+
+    /// The bytes of a span; empty if the span is outside the buffer.
+    #[inline]
+    pub fn span(&self, s: Span) -> &[u8] {
+        let (a, b) = (s.off as usize, s.off as usize + s.len as usize);
+        self.buf.get(a..b).unwrap_or(&[])
+    }
+
+    /// Stores a valid value.
+    #[inline]
+    pub fn set(&mut self, slot: Slot, v: Value) {
+        let i = slot as usize;
+        self.slots[i] = v;
+        self.valid[i / 64] |= 1u64 << (i % 64);
+    }
+
+    /// Stores a value only if `slot` is bound (`Some`).
+    #[inline]
+    pub fn set_opt(&mut self, slot: Option<Slot>, v: Value) {
+        if let Some(s) = slot {
+            self.set(s, v);
+        }
+    }
+
+    /// Whether a slot holds a value for this event.
+    #[inline]
+    pub fn is_valid(&self, slot: Slot) -> bool {
+        let i = slot as usize;
+        self.valid[i / 64] & (1u64 << (i % 64)) != 0
+    }
+
+    /// The value of a slot, if valid.
+    #[inline]
+    pub fn get(&self, slot: Slot) -> Option<&Value> {
+        if self.is_valid(slot) {
+            Some(&self.slots[slot as usize])
+        } else {
+            None
+        }
+    }
+
+    /// The value of an optional binding, if bound and valid.
+    #[inline]
+    pub fn get_opt(&self, slot: Option<Slot>) -> Option<&Value> {
+        slot.and_then(|s| self.get(s))
+    }
+
+    /// An integer value widened to u64.
+    #[inline]
+    pub fn get_u64(&self, slot: Option<Slot>) -> Option<u64> {
+        self.get_opt(slot).and_then(Value::as_u64)
+    }
+
+    /// The bytes of a string or raw value, wherever they live.
+    pub fn get_bytes(&self, slot: Option<Slot>) -> Option<&[u8]> {
+        match self.get_opt(slot)? {
+            Value::StrSpan(s) | Value::Raw(s) => Some(self.span(*s)),
+            Value::Str(s) => Some(s.as_bytes()),
+            Value::Shared(s) | Value::RawOwned(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a string or raw value (by slot).
+    #[inline]
+    pub fn bytes_of<'a>(&'a self, v: &'a Value) -> Option<&'a [u8]> {
+        match v {
+            Value::StrSpan(s) | Value::Raw(s) => Some(self.span(*s)),
+            Value::Str(s) => Some(s.as_bytes()),
+            Value::Shared(s) | Value::RawOwned(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_is_per_slot_and_cleared() {
+        let mut r = Record::with_slots(130);
+        r.set(0, Value::U8(1));
+        r.set(64, Value::U16(2));
+        r.set(129, Value::U32(3));
+        assert!(r.is_valid(0) && r.is_valid(64) && r.is_valid(129));
+        assert!(!r.is_valid(1));
+        r.invalidate(60, 70);
+        assert!(r.is_valid(0) && !r.is_valid(64) && !r.is_valid(129));
+        r.clear();
+        assert!(r.get(0).is_none());
+    }
+
+    #[test]
+    fn span_outside_buffer_is_empty_not_a_panic() {
+        let mut r = Record::with_slots(1);
+        r.set_buf(Bytes::from_static(b"abc"));
+        assert_eq!(r.span(Span::new(1, 2)), b"bc");
+        assert_eq!(r.span(Span::new(2, 9)), b"");
+    }
+}

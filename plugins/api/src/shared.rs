@@ -1,0 +1,73 @@
+//! Resources shared between plugin instances, and long-lived services
+//! (writer threads) the core must reopen, report on and stop.
+
+use crate::stats::StatSet;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A long-lived part of an output (a writer thread) that the core controls.
+pub trait Service: Send + Sync {
+    /// Instance id, for messages.
+    fn name(&self) -> &str;
+    /// SIGHUP: reopen files or reconnect, losing nothing.
+    fn reopen(&self) {}
+    /// Stops after everything queued has been written; waits for that.
+    fn shutdown(&self);
+}
+
+/// The registry handed to builders; the core keeps it for signals and stop.
+#[derive(Default)]
+pub struct SharedRegistry {
+    map: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    services: Mutex<Vec<Arc<dyn Service>>>,
+    stats: Mutex<Vec<Arc<StatSet>>>,
+}
+
+impl SharedRegistry {
+    /// Returns the resource stored under `key`, creating it with `make` once.
+    pub fn get_or_try_insert<T, E>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<Arc<T>, E>,
+    ) -> Result<Arc<T>, E>
+    where
+        T: Any + Send + Sync,
+    {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = map.get(key) {
+            if let Ok(t) = Arc::clone(v).downcast::<T>() {
+                return Ok(t);
+            }
+        }
+        let t = make()?;
+        map.insert(key.to_string(), t.clone() as Arc<dyn Any + Send + Sync>);
+        Ok(t)
+    }
+
+    /// Registers a service the core must reopen and stop.
+    pub fn add_service(&self, s: Arc<dyn Service>) {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
+    }
+
+    /// Every registered service, in registration order.
+    pub fn services(&self) -> Vec<Arc<dyn Service>> {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Registers a set of counters for SIGUSR1 and the exit summary.
+    pub fn add_stats(&self, s: Arc<StatSet>) {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+    }
+
+    /// Every registered counter set.
+    pub fn stats(&self) -> Vec<Arc<StatSet>> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
