@@ -1,1 +1,223 @@
-//! rulogd core.
+//! rulogd core: configuration, stack building, runtime, signals.
+//!
+//! The binary (`main.rs`) only calls [`run`]; everything else lives here so
+//! tests can drive it.
+
+pub mod cli;
+pub mod config;
+pub mod info;
+pub mod logging;
+pub mod process;
+pub mod registry;
+pub mod runtime;
+pub mod stack;
+
+use anyhow::{Context, Result};
+use rulogd_plugin::SharedRegistry;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The embedded default configuration (conf/rulogd.conf).
+pub const DEFAULT_CONFIG: &str = include_str!("../../conf/rulogd.conf");
+
+/// Where the default config is looked for before falling back to the embedded one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rulogd.conf";
+
+/// Loads the config named on the command line, or the default.
+pub fn load_config(path: Option<&Path>) -> Result<config::Config, config::ConfigError> {
+    match path {
+        Some(p) => config::load(p),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            config::load(Path::new(DEFAULT_CONFIG_PATH))
+        }
+        None => config::parse_ulogd(Path::new("<embedded rulogd.conf>"), DEFAULT_CONFIG),
+    }
+}
+
+/// Plans and resolves every stack without opening anything.
+pub fn check(cfg: &config::Config) -> Result<Vec<stack::Tree>, config::ConfigError> {
+    let mut trees = stack::plan(cfg)?;
+    stack::resolve(cfg, &mut trees)?;
+    Ok(trees)
+}
+
+fn info(name: &str) -> i32 {
+    let n = registry::name_from_path(name);
+    match registry::find(n) {
+        Some(r) => {
+            print!("{}", info::describe(r.info));
+            0
+        }
+        None => {
+            eprintln!(
+                "rulogd: no plugin `{n}`; built-in plugins: {}",
+                registry::names(None).join(", ")
+            );
+            1
+        }
+    }
+}
+
+/// Runs the daemon with `argv[1..]`; returns the exit code.
+pub fn run(argv: Vec<String>) -> i32 {
+    let args = match cli::parse(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("rulogd: {e}");
+            return 1;
+        }
+    };
+    if args.help {
+        print!("{}", cli::USAGE);
+        return 0;
+    }
+    if args.version {
+        println!("rulogd {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    if let Some(p) = &args.info {
+        return info(p);
+    }
+    logging::init(args.loglevel.unwrap_or(5));
+    logging::set_mirror(args.verbose && !args.daemon);
+    match start(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e:#}");
+            if !args.verbose {
+                eprintln!("rulogd: {e:#}");
+            }
+            1
+        }
+    }
+}
+
+fn start(args: &cli::Args) -> Result<i32> {
+    let cfg = load_config(args.config.as_deref()).map_err(anyhow::Error::new)?;
+    if args.loglevel.is_none() {
+        if let Some((l, line)) = cfg.loglevel {
+            if !(1..=8).contains(&l) {
+                return Err(anyhow::Error::new(
+                    cfg.err(line, format!("loglevel {l} out of range 1..8")),
+                ));
+            }
+            logging::set_threshold(l as u8);
+        }
+    }
+    let mut trees = check(&cfg).map_err(anyhow::Error::new)?;
+    if args.check {
+        print!("{}", stack::describe(&cfg, &trees));
+        println!("{}: OK", cfg.path.display());
+        return Ok(0);
+    }
+    let ready = if args.daemon {
+        Some(process::daemonize()?)
+    } else {
+        None
+    };
+    let result = (|| -> Result<(runtime::Runtime, Arc<SharedRegistry>, Option<process::PidFile>)> {
+        if let Some((lf, line)) = &cfg.logfile {
+            logging::set_logfile(lf)
+                .with_context(|| format!("{}:{line}: cannot open logfile {lf}", cfg.path.display()))?;
+        }
+        let pid = match &args.pidfile {
+            Some(p) => Some(process::PidFile::create(p)?),
+            None => None,
+        };
+        let shared = Arc::new(SharedRegistry::default());
+        stack::instantiate(&cfg, &mut trees, &shared)?;
+        stack::resolve(&cfg, &mut trees).map_err(anyhow::Error::new)?;
+        stack::bind(&cfg, &mut trees)?;
+        if let Some(u) = &args.user {
+            process::drop_privileges(u)?;
+        }
+        for st in &cfg.stacks {
+            log::info!("building new pluginstance stack: '{}'", st.text);
+        }
+        let rt = runtime::Runtime::start(trees, &shared).context("starting input threads")?;
+        Ok((rt, shared, pid))
+    })();
+    let (rt, shared, pid) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(r) = ready {
+                r.fail(&format!("{e:#}"));
+            }
+            return Err(e);
+        }
+    };
+    if let Some(r) = ready {
+        r.ok();
+    }
+    log::warn!(
+        "rulogd {} started: {} stack(s) from {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.stacks.len(),
+        cfg.path.display()
+    );
+    Ok(serve(rt, shared, pid))
+}
+
+fn log_stats(shared: &SharedRegistry, why: &str) {
+    for s in shared.stats() {
+        log::warn!("{why}: {}", s.line());
+    }
+}
+
+/// Handles signals until the daemon stops; returns the exit code.
+fn serve(rt: runtime::Runtime, shared: Arc<SharedRegistry>, pid: Option<process::PidFile>) -> i32 {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals =
+        match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot install signal handlers: {e}");
+                return 1;
+            }
+        };
+    let pid = Arc::new(Mutex::new(pid));
+    let mut rt = Some(rt);
+    for sig in signals.forever() {
+        match sig {
+            SIGTERM | SIGINT => {
+                let Some(rt) = rt.take() else {
+                    log::error!("second terminal signal: exiting without draining");
+                    pid.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    std::process::exit(1);
+                };
+                log::warn!("terminal signal received, draining and exiting");
+                let (shared, pid) = (shared.clone(), pid.clone());
+                std::thread::spawn(move || {
+                    rt.shutdown(&shared);
+                    log_stats(&shared, "exit");
+                    pid.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    std::process::exit(0);
+                });
+            }
+            SIGHUP => {
+                log::warn!("SIGHUP received: reopening log and output files");
+                logging::reopen();
+                for s in shared.services() {
+                    s.reopen();
+                }
+            }
+            SIGUSR1 => log_stats(&shared, "statistics"),
+            SIGUSR2 => {
+                if let Some(rt) = &rt {
+                    rt.ctl
+                        .usr2
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+    0
+}
+
+/// The path of a config for messages.
+pub fn display_path(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| DEFAULT_CONFIG_PATH.into())
+}

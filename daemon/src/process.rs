@@ -1,0 +1,143 @@
+//! Process plumbing: pidfile, daemonizing and dropping privileges.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// A held pidfile: locked while we live, removed at exit.
+pub struct PidFile {
+    path: PathBuf,
+    _file: File,
+}
+
+fn try_lock(f: &File) -> bool {
+    // SAFETY: flock on an fd we own.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+impl PidFile {
+    /// Creates and locks `path`; a stale file (no lock holder) is replaced.
+    pub fn create(path: &Path) -> Result<PidFile> {
+        if let Ok(mut old) = File::open(path) {
+            if !try_lock(&old) {
+                let mut s = String::new();
+                let _ = old.read_to_string(&mut s);
+                bail!(
+                    "another rulogd is already running with pid {} (pidfile {})",
+                    s.trim(),
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale pidfile {}", path.display()))?;
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .with_context(|| format!("creating pidfile {}", path.display()))?;
+        if !try_lock(&f) {
+            bail!("cannot lock pidfile {}", path.display());
+        }
+        writeln!(f, "{}", std::process::id())?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            _file: f,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The write end of the pipe through which a daemonized child tells the
+/// waiting parent whether start-up worked.
+pub struct ReadyPipe(File);
+
+impl ReadyPipe {
+    /// Start-up succeeded: the parent exits 0.
+    pub fn ok(mut self) {
+        let _ = self.0.write_all(b"ok");
+    }
+
+    /// Start-up failed: the parent prints `msg` and exits 1.
+    pub fn fail(mut self, msg: &str) {
+        let _ = self.0.write_all(msg.as_bytes());
+    }
+}
+
+/// Forks; the parent waits for the child's verdict and exits with it, the
+/// child continues in a new session with stdio on /dev/null.
+///
+/// Must run before any thread is started.
+pub fn daemonize() -> Result<ReadyPipe> {
+    let mut fds = [0; 2];
+    // SAFETY: plain syscalls on fresh descriptors.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            bail!("pipe: {}", std::io::Error::last_os_error());
+        }
+        match libc::fork() {
+            -1 => bail!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                libc::close(fds[0]);
+                libc::setsid();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null >= 0 {
+                    libc::dup2(null, 0);
+                    libc::dup2(null, 1);
+                    libc::dup2(null, 2);
+                    if null > 2 {
+                        libc::close(null);
+                    }
+                }
+                Ok(ReadyPipe(File::from_raw_fd(fds[1])))
+            }
+            _ => {
+                libc::close(fds[1]);
+                let mut r = File::from_raw_fd(fds[0]);
+                let mut msg = String::new();
+                let _ = r.read_to_string(&mut msg);
+                if msg == "ok" {
+                    std::process::exit(0);
+                }
+                if msg.is_empty() {
+                    msg = "the daemon exited during start-up".into();
+                }
+                eprintln!("rulogd: {msg}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// Switches to `user` (its uid, primary gid and supplementary groups).
+pub fn drop_privileges(user: &str) -> Result<()> {
+    let c = CString::new(user).context("user name contains NUL")?;
+    // SAFETY: getpwnam returns a pointer into static storage, read at once.
+    unsafe {
+        let pw = libc::getpwnam(c.as_ptr());
+        if pw.is_null() {
+            bail!("unknown user `{user}`");
+        }
+        let (uid, gid) = ((*pw).pw_uid, (*pw).pw_gid);
+        if libc::setgid(gid) != 0 {
+            bail!("setgid({gid}): {}", std::io::Error::last_os_error());
+        }
+        if libc::initgroups(c.as_ptr(), gid) != 0 {
+            bail!("initgroups: {}", std::io::Error::last_os_error());
+        }
+        if libc::setuid(uid) != 0 {
+            bail!("setuid({uid}): {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
