@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite: style gates, unit tests, config tests, kernel tests in
+# network namespaces (NFLOG, nftables), differential tests against ulogd2, and
+# a short fuzz run of every parser. Needs root (network namespaces); installs
+# the Debian packages it needs when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test-all.sh: run as root (the kernel tests create network namespaces)" >&2
+    exit 1
+fi
+
+# Debian packages the tests use: nft and ip for the namespace lab, ulogd2 as
+# the oracle of the differential tests, tcpdump to read PCAP files.
+need=()
+for p in nftables iproute2 ulogd2 ulogd2-json tcpdump iputils-ping; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# ulogd2's package may start a system ulogd; it must not hold NFLOG groups in
+# the root namespace while tests run (tests use their own namespaces anyway).
+systemctl stop ulogd2 >/dev/null 2>&1 || true
+
+echo "== style"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== build"
+cargo build --release --bins
+
+echo "== tests"
+export RULOGD_KERNEL_TESTS=1
+export RULOGD_BIN="$PWD/target/release/rulogd"
+cargo test --workspace -- --test-threads=2
+
+echo "== fuzz (short run of every target; corpora are also replayed by the unit tests)"
+if [ "${RULOGD_SKIP_FUZZ:-0}" != 1 ]; then
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+    ( cd tests/fuzz
+      for t in $(cargo fuzz list); do
+          cargo fuzz run "$t" --sanitizer none -- -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048
+      done )
+fi
+echo "== all tests passed"
