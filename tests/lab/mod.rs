@@ -1,1 +1,184 @@
-//! The test lab.
+//! The test lab: network namespaces, nftables rules, traffic, daemons and JSON
+//! comparison for rulogd's integration tests and benchmarks.
+//!
+//! Everything here happens inside network namespaces that the lab creates and
+//! deletes itself (see [`Netns`]). Nothing touches the root namespace's rules
+//! or any non-loopback interface of the host.
+//!
+//! Typical use in a test:
+//!
+//! ```no_run
+//! use rulogd_tests as lab;
+//! if !lab::require_root() { return; }
+//! let ns = lab::Netns::new("udp4").unwrap();
+//! ns.nft("table inet t { chain in { type filter hook input priority 0\n\
+//!         udp dport 9999 log prefix \"u\" group 3 drop\n } }").unwrap();
+//! let dir = lab::TempDir::new("udp4");
+//! let json = dir.path().join("out.json");
+//! let conf = lab::json_conf(3, &json);
+//! let mut d = lab::Daemon::start(&ns, lab::Kind::Rulogd, dir.path(), "rulogd", &conf, &[3], &[&json]);
+//! ns.run_in_thread(|| lab::traffic::udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64)).unwrap();
+//! d.wait_lines(&json, 5, std::time::Duration::from_secs(5));
+//! d.stop();
+//! ```
+
+pub mod daemon;
+pub mod json;
+pub mod netns;
+pub mod nfproc;
+pub mod traffic;
+
+pub use daemon::{rulogd_bin, Daemon, Kind, ULOGD_BIN};
+pub use json::{compare_streams, read_records, Record};
+pub use netns::Netns;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The stack every JSON test uses, in ulogd.conf syntax: both daemons read the
+/// same file, only `{GROUP}`, `{FILE}` (and `{LOGFILE}`, filled by
+/// [`Daemon::start`]) differ. The socket buffer follows baseline.md: ulogd
+/// 2.0.8 applies `netlink_socket_buffer_size` only if it is strictly smaller
+/// than `_maxsize`, hence max = 2 x size.
+pub const JSON_CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
+
+[log1]
+group={GROUP}
+netlink_socket_buffer_size=8388608
+netlink_socket_buffer_maxsize=16777216
+
+[json1]
+file=\"{FILE}\"
+sync=1
+";
+
+/// Whether kernel tests can run. Without root they are skipped with a
+/// message, except in CI (`CI` set) or when `RULOGD_KERNEL_TESTS=1`: there a
+/// skipped kernel test would hide a broken setup, so it is a failure.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let forced = std::env::var_os("CI").is_some()
+        || std::env::var("RULOGD_KERNEL_TESTS").is_ok_and(|v| v == "1");
+    if forced {
+        panic!("kernel tests need root (CI or RULOGD_KERNEL_TESTS=1 is set, so this is a failure)");
+    }
+    eprintln!("skipped: needs root");
+    false
+}
+
+/// Replaces every `{KEY}` in `template`. Panics if an `{UPPERCASE}`
+/// placeholder other than `{LOGFILE}` (filled by [`Daemon::start`]) is left
+/// over, so a typo in a test cannot produce a config that ulogd reads with a
+/// literal `{GROUP}` in it.
+pub fn fill(template: &str, vars: &[(&str, String)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    if let Some(name) = leftover_placeholder(&out, &["LOGFILE"]) {
+        panic!("placeholder {{{name}}} not filled in config template");
+    }
+    out
+}
+
+/// Panics if any `{UPPERCASE}` placeholder is left in `conf`.
+pub fn check_filled(conf: &str) {
+    if let Some(name) = leftover_placeholder(conf, &[]) {
+        panic!("placeholder {{{name}}} not filled in config template");
+    }
+}
+
+fn leftover_placeholder(s: &str, ignore: &[&str]) -> Option<String> {
+    let mut rest = s;
+    while let Some(start) = rest.find('{') {
+        rest = &rest[start + 1..];
+        let end = rest.find('}')?;
+        let name = &rest[..end];
+        if !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            && !ignore.contains(&name)
+        {
+            return Some(name.to_string());
+        }
+    }
+    None
+}
+
+/// The standard single-stack JSON config ([`JSON_CONF`]) for one group.
+pub fn json_conf(group: u16, file: &Path) -> String {
+    fill(
+        JSON_CONF,
+        &[("GROUP", group.to_string()), ("FILE", path_str(file))],
+    )
+}
+
+/// A path as a string for a config file (the lab only creates UTF-8 paths).
+pub fn path_str(p: &Path) -> String {
+    p.to_str().expect("lab paths are UTF-8").to_string()
+}
+
+/// Polls `cond` every 20 ms until it returns true or `timeout` passes.
+/// Returns whether it became true.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Number of complete lines (newline-terminated) in a file; 0 if it does not
+/// exist yet.
+pub fn count_lines(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+static TMP_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A temporary directory, removed on drop unless the test is panicking (then
+/// it is kept and its path printed, because the configs, daemon logs and JSON
+/// files in it are what one needs to debug the failure) or `RULOGD_KEEP_TMP`
+/// is set.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        // Short paths: ulogd 2.0.8 rejects config lines of 254+ characters.
+        let path = std::env::temp_dir().join(format!("rl-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("RULOGD_KEEP_TMP").is_some() {
+            eprintln!("lab: kept {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}

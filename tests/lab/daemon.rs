@@ -1,0 +1,294 @@
+//! Starting and stopping ulogd2 or rulogd inside a namespace.
+//!
+//! Both daemons take the same command line (`-c conf -v`) and the same
+//! ulogd.conf, so the runner does not care which one it starts. Readiness is
+//! read from the kernel, not from the daemon's log: the daemon is ready when
+//! every NFLOG group of its config is bound in the namespace (from then on
+//! the kernel queues messages in its socket, so nothing logged is lost) and
+//! every output file exists.
+
+use crate::{count_lines, wait_until, Netns};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+/// Debian's ulogd2, the oracle.
+pub const ULOGD_BIN: &str = "/usr/sbin/ulogd";
+
+/// How long a daemon may take to bind its groups and open its outputs. Long,
+/// because a debug build on a loaded 2-core CI machine can be slow to start.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// ulogd2 from `/usr/sbin/ulogd`.
+    Ulogd,
+    /// rulogd (see [`rulogd_bin`]; `RULOGD_BIN=/usr/sbin/ulogd` makes this
+    /// ulogd too, which is how the tests validate themselves).
+    Rulogd,
+}
+
+impl Kind {
+    pub fn bin(self) -> PathBuf {
+        match self {
+            Kind::Ulogd => PathBuf::from(ULOGD_BIN),
+            Kind::Rulogd => rulogd_bin(),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Ulogd => "ulogd2",
+            Kind::Rulogd => "rulogd",
+        }
+    }
+}
+
+/// True when `RULOGD_BIN` points at ulogd itself ("oracle mode"): the tests
+/// then compare ulogd with ulogd, which must always pass.
+pub fn oracle_mode() -> bool {
+    std::env::var_os("RULOGD_BIN").is_some_and(|p| Path::new(&p).ends_with("ulogd"))
+}
+
+/// Where the rulogd binary is: `$RULOGD_BIN`, else next to the running
+/// executable (a test runs from `target/<profile>/deps/`, a bench binary
+/// from `target/<profile>/`), else `target/release/rulogd` of this
+/// workspace. Panics with the command to build it if there is none.
+pub fn rulogd_bin() -> PathBuf {
+    static SAID: Once = Once::new();
+    let found = find_rulogd();
+    match found {
+        Ok(p) => {
+            SAID.call_once(|| eprintln!("lab: rulogd = {}", p.display()));
+            p
+        }
+        Err(why) => panic!(
+            "{why}\nBuild it first: `cargo build --release --bins` \
+             (or set RULOGD_BIN=/path/to/rulogd; RULOGD_BIN=/usr/sbin/ulogd runs ulogd in its place)"
+        ),
+    }
+}
+
+fn find_rulogd() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("RULOGD_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("RULOGD_BIN={} does not exist", p.display()))
+        };
+    }
+    let mut tried = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            tried.push(dir.join("rulogd"));
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    tried.push(target.join("release/rulogd"));
+    tried
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| format!("rulogd binary not found (tried {tried:?})"))
+}
+
+/// A running daemon. Killed (SIGKILL) on drop if it was not stopped.
+pub struct Daemon {
+    child: Option<Child>,
+    pid: u32,
+    kind: Kind,
+    log: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `conf` to `dir/<name>.conf` (`{LOGFILE}` becomes
+    /// `dir/<name>.log`), starts the daemon inside `ns` with `-c conf -v`
+    /// (stderr to `dir/<name>.stderr`) and waits until it is ready: every
+    /// group in `groups` bound and every file in `outputs` created. Panics,
+    /// with the daemon's log, if it exits or is not ready in time.
+    pub fn start(
+        ns: &Netns,
+        kind: Kind,
+        dir: &Path,
+        name: &str,
+        conf: &str,
+        groups: &[u16],
+        outputs: &[&Path],
+    ) -> Daemon {
+        let conf_path = dir.join(format!("{name}.conf"));
+        let log = dir.join(format!("{name}.log"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let conf = crate::fill(conf, &[("LOGFILE", crate::path_str(&log))]);
+        crate::check_filled(&conf);
+        std::fs::write(&conf_path, conf).expect("write config");
+        let err = File::create(&stderr).expect("create stderr file");
+        let bin = kind.bin();
+        let child = ns
+            .spawn_in(
+                &bin,
+                [
+                    std::ffi::OsStr::new("-c"),
+                    conf_path.as_os_str(),
+                    "-v".as_ref(),
+                ],
+                Stdio::null(),
+                Stdio::from(err),
+            )
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let mut d = Daemon {
+            pid: child.id(),
+            child: Some(child),
+            kind,
+            log,
+            stderr,
+        };
+        let ready = wait_until(READY_TIMEOUT, || {
+            if !d.running() {
+                return true;
+            }
+            groups.iter().all(|&g| ns.nflog_instance(g).is_some())
+                && outputs.iter().all(|p| p.exists())
+        });
+        if !d.running() {
+            panic!(
+                "{} ({}) exited during start-up\n{}",
+                kind.label(),
+                bin.display(),
+                d.log_text()
+            );
+        }
+        if !ready {
+            panic!(
+                "{} not ready after {READY_TIMEOUT:?} (groups {groups:?}, outputs {outputs:?})\n{}",
+                kind.label(),
+                d.log_text()
+            );
+        }
+        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether the process is still alive (reaps it if it has exited).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child (not yet reaped while
+        // `child` is Some, so the pid cannot have been reused).
+        if self.child.is_some() {
+            unsafe { libc::kill(self.pid as i32, sig) };
+        }
+    }
+
+    /// The daemon's logfile and stderr, for failure messages.
+    pub fn log_text(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!(
+            "--- {} log {} ---\n{}--- stderr ---\n{}",
+            self.kind.label(),
+            self.log.display(),
+            read(&self.log),
+            read(&self.stderr)
+        )
+    }
+
+    /// Waits until `path` has at least `n` lines (files written with
+    /// `sync=1`). Returns the count; panics with the log on timeout.
+    pub fn wait_lines(&mut self, path: &Path, n: usize, timeout: Duration) -> usize {
+        let ok = wait_until(timeout, || count_lines(path) >= n || !self.running());
+        let got = count_lines(path);
+        if !ok || got < n {
+            panic!(
+                "{}: {} has {got} lines, expected {n} (running: {})\n{}",
+                self.kind.label(),
+                path.display(),
+                self.running(),
+                self.log_text()
+            );
+        }
+        got
+    }
+
+    /// SIGTERM, then waits for the exit status (SIGKILL after 20 s).
+    pub fn stop_status(&mut self) -> ExitStatus {
+        let Some(mut child) = self.child.take() else {
+            panic!("daemon already stopped");
+        };
+        // SAFETY: kill(2) on our unreaped child.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let mut status = None;
+        wait_until(STOP_TIMEOUT, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        match status {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+                    self.kind.label(),
+                    self.log_text()
+                );
+            }
+        }
+    }
+
+    /// SIGTERM and assert a clean exit (status 0), as ulogd does.
+    pub fn stop(mut self) {
+        let st = self.stop_status();
+        assert!(
+            st.success(),
+            "{} exited with {st} on SIGTERM\n{}",
+            self.kind.label(),
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            if std::thread::panicking() {
+                eprintln!("{}", self.log_text());
+            }
+        }
+    }
+}
+
+/// Whether a packet count from one daemon run can be trusted: the kernel
+/// dropped nothing on the socket of `group`. Tests print this on mismatch.
+pub fn drops_note(ns: &Netns, group: u16) -> String {
+    format!(
+        "kernel socket drops on group {group}: {}",
+        ns.nflog_socket_drops(group)
+    )
+}
+
+/// Waits until the listener on `group` has read every message the kernel
+/// logged (see [`Netns::nflog_drained`]); false on timeout. The kernel holds
+/// a partial batch for up to its flush timeout (1 s by default).
+pub fn wait_drained(ns: &Netns, group: u16, timeout: Duration) -> bool {
+    wait_until(timeout, || ns.nflog_drained(group))
+}
