@@ -1,8 +1,18 @@
 //! rulogd built-in filter plugins, one file each, named after the ulogd plugin.
 
+pub mod base;
+pub mod ifindex;
+pub mod ip2str;
+#[cfg(test)]
+mod testutil;
+
 use rulogd_plugin::Registration;
 
 /// Every built-in filter plugin.
 pub fn registrations() -> Vec<Registration> {
-    vec![]
+    vec![
+        base::REGISTRATION,
+        ifindex::REGISTRATION,
+        ip2str::REGISTRATION,
+    ]
 }
