@@ -1,0 +1,152 @@
+//! The destination a writer thread delivers batches to, behind one trait so
+//! that JSON, SQL, Graphite and IPFIX share the queueing and retry logic.
+
+use super::batch::Batch;
+use super::stats::DeliveryStats;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+/// A write that stopped part-way through a batch.
+#[derive(Debug)]
+pub struct SendError {
+    /// Index of the first record that was not delivered completely; the
+    /// writer resends from its start.
+    pub next: usize,
+    /// Why the write stopped.
+    pub error: io::Error,
+}
+
+/// Where a writer thread sends records: a file, a socket, a database.
+///
+/// Only the writer thread calls these methods, so they may block.
+pub trait Transport: Send {
+    /// The destination, for log messages (`file /var/log/ulogd.json`).
+    fn describe(&self) -> &str;
+    /// Whether the destination is open or connected.
+    fn is_open(&self) -> bool;
+    /// Opens or connects; the writer calls it with backoff while it fails.
+    fn open(&mut self) -> io::Result<()>;
+    /// Writes records `from..` of `batch`; on failure says which record to resend from.
+    fn send(&mut self, batch: &Batch, from: usize, stats: &DeliveryStats) -> Result<(), SendError>;
+    /// Drops the connection or file after a failure; `open` starts afresh.
+    fn close(&mut self);
+    /// SIGHUP: moves to a fresh file or connection. The default closes and opens.
+    fn reopen(&mut self) -> io::Result<()> {
+        self.close();
+        self.open()
+    }
+}
+
+/// Writes records `from..` of `batch` to a byte stream with as few calls as
+/// the kernel allows, reporting how far it got when a call fails.
+///
+/// The second value of the error is how many bytes of record `next` were
+/// written before the failure (a torn tail the caller may repair).
+pub fn write_records<W: Write + ?Sized>(
+    w: &mut W,
+    batch: &Batch,
+    from: usize,
+) -> Result<(), (SendError, usize)> {
+    let base = batch.start_of(from);
+    let data = batch.bytes_from(from);
+    let mut off = 0;
+    while off < data.len() {
+        match w.write(&data[off..]) {
+            Ok(0) => {
+                return Err(cut(batch, base, off, io::ErrorKind::WriteZero.into()));
+            }
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(cut(batch, base, off, e)),
+        }
+    }
+    Ok(())
+}
+
+fn cut(batch: &Batch, base: usize, off: usize, error: io::Error) -> (SendError, usize) {
+    let next = batch.records_before(base + off);
+    let torn = base + off - batch.start_of(next);
+    (SendError { next, error }, torn)
+}
+
+/// A file opened for appending (ulogd's `fopen(file, "a")`), with O_CLOEXEC.
+pub struct FileTransport {
+    path: PathBuf,
+    desc: String,
+    file: Option<File>,
+}
+
+impl FileTransport {
+    /// A transport for `path`; nothing is opened yet.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        FileTransport {
+            desc: format!("file {}", path.display()),
+            path,
+            file: None,
+        }
+    }
+
+    /// Opens the file now, so that a build fails when it cannot be opened.
+    pub fn opened(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let mut t = FileTransport::new(path);
+        t.open()?;
+        Ok(t)
+    }
+
+    fn open_file(&self) -> io::Result<File> {
+        // std opens with O_CLOEXEC and mode 0666 & ~umask, as fopen does.
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+    }
+}
+
+impl Transport for FileTransport {
+    fn describe(&self) -> &str {
+        &self.desc
+    }
+
+    fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn open(&mut self) -> io::Result<()> {
+        self.file = Some(self.open_file()?);
+        Ok(())
+    }
+
+    fn send(&mut self, batch: &Batch, from: usize, _: &DeliveryStats) -> Result<(), SendError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(SendError {
+                next: from,
+                error: io::Error::new(io::ErrorKind::NotConnected, "file not open"),
+            });
+        };
+        write_records(file, batch, from).map_err(|(err, torn)| {
+            if torn > 0 {
+                // A short write (disk full) left part of a line in the file; cut
+                // it off so the resent line does not follow a fragment. Best
+                // effort: if it fails the line is torn, as it would be in ulogd.
+                if let Ok(meta) = file.metadata() {
+                    let _ = file.set_len(meta.len().saturating_sub(torn as u64));
+                }
+            }
+            err
+        })
+    }
+
+    fn close(&mut self) {
+        self.file = None;
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        // Like ulogd: open the new file first and keep the old one on failure,
+        // so a failed reopen does not lose lines.
+        let f = self.open_file()?;
+        self.file = Some(f);
+        Ok(())
+    }
+}
