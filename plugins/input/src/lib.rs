@@ -1,8 +1,11 @@
 //! rulogd built-in input plugins, one file each, named after the ulogd plugin.
 
+pub mod netlink;
+pub mod nflog;
+
 use rulogd_plugin::Registration;
 
 /// Every built-in input plugin.
 pub fn registrations() -> Vec<Registration> {
-    vec![]
+    vec![nflog::registration()]
 }

@@ -1,0 +1,424 @@
+//! NFLOG: packets logged by netfilter (`nft ... log group N`, iptables
+//! `-j NFLOG`), read from nfnetlink_log over a raw netlink socket.
+//!
+//! The options, keys and validity rules are ulogd 2.0.8's. The read path is
+//! where rulogd differs: ulogd does one `recv()` per poll wakeup and copies
+//! through libnetfilter_log, so it loses packets to ENOBUFS long before the
+//! kernel is the limit. Here `read()` drains the socket in a bounded loop,
+//! decodes each datagram in place, and every value is a span into the
+//! received chunk, which the record shares instead of copying.
+
+use crate::netlink::nflog::{messages, Message, NflogPacket};
+use crate::netlink::socket::NlSocket;
+use bytes::{Bytes, BytesMut};
+use rulogd_plugin::{
+    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
+    PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
+};
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[cfg(test)]
+mod kernel_test;
+mod setup;
+#[cfg(test)]
+mod tests;
+
+use setup::configure_kernel;
+#[cfg(test)]
+use setup::kernel_error;
+pub use setup::{Settings, OPTIONS};
+
+/// Receives per `read()` call before yielding to the core, so one busy
+/// input cannot starve timers and signals on its thread.
+pub const RECV_BUDGET: usize = 64;
+
+const IETF: u32 = 0;
+const NETFILTER: u32 = 21373;
+
+/// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids.
+pub static KEYS: [KeyDef; 24] = [
+    KeyDef::new("raw.mac", KeyType::Raw),
+    KeyDef::new("raw.pkt", KeyType::Raw).ipfix(NETFILTER, 1),
+    KeyDef::new("raw.pktlen", KeyType::U32).ipfix(NETFILTER, 2),
+    KeyDef::new("raw.pktcount", KeyType::U32).ipfix(IETF, 2),
+    KeyDef::new("oob.prefix", KeyType::String).ipfix(NETFILTER, 3),
+    KeyDef::new("oob.time.sec", KeyType::U32).ipfix(IETF, 150),
+    KeyDef::new("oob.time.usec", KeyType::U32).ipfix(IETF, 154),
+    KeyDef::new("oob.mark", KeyType::U32).ipfix(NETFILTER, 4),
+    KeyDef::new("oob.ifindex_in", KeyType::U32).ipfix(IETF, 10),
+    KeyDef::new("oob.ifindex_out", KeyType::U32).ipfix(IETF, 14),
+    KeyDef::new("oob.hook", KeyType::U8).ipfix(NETFILTER, 5),
+    KeyDef::new("raw.mac_len", KeyType::U16),
+    KeyDef::new("oob.seq.local", KeyType::U32).ipfix(NETFILTER, 7),
+    KeyDef::new("oob.seq.global", KeyType::U32).ipfix(NETFILTER, 8),
+    KeyDef::new("oob.family", KeyType::U8),
+    KeyDef::new("oob.protocol", KeyType::U16),
+    KeyDef::new("oob.uid", KeyType::U32),
+    KeyDef::new("oob.gid", KeyType::U32),
+    KeyDef::new("raw.label", KeyType::U8),
+    KeyDef::new("raw.type", KeyType::U16),
+    KeyDef::new("raw.mac.saddr", KeyType::Raw).ipfix(IETF, 56),
+    KeyDef::new("raw.mac.addrlen", KeyType::U16),
+    KeyDef::new("raw", KeyType::Raw),
+    KeyDef::new("ct", KeyType::Raw),
+];
+
+// Indices into KEYS.
+const K_RAW_MAC: usize = 0;
+const K_RAW_PKT: usize = 1;
+const K_RAW_PKTLEN: usize = 2;
+const K_RAW_PKTCOUNT: usize = 3;
+const K_PREFIX: usize = 4;
+const K_TIME_SEC: usize = 5;
+const K_TIME_USEC: usize = 6;
+const K_MARK: usize = 7;
+const K_IFINDEX_IN: usize = 8;
+const K_IFINDEX_OUT: usize = 9;
+const K_HOOK: usize = 10;
+const K_RAW_MAC_LEN: usize = 11;
+const K_SEQ_LOCAL: usize = 12;
+const K_SEQ_GLOBAL: usize = 13;
+const K_FAMILY: usize = 14;
+const K_PROTOCOL: usize = 15;
+const K_UID: usize = 16;
+const K_GID: usize = 17;
+const K_LABEL: usize = 18;
+const K_RAW_TYPE: usize = 19;
+const K_MAC_SADDR: usize = 20;
+const K_MAC_ADDRLEN: usize = 21;
+const K_RAW: usize = 22;
+const K_CT: usize = 23;
+/// Number of output keys.
+pub const NKEYS: usize = 24;
+
+/// The plugin descriptor.
+pub static INFO: PluginInfo = PluginInfo {
+    name: "NFLOG",
+    kind: PluginKind::Input,
+    summary: "packets logged by netfilter to an NFLOG group (nfnetlink_log)",
+    options: &OPTIONS,
+    input_keys: &[],
+    output_keys: &KEYS,
+    wildcard_input: false,
+};
+
+/// The registration for `registrations()`.
+pub fn registration() -> Registration {
+    Registration {
+        info: &INFO,
+        builder: Builder::Input(build),
+    }
+}
+
+/// The counters of one instance, registered as `<instance> (NFLOG)`.
+struct Stats {
+    received: Counter,
+    enobufs: Counter,
+    bytes: Counter,
+    malformed: Counter,
+    seq_gaps: Counter,
+    rcvbuf: Counter,
+}
+
+impl Stats {
+    fn new(set: &StatSet) -> Stats {
+        Stats {
+            received: set.counter("received"),
+            enobufs: set.counter("enobufs"),
+            bytes: set.counter("bytes"),
+            malformed: set.counter("malformed"),
+            seq_gaps: set.counter("seq_gaps"),
+            rcvbuf: set.counter("rcvbuf"),
+        }
+    }
+}
+
+/// A running NFLOG input.
+pub struct NflogInput {
+    name: String,
+    sock: NlSocket,
+    buf: BytesMut,
+    bufsize: usize,
+    slots: [Option<Slot>; NKEYS],
+    label: u8,
+    seq_local: bool,
+    last_seq: Option<u32>,
+    stats: Stats,
+    /// Receive buffer size last requested (what SO_RCVBUF was given).
+    rcvbuf_req: usize,
+    rcvbuf_max: usize,
+    max_warned: bool,
+    /// Inside an ENOBUFS episode: set by the first ENOBUFS, cleared once
+    /// the socket has been drained.
+    overrun: bool,
+    malformed_warned: bool,
+    truncated_warned: bool,
+}
+
+fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
+    let s = Settings::from_options(ctx.options)?;
+    let mut sock = NlSocket::open(libc::NETLINK_NETFILTER)
+        .map_err(|e| BuildError::io("NFLOG: cannot open netlink socket", e))?;
+    configure_kernel(&mut sock, &s)?;
+    let set = StatSet::new(format!("{} (NFLOG)", ctx.instance));
+    ctx.shared.add_stats(set.clone());
+    Ok(Box::new(NflogInput::new(ctx.instance, &s, sock, &set)))
+}
+
+/// Wall-clock time as ulogd's `gettimeofday` fallback gives it.
+fn now_sec_usec() -> (u32, u32) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as u32, d.subsec_micros())
+}
+
+/// Fills `rec` from one packet with ulogd's validity rules; `now` supplies
+/// the time when the kernel gave none (or gave second 0).
+pub fn fill_record(
+    rec: &mut Record,
+    slots: &[Option<Slot>; NKEYS],
+    p: &NflogPacket,
+    label: u8,
+    now: &mut impl FnMut() -> (u32, u32),
+) {
+    let s = slots;
+    rec.set_opt(s[K_FAMILY], Value::U8(p.family));
+    rec.set_opt(s[K_LABEL], Value::U8(label));
+    if let Some(h) = p.hdr {
+        rec.set_opt(s[K_HOOK], Value::U8(h.hook));
+        rec.set_opt(s[K_PROTOCOL], Value::U16(h.hw_protocol));
+    }
+    let hwlen = p.hwlen.unwrap_or(0);
+    if hwlen > 0 {
+        if let Some(h) = p.hwheader {
+            rec.set_opt(s[K_RAW_MAC], Value::Raw(h));
+        }
+        rec.set_opt(s[K_RAW_MAC_LEN], Value::U16(hwlen));
+        rec.set_opt(s[K_RAW_TYPE], Value::U16(p.hwtype.unwrap_or(0)));
+    }
+    if let Some(hw) = p.hwaddr {
+        rec.set_opt(s[K_MAC_SADDR], Value::Raw(hw.addr));
+        rec.set_opt(s[K_MAC_ADDRLEN], Value::U16(hw.addrlen));
+    }
+    if let Some(pl) = p.payload {
+        rec.set_opt(s[K_RAW_PKT], Value::Raw(pl));
+        rec.set_opt(s[K_RAW_PKTLEN], Value::U32(pl.len));
+    }
+    rec.set_opt(s[K_RAW_PKTCOUNT], Value::U32(1));
+    if let Some(px) = p.prefix {
+        rec.set_opt(s[K_PREFIX], Value::StrSpan(px));
+    }
+    if s[K_TIME_SEC].is_some() || s[K_TIME_USEC].is_some() {
+        let (sec, usec) = match p.timestamp {
+            Some((sec, usec)) if sec != 0 => (sec as u32, usec as u32),
+            _ => now(),
+        };
+        rec.set_opt(s[K_TIME_SEC], Value::U32(sec));
+        rec.set_opt(s[K_TIME_USEC], Value::U32(usec));
+    }
+    rec.set_opt(s[K_MARK], Value::U32(p.mark.unwrap_or(0)));
+    if let Some(i) = p.indev.filter(|&i| i > 0) {
+        rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
+    }
+    if let Some(i) = p.outdev.filter(|&i| i > 0) {
+        rec.set_opt(s[K_IFINDEX_OUT], Value::U32(i));
+    }
+    if let Some(v) = p.uid {
+        rec.set_opt(s[K_UID], Value::U32(v));
+    }
+    if let Some(v) = p.gid {
+        rec.set_opt(s[K_GID], Value::U32(v));
+    }
+    if let Some(v) = p.seq {
+        rec.set_opt(s[K_SEQ_LOCAL], Value::U32(v));
+    }
+    if let Some(v) = p.seq_global {
+        rec.set_opt(s[K_SEQ_GLOBAL], Value::U32(v));
+    }
+    rec.set_opt(s[K_RAW], Value::Raw(p.msg));
+    if let Some(ct) = p.ct {
+        rec.set_opt(s[K_CT], Value::Raw(ct));
+    }
+}
+
+impl NflogInput {
+    /// An input reading from `sock`, already configured; counters go to `set`.
+    pub fn new(name: &str, s: &Settings, sock: NlSocket, set: &StatSet) -> NflogInput {
+        let stats = Stats::new(set);
+        let actual = sock.rcvbuf().unwrap_or(0);
+        stats.rcvbuf.set(actual as u64);
+        NflogInput {
+            name: name.to_string(),
+            sock,
+            buf: BytesMut::with_capacity(s.bufsize),
+            bufsize: s.bufsize,
+            // Until bind() says otherwise, every key is wanted.
+            slots: std::array::from_fn(|i| Some(i as Slot)),
+            label: s.label,
+            seq_local: s.seq_local,
+            last_seq: None,
+            stats,
+            // The kernel reports twice what was asked for.
+            rcvbuf_req: if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+            rcvbuf_max: s.rcvbuf_max,
+            max_warned: false,
+            overrun: false,
+            malformed_warned: false,
+            truncated_warned: false,
+        }
+    }
+
+    /// Decodes every message of one received chunk and emits its packets.
+    fn process(&mut self, chunk: &Bytes, em: &mut dyn Emitter) {
+        let mut received = 0u64;
+        let mut gaps = 0u64;
+        let mut now_cache = None;
+        let mut now = || *now_cache.get_or_insert_with(now_sec_usec);
+        for m in messages(chunk) {
+            let p = match m {
+                Ok(Message::Packet(p)) => p,
+                Ok(Message::Error { errno, .. }) if errno != 0 => {
+                    log::debug!("{} (NFLOG): kernel reported error {errno}", self.name);
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    self.stats.malformed.inc();
+                    if !self.malformed_warned {
+                        self.malformed_warned = true;
+                        log::warn!("{} (NFLOG): skipping malformed message: {e}", self.name);
+                    }
+                    continue;
+                }
+            };
+            received += 1;
+            if self.seq_local {
+                if let Some(seq) = p.seq {
+                    if let Some(last) = self.last_seq {
+                        let d = seq.wrapping_sub(last);
+                        // A step back (the group was rebound) is not a loss.
+                        if d > 1 && d < 1 << 31 {
+                            gaps += u64::from(d - 1);
+                        }
+                    }
+                    self.last_seq = Some(seq);
+                }
+            }
+            let rec = em.record();
+            let same = rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
+            if !same {
+                rec.set_buf(chunk.clone());
+            }
+            fill_record(rec, &self.slots, &p, self.label, &mut now);
+            em.emit();
+        }
+        self.stats.received.add(received);
+        if gaps != 0 {
+            self.stats.seq_gaps.add(gaps);
+        }
+    }
+
+    /// The kernel dropped messages because the socket buffer was full.
+    fn on_enobufs(&mut self) {
+        self.stats.enobufs.inc();
+        let first = !self.overrun;
+        self.overrun = true;
+        let n = self.stats.enobufs.get();
+        if self.rcvbuf_max == 0 {
+            if first {
+                log::warn!(
+                    "{} (NFLOG): we are losing events (ENOBUFS, {n} so far). Please consider using the clauses `netlink_socket_buffer_size' and `netlink_socket_buffer_maxsize'",
+                    self.name
+                );
+            }
+            return;
+        }
+        if self.rcvbuf_req < self.rcvbuf_max {
+            let new = self
+                .rcvbuf_req
+                .max(1)
+                .saturating_mul(2)
+                .min(self.rcvbuf_max);
+            match self.sock.set_rcvbuf(new) {
+                Ok(actual) => {
+                    self.rcvbuf_req = new;
+                    self.stats.rcvbuf.set(actual as u64);
+                    log::warn!(
+                        "{} (NFLOG): we are losing events, increasing buffer size to {new}",
+                        self.name
+                    );
+                }
+                Err(e) => log::warn!("{} (NFLOG): cannot grow receive buffer: {e}", self.name),
+            }
+        } else if !self.max_warned {
+            self.max_warned = true;
+            log::warn!(
+                "{} (NFLOG): maximum buffer size ({}) has been reached and events are still lost. Please consider raising `netlink_socket_buffer_size' and `netlink_socket_buffer_maxsize'",
+                self.name, self.rcvbuf_max
+            );
+        } else if first {
+            log::warn!(
+                "{} (NFLOG): we are losing events (ENOBUFS, {n} so far)",
+                self.name
+            );
+        }
+    }
+}
+
+impl Input for NflogInput {
+    fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            *slot = b.output_if_active(i);
+        }
+        Ok(())
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.sock.raw_fd())
+    }
+
+    fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
+        for _ in 0..RECV_BUDGET {
+            // Reclaims the previous chunk's memory: by now nothing else holds it.
+            self.buf.reserve(self.bufsize);
+            let spare = self.buf.spare_capacity_mut();
+            let n = spare.len().min(self.bufsize);
+            match self.sock.recv(&mut spare[..n]) {
+                Ok(r) => {
+                    // SAFETY: recv initialised the first `r.len` bytes of the
+                    // spare capacity, and the buffer was empty before.
+                    unsafe { self.buf.set_len(r.len) };
+                    let chunk = self.buf.split().freeze();
+                    self.stats.bytes.add(r.len as u64);
+                    if r.truncated {
+                        // The cut-off message fails its length check and is
+                        // counted as malformed; the ones before it are fine.
+                        if !self.truncated_warned {
+                            self.truncated_warned = true;
+                            log::warn!(
+                                "{} (NFLOG): datagram larger than bufsize {}; raise bufsize",
+                                self.name,
+                                self.bufsize
+                            );
+                        }
+                    }
+                    self.process(&chunk, em);
+                    em.record().release_buf();
+                }
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {
+                        self.overrun = false;
+                        return Ok(ReadStatus::Idle);
+                    }
+                    Some(libc::EINTR) => {}
+                    Some(libc::ENOBUFS) => self.on_enobufs(),
+                    _ => return Err(e),
+                },
+            }
+        }
+        Ok(ReadStatus::More)
+    }
+}

@@ -1,0 +1,545 @@
+//! Plugin tests that need no privileges: hand-built NFLOG datagrams are fed
+//! through a Unix datagram socketpair into the real read loop.
+
+use super::*;
+use crate::netlink::nflog::{attr, MSG_PACKET};
+use crate::netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE, NLM_F_MULTI};
+use rulogd_plugin::Options;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// Counts allocations made by the current thread, to prove the steady-state
+/// read path allocates nothing.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        bump();
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        bump();
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        bump();
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
+/// A value copied out of a record, so it outlives the receive buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum V {
+    Int(u64),
+    Bytes(Vec<u8>),
+}
+
+/// An emitter that snapshots every record by key name.
+pub(super) struct Collect {
+    pub rec: Record,
+    pub out: Vec<Vec<(&'static str, V)>>,
+    /// Every distinct receive buffer seen (for capturing a corpus).
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl Collect {
+    pub fn new() -> Self {
+        Collect {
+            rec: Record::with_slots(NKEYS),
+            out: Vec::new(),
+            chunks: Vec::new(),
+        }
+    }
+}
+
+impl Emitter for Collect {
+    fn record(&mut self) -> &mut Record {
+        &mut self.rec
+    }
+    fn emit(&mut self) {
+        let mut snap = Vec::new();
+        for (i, k) in KEYS.iter().enumerate() {
+            let Some(v) = self.rec.get(i as Slot) else {
+                continue;
+            };
+            let name: &'static str = match &k.name {
+                std::borrow::Cow::Borrowed(s) => s,
+                std::borrow::Cow::Owned(_) => unreachable!("static key table"),
+            };
+            let v = match v.as_u64() {
+                Some(n) => V::Int(n),
+                None => V::Bytes(self.rec.bytes_of(v).unwrap_or_default().to_vec()),
+            };
+            snap.push((name, v));
+        }
+        let buf = self.rec.buf().to_vec();
+        if self.chunks.last() != Some(&buf) {
+            self.chunks.push(buf);
+        }
+        self.out.push(snap);
+        self.rec.clear();
+    }
+}
+
+/// Looks a key up in a snapshot.
+pub(super) fn get(snap: &[(&'static str, V)], key: &str) -> Option<V> {
+    snap.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+}
+
+/// An emitter that only counts, and so never allocates.
+struct Count {
+    rec: Record,
+    n: usize,
+}
+
+impl Emitter for Count {
+    fn record(&mut self) -> &mut Record {
+        &mut self.rec
+    }
+    fn emit(&mut self) {
+        self.n += 1;
+        self.rec.clear();
+    }
+}
+
+/// Settings from defaults plus `pairs`.
+pub(super) fn settings(pairs: &[(&str, i64)]) -> Result<Settings, BuildError> {
+    let mut o = Options::defaults(&OPTIONS).expect("defaults parse");
+    for (k, v) in pairs {
+        let def = OPTIONS.iter().find(|d| d.name == *k).expect("known option");
+        o.set_int(def, *v, 1);
+    }
+    Settings::from_options(&o)
+}
+
+/// A binding with every output key active, or only those in `only`.
+pub(super) fn binding(only: Option<&[&str]>) -> Binding<'static> {
+    Binding {
+        instance: "t",
+        input_keys: &[],
+        inputs: vec![],
+        upstream: &[],
+        output_base: 0,
+        active: KEYS
+            .iter()
+            .map(|k| only.is_none_or(|o| o.contains(&&*k.name)))
+            .collect(),
+    }
+}
+
+/// An input reading one end of a Unix datagram socketpair; returns the other end.
+fn pair(s: &Settings) -> (NflogInput, OwnedFd, Arc<StatSet>) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair() writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
+    // SAFETY: both fds were just created and are owned here only.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let set = StatSet::new("t (NFLOG)");
+    let mut inp = NflogInput::new("t", s, NlSocket::from_fd(a), &set);
+    inp.bind(&binding(None)).expect("bind");
+    (inp, b, set)
+}
+
+fn send(fd: &OwnedFd, d: &[u8]) {
+    // SAFETY: `d` is valid for its length.
+    let r = unsafe { libc::send(fd.as_raw_fd(), d.as_ptr().cast(), d.len(), 0) };
+    assert_eq!(r as usize, d.len(), "send: {}", io::Error::last_os_error());
+}
+
+fn msg(flags: u16, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut v = Vec::new();
+    let s = start_msg(&mut v, MSG_PACKET, flags, 0);
+    v.extend_from_slice(&[family, 0, 0, 7]);
+    for (k, p) in attrs {
+        put_attr(&mut v, *k, p);
+    }
+    finish_msg(&mut v, s);
+    v
+}
+
+fn ts(sec: u64, usec: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&sec.to_be_bytes());
+    t[8..].copy_from_slice(&usec.to_be_bytes());
+    t
+}
+
+fn stat(set: &StatSet, name: &str) -> u64 {
+    set.snapshot()
+        .into_iter()
+        .find(|(l, _)| *l == name)
+        .map_or(u64::MAX, |(_, v)| v)
+}
+
+#[test]
+fn keys_and_options_match_ulogd_2_0_8() {
+    let names: Vec<&str> = KEYS.iter().map(|k| &*k.name).collect();
+    assert_eq!(
+        names,
+        [
+            "raw.mac",
+            "raw.pkt",
+            "raw.pktlen",
+            "raw.pktcount",
+            "oob.prefix",
+            "oob.time.sec",
+            "oob.time.usec",
+            "oob.mark",
+            "oob.ifindex_in",
+            "oob.ifindex_out",
+            "oob.hook",
+            "raw.mac_len",
+            "oob.seq.local",
+            "oob.seq.global",
+            "oob.family",
+            "oob.protocol",
+            "oob.uid",
+            "oob.gid",
+            "raw.label",
+            "raw.type",
+            "raw.mac.saddr",
+            "raw.mac.addrlen",
+            "raw",
+            "ct",
+        ]
+    );
+    let ipfix: Vec<_> = KEYS
+        .iter()
+        .filter_map(|k| k.ipfix.map(|i| (&*k.name, i)))
+        .collect();
+    assert_eq!(ipfix.len(), 13);
+    assert!(ipfix.contains(&("raw.mac.saddr", (0, 56))));
+    assert!(ipfix.contains(&("oob.seq.global", (21373, 8))));
+    let opts: Vec<_> = OPTIONS.iter().map(|o| (o.name, o.default)).collect();
+    assert_eq!(
+        &opts[..3],
+        &[("bufsize", "150000"), ("group", "0"), ("unbind", "1")]
+    );
+    assert_eq!(opts[11], ("attach_conntrack", "0"));
+    assert_eq!(crate::registrations()[0].info.name, "NFLOG");
+}
+
+#[test]
+fn options_are_checked() {
+    let s = settings(&[]).expect("defaults");
+    assert_eq!(
+        (s.bufsize, s.group, s.unbind, s.bind),
+        (150_000, 0, true, false)
+    );
+    assert!(settings(&[("group", 70_000)]).is_err());
+    assert!(settings(&[("bufsize", 0)]).is_err());
+    assert!(settings(&[("netlink_nlbufsiz", 100)]).is_err());
+    assert!(settings(&[("netlink_nlbufsiz", 131_072), ("bufsize", 65_536)]).is_err());
+    assert_eq!(
+        settings(&[("netlink_nlbufsiz", 131_072)])
+            .map(|s| s.nlbufsiz)
+            .ok(),
+        Some(131_072)
+    );
+    // ulogd keeps the low byte; so do we.
+    assert_eq!(
+        settings(&[("numeric_label", 300)]).map(|s| s.label).ok(),
+        Some(44)
+    );
+}
+
+#[test]
+fn emits_records_with_ulogd_validity_rules() {
+    let s = settings(&[("numeric_label", 3)]).expect("settings");
+    let (mut inp, tx, set) = pair(&s);
+    // 1: local output packet, kernel timestamp, indev 0 present.
+    let a = msg(
+        0,
+        2,
+        &[
+            (attr::PACKET_HDR, &[0x08, 0x00, 3, 0]),
+            (attr::MARK, &[0, 0, 0, 9]),
+            (attr::TIMESTAMP, &ts(1_700_000_000, 42)),
+            (attr::IFINDEX_INDEV, &[0, 0, 0, 0]),
+            (attr::IFINDEX_OUTDEV, &[0, 0, 0, 1]),
+            (attr::PREFIX, b"pfx\0"),
+            (attr::PAYLOAD, b"IPPKT"),
+        ],
+    );
+    // 2: inbound with a link-layer header; timestamp second 0 means "now".
+    let b = msg(
+        0,
+        10,
+        &[
+            (attr::PACKET_HDR, &[0x86, 0xdd, 0, 0]),
+            (attr::TIMESTAMP, &ts(0, 999)),
+            (attr::IFINDEX_INDEV, &[0, 0, 0, 2]),
+            (attr::HWTYPE, &[0, 1]),
+            (attr::HWLEN, &[0, 14]),
+            (attr::HWHEADER, &[7; 14]),
+            (attr::HWADDR, &[0, 6, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0]),
+            (attr::UID, &[0, 0, 0, 5]),
+            (attr::SEQ, &[0, 0, 0, 1]),
+        ],
+    );
+    // 3: no packet header, hw length 0 with a header attribute anyway.
+    let c = msg(
+        0,
+        7,
+        &[
+            (attr::HWLEN, &[0, 0]),
+            (attr::HWHEADER, &[1; 4]),
+            (attr::PAYLOAD, b""),
+        ],
+    );
+    send(&tx, &[a.clone(), b, c].concat());
+    let mut em = Collect::new();
+    assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
+    assert_eq!(em.out.len(), 3);
+    let (r1, r2, r3) = (&em.out[0], &em.out[1], &em.out[2]);
+    let i = |n: u64| Some(V::Int(n));
+    let b = |x: &[u8]| Some(V::Bytes(x.to_vec()));
+    assert_eq!(get(r1, "oob.family"), i(2));
+    assert_eq!(get(r1, "oob.hook"), i(3));
+    assert_eq!(get(r1, "oob.protocol"), i(0x0800));
+    assert_eq!(get(r1, "oob.mark"), i(9));
+    assert_eq!(get(r1, "oob.time.sec"), i(1_700_000_000));
+    assert_eq!(get(r1, "oob.time.usec"), i(42));
+    assert_eq!(get(r1, "oob.ifindex_in"), None, "ifindex 0 is not set");
+    assert_eq!(get(r1, "oob.ifindex_out"), i(1));
+    assert_eq!(get(r1, "oob.prefix"), b(b"pfx"), "prefix without its NUL");
+    assert_eq!(get(r1, "raw.pkt"), b(b"IPPKT"));
+    assert_eq!(get(r1, "raw.pktlen"), i(5));
+    assert_eq!(get(r1, "raw.pktcount"), i(1));
+    assert_eq!(get(r1, "raw.label"), i(3));
+    assert_eq!(get(r1, "raw"), b(&a), "raw is the whole netlink message");
+    for k in [
+        "raw.mac",
+        "raw.mac_len",
+        "raw.type",
+        "raw.mac.saddr",
+        "oob.uid",
+        "oob.seq.local",
+        "ct",
+    ] {
+        assert_eq!(get(r1, k), None, "{k}");
+    }
+    let now = now_sec_usec().0 as u64;
+    assert!(matches!(get(r2, "oob.time.sec"), Some(V::Int(t)) if t.abs_diff(now) < 5));
+    assert_eq!(get(r2, "oob.protocol"), i(0x86dd));
+    assert_eq!(get(r2, "oob.ifindex_in"), i(2));
+    assert_eq!(get(r2, "raw.mac"), b(&[7; 14]));
+    assert_eq!(get(r2, "raw.mac_len"), i(14));
+    assert_eq!(get(r2, "raw.type"), i(1));
+    assert_eq!(get(r2, "raw.mac.saddr"), b(&[1, 2, 3, 4, 5, 6]));
+    assert_eq!(get(r2, "raw.mac.addrlen"), i(6));
+    assert_eq!(get(r2, "oob.uid"), i(5));
+    assert_eq!(get(r2, "oob.seq.local"), i(1));
+    assert_eq!(get(r2, "oob.mark"), i(0), "mark is always set");
+    assert_eq!(get(r2, "raw.pkt"), None);
+    for k in [
+        "oob.hook",
+        "oob.protocol",
+        "raw.mac",
+        "raw.mac_len",
+        "raw.type",
+    ] {
+        assert_eq!(get(r3, k), None, "{k}");
+    }
+    assert_eq!(
+        get(r3, "raw.pkt"),
+        b(b""),
+        "an empty payload is still a payload"
+    );
+    assert_eq!(get(r3, "raw.pktlen"), i(0));
+    assert_eq!(stat(&set, "received"), 3);
+    assert_eq!(stat(&set, "malformed"), 0);
+}
+
+#[test]
+fn malformed_and_truncated_messages_are_counted_and_skipped() {
+    let s = settings(&[("bufsize", 256)]).expect("settings");
+    let (mut inp, tx, set) = pair(&s);
+    let good = msg(NLM_F_MULTI, 2, &[(attr::PAYLOAD, b"ok")]);
+    let mut bad = msg(NLM_F_MULTI, 2, &[(attr::MARK, &[0, 0, 0, 1])]);
+    bad[20] = 200; // nla_len past the end of its message
+    let mut done = Vec::new();
+    let st = start_msg(&mut done, NLMSG_DONE, NLM_F_MULTI, 0);
+    done.extend_from_slice(&[0; 4]);
+    finish_msg(&mut done, st);
+    let batch = [good.clone(), bad, good.clone(), done].concat();
+    send(&tx, &batch);
+    // Bigger than bufsize: the second message is cut off.
+    let big = msg(0, 2, &[(attr::PAYLOAD, &[0; 150])]);
+    send(&tx, &[big.clone(), big].concat());
+    let mut em = Collect::new();
+    assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
+    assert_eq!(em.out.len(), 3);
+    assert_eq!(stat(&set, "received"), 3);
+    assert_eq!(stat(&set, "malformed"), 2);
+    assert_eq!(stat(&set, "bytes"), (batch.len() + 256) as u64);
+}
+
+#[test]
+fn read_stops_after_its_budget() {
+    let (mut inp, tx, _set) = pair(&settings(&[]).expect("settings"));
+    let m = msg(0, 2, &[(attr::PAYLOAD, b"x")]);
+    for _ in 0..RECV_BUDGET + 6 {
+        send(&tx, &m);
+    }
+    let mut em = Collect::new();
+    assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::More);
+    assert_eq!(em.out.len(), RECV_BUDGET);
+    assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
+    assert_eq!(em.out.len(), RECV_BUDGET + 6);
+}
+
+#[test]
+fn sequence_gaps_are_counted() {
+    let (mut inp, tx, set) = pair(&settings(&[("seq_local", 1)]).expect("settings"));
+    for seq in [1u32, 2, 5, 6, 6, 3, 4] {
+        send(&tx, &msg(0, 2, &[(attr::SEQ, &seq.to_be_bytes())]));
+    }
+    let mut em = Collect::new();
+    inp.read(&mut em).expect("read");
+    // 3 and 4 missing after 2; the repeat and the step back are not losses.
+    assert_eq!(stat(&set, "seq_gaps"), 2);
+}
+
+#[test]
+fn inactive_keys_are_not_set() {
+    let (mut inp, tx, _set) = pair(&settings(&[]).expect("settings"));
+    inp.bind(&binding(Some(&["oob.prefix", "oob.mark"])))
+        .expect("bind");
+    send(
+        &tx,
+        &msg(0, 2, &[(attr::PREFIX, b"p\0"), (attr::PAYLOAD, b"x")]),
+    );
+    let mut em = Collect::new();
+    inp.read(&mut em).expect("read");
+    let keys: Vec<_> = em.out[0].iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["oob.prefix", "oob.mark"]);
+}
+
+#[test]
+fn steady_state_reads_do_not_allocate() {
+    let (mut inp, tx, _set) = pair(&settings(&[]).expect("settings"));
+    let m = msg(
+        0,
+        2,
+        &[(attr::PREFIX, b"pfx\0"), (attr::PAYLOAD, &[0x45; 84])],
+    );
+    let batch = [m.clone(), m.clone(), m].concat();
+    let mut em = Count {
+        rec: Record::with_slots(NKEYS),
+        n: 0,
+    };
+    // Warm up: the first split turns the buffer into a shared one, once.
+    send(&tx, &batch);
+    inp.read(&mut em).expect("read");
+    let before = allocs();
+    for _ in 0..50 {
+        send(&tx, &batch);
+        send(&tx, &batch);
+        assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
+    }
+    assert_eq!(allocs() - before, 0, "allocations in steady state");
+    assert_eq!(em.n, 3 + 50 * 6);
+}
+
+#[test]
+fn enobufs_grows_the_buffer_up_to_the_maximum() {
+    let s = settings(&[
+        ("netlink_socket_buffer_size", 8192),
+        ("netlink_socket_buffer_maxsize", 32768),
+    ])
+    .expect("settings");
+    let (mut inp, _tx, set) = pair(&s);
+    inp.rcvbuf_req = 8192;
+    inp.on_enobufs();
+    assert_eq!(inp.rcvbuf_req, 16384);
+    inp.on_enobufs();
+    assert_eq!(inp.rcvbuf_req, 32768);
+    assert!(stat(&set, "rcvbuf") >= 32768, "gauge follows the socket");
+    inp.on_enobufs();
+    assert!(inp.max_warned);
+    assert_eq!(stat(&set, "enobufs"), 3);
+}
+
+#[test]
+fn kernel_refusals_are_explained() {
+    let err = kernel_error(
+        "binding group 5",
+        5,
+        io::Error::from_raw_os_error(libc::EBUSY),
+    );
+    assert!(err
+        .to_string()
+        .contains("group 5 already bound by another process"));
+    let err = kernel_error(
+        "binding group 5",
+        5,
+        io::Error::from_raw_os_error(libc::ENOENT),
+    );
+    assert!(
+        err.to_string().starts_with("NFLOG: binding group 5: "),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "timing only; run with --release -- --ignored --nocapture"]
+fn decode_cost_per_record() {
+    let (mut inp, _tx, _set) = pair(&settings(&[]).expect("settings"));
+    // A kernel-like batch: 30 output packets of 92 bytes with a prefix.
+    let m = msg(
+        0,
+        2,
+        &[
+            (attr::PACKET_HDR, &[0x08, 0x00, 3, 0]),
+            (attr::MARK, &[0, 0, 0, 0]),
+            (attr::IFINDEX_OUTDEV, &[0, 0, 0, 1]),
+            (attr::UID, &[0, 0, 0, 0]),
+            (attr::GID, &[0, 0, 0, 0]),
+            (attr::PREFIX, b"pfx\0"),
+            (attr::PAYLOAD, &[0x45; 92]),
+        ],
+    );
+    let chunk = Bytes::from(m.repeat(30));
+    let mut em = Count {
+        rec: Record::with_slots(NKEYS),
+        n: 0,
+    };
+    let rounds = 200_000;
+    let t = std::time::Instant::now();
+    for _ in 0..rounds {
+        inp.process(&chunk, &mut em);
+    }
+    let ns = t.elapsed().as_nanos() as f64 / em.n as f64;
+    eprintln!("decode + fill: {ns:.1} ns per record ({} records)", em.n);
+    assert_eq!(em.n, rounds * 30);
+}
