@@ -18,7 +18,7 @@ pub(super) fn tcp(st: &mut Stage, p: &[u8]) {
     st.put(TCP_SEQ, Value::U32(be32([h[4], h[5], h[6], h[7]])));
     st.put(TCP_ACKSEQ, Value::U32(be32([h[8], h[9], h[10], h[11]])));
     // ulogd 2.0.8 byte-swaps these 4-bit fields into 0; we give the real
-    // data offset (in 32-bit words) and reserved bits (FIXES.md).
+    // data offset (in 32-bit words) and reserved bits (docs/COMPATIBILITY.md).
     st.put(TCP_OFFSET, Value::U8(h[12] >> 4));
     st.put(TCP_RESERVED, Value::U8(h[12] & 0x0f));
     st.put(TCP_WINDOW, Value::U16(be16([h[14], h[15]])));
@@ -81,7 +81,7 @@ pub(super) fn icmp(st: &mut Stage, p: &[u8]) {
         }
         // ulogd sets the gateway for parameter problems too (where those
         // bytes hold the pointer); 2.0.8 byte-swaps it, we keep the address
-        // as it is on the wire (FIXES.md).
+        // as it is on the wire (docs/COMPATIBILITY.md).
         ICMP_REDIRECT | ICMP_PARAMETERPROB => {
             st.put(
                 ICMP_GATEWAY,

@@ -186,7 +186,7 @@ pub(super) fn configure_kernel(sock: &mut NlSocket, s: &Settings) -> Result<(), 
         }
     }
     if s.rcvbuf != 0 {
-        // ulogd skips this unless the size is below the maximum; see FIXES.md.
+        // ulogd skips this unless the size is below the maximum; see docs/COMPATIBILITY.md.
         let got = sock
             .set_rcvbuf(s.rcvbuf)
             .map_err(|e| BuildError::io("NFLOG: setting netlink_socket_buffer_size", e))?;
