@@ -141,11 +141,20 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Number of complete lines (newline-terminated) in a file; 0 if it does not
-/// exist yet.
+/// exist yet. Streams, because benchmark outputs reach hundreds of MB.
 pub fn count_lines(path: &Path) -> usize {
-    std::fs::read(path)
-        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
-        .unwrap_or(0)
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => return n,
+            Ok(k) => n += buf[..k].iter().filter(|&&c| c == b'\n').count(),
+        }
+    }
 }
 
 static TMP_SEQ: AtomicU32 = AtomicU32::new(0);
