@@ -53,10 +53,13 @@ pub fn oracle_mode() -> bool {
     std::env::var_os("RULOGD_BIN").is_some_and(|p| Path::new(&p).ends_with("ulogd"))
 }
 
-/// Where the rulogd binary is: `$RULOGD_BIN`, else next to the running
-/// executable (a test runs from `target/<profile>/deps/`, a bench binary
-/// from `target/<profile>/`), else `target/release/rulogd` of this
-/// workspace. Panics with the command to build it if there is none.
+/// Where the rulogd binary is: `$RULOGD_BIN`, else the newest of the ones
+/// next to the running executable (a test runs from
+/// `target/<profile>/deps/`, a bench binary from `target/<profile>/`) and
+/// `target/release/rulogd` of this workspace. Newest, because `cargo test`
+/// does not rebuild another package's binary: a `target/debug/rulogd` left
+/// by an old build would otherwise shadow the release build the README's
+/// command just made. Panics with the command to build it if there is none.
 pub fn rulogd_bin() -> PathBuf {
     static SAID: Once = Once::new();
     let found = find_rulogd();
@@ -91,9 +94,11 @@ fn find_rulogd() -> Result<PathBuf, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     tried.push(target.join("release/rulogd"));
+    let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     tried
         .iter()
-        .find(|p| p.is_file())
+        .filter(|p| p.is_file())
+        .max_by_key(|p| mtime(p))
         .cloned()
         .ok_or_else(|| format!("rulogd binary not found (tried {tried:?})"))
 }

@@ -27,6 +27,7 @@ usage: bench-nflog [options]   (as root; build with `cargo build --release --bin
   --sweep-to RATE     last sweep rate (default 1.6M)
   --step-secs S       seconds per sweep step (default 3)
   --queue-threshold N add `queue-threshold N` to the nft log rule (default: none)
+  --senders N         parallel blast processes (default 1, as in baseline.md)
   --no-sweep          skip the sweep
   --no-unlimited      skip the unlimited run
 Environment: RULOGD_BIN (rulogd binary), RULOGD_KEEP_TMP=1 (keep outputs).";
@@ -68,7 +69,7 @@ impl Target {
     }
 }
 
-/// One run: one namespace, one daemon, one blast.
+/// One run: one namespace, one daemon, one (or `--senders`) blast.
 #[derive(Clone, Debug)]
 struct Run {
     /// pkt/s asked of the sender; 0 = unlimited.
@@ -138,6 +139,8 @@ impl Run {
 struct Bins {
     blast: PathBuf,
     sink: PathBuf,
+    /// Parallel blast processes sharing the packets and the rate.
+    senders: u64,
 }
 
 /// The process under test: a daemon through the lab, or the sink.
@@ -262,16 +265,30 @@ fn run_inner(
     let tick = nfproc::ticks_per_sec() as f64;
     let cpu = || nfproc::cpu_ticks(pid).map_err(|e| format!("cpu of {pid}: {e}"));
     let cpu0 = cpu()?;
-    let blast_out = dir.path().join("blast.out");
+    let n = bins.senders.max(1);
+    let outs: Vec<PathBuf> = (0..n)
+        .map(|i| dir.path().join(format!("blast{i}.out")))
+        .collect();
     let t0 = Instant::now();
-    let mut blast = ns
-        .spawn_in(
-            &bins.blast,
-            ["--count", &packets.to_string(), "--rate", &rate.to_string()],
-            Stdio::from(File::create(&blast_out).map_err(|e| e.to_string())?),
-            Stdio::inherit(),
-        )
-        .map_err(|e| format!("spawn blast: {e}"))?;
+    let mut blasts = Vec::new();
+    for (i, out) in outs.iter().enumerate() {
+        // Sender i sends its share; the first takes the remainder.
+        let count = packets / n + if i == 0 { packets % n } else { 0 };
+        let child = ns
+            .spawn_in(
+                &bins.blast,
+                [
+                    "--count",
+                    &count.to_string(),
+                    "--rate",
+                    &(rate / n).to_string(),
+                ],
+                Stdio::from(File::create(out).map_err(|e| e.to_string())?),
+                Stdio::inherit(),
+            )
+            .map_err(|e| format!("spawn blast: {e}"))?;
+        blasts.push(child);
+    }
     // Drained: the sender is done, the daemon's CPU time has not moved for
     // 1 s, and the kernel holds nothing for it (no batch waiting for the
     // flush timer, empty socket queue).
@@ -292,8 +309,14 @@ fn run_inner(
             last_cpu = c;
             last_change = now;
         }
-        if blast_done.is_none() && blast.try_wait().map_err(|e| e.to_string())?.is_some() {
-            blast_done = Some(now);
+        if blast_done.is_none() {
+            let mut all = true;
+            for b in &mut blasts {
+                all &= b.try_wait().map_err(|e| e.to_string())?.is_some();
+            }
+            if all {
+                blast_done = Some(now);
+            }
         }
         if let Some(done) = blast_done {
             let idle = now - last_change;
@@ -305,7 +328,9 @@ fn run_inner(
             }
         }
         if now - t0 > timeout {
-            let _ = blast.kill();
+            for b in &mut blasts {
+                let _ = b.kill();
+            }
             return Err(format!("{} not drained after {timeout:?}", target.name()));
         }
     }
@@ -314,11 +339,17 @@ fn run_inner(
     let logged = ns.counter("inet", "b", "c").map_err(|e| e.to_string())?;
     let socket_drops = ns.nflog_socket_drops(GROUP);
     let received = proc.stop(&json)?;
-    let bl = std::fs::read_to_string(&blast_out).unwrap_or_default();
+    // Aggregate sender rate: all packets over the slowest sender's time.
+    let (mut sent, mut secs) = (0.0, 0.0f64);
+    for out in &outs {
+        let bl = std::fs::read_to_string(out).unwrap_or_default();
+        sent += kv(&bl, "sent").unwrap_or(0.0);
+        secs = secs.max(kv(&bl, "secs").unwrap_or(0.0));
+    }
     Ok(Run {
         target_rate: rate,
-        sent: kv(&bl, "sent").unwrap_or(0.0) as u64,
-        sender_rate: kv(&bl, "rate").unwrap_or(0.0),
+        sent: sent as u64,
+        sender_rate: sent / secs.max(1e-9),
         logged,
         received,
         socket_drops,
@@ -407,6 +438,7 @@ fn main() {
     let bins = Bins {
         blast: exe_dir.join("blast"),
         sink: exe_dir.join("nflog-sink"),
+        senders: args.get("senders", 1),
     };
     for p in [&bins.blast, &bins.sink] {
         if !p.is_file() {
@@ -464,10 +496,11 @@ fn main() {
     let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!(
         "bench-nflog: kernel {} cpus {} daemons {:?} repeats {repeats} packets {packets} \
-         sweep {rates:?} x {secs} s queue-threshold {q:?}",
+         sweep {rates:?} x {secs} s queue-threshold {q:?} senders {}",
         uname.trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        bins.senders,
     );
 
     let mut totals: Vec<Totals> = targets.iter().map(|_| Totals::default()).collect();
