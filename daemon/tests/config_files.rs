@@ -17,14 +17,20 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
 fn every_file_under_conf_parses_and_builds() {
     let mut files = Vec::new();
     files_under(&root().join("conf"), &mut files);
-    assert!(files.len() >= 4, "expected the shipped configs, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the shipped configs, found {files:?}"
+    );
     for f in files {
         let cfg = rulogd::config::load(&f).unwrap_or_else(|e| panic!("{e}"));
         let trees = rulogd::check(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -48,8 +54,12 @@ fn broken_configs_are_rejected_with_file_and_line() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();
         let first = text.lines().next().unwrap();
-        let spec = first.strip_prefix("# expect ").expect("first line: # expect N: text");
-        let (line, needle) = spec.split_once(": ").unwrap_or((spec.trim_end_matches(':'), ""));
+        let spec = first
+            .strip_prefix("# expect ")
+            .expect("first line: # expect N: text");
+        let (line, needle) = spec
+            .split_once(": ")
+            .unwrap_or((spec.trim_end_matches(':'), ""));
         let line: u32 = line.parse().unwrap();
         let err = match rulogd::config::load(&p) {
             Err(e) => e,
@@ -60,7 +70,11 @@ fn broken_configs_are_rejected_with_file_and_line() {
         };
         let msg = err.to_string();
         assert_eq!(err.line, line, "{}: {msg}", p.display());
-        assert!(msg.contains(needle), "{}: `{msg}` lacks `{needle}`", p.display());
+        assert!(
+            msg.contains(needle),
+            "{}: `{msg}` lacks `{needle}`",
+            p.display()
+        );
         let loc = if line > 0 {
             format!("{}:{line}: ", p.display())
         } else {
@@ -80,7 +94,11 @@ fn check_flag_prints_stacks_and_bindings() {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{s}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{s}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(s.contains("stack 1 ("), "{s}");
     assert!(s.contains("stack 2 ("), "{s}");
     assert!(s.contains("raw.pkt <- accept.raw.pkt"), "{s}");
@@ -96,23 +114,44 @@ fn check_flag_prints_stacks_and_bindings() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let e = String::from_utf8_lossy(&bad.stderr);
-    assert!(e.contains("unknown-option.conf:6: [json1]: unknown option `filee`"), "{e}");
+    assert!(
+        e.contains("unknown-option.conf:6: [json1]: unknown option `filee`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn info_describes_plugins_by_name_and_by_ulogd_path() {
-    for arg in ["JSON", "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_JSON.so"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_rulogd")).args(["--info", arg]).output().unwrap();
+    for arg in [
+        "JSON",
+        "/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_JSON.so",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rulogd"))
+            .args(["--info", arg])
+            .output()
+            .unwrap();
         let s = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());
         assert!(s.contains("Name: JSON"), "{s}");
-        assert!(s.contains("Var: boolean_label (Integer, Default: 0)"), "{s}");
+        assert!(
+            s.contains("Var: boolean_label (Integer, Default: 0)"),
+            "{s}"
+        );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_rulogd")).args(["-i", "NFLOG"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rulogd"))
+        .args(["-i", "NFLOG"])
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("Key: oob.prefix (string)"), "{s}");
-    assert!(s.contains("Var: netlink_socket_buffer_maxsize (Integer, Default: 0)"), "{s}");
-    let out = Command::new(env!("CARGO_BIN_EXE_rulogd")).args(["-i", "NOPE"]).output().unwrap();
+    assert!(
+        s.contains("Var: netlink_socket_buffer_maxsize (Integer, Default: 0)"),
+        "{s}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rulogd"))
+        .args(["-i", "NOPE"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -120,10 +159,16 @@ fn info_describes_plugins_by_name_and_by_ulogd_path() {
 fn man_page_documents_every_plugin_and_option() {
     let man = std::fs::read_to_string(root().join("man/rulogd.conf.5")).unwrap();
     for r in rulogd::registry::builtins() {
-        assert!(man.contains(r.info.name), "man/rulogd.conf.5 lacks plugin {}", r.info.name);
+        assert!(
+            man.contains(r.info.name),
+            "man/rulogd.conf.5 lacks plugin {}",
+            r.info.name
+        );
         for o in r.info.options {
             assert!(
-                man.contains(&format!(".B {} ", o.name)) || man.contains(&format!("\\fB{} ", o.name)) || man.contains(&format!(".B {}\n", o.name)),
+                man.contains(&format!(".B {} ", o.name))
+                    || man.contains(&format!("\\fB{} ", o.name))
+                    || man.contains(&format!(".B {}\n", o.name)),
                 "man/rulogd.conf.5 lacks option {} of {}",
                 o.name,
                 r.info.name

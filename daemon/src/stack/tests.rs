@@ -78,8 +78,7 @@ impl Input for In {
 type Bound = (String, Vec<Option<Slot>>, Vec<bool>, Vec<String>);
 
 /// Records what it was bound to, so tests can look.
-static BOUND: Mutex<Vec<Bound>> =
-    Mutex::new(Vec::new());
+static BOUND: Mutex<Vec<Bound>> = Mutex::new(Vec::new());
 
 struct F(String);
 impl Filter for F {
