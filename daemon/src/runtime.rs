@@ -6,7 +6,8 @@
 
 use crate::stack::{Instance, Node, Tree};
 use rulogd_plugin::{
-    Counter, Emitter, Input, ReadStatus, Record, SharedRegistry, Signal, StatSet, Verdict,
+    Counter, Emitter, Input, OutputError, ReadStatus, Record, SharedRegistry, Signal, StatSet,
+    Verdict,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -84,6 +85,11 @@ fn run(nodes: &mut [RtNode], rec: &mut Record) {
             Instance::Output(o) => {
                 if let Err(e) = o.write(rec) {
                     n.stats.errors += 1;
+                    // A full queue under the drop policy is counted and
+                    // reported by the output itself.
+                    if matches!(e, OutputError::QueueFull) {
+                        continue;
+                    }
                     // One line per second at most: a dead output must not flood the log.
                     if n.last_error_log
                         .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
@@ -102,7 +108,13 @@ fn flush(nodes: &mut [RtNode]) {
         if let Instance::Output(o) = &mut n.inst {
             if let Err(e) = o.flush() {
                 n.stats.errors += 1;
-                log::error!("output flush error: {e}");
+                if !matches!(e, OutputError::QueueFull)
+                    && n.last_error_log
+                        .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+                {
+                    log::error!("output flush error ({} so far): {e}", n.stats.errors);
+                    n.last_error_log = Some(Instant::now());
+                }
             }
         }
         n.stats.c_seen.set(n.stats.seen);

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 /// How long one connect attempt may take before the next address is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A peer that accepts nothing for this long is treated as gone; the writer
-/// reconnects and resends the line in progress.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one send may make no progress before the peer counts as stalled:
+/// the connection is dropped and the line in flight resent on a new one. It
+/// also bounds how long a stalled peer can delay shutdown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// UDP refusals are logged at most this often: they come one per datagram.
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -160,6 +161,7 @@ pub struct StreamTransport {
     target: Target,
     desc: String,
     conn: Option<Conn>,
+    write_timeout: Duration,
 }
 
 impl StreamTransport {
@@ -172,6 +174,7 @@ impl StreamTransport {
                 port: port.to_string(),
             },
             conn: None,
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 
@@ -182,6 +185,7 @@ impl StreamTransport {
             desc: format!("unix {}", path.display()),
             target: Target::Unix(path),
             conn: None,
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 
@@ -195,7 +199,7 @@ impl StreamTransport {
                             // Batches are already large; do not hold small
                             // idle-time flushes back.
                             s.set_nodelay(true)?;
-                            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                            s.set_write_timeout(Some(self.write_timeout))?;
                             return Ok(Conn::Tcp(s));
                         }
                         Err(e) => last = Some(e),
@@ -205,7 +209,7 @@ impl StreamTransport {
             }
             Target::Unix(path) => {
                 let s = UnixStream::connect(path)?;
-                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                s.set_write_timeout(Some(self.write_timeout))?;
                 Ok(Conn::Unix(s))
             }
         }
@@ -245,6 +249,19 @@ impl Transport for StreamTransport {
     fn close(&mut self) {
         if let Some(c) = self.conn.take() {
             c.shutdown();
+        }
+    }
+
+    fn limit_send_time(&mut self, limit: Duration) {
+        self.write_timeout = limit.max(Duration::from_millis(1));
+        if let Some(c) = &self.conn {
+            let r = match c {
+                Conn::Tcp(s) => s.set_write_timeout(Some(self.write_timeout)),
+                Conn::Unix(s) => s.set_write_timeout(Some(self.write_timeout)),
+            };
+            if let Err(e) = r {
+                log::warn!("{}: cannot shorten the send timeout: {e}", self.desc);
+            }
         }
     }
 }

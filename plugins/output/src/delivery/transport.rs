@@ -6,6 +6,7 @@ use super::stats::DeliveryStats;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A write that stopped part-way through a batch.
 #[derive(Debug)]
@@ -36,6 +37,9 @@ pub trait Transport: Send {
         self.close();
         self.open()
     }
+    /// Bounds how long one send may block from now on (shutdown uses it so a
+    /// peer that stopped reading cannot hold the daemon past its deadline).
+    fn limit_send_time(&mut self, _limit: Duration) {}
 }
 
 /// Writes records `from..` of `batch` to a byte stream with as few calls as

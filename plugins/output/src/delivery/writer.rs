@@ -318,6 +318,7 @@ impl Run {
             }
         }
         let deadline = Instant::now() + self.w.close_timeout;
+        self.w.transport.limit_send_time(self.w.close_timeout);
         loop {
             self.deliver();
             if self.pending.is_empty() {
