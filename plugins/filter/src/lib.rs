@@ -2,6 +2,8 @@
 
 pub mod base;
 pub mod ifindex;
+pub mod ip2bin;
+pub mod ip2hbin;
 pub mod ip2str;
 #[cfg(test)]
 mod testutil;
@@ -14,5 +16,7 @@ pub fn registrations() -> Vec<Registration> {
         base::REGISTRATION,
         ifindex::REGISTRATION,
         ip2str::REGISTRATION,
+        ip2bin::REGISTRATION,
+        ip2hbin::REGISTRATION,
     ]
 }
