@@ -1,10 +1,14 @@
 //! rulogd built-in filter plugins, one file each, named after the ulogd plugin.
 
 pub mod base;
+pub mod hwhdr;
 pub mod ifindex;
 pub mod ip2bin;
 pub mod ip2hbin;
 pub mod ip2str;
+pub mod mark;
+pub mod printpkt;
+pub mod pwsniff;
 #[cfg(test)]
 mod testutil;
 
@@ -18,5 +22,9 @@ pub fn registrations() -> Vec<Registration> {
         ip2str::REGISTRATION,
         ip2bin::REGISTRATION,
         ip2hbin::REGISTRATION,
+        hwhdr::REGISTRATION,
+        mark::REGISTRATION,
+        pwsniff::REGISTRATION,
+        printpkt::REGISTRATION,
     ]
 }
