@@ -5,9 +5,26 @@
 use rulogd_plugin::Registration;
 
 pub mod delivery;
+pub mod gprint;
 pub mod json;
+pub mod logemu;
+pub mod oprint;
+pub mod pcap;
+pub mod syslog;
+#[cfg(test)]
+mod testutil;
+mod text;
+pub mod xml;
 
 /// Every built-in output plugin.
 pub fn registrations() -> Vec<Registration> {
-    vec![json::REGISTRATION]
+    vec![
+        json::REGISTRATION,
+        logemu::REGISTRATION,
+        syslog::REGISTRATION,
+        oprint::REGISTRATION,
+        gprint::REGISTRATION,
+        xml::REGISTRATION,
+        pcap::REGISTRATION,
+    ]
 }

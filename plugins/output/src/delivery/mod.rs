@@ -41,7 +41,7 @@ pub use batch::Batch;
 pub use net::{resolve, StreamTransport, UdpTransport};
 pub use queue::{Delivery, Producer};
 pub use stats::DeliveryStats;
-pub use transport::{write_records, FileTransport, SendError, Transport};
+pub use transport::{write_records, FileTransport, OpenHook, SendError, Transport};
 
 use rulogd_plugin::BuildError;
 use std::time::Duration;

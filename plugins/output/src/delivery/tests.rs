@@ -255,3 +255,40 @@ fn a_failing_disk_is_retried_with_backoff_not_in_a_spin() {
     assert_eq!(d.stats().dropped_shutdown.get(), 1);
     assert_eq!(d.stats().records.get(), 0);
 }
+
+#[test]
+fn the_open_hook_runs_on_every_file_opened_before_data() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("rulogd-openhook-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("out");
+    // A header only into an empty file, as PCAP does.
+    let hook: OpenHook = Box::new(|f: &mut std::fs::File| {
+        if f.metadata()?.len() == 0 {
+            f.write_all(b"HEADER\n")?;
+        }
+        Ok(())
+    });
+    let mut t = FileTransport::new(&path).on_open(hook);
+    t.open().expect("open");
+    let cfg = DeliveryConfig::new("hook", "TEST", WhenFull::Block);
+    let d = Delivery::start(&cfg, Box::new(t)).expect("start");
+    let mut p = d.producer(true);
+    line(&mut p, 0);
+    // Reopening the same file: no second header.
+    d.reopen();
+    line(&mut p, 1);
+    wait_for(|| d.stats().records.get() == 2);
+    // Moved away (logrotate): the new file gets its own header.
+    std::fs::rename(&path, dir.join("out.1")).expect("rename");
+    d.reopen();
+    line(&mut p, 2);
+    d.shutdown();
+    let old = std::fs::read_to_string(dir.join("out.1")).expect("old");
+    let new = std::fs::read_to_string(&path).expect("new");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(old, "HEADER\nline 00000\nline 00001\n");
+    assert_eq!(new, "HEADER\nline 00002\n");
+    assert_eq!(d.stats().reconnects.get(), 2);
+}

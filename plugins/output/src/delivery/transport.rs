@@ -74,11 +74,16 @@ fn cut(batch: &Batch, base: usize, off: usize, error: io::Error) -> (SendError, 
     (SendError { next, error }, torn)
 }
 
+/// Runs on every file a [`FileTransport`] opens, before anything is written
+/// to it (PCAP writes its header into a file that is still empty).
+pub type OpenHook = Box<dyn FnMut(&mut File) -> io::Result<()> + Send>;
+
 /// A file opened for appending (ulogd's `fopen(file, "a")`), with O_CLOEXEC.
 pub struct FileTransport {
     path: PathBuf,
     desc: String,
     file: Option<File>,
+    on_open: Option<OpenHook>,
 }
 
 impl FileTransport {
@@ -89,7 +94,16 @@ impl FileTransport {
             desc: format!("file {}", path.display()),
             path,
             file: None,
+            on_open: None,
         }
+    }
+
+    /// Runs `hook` on each file opened from now on (at start, after a
+    /// failure, on SIGHUP); if it fails, the open fails (a reopen keeps the
+    /// old file).
+    pub fn on_open(mut self, hook: OpenHook) -> Self {
+        self.on_open = Some(hook);
+        self
     }
 
     /// Opens the file now, so that a build fails when it cannot be opened.
@@ -99,12 +113,16 @@ impl FileTransport {
         Ok(t)
     }
 
-    fn open_file(&self) -> io::Result<File> {
+    fn open_file(&mut self) -> io::Result<File> {
         // std opens with O_CLOEXEC and mode 0666 & ~umask, as fopen does.
-        OpenOptions::new()
+        let mut f = OpenOptions::new()
             .append(true)
             .create(true)
-            .open(&self.path)
+            .open(&self.path)?;
+        if let Some(hook) = self.on_open.as_mut() {
+            hook(&mut f)?;
+        }
+        Ok(f)
     }
 }
 
