@@ -33,6 +33,8 @@
 mod batch;
 mod net;
 mod queue;
+mod spool;
+mod spool_writer;
 mod stats;
 mod transport;
 mod writer;
@@ -40,6 +42,7 @@ mod writer;
 pub use batch::Batch;
 pub use net::{resolve, StreamTransport, UdpTransport};
 pub use queue::{Delivery, Producer};
+pub use spool::{Spool, SpoolConfig};
 pub use stats::DeliveryStats;
 pub use transport::{write_records, FileTransport, OpenHook, SendError, Transport};
 
@@ -94,6 +97,9 @@ pub struct DeliveryConfig {
     pub batch_bytes: usize,
     /// How long shutdown keeps retrying an absent destination.
     pub close_timeout: Duration,
+    /// A durable spool behind the memory queue (see [`Spool`]); `None`
+    /// holds an outage in memory up to `max_pending`.
+    pub spool: Option<SpoolConfig>,
 }
 
 impl DeliveryConfig {
@@ -107,6 +113,7 @@ impl DeliveryConfig {
             max_pending: DEFAULT_MAX_PENDING,
             batch_bytes: DEFAULT_BATCH_BYTES,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            spool: None,
         }
     }
 }

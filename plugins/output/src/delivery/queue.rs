@@ -2,6 +2,7 @@
 //! batch recycling, and the [`Service`] the core reopens and stops.
 
 use super::batch::Batch;
+use super::spool_writer::{self, Job, SpoolShared, SubmitCtx};
 use super::stats::DeliveryStats;
 use super::transport::Transport;
 use super::writer::{Msg, Writer};
@@ -30,6 +31,8 @@ pub struct Delivery {
     closing: Arc<AtomicBool>,
     dropping: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The durable spool behind the queue, if configured.
+    spool: Option<Arc<SpoolShared>>,
 }
 
 impl Delivery {
@@ -51,6 +54,10 @@ impl Delivery {
         let stats = DeliveryStats::new(cfg.stats_name.clone());
         let depth = Arc::new(AtomicI64::new(0));
         let closing = Arc::new(AtomicBool::new(false));
+        let spool = match &cfg.spool {
+            Some(sc) => Some(spool_writer::open(sc, &stats)?),
+            None => None,
+        };
         let writer = Writer {
             name: cfg.name.clone(),
             rx,
@@ -63,9 +70,10 @@ impl Delivery {
             max_pending: cfg.max_pending,
             close_timeout: cfg.close_timeout,
         };
+        let (spool_job, cfg_spool) = (spool.clone(), cfg.spool.clone());
         let thread = std::thread::Builder::new()
             .name(thread_name(&cfg.name))
-            .spawn(move || writer.run())
+            .spawn(move || Job::new(writer, spool_job, cfg_spool).run())
             .map_err(DeliveryError::Spawn)?;
         Ok(Arc::new(Delivery {
             name: cfg.name.clone(),
@@ -78,6 +86,7 @@ impl Delivery {
             closing,
             dropping: AtomicBool::new(false),
             thread: Mutex::new(Some(thread)),
+            spool,
         }))
     }
 
@@ -124,6 +133,17 @@ impl Delivery {
     /// Queues a non-empty batch. On failure the batch comes back (cleared when
     /// its records were dropped) with the reason.
     fn submit(&self, batch: Batch) -> Result<(), (Batch, OutputError)> {
+        if let Some(sh) = &self.spool {
+            let c = SubmitCtx {
+                name: &self.name,
+                tx: &self.tx,
+                when_full: self.when_full,
+                stats: &self.stats,
+                depth: &self.depth,
+                closing: &self.closing,
+            };
+            return spool_writer::submit(sh, &c, batch);
+        }
         let records = batch.records() as u64;
         let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
         let res = match self.when_full {
@@ -207,6 +227,9 @@ impl Service for Delivery {
         // Lets a writer that holds back (block policy, destination away) take
         // the rest of the queue, so this send cannot wait forever.
         self.closing.store(true, Ordering::Release);
+        if let Some(sh) = &self.spool {
+            sh.wake();
+        }
         let _ = self.tx.send(Msg::Close);
         if handle.join().is_err() {
             log::error!("{}: writer thread panicked", self.name);
