@@ -2,10 +2,11 @@
 
 pub mod netlink;
 pub mod nflog;
+pub mod unixsock;
 
 use rulogd_plugin::Registration;
 
 /// Every built-in input plugin.
 pub fn registrations() -> Vec<Registration> {
-    vec![nflog::registration()]
+    vec![nflog::registration(), unixsock::registration()]
 }
