@@ -11,10 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-# Debian packages the tests use: nft and ip for the namespace lab, ulogd2 as
+# Debian packages the tests use: nft and ip for the namespace lab (iptables
+# for NFQUEUE rules on kernels without nft_queue), ulogd2 as
 # the oracle of the differential tests, tcpdump to read PCAP files.
 need=()
-for p in nftables iproute2 ulogd2 ulogd2-json tcpdump iputils-ping; do
+for p in nftables iproute2 iptables ulogd2 ulogd2-json tcpdump iputils-ping; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

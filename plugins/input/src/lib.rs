@@ -2,11 +2,16 @@
 
 pub mod netlink;
 pub mod nflog;
+pub mod nfqueue;
 pub mod unixsock;
 
 use rulogd_plugin::Registration;
 
 /// Every built-in input plugin.
 pub fn registrations() -> Vec<Registration> {
-    vec![nflog::registration(), unixsock::registration()]
+    vec![
+        nflog::registration(),
+        nfqueue::registration(),
+        unixsock::registration(),
+    ]
 }

@@ -8,6 +8,7 @@
 //! share that buffer.
 
 pub mod nflog;
+pub mod nfqueue;
 pub mod socket;
 
 use thiserror::Error;

@@ -1,0 +1,473 @@
+//! NFQUEUE: packets handed to userspace by netfilter (`nft ... queue num N`,
+//! iptables `-j NFQUEUE`), logged, then let through. ulogd2 has no such
+//! input; rulogd's records carry NFLOG's keys (so any stack written for
+//! NFLOG works unchanged) plus `oob.queue` and `oob.packet_id`.
+//!
+//! It uses the crate's netlink layer rather than the `nfq` crate: one
+//! netlink parser for NFLOG and NFQUEUE, records that point into the
+//! receive buffer instead of an owned copy per packet, and batch verdicts
+//! (`NFQNL_MSG_VERDICT_BATCH`): one message accepts every packet of a
+//! `read()` call, where `nfq` sends one verdict per packet.
+//!
+//! A packet's verdict is sent after its record went through every stack
+//! (filters and output rendering run inline and never wait on I/O), at the
+//! end of each `read()` call, so a packet is held for at most one batch.
+
+use crate::netlink::nfqueue::{
+    config_request, messages, verdict_batch, Config, QueueMessage, QueuePacket, NF_ACCEPT,
+};
+use crate::netlink::socket::NlSocket;
+use bytes::{Bytes, BytesMut};
+use rulogd_plugin::{
+    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
+    PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
+};
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod setup;
+#[cfg(test)]
+mod tests;
+
+pub use setup::{Settings, OPTIONS};
+
+/// Receives per `read()` call; the verdict for all of them goes out at the
+/// end, in one message.
+pub const RECV_BUDGET: usize = 64;
+
+const IETF: u32 = 0;
+const NETFILTER: u32 = 21373;
+
+/// The output keys: NFLOG's, in its order, then the queue's own. The
+/// sequence numbers and `oob.prefix` have no NFQUEUE counterpart and are
+/// never set; `raw.type` neither (the kernel does not send the device type).
+pub static KEYS: [KeyDef; 26] = [
+    KeyDef::new("raw.mac", KeyType::Raw),
+    KeyDef::new("raw.pkt", KeyType::Raw).ipfix(NETFILTER, 1),
+    KeyDef::new("raw.pktlen", KeyType::U32).ipfix(NETFILTER, 2),
+    KeyDef::new("raw.pktcount", KeyType::U32).ipfix(IETF, 2),
+    KeyDef::new("oob.prefix", KeyType::String).ipfix(NETFILTER, 3),
+    KeyDef::new("oob.time.sec", KeyType::U32).ipfix(IETF, 150),
+    KeyDef::new("oob.time.usec", KeyType::U32).ipfix(IETF, 154),
+    KeyDef::new("oob.mark", KeyType::U32).ipfix(NETFILTER, 4),
+    KeyDef::new("oob.ifindex_in", KeyType::U32).ipfix(IETF, 10),
+    KeyDef::new("oob.ifindex_out", KeyType::U32).ipfix(IETF, 14),
+    KeyDef::new("oob.hook", KeyType::U8).ipfix(NETFILTER, 5),
+    KeyDef::new("raw.mac_len", KeyType::U16),
+    KeyDef::new("oob.seq.local", KeyType::U32).ipfix(NETFILTER, 7),
+    KeyDef::new("oob.seq.global", KeyType::U32).ipfix(NETFILTER, 8),
+    KeyDef::new("oob.family", KeyType::U8),
+    KeyDef::new("oob.protocol", KeyType::U16),
+    KeyDef::new("oob.uid", KeyType::U32),
+    KeyDef::new("oob.gid", KeyType::U32),
+    KeyDef::new("raw.label", KeyType::U8),
+    KeyDef::new("raw.type", KeyType::U16),
+    KeyDef::new("raw.mac.saddr", KeyType::Raw).ipfix(IETF, 56),
+    KeyDef::new("raw.mac.addrlen", KeyType::U16),
+    KeyDef::new("raw", KeyType::Raw),
+    KeyDef::new("ct", KeyType::Raw),
+    KeyDef::new("oob.queue", KeyType::U16),
+    KeyDef::new("oob.packet_id", KeyType::U32),
+];
+
+// Indices into KEYS.
+const K_RAW_MAC: usize = 0;
+const K_RAW_PKT: usize = 1;
+const K_RAW_PKTLEN: usize = 2;
+const K_RAW_PKTCOUNT: usize = 3;
+const K_TIME_SEC: usize = 5;
+const K_TIME_USEC: usize = 6;
+const K_MARK: usize = 7;
+const K_IFINDEX_IN: usize = 8;
+const K_IFINDEX_OUT: usize = 9;
+const K_HOOK: usize = 10;
+const K_RAW_MAC_LEN: usize = 11;
+const K_FAMILY: usize = 14;
+const K_PROTOCOL: usize = 15;
+const K_UID: usize = 16;
+const K_GID: usize = 17;
+const K_LABEL: usize = 18;
+const K_MAC_SADDR: usize = 20;
+const K_MAC_ADDRLEN: usize = 21;
+const K_RAW: usize = 22;
+const K_CT: usize = 23;
+const K_QUEUE: usize = 24;
+const K_PACKET_ID: usize = 25;
+/// Number of output keys.
+pub const NKEYS: usize = 26;
+
+/// The plugin descriptor.
+pub static INFO: PluginInfo = PluginInfo {
+    name: "NFQUEUE",
+    kind: PluginKind::Input,
+    summary: "packets queued by netfilter (nfnetlink_queue), logged then accepted",
+    options: &OPTIONS,
+    input_keys: &[],
+    output_keys: &KEYS,
+    wildcard_input: false,
+};
+
+/// The registration for `registrations()`.
+pub fn registration() -> Registration {
+    Registration {
+        info: &INFO,
+        builder: Builder::Input(build),
+    }
+}
+
+/// The counters of one instance, registered as `<instance> (NFQUEUE)`.
+struct Stats {
+    received: Counter,
+    bytes: Counter,
+    enobufs: Counter,
+    malformed: Counter,
+    verdicts: Counter,
+    verdict_errors: Counter,
+    rcvbuf: Counter,
+}
+
+impl Stats {
+    fn new(set: &StatSet) -> Stats {
+        Stats {
+            received: set.counter("received"),
+            bytes: set.counter("bytes"),
+            enobufs: set.counter("enobufs"),
+            malformed: set.counter("malformed"),
+            verdicts: set.counter("verdicts"),
+            verdict_errors: set.counter("verdict_errors"),
+            rcvbuf: set.counter("rcvbuf"),
+        }
+    }
+}
+
+fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
+    let s = Settings::from_options(ctx.options)?;
+    let mut sock = NlSocket::open(libc::NETLINK_NETFILTER)
+        .map_err(|e| BuildError::io("NFQUEUE: cannot open netlink socket", e))?;
+    setup::configure_kernel(&mut sock, &s)?;
+    let set = StatSet::new(format!("{} (NFQUEUE)", ctx.instance));
+    ctx.shared.add_stats(set.clone());
+    Ok(Box::new(NfqueueInput::new(ctx.instance, &s, sock, &set)))
+}
+
+/// Wall-clock time, for packets the kernel gave no timestamp (as NFLOG).
+fn now_sec_usec() -> (u32, u32) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as u32, d.subsec_micros())
+}
+
+/// Whether packet id `a` comes after `b`, across wrap-around (the kernel's
+/// own comparison for batch verdicts).
+fn id_after(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) < 0
+}
+
+/// Fills `rec` from one queued packet, with NFLOG's validity rules where
+/// the keys are shared; `now` supplies the time when the kernel gave none.
+pub fn fill_record(
+    rec: &mut Record,
+    slots: &[Option<Slot>; NKEYS],
+    p: &QueuePacket,
+    label: u8,
+    now: &mut impl FnMut() -> (u32, u32),
+) {
+    let s = slots;
+    rec.set_opt(s[K_FAMILY], Value::U8(p.family));
+    rec.set_opt(s[K_LABEL], Value::U8(label));
+    rec.set_opt(s[K_HOOK], Value::U8(p.hook));
+    rec.set_opt(s[K_PROTOCOL], Value::U16(p.hw_protocol));
+    if let Some(h) = p.l2hdr.filter(|h| h.len > 0) {
+        rec.set_opt(s[K_RAW_MAC], Value::Raw(h));
+        rec.set_opt(s[K_RAW_MAC_LEN], Value::U16(h.len as u16));
+    }
+    if let Some(hw) = p.hwaddr {
+        rec.set_opt(s[K_MAC_SADDR], Value::Raw(hw.addr));
+        rec.set_opt(s[K_MAC_ADDRLEN], Value::U16(hw.addrlen));
+    }
+    if let Some(pl) = p.payload {
+        rec.set_opt(s[K_RAW_PKT], Value::Raw(pl));
+        rec.set_opt(s[K_RAW_PKTLEN], Value::U32(pl.len));
+    }
+    rec.set_opt(s[K_RAW_PKTCOUNT], Value::U32(1));
+    if s[K_TIME_SEC].is_some() || s[K_TIME_USEC].is_some() {
+        let (sec, usec) = match p.timestamp {
+            Some((sec, usec)) if sec != 0 => (sec as u32, usec as u32),
+            _ => now(),
+        };
+        rec.set_opt(s[K_TIME_SEC], Value::U32(sec));
+        rec.set_opt(s[K_TIME_USEC], Value::U32(usec));
+    }
+    rec.set_opt(s[K_MARK], Value::U32(p.mark.unwrap_or(0)));
+    if let Some(i) = p.indev.filter(|&i| i > 0) {
+        rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
+    }
+    if let Some(i) = p.outdev.filter(|&i| i > 0) {
+        rec.set_opt(s[K_IFINDEX_OUT], Value::U32(i));
+    }
+    if let Some(v) = p.uid {
+        rec.set_opt(s[K_UID], Value::U32(v));
+    }
+    if let Some(v) = p.gid {
+        rec.set_opt(s[K_GID], Value::U32(v));
+    }
+    rec.set_opt(s[K_RAW], Value::Raw(p.msg));
+    if let Some(ct) = p.ct {
+        rec.set_opt(s[K_CT], Value::Raw(ct));
+    }
+    rec.set_opt(s[K_QUEUE], Value::U16(p.queue));
+    rec.set_opt(s[K_PACKET_ID], Value::U32(p.id));
+}
+
+/// A running NFQUEUE input.
+pub struct NfqueueInput {
+    name: String,
+    sock: NlSocket,
+    queue: u16,
+    buf: BytesMut,
+    bufsize: usize,
+    slots: [Option<Slot>; NKEYS],
+    label: u8,
+    mark: Option<u32>,
+    fail_open: bool,
+    /// Highest packet id received and not yet given a verdict.
+    pending: Option<u32>,
+    /// Highest packet id ever received.
+    last_id: Option<u32>,
+    /// The verdict message, rebuilt in place for every batch.
+    out: Vec<u8>,
+    stats: Stats,
+    rcvbuf_req: usize,
+    rcvbuf_max: usize,
+    overrun: bool,
+    malformed_warned: bool,
+    truncated_warned: bool,
+    verdict_warned: bool,
+}
+
+impl NfqueueInput {
+    /// An input reading from `sock`, already bound; counters go to `set`.
+    pub fn new(name: &str, s: &Settings, sock: NlSocket, set: &StatSet) -> NfqueueInput {
+        let stats = Stats::new(set);
+        let actual = sock.rcvbuf().unwrap_or(0);
+        stats.rcvbuf.set(actual as u64);
+        NfqueueInput {
+            name: name.to_string(),
+            sock,
+            queue: s.queue,
+            buf: BytesMut::with_capacity(s.bufsize),
+            bufsize: s.bufsize,
+            slots: std::array::from_fn(|i| Some(i as Slot)),
+            label: s.label,
+            mark: s.mark,
+            fail_open: s.fail_open,
+            pending: None,
+            last_id: None,
+            out: Vec::with_capacity(64),
+            stats,
+            // The kernel reports twice what was asked for.
+            rcvbuf_req: if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+            rcvbuf_max: s.rcvbuf_max,
+            overrun: false,
+            malformed_warned: false,
+            truncated_warned: false,
+            verdict_warned: false,
+        }
+    }
+
+    /// Remembers `id` as needing a verdict.
+    fn note_id(&mut self, id: u32) {
+        if self.pending.is_none_or(|p| id_after(id, p)) {
+            self.pending = Some(id);
+        }
+        if self.last_id.is_none_or(|p| id_after(id, p)) {
+            self.last_id = Some(id);
+        }
+    }
+
+    /// Decodes every message of one datagram and emits its packets.
+    fn process(&mut self, chunk: &Bytes, em: &mut dyn Emitter) {
+        let mut now_cache = None;
+        let mut now = || *now_cache.get_or_insert_with(now_sec_usec);
+        for m in messages(chunk) {
+            match m {
+                Ok(QueueMessage::Packet(p)) => {
+                    self.stats.received.inc();
+                    let rec = em.record();
+                    let same =
+                        rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
+                    if !same {
+                        rec.set_buf(chunk.clone());
+                    }
+                    fill_record(rec, &self.slots, &p, self.label, &mut now);
+                    em.emit();
+                    self.note_id(p.id);
+                }
+                // A verdict naming no queued packet (ENOENT) is harmless.
+                Ok(QueueMessage::Error { errno, .. }) if errno != 0 => {
+                    self.stats.verdict_errors.inc();
+                    log::debug!("{} (NFQUEUE): kernel reported error {errno}", self.name);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // No packet id to answer: the next batch verdict, which
+                    // covers every earlier id, lets the packet go.
+                    self.stats.malformed.inc();
+                    if !self.malformed_warned {
+                        self.malformed_warned = true;
+                        log::warn!("{} (NFQUEUE): skipping malformed message: {e}", self.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the verdict for every packet up to the highest pending id.
+    fn flush_verdict(&mut self) {
+        let Some(id) = self.pending else { return };
+        self.out.clear();
+        let seq = self.sock.next_seq();
+        verdict_batch(&mut self.out, seq, self.queue, id, NF_ACCEPT, self.mark);
+        match self.sock.send(&self.out) {
+            Ok(()) => {
+                self.pending = None;
+                self.stats.verdicts.inc();
+                self.verdict_warned = false;
+            }
+            Err(e) => {
+                // Kept pending: retried after the next read or tick.
+                self.stats.verdict_errors.inc();
+                if !self.verdict_warned {
+                    self.verdict_warned = true;
+                    log::error!(
+                        "{} (NFQUEUE): cannot send verdict for queue {}: {e}",
+                        self.name,
+                        self.queue
+                    );
+                }
+            }
+        }
+    }
+
+    /// The kernel could not queue messages to the socket: with fail_open it
+    /// accepted those packets unlogged, else it dropped them.
+    fn on_enobufs(&mut self) {
+        self.stats.enobufs.inc();
+        let first = !self.overrun;
+        self.overrun = true;
+        let what = if self.fail_open {
+            "accepted without logging"
+        } else {
+            "dropped"
+        };
+        if self.rcvbuf_max != 0 && self.rcvbuf_req < self.rcvbuf_max {
+            let new = (self.rcvbuf_req.max(1) * 2).min(self.rcvbuf_max);
+            match self.sock.set_rcvbuf(new) {
+                Ok(actual) => {
+                    self.rcvbuf_req = new;
+                    self.stats.rcvbuf.set(actual as u64);
+                    log::warn!(
+                        "{} (NFQUEUE): packets {what} (socket full), increasing buffer size to {new}",
+                        self.name
+                    );
+                }
+                Err(e) => log::warn!("{} (NFQUEUE): cannot grow receive buffer: {e}", self.name),
+            }
+        } else if first {
+            log::warn!(
+                "{} (NFQUEUE): packets {what} because the socket was full ({} times so far); consider `netlink_socket_buffer_size' and `netlink_socket_buffer_maxsize'",
+                self.name,
+                self.stats.enobufs.get()
+            );
+        }
+    }
+}
+
+impl Input for NfqueueInput {
+    fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            *slot = b.output_if_active(i);
+        }
+        Ok(())
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.sock.raw_fd())
+    }
+
+    /// Retries a verdict whose sending failed, even if no packet comes.
+    fn interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+
+    fn tick(&mut self, _now: Instant, _em: &mut dyn Emitter) {
+        self.flush_verdict();
+    }
+
+    fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
+        let mut status = ReadStatus::More;
+        for _ in 0..RECV_BUDGET {
+            self.buf.reserve(self.bufsize);
+            let spare = self.buf.spare_capacity_mut();
+            let n = spare.len().min(self.bufsize);
+            match self.sock.recv(&mut spare[..n]) {
+                Ok(r) => {
+                    // SAFETY: recv initialised the first `r.len` bytes of the
+                    // spare capacity, and the buffer was empty before.
+                    unsafe { self.buf.set_len(r.len) };
+                    let chunk = self.buf.split().freeze();
+                    self.stats.bytes.add(r.len as u64);
+                    if r.truncated && !self.truncated_warned {
+                        self.truncated_warned = true;
+                        log::warn!(
+                            "{} (NFQUEUE): datagram larger than bufsize {}; raise bufsize",
+                            self.name,
+                            self.bufsize
+                        );
+                    }
+                    self.process(&chunk, em);
+                    em.record().release_buf();
+                }
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {
+                        self.overrun = false;
+                        status = ReadStatus::Idle;
+                        break;
+                    }
+                    Some(libc::EINTR) => {}
+                    Some(libc::ENOBUFS) => self.on_enobufs(),
+                    _ => {
+                        self.flush_verdict();
+                        return Err(e);
+                    }
+                },
+            }
+        }
+        self.flush_verdict();
+        Ok(status)
+    }
+}
+
+impl Drop for NfqueueInput {
+    /// Lets go of the queue without dropping packets: the kernel drops what
+    /// is still queued when the socket closes. With fail_open, a queue length
+    /// of 0 makes it accept new packets instead of queueing them; then one
+    /// batch verdict accepts everything still held (ids up to 2^30 past the
+    /// last one seen, far more than any queue holds, yet close enough that
+    /// the kernel's wrap-around comparison still counts earlier ids in).
+    fn drop(&mut self) {
+        if self.fail_open {
+            let seq = self.sock.next_seq();
+            self.out.clear();
+            config_request(&mut self.out, seq, self.queue, &[Config::MaxLen(0)]);
+            if let Err(e) = self.sock.send(&self.out) {
+                log::debug!("{} (NFQUEUE): cannot shrink queue at stop: {e}", self.name);
+            }
+        }
+        let last = self.last_id.unwrap_or(0);
+        self.pending = Some(last.wrapping_add(1 << 30));
+        self.flush_verdict();
+    }
+}
