@@ -1,6 +1,7 @@
 //! rulogd built-in input plugins, one file each, named after the ulogd plugin.
 
 pub mod netlink;
+pub mod nfct;
 pub mod nflog;
 pub mod nfqueue;
 pub mod unixsock;
@@ -11,6 +12,7 @@ use rulogd_plugin::Registration;
 pub fn registrations() -> Vec<Registration> {
     vec![
         nflog::registration(),
+        nfct::registration(),
         nfqueue::registration(),
         unixsock::registration(),
     ]

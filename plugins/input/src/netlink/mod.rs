@@ -7,6 +7,7 @@
 //! into the caller's receive buffer, so the records that reference them can
 //! share that buffer.
 
+pub mod conntrack;
 pub mod nflog;
 pub mod nfqueue;
 pub mod socket;

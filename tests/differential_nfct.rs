@@ -1,0 +1,427 @@
+//! ulogd2 and rulogd, side by side, on the same conntrack events.
+//!
+//! Both daemons run NFCT → IP2STR → JSON with the same ulogd.conf (apart
+//! from the output file) in one network namespace. ctnetlink events are
+//! multicast, so both hear every event; `conntrack -F` ends the flows. The
+//! two JSON files are compared record by record (matched by `ct.id` and
+//! `ct.event`), key by key and in key order. Times the kernel gives are
+//! compared exactly; times a daemon takes from its own clock (ulogd's
+//! `gettimeofday` when an event carries no timestamp) within a tolerance.
+//!
+//! Run: `cargo build --release -p rulogd && RULOGD_KERNEL_TESTS=1 cargo test
+//! -p rulogd-tests --test differential_nfct` (root needed).
+//! `RULOGD_BIN=/usr/sbin/ulogd` compares ulogd with itself.
+
+use rulogd_tests::daemon::oracle_mode;
+use rulogd_tests::traffic::{icmp_echo, tcp_session};
+use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Keys rulogd adds on purpose (docs/COMPATIBILITY.md, NFCT): ulogd 2.0.9's
+/// ICMPv6 type and code, which 2.0.8 does not have.
+const EXTRA_KEYS: &[&str] = &["icmpv6.code", "icmpv6.type"];
+const TIME_KEYS: &[&str] = &[
+    "flow.start.sec",
+    "flow.start.usec",
+    "flow.end.sec",
+    "flow.end.usec",
+];
+/// Largest distance between two daemons' clock readings for one event.
+const CLOCK_TOLERANCE_S: f64 = 0.5;
+
+const CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
+
+[ct1]
+{NFCT}
+
+[json1]
+file=\"{FILE}\"
+sync=1
+";
+
+/// A namespace where conntrack runs (an nft rule needs it), with the given
+/// accounting and timestamp sysctls.
+fn conntrack_ns(tag: &str, acct: bool, tstamp: bool) -> Netns {
+    let ns = Netns::new(tag).unwrap();
+    ns.nft(
+        "table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n",
+    )
+    .unwrap();
+    for (k, on) in [("acct", acct), ("timestamp", tstamp)] {
+        let st = ns
+            .command("sysctl")
+            .args([
+                "-qw",
+                &format!("net.netfilter.nf_conntrack_{k}={}", on as u8),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "sysctl nf_conntrack_{k}");
+    }
+    ns
+}
+
+/// Netlink netfilter sockets in the namespace that joined conntrack event
+/// group `bit` (`/proc/net/netlink`, Groups column).
+fn subscribed(ns: &Netns, bit: u32) -> usize {
+    let text = ns.read_proc_net("netlink").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"12")
+                && f.get(3)
+                    .and_then(|g| u32::from_str_radix(g, 16).ok())
+                    .is_some_and(|g| g & bit != 0)
+        })
+        .count()
+}
+
+struct Pair {
+    dir: TempDir,
+    ulogd: Daemon,
+    rulogd: Daemon,
+    files: [PathBuf; 2],
+}
+
+impl Pair {
+    fn start(ns: &Netns, tag: &str, nfct: &str, group_bit: u32) -> Pair {
+        let dir = TempDir::new(tag);
+        let files = [
+            dir.path().join("ulogd.json"),
+            dir.path().join("rulogd.json"),
+        ];
+        let conf = |f: &Path| {
+            lab::fill(
+                CONF,
+                &[("NFCT", nfct.to_string()), ("FILE", lab::path_str(f))],
+            )
+        };
+        let before = subscribed(ns, group_bit);
+        let ulogd = Daemon::start(
+            ns,
+            Kind::Ulogd,
+            dir.path(),
+            "ulogd",
+            &conf(&files[0]),
+            &[],
+            &[&files[0]],
+        );
+        let rulogd = Daemon::start(
+            ns,
+            Kind::Rulogd,
+            dir.path(),
+            "rulogd",
+            &conf(&files[1]),
+            &[],
+            &[&files[1]],
+        );
+        if group_bit != 0 {
+            assert!(
+                lab::wait_until(Duration::from_secs(10), || subscribed(ns, group_bit)
+                    >= before + 2),
+                "both daemons should have joined the conntrack event groups"
+            );
+        }
+        Pair {
+            dir,
+            ulogd,
+            rulogd,
+            files,
+        }
+    }
+
+    /// Waits for `n` records in both files, stops both daemons and returns
+    /// their records.
+    fn finish(self, n: usize) -> (Vec<Record>, Vec<Record>, TempDir) {
+        let [u, r] = &self.files;
+        let ok = lab::wait_until(Duration::from_secs(15), || {
+            lab::count_lines(u) >= n && lab::count_lines(r) >= n
+        });
+        // Anything beyond n would come now.
+        std::thread::sleep(Duration::from_millis(300));
+        if !ok {
+            panic!(
+                "expected {n} records: ulogd2 wrote {}, rulogd {}\n{}\n{}",
+                lab::count_lines(u),
+                lab::count_lines(r),
+                self.ulogd.log_text(),
+                self.rulogd.log_text()
+            );
+        }
+        self.ulogd.stop();
+        self.rulogd.stop();
+        (lab::read_records(u), lab::read_records(r), self.dir)
+    }
+}
+
+/// UDP both ways: `n` datagrams of `len` bytes, each echoed.
+fn udp_echo(server: SocketAddr, n: usize, len: usize) {
+    let srv = UdpSocket::bind(server).unwrap();
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .unwrap();
+    let c = UdpSocket::bind(any).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..n {
+        c.send_to(&vec![7u8; len], server).unwrap();
+        let (k, from) = srv.recv_from(&mut buf).unwrap();
+        srv.send_to(&buf[..k], from).unwrap();
+        c.recv_from(&mut buf).unwrap();
+    }
+}
+
+/// Six flows: UDP, TCP and ICMP echo, over IPv4 and IPv6.
+fn six_flows(ns: &Netns, port: u16) {
+    ns.run_in_thread(|| {
+        udp_echo(SocketAddr::from(([127, 0, 0, 1], port)), 3, 64);
+        udp_echo(format!("[::1]:{port}").parse().unwrap(), 2, 100);
+        tcp_session(SocketAddr::from(([127, 0, 0, 1], port + 1)), 3000, 500).unwrap();
+        tcp_session(format!("[::1]:{}", port + 1).parse().unwrap(), 1000, 200).unwrap();
+        assert_eq!(
+            icmp_echo("127.0.0.1".parse().unwrap(), 0x51, 1, 2).unwrap(),
+            2
+        );
+        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x52, 1, 3).unwrap(), 3);
+    });
+}
+
+fn flush(ns: &Netns) {
+    let out = ns.command("conntrack").arg("-F").output().unwrap();
+    assert!(out.status.success(), "conntrack -F: {out:?}");
+}
+
+fn key_of(r: &Record) -> (u64, u64) {
+    (r.req_u64("ct.id"), r.req_u64("ct.event"))
+}
+
+fn time(r: &Record, which: &str) -> Option<f64> {
+    let s = r.u64(&format!("flow.{which}.sec"))?;
+    let u = r.u64(&format!("flow.{which}.usec")).unwrap_or(0);
+    Some(s as f64 + u as f64 / 1e6)
+}
+
+/// Compares the two daemons' records. `kernel_time(record, "start"|"end")`
+/// says whether that time came from the kernel (exact) or a daemon's clock.
+fn compare(u: &[Record], r: &[Record], kernel_time: impl Fn(&Record, &str) -> bool, dir: &TempDir) {
+    let mut u: Vec<&Record> = u.iter().collect();
+    let mut r: Vec<&Record> = r.iter().collect();
+    u.sort_by_key(|x| key_of(x));
+    r.sort_by_key(|x| key_of(x));
+    let ku: Vec<_> = u.iter().map(|x| key_of(x)).collect();
+    let kr: Vec<_> = r.iter().map(|x| key_of(x)).collect();
+    assert_eq!(
+        ku,
+        kr,
+        "different flows/events; files in {}",
+        dir.path().display()
+    );
+    let skip: Vec<&str> = EXTRA_KEYS.iter().chain(TIME_KEYS).copied().collect();
+    let mut report = Vec::new();
+    for (a, b) in u.iter().zip(&r) {
+        let mut d = lab::json::compare_records(a, b, &skip, ("ulogd2", "rulogd"));
+        // rulogd may add the ICMPv6 keys, nothing else.
+        for k in EXTRA_KEYS {
+            if a.has(k) {
+                d.push(format!("  {k}: ulogd2 has it"));
+            }
+        }
+        if !oracle_mode() && b.has("icmpv6.type") != (b.u64("orig.ip.protocol") == Some(58)) {
+            d.push("  icmpv6.type present iff ICMPv6".into());
+        }
+        for which in ["start", "end"] {
+            let (ta, tb) = (time(a, which), time(b, which));
+            let same = match (ta, tb) {
+                (None, None) => true,
+                (Some(x), Some(y)) if kernel_time(a, which) => {
+                    let k = |r: &Record, s: &str| r.get(&format!("flow.{which}.{s}")).cloned();
+                    k(a, "sec") == k(b, "sec") && k(a, "usec") == k(b, "usec") && x == y
+                }
+                (Some(x), Some(y)) => (x - y).abs() <= CLOCK_TOLERANCE_S,
+                _ => false,
+            };
+            if !same {
+                d.push(format!("  flow.{which}: ulogd2={ta:?} rulogd={tb:?}"));
+            }
+        }
+        if !d.is_empty() {
+            report.push(format!(
+                "{}\n  ulogd2: {}\n  rulogd: {}",
+                d.join("\n"),
+                a.line,
+                b.line
+            ));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "ulogd2 and rulogd differ; files in {}\n{}",
+        dir.path().display(),
+        report.join("\n")
+    );
+}
+
+/// The counters the kernel gives for our traffic, checked on one side.
+fn check_counters(recs: &[Record], rulogd: bool) {
+    let destroy = |proto: u64, fam: u64| {
+        recs.iter()
+            .find(|r| {
+                r.u64("ct.event") == Some(4)
+                    && r.u64("orig.ip.protocol") == Some(proto)
+                    && r.u64("oob.family") == Some(fam)
+            })
+            .unwrap_or_else(|| panic!("no DESTROY for protocol {proto} family {fam}"))
+    };
+    let udp4 = destroy(17, 2);
+    // 3 datagrams of 64 bytes each way: 20 IP + 8 UDP + 64.
+    assert_eq!(udp4.u64("orig.raw.pktcount"), Some(3), "{}", udp4.line);
+    assert_eq!(udp4.u64("orig.raw.pktlen"), Some(3 * 92));
+    assert_eq!(udp4.u64("reply.raw.pktcount"), Some(3));
+    assert_eq!(udp4.u64("reply.raw.pktlen"), Some(3 * 92));
+    let udp6 = destroy(17, 10);
+    assert_eq!(udp6.u64("orig.raw.pktlen"), Some(2 * 148), "{}", udp6.line);
+    let icmp6 = destroy(58, 10);
+    assert_eq!(icmp6.u64("orig.raw.pktcount"), Some(3), "{}", icmp6.line);
+    if rulogd {
+        assert_eq!(icmp6.u64("icmpv6.type"), Some(128));
+    }
+    let icmp = destroy(1, 2);
+    assert_eq!(
+        (icmp.u64("icmp.type"), icmp.u64("icmp.code")),
+        (Some(8), Some(0))
+    );
+    assert_eq!(icmp.u64("reply.raw.pktcount"), Some(2));
+    let tcp = destroy(6, 2);
+    assert!(tcp.u64("orig.raw.pktlen").unwrap() > 3000, "{}", tcp.line);
+    assert_eq!(tcp.str("src_ip"), Some("127.0.0.1"));
+}
+
+/// `hash_enable=0`: every NEW and DESTROY event, with kernel timestamps and
+/// accounting on. NEW carries no timestamp (daemon clocks); DESTROY carries
+/// both kernel times.
+#[test]
+fn events_new_and_destroy() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = conntrack_ns("dct-ev", true, true);
+    let pair = Pair::start(&ns, "dct-ev", "hash_enable=0", 0x5);
+    six_flows(&ns, 7100);
+    flush(&ns);
+    let (u, r, dir) = pair.finish(12);
+    assert_eq!(u.len(), 12, "6 NEW + 6 DESTROY");
+    compare(&u, &r, |rec, _| rec.u64("ct.event") == Some(4), &dir);
+    check_counters(&u, false);
+    check_counters(&r, !oracle_mode());
+    assert!(u
+        .iter()
+        .filter(|x| x.u64("ct.event") == Some(1))
+        .all(|x| x.u64("orig.raw.pktcount") == Some(0)));
+}
+
+/// The default hash mode: one DESTROY per flow, its start time noted at
+/// NEW (a daemon's clock), its end the kernel's; accounting on.
+#[test]
+fn hash_mode_destroy_only() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = conntrack_ns("dct-hash", true, true);
+    let pair = Pair::start(&ns, "dct-hash", "hash_enable=1", 0x5);
+    six_flows(&ns, 7200);
+    flush(&ns);
+    let (u, r, dir) = pair.finish(6);
+    assert_eq!(u.len(), 6);
+    assert!(u.iter().all(|x| x.u64("ct.event") == Some(4)));
+    compare(&u, &r, |_, which| which == "end", &dir);
+    check_counters(&r, !oracle_mode());
+}
+
+/// No accounting and no timestamps: counters are 0 (still present) and
+/// every time is a daemon's clock.
+#[test]
+fn hash_mode_without_acct_or_timestamps() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = conntrack_ns("dct-noacct", false, false);
+    let pair = Pair::start(&ns, "dct-noacct", "", 0x5);
+    six_flows(&ns, 7300);
+    flush(&ns);
+    let (u, r, dir) = pair.finish(6);
+    compare(&u, &r, |_, _| false, &dir);
+    assert!(r
+        .iter()
+        .all(|x| x.u64("orig.raw.pktcount") == Some(0) && x.has("flow.end.sec")));
+}
+
+/// The accept filters: ulogd compiles them to a BPF socket filter, rulogd
+/// checks the decoded tuple; the same flows must come out. IPv4 networks
+/// only, so IPv6 flows are rejected.
+#[test]
+fn accept_filters() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = conntrack_ns("dct-filter", true, true);
+    let pair = Pair::start(
+        &ns,
+        "dct-filter",
+        "hash_enable=0\naccept_src_filter=127.0.0.0/8\naccept_dst_filter=10.9.9.0/24,127.0.0.1/32\naccept_proto_filter=udp,icmp",
+        0x5,
+    );
+    six_flows(&ns, 7400);
+    flush(&ns);
+    let (u, r, dir) = pair.finish(4);
+    assert_eq!(u.len(), 4, "UDP and ICMP over IPv4, NEW and DESTROY");
+    assert!(u
+        .iter()
+        .all(|x| x.u64("oob.family") == Some(2) && x.u64("orig.ip.protocol") != Some(6)));
+    compare(&u, &r, |rec, _| rec.u64("ct.event") == Some(4), &dir);
+}
+
+/// Polling: both daemons dump the table every second and log the flows
+/// that have gone, with the counters of their last dump. ulogd 2.0.8 sets
+/// no end time on these (2.0.9 and rulogd: the time the flow was found gone).
+#[test]
+fn polling_mode() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = conntrack_ns("dct-poll", true, true);
+    let pair = Pair::start(&ns, "dct-poll", "pollinterval=1", 0);
+    six_flows(&ns, 7500);
+    // Both have dumped the final counters after two intervals.
+    std::thread::sleep(Duration::from_millis(2500));
+    flush(&ns);
+    let (u, r, dir) = pair.finish(6);
+    assert!(
+        u.iter().all(|x| !x.has("flow.end.sec")),
+        "ulogd 2.0.8: no end on purge"
+    );
+    assert!(oracle_mode() || r.iter().all(|x| x.has("flow.end.sec")));
+    let strip = |v: &[Record]| -> Vec<Record> {
+        v.iter()
+            .map(|x| {
+                let mut y = x.clone();
+                y.fields.retain(|(k, _)| !k.starts_with("flow.end"));
+                y
+            })
+            .collect()
+    };
+    // Start times: the kernel's (timestamps are on).
+    compare(&strip(&u), &strip(&r), |_, w| w == "start", &dir);
+    check_counters(&r, !oracle_mode());
+}
+
