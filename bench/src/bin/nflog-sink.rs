@@ -3,13 +3,17 @@
 //! the daemons are compared with (baseline.md's `nflog_sink`).
 //!
 //! Runs until SIGTERM/SIGINT, then prints `received=N enobufs=E`.
+//!
+//! `--dump FILE` also writes every datagram it receives to FILE, each as a
+//! native-endian u32 length followed by the bytes: the input of the
+//! in-process `pipeline` benchmark.
 
 use rulogd_bench::Args;
-use std::io;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const USAGE: &str = "usage: nflog-sink --group N [--rcvbuf 8388608] [--qthreshold N] \
-[--nlbufsiz BYTES] [--timeout CENTISECONDS]";
+[--nlbufsiz BYTES] [--timeout CENTISECONDS] [--dump FILE]";
 
 // include/uapi/linux/netfilter/nfnetlink.h, nfnetlink_log.h
 const NFNL_SUBSYS_ULOG: u16 = 4;
@@ -190,6 +194,10 @@ fn main() -> io::Result<()> {
         libc::signal(libc::SIGTERM, handler);
         libc::signal(libc::SIGINT, handler);
     }
+    let mut dump = match args.str("dump") {
+        Some(p) => Some(io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
     let mut buf = vec![0u8; 1 << 20];
     let (mut received, mut enobufs) = (0u64, 0u64);
     // After SIGTERM, read on until the socket is empty: whatever the kernel
@@ -209,7 +217,12 @@ fn main() -> io::Result<()> {
             )
         };
         if n >= 0 {
-            received += count_packets(&buf[..n as usize]);
+            let d = &buf[..n as usize];
+            if let Some(w) = dump.as_mut() {
+                w.write_all(&(d.len() as u32).to_ne_bytes())?;
+                w.write_all(d)?;
+            }
+            received += count_packets(d);
             continue;
         }
         let err = io::Error::last_os_error();
@@ -223,6 +236,9 @@ fn main() -> io::Result<()> {
             }
             _ => return Err(err),
         }
+    }
+    if let Some(mut w) = dump {
+        w.flush()?;
     }
     println!("received={received} enobufs={enobufs}");
     Ok(())
