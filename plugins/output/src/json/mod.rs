@@ -8,6 +8,7 @@
 //! written (ulogd 2.0.9 behaviour; 2.0.8 left them out); `timestamp_format`,
 //! `queue_size`, `when_full` and `max_pending` are ours.
 
+mod out;
 mod render;
 mod timestamp;
 
@@ -354,5 +355,7 @@ impl Output for Json {
     }
 }
 
+#[cfg(test)]
+mod render_ref;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! object ulogd builds: the field plan is fixed at bind time, so writing a
 //! record only indexes slots and appends bytes.
 
+use super::out::{is_plain, Out};
 use rulogd_plugin::{KeyType, Record, Slot, UpstreamKey, Value};
 use std::collections::HashMap;
 
@@ -108,19 +109,37 @@ pub enum Src {
     Label(Slot),
 }
 
-/// One JSON member: its pre-escaped `"name": ` and every source that sets it,
-/// in stack order (jansson keeps the first position and the last value).
+/// One JSON member: its pre-escaped `, "name": ` and every source that
+/// sets it, in stack order (jansson keeps the first position and the last
+/// value).
 #[derive(Debug)]
 pub struct Field {
     name: Box<[u8]>,
     srcs: Box<[Src]>,
 }
 
-/// A source in stack order: field `field`, source `idx` of that field.
+/// The longest `, "name": ` written by one fixed-size copy; longer names
+/// take [`Out::bytes`].
+const NAME_PAD: usize = 32;
+
+/// `Entry::rep` of a repeated field that has no bit in the mask.
+const NO_REP: u8 = u8::MAX;
+
+/// A source in stack order: field `field`, source `idx` of that field, with
+/// the field's `, "name": ` padded for [`Out::padded`].
 #[derive(Clone, Copy, Debug)]
 struct Entry {
+    src: Src,
     field: u32,
     idx: u32,
+    /// The field has this one source (the common case).
+    single: bool,
+    /// For a field with several sources: its bit in the per-record mask of
+    /// fields already written (`NO_REP` beyond 64 such fields).
+    rep: u8,
+    name_len: u8,
+    /// `, "name": ` and zeros; a first member skips the leading `, `.
+    name: [u8; NAME_PAD + 2],
 }
 
 /// The members of the object in the order ulogd inserts them.
@@ -186,38 +205,113 @@ impl Plan {
 
     /// Appends the object for `rec` (without the newline).
     pub fn render(&self, rec: &Record, ctx: &RenderCtx, out: &mut Vec<u8>) {
-        out.push(b'{');
+        let mut w = Out::new(out);
+        w.byte(b'{');
         let mut first = true;
+        // Repeated fields already written in this record.
+        let mut done = 0u64;
         for e in &self.entries {
-            let f = &self.fields[e.field as usize];
-            let idx = e.idx as usize;
-            let mark = out.len();
-            if !first {
-                out.extend_from_slice(b", ");
-            }
-            out.extend_from_slice(&f.name);
-            let ok = if f.srcs.len() == 1 {
-                // The common case: one source, written or rolled back.
-                write_value(f.srcs[0], rec, ctx, out)
+            let wrote = if e.single {
+                self.single(e, first, rec, ctx, &mut w)
             } else {
-                // A repeated name: jansson inserted it at the first source
-                // that set a value and overwrote it with each later one.
-                let here = settable(f.srcs[idx], rec, ctx)
-                    && !f.srcs[..idx].iter().any(|&s| settable(s, rec, ctx));
-                // `here` guarantees a settable source at or after idx.
-                here && f.srcs[idx..]
-                    .iter()
-                    .rev()
-                    .find(|&&s| settable(s, rec, ctx))
-                    .is_some_and(|&s| write_value(s, rec, ctx, out))
+                self.repeated(e, first, rec, ctx, &mut w, &mut done)
             };
-            if ok {
-                first = false;
-            } else {
-                out.truncate(mark);
-            }
+            first &= !wrote;
         }
-        out.push(b'}');
+        w.byte(b'}');
+    }
+
+    /// Appends `, "name": ` (without the `, ` for the first member).
+    #[inline(always)]
+    fn name(&self, e: &Entry, first: bool, w: &mut Out) {
+        let skip = if first { 2 } else { 0 };
+        let len = e.name_len as usize;
+        if len <= NAME_PAD {
+            let src: &[u8; NAME_PAD] = e.name[skip..skip + NAME_PAD]
+                .try_into()
+                .expect("NAME_PAD bytes");
+            w.padded(src, len - skip);
+        } else {
+            w.bytes(&self.fields[e.field as usize].name[skip..]);
+        }
+    }
+
+    /// A member with one source: written if the source has a value.
+    #[inline(always)]
+    fn single(&self, e: &Entry, first: bool, rec: &Record, ctx: &RenderCtx, w: &mut Out) -> bool {
+        if let Src::Int(slot) = e.src {
+            // The bulk of a record: checked before anything is written.
+            let Some(v) = rec.get(slot).and_then(json_int) else {
+                return false;
+            };
+            self.name(e, first, w);
+            w.int(v);
+            return true;
+        }
+        self.name_and_value(e, e.src, first, rec, ctx, w)
+    }
+
+    /// Writes the name of `e` and the value of `s`, or nothing if `s` has none.
+    #[inline(always)]
+    fn name_and_value(
+        &self,
+        e: &Entry,
+        s: Src,
+        first: bool,
+        rec: &Record,
+        ctx: &RenderCtx,
+        w: &mut Out,
+    ) -> bool {
+        let mark = w.len();
+        self.name(e, first, w);
+        if write_value(s, rec, ctx, w) {
+            true
+        } else {
+            w.truncate(mark);
+            false
+        }
+    }
+
+    /// A member whose name several sources share: jansson inserted it at
+    /// the first source that set a value and overwrote it with each later
+    /// one, so it is written at the first settable source with the value of
+    /// the last.
+    #[inline(never)]
+    fn repeated(
+        &self,
+        e: &Entry,
+        first: bool,
+        rec: &Record,
+        ctx: &RenderCtx,
+        w: &mut Out,
+        done: &mut u64,
+    ) -> bool {
+        let bit = if e.rep == NO_REP { 0 } else { 1u64 << e.rep };
+        if *done & bit != 0 {
+            return false;
+        }
+        let f = &self.fields[e.field as usize];
+        let idx = e.idx as usize;
+        if !settable(f.srcs[idx], rec, ctx) {
+            return false;
+        }
+        // With a bit, an earlier settable source would have written the
+        // field and set it (a settable source always writes); without one,
+        // look.
+        if bit == 0 && f.srcs[..idx].iter().any(|&s| settable(s, rec, ctx)) {
+            return false;
+        }
+        let s = f.srcs[idx + 1..]
+            .iter()
+            .rev()
+            .find(|&&s| settable(s, rec, ctx))
+            .copied()
+            .unwrap_or(f.srcs[idx]);
+        let wrote = self.name_and_value(e, s, first, rec, ctx, w);
+        if wrote {
+            *done |= bit;
+        }
+        wrote
     }
 }
 
@@ -231,6 +325,7 @@ pub struct RenderCtx<'a> {
     pub device: &'a [u8],
 }
 
+/// Whether `s` has a value to write (what [`write_value`] would write).
 fn settable(s: Src, rec: &Record, ctx: &RenderCtx) -> bool {
     match s {
         Src::Version | Src::Device => true,
@@ -240,48 +335,50 @@ fn settable(s: Src, rec: &Record, ctx: &RenderCtx) -> bool {
         Src::Str(slot) => rec
             .get(slot)
             .and_then(|v| rec.bytes_of(v))
-            .and_then(json_str)
-            .is_some(),
+            .is_some_and(|b| is_plain(b) || json_str(b).is_some()),
     }
 }
 
 /// Appends the value of `s`, or returns false (appending nothing) if it has none.
-fn write_value(s: Src, rec: &Record, ctx: &RenderCtx, out: &mut Vec<u8>) -> bool {
+#[inline(always)]
+fn write_value(s: Src, rec: &Record, ctx: &RenderCtx, w: &mut Out) -> bool {
     match s {
-        Src::Version => out.push(b'1'),
-        Src::Device => out.extend_from_slice(ctx.device),
+        Src::Version => w.byte(b'1'),
+        Src::Device => w.bytes(ctx.device),
         Src::Timestamp => {
             let Some(t) = ctx.timestamp else {
                 return false;
             };
             if ctx.ts_quoted {
-                out.push(b'"');
-                out.extend_from_slice(t);
-                out.push(b'"');
+                w.byte(b'"');
+                w.bytes(t);
+                w.byte(b'"');
             } else {
-                out.extend_from_slice(t);
+                w.bytes(t);
             }
         }
         Src::Int(slot) => {
             let Some(v) = rec.get(slot).and_then(json_int) else {
                 return false;
             };
-            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            w.int(v);
         }
         Src::Label(slot) => match rec.get(slot).and_then(Value::as_u64) {
-            Some(0) => out.extend_from_slice(b"\"blocked\""),
-            Some(_) => out.extend_from_slice(b"\"allowed\""),
+            Some(0) => w.bytes(b"\"blocked\""),
+            Some(_) => w.bytes(b"\"allowed\""),
             None => return false,
         },
         Src::Str(slot) => {
-            let Some(b) = rec
-                .get(slot)
-                .and_then(|v| rec.bytes_of(v))
-                .and_then(json_str)
-            else {
+            let Some(b) = rec.get(slot).and_then(|v| rec.bytes_of(v)) else {
                 return false;
             };
-            push_string(out, b);
+            if !w.plain_string(b) {
+                // Escapes, a NUL or non-ASCII: jansson's rules in full.
+                let Some(b) = json_str(b) else {
+                    return false;
+                };
+                push_string(w.vec(), b);
+            }
         }
     }
     true
@@ -291,7 +388,8 @@ fn write_value(s: Src, rec: &Record, ctx: &RenderCtx, out: &mut Vec<u8>) -> bool
 struct PlanBuilder {
     index: HashMap<String, usize>,
     fields: Vec<(String, Vec<Src>)>,
-    entries: Vec<Entry>,
+    /// (field, index of the source within the field), in stack order.
+    entries: Vec<(u32, u32)>,
 }
 
 impl PlanBuilder {
@@ -306,18 +404,16 @@ impl PlanBuilder {
         };
         let srcs = &mut self.fields[field].1;
         srcs.push(src);
-        self.entries.push(Entry {
-            field: field as u32,
-            idx: (srcs.len() - 1) as u32,
-        });
+        self.entries.push((field as u32, (srcs.len() - 1) as u32));
     }
 
     fn finish(self) -> Plan {
-        let fields = self
+        let fields: Vec<Field> = self
             .fields
             .into_iter()
             .map(|(name, srcs)| {
-                let mut n = Vec::with_capacity(name.len() + 4);
+                let mut n = Vec::with_capacity(name.len() + 6);
+                n.extend_from_slice(b", ");
                 push_string(&mut n, name.as_bytes());
                 n.extend_from_slice(b": ");
                 Field {
@@ -326,9 +422,35 @@ impl PlanBuilder {
                 }
             })
             .collect();
-        Plan {
-            fields,
-            entries: self.entries,
+        // Dense numbers for the fields with several sources.
+        let mut reps = vec![NO_REP; fields.len()];
+        let mut next_rep = 0u8;
+        for (i, f) in fields.iter().enumerate() {
+            if f.srcs.len() > 1 && next_rep < 64 {
+                reps[i] = next_rep;
+                next_rep += 1;
+            }
         }
+        let entries = self
+            .entries
+            .iter()
+            .map(|&(field, idx)| {
+                let f = &fields[field as usize];
+                let mut name = [0u8; NAME_PAD + 2];
+                if f.name.len() <= NAME_PAD {
+                    name[..f.name.len()].copy_from_slice(&f.name);
+                }
+                Entry {
+                    src: f.srcs[idx as usize],
+                    field,
+                    idx,
+                    single: f.srcs.len() == 1,
+                    rep: reps[field as usize],
+                    name_len: f.name.len().min(u8::MAX as usize) as u8,
+                    name,
+                }
+            })
+            .collect();
+        Plan { fields, entries }
     }
 }

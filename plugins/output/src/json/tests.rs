@@ -319,3 +319,223 @@ fn options_defaults_and_validation() {
         assert!(!d.help.is_empty() && !d.help.contains('\n'), "{}", d.name);
     }
 }
+
+/// A small xorshift generator, so the randomized test needs no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+}
+
+const NAMES: &[&str] = &[
+    "a",
+    "ip.saddr",
+    "oob.prefix",
+    "raw.label",
+    "dvc",
+    "timestamp",
+    "src_ip",
+    "we\"ird\\name",
+    "tab\there",
+    "a.name.long.enough.to.need.the.slow.copy",
+    "exactly.twenty.six.bytes.x",
+    "twenty.seven.bytes.exactlyy",
+    "héllo",
+];
+
+const TYPES: &[KeyType] = &[
+    KeyType::U8,
+    KeyType::U16,
+    KeyType::U32,
+    KeyType::U64,
+    KeyType::I8,
+    KeyType::I64,
+    KeyType::Bool,
+    KeyType::String,
+    KeyType::IpAddr,
+    KeyType::Raw,
+];
+
+const STRINGS: &[&[u8]] = &[
+    b"",
+    b"lo",
+    b"127.0.0.1",
+    b"with \"quote\"",
+    b"back\\slash",
+    b"nul\0after",
+    b"\0",
+    b"ctl\x01\x1f",
+    b"caf\xc3\xa9",
+    b"\xff\xfe",
+    b"\xed\xa0\x80",
+    b"del\x7f/",
+    b"tab\tnl\n",
+    b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef-long",
+];
+
+fn random_value(r: &mut Rng) -> Value {
+    let s = *r.pick(STRINGS);
+    match r.below(16) {
+        0 => Value::None,
+        1 => Value::I8(r.next() as i8),
+        2 => Value::I16(r.next() as i16),
+        3 => Value::I32(r.next() as i32),
+        4 => Value::I64((r.next() as i64) >> r.below(64)),
+        5 => Value::U8(r.next() as u8),
+        6 => Value::U16(r.next() as u16),
+        7 => Value::U32(r.next() as u32),
+        8 => Value::U64(r.next() >> r.below(64)),
+        9 => Value::Bool(r.next() & 1 == 1),
+        10 => Value::Ipv4((r.next() as u32).into()),
+        11 => Value::text(s),
+        12 => Value::Shared(Arc::from(s)),
+        13 => Value::StrSpan(rulogd_plugin::Span::new(
+            r.below(24) as usize,
+            r.below(24) as usize,
+        )),
+        14 => Value::Raw(rulogd_plugin::Span::new(0, 4)),
+        _ => Value::RawOwned(Arc::from(s)),
+    }
+}
+
+/// The rewritten renderer against the one it replaced, on random stacks
+/// (repeated names, long and escaped names, every value representation,
+/// invalid slots) and every option combination.
+#[test]
+fn render_matches_the_previous_renderer_on_random_records() {
+    use super::render_ref;
+    let mut r = Rng(0x2545_f491_4f6c_dd1d);
+    for case in 0..3000 {
+        let nkeys = 1 + r.below(12) as usize;
+        let nslots = 1 + r.below(10) as u32;
+        let up: Vec<UpstreamKey> = (0..nkeys)
+            .map(|_| {
+                let mut def =
+                    KeyDef::new(NAMES[r.below(NAMES.len() as u64) as usize], *r.pick(TYPES));
+                if r.below(4) == 0 {
+                    def = def.cim(NAMES[r.below(NAMES.len() as u64) as usize]);
+                }
+                UpstreamKey {
+                    def,
+                    slot: r.below(nslots as u64) as Slot,
+                    producer: "p".into(),
+                }
+            })
+            .collect();
+        let o = PlanOptions {
+            eventv1: r.below(2) == 0,
+            timestamp: r.below(2) == 0,
+            boolean_label: r.below(2) == 0,
+        };
+        let ro = render_ref::PlanOptions {
+            eventv1: o.eventv1,
+            timestamp: o.timestamp,
+            boolean_label: o.boolean_label,
+        };
+        let (plan, old) = (Plan::new(&up, o), render_ref::Plan::new(&up, ro));
+        for _ in 0..8 {
+            let mut rec = Record::with_slots(nslots as usize);
+            rec.set_buf(bytes::Bytes::from_static(
+                b"eth0\0x\"y\xff\xfeabcdefghijklmnopqrstuvwxyz",
+            ));
+            for slot in 0..nslots {
+                if r.below(4) != 0 {
+                    rec.set(slot, random_value(&mut r));
+                }
+            }
+            let ts: Option<&[u8]> = if r.below(5) == 0 { None } else { Some(b"T") };
+            let quoted = r.below(2) == 0;
+            let mut a = b"prefix".to_vec();
+            let mut b = a.clone();
+            plan.render(
+                &rec,
+                &RenderCtx {
+                    timestamp: ts,
+                    ts_quoted: quoted,
+                    device: b"\"dev\"",
+                },
+                &mut a,
+            );
+            old.render(
+                &rec,
+                &render_ref::RenderCtx {
+                    timestamp: ts,
+                    ts_quoted: quoted,
+                    device: b"\"dev\"",
+                },
+                &mut b,
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "case {case}: {up:?}"
+            );
+            assert_eq!(a, b);
+        }
+    }
+}
+
+/// Beyond 64 repeated fields the renderer stops tracking them in its mask
+/// and searches the earlier sources instead; both ways must agree.
+#[test]
+fn more_repeated_fields_than_the_mask_holds() {
+    use super::render_ref;
+    let names: Vec<&'static str> = (0..80)
+        .map(|i| &*Box::leak(format!("f{i}").into_boxed_str()))
+        .collect();
+    let mut up = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        // Three sources per name, in two slots and one string.
+        up.push(key(n, KeyType::U8, (3 * i) as Slot));
+        up.push(key(n, KeyType::U16, (3 * i + 1) as Slot));
+        up.push(key(n, KeyType::String, (3 * i + 2) as Slot));
+    }
+    let plan = Plan::new(&up, BARE);
+    let old = render_ref::Plan::new(
+        &up,
+        render_ref::PlanOptions {
+            eventv1: false,
+            timestamp: false,
+            boolean_label: false,
+        },
+    );
+    let mut r = Rng(7);
+    for _ in 0..200 {
+        let mut rec = Record::with_slots(up.len());
+        for slot in 0..up.len() {
+            match r.below(4) {
+                0 => rec.set(slot as Slot, Value::U8(r.next() as u8)),
+                1 => rec.set(
+                    slot as Slot,
+                    Value::text(STRINGS[r.below(STRINGS.len() as u64) as usize]),
+                ),
+                _ => {}
+            }
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let ctx = RenderCtx {
+            timestamp: None,
+            ts_quoted: true,
+            device: b"\"d\"",
+        };
+        plan.render(&rec, &ctx, &mut a);
+        let rctx = render_ref::RenderCtx {
+            timestamp: None,
+            ts_quoted: true,
+            device: b"\"d\"",
+        };
+        old.render(&rec, &rctx, &mut b);
+        assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+    }
+}

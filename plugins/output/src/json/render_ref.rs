@@ -1,0 +1,334 @@
+//! The renderer as it was before the fixed-size-copy rewrite, kept as the
+//! oracle of a randomized differential test (tests.rs).
+#![allow(dead_code)]
+
+use rulogd_plugin::{KeyType, Record, Slot, UpstreamKey, Value};
+use std::collections::HashMap;
+
+/// How jansson escapes each byte below 0x80 inside a string: 0 = as is,
+/// `b'u'` = `\u00XX` (upper-case hex), anything else = backslash and that byte.
+static ESCAPE: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    // 0x7f and `/` are left alone, as jansson does without JSON_ESCAPE_SLASH.
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends `s` (valid UTF-8) as a quoted JSON string, escaped as jansson does.
+/// Non-ASCII is written as is (no JSON_ENSURE_ASCII).
+pub fn push_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &c) in s.iter().enumerate() {
+        let e = if c < 0x80 { ESCAPE[c as usize] } else { 0 };
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&s[run..i]);
+        if e == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', e]);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&s[run..]);
+    out.push(b'"');
+}
+
+/// The string jansson would accept for a C string value: cut at the first NUL
+/// (ulogd hands jansson a `char *`), and `None` if that is not valid UTF-8
+/// (`json_string` returns NULL and the field is left out).
+#[inline]
+pub fn json_str(b: &[u8]) -> Option<&[u8]> {
+    let b = match memchr_nul(b) {
+        Some(i) => &b[..i],
+        None => b,
+    };
+    std::str::from_utf8(b).ok().map(str::as_bytes)
+}
+
+#[inline]
+fn memchr_nul(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == 0)
+}
+
+/// An integer value as jansson's `json_int_t`: signed types sign-extend,
+/// unsigned 64-bit values are reinterpreted as signed (ulogd's cast).
+#[inline]
+pub fn json_int(v: &Value) -> Option<i64> {
+    Some(match *v {
+        Value::I8(x) => x.into(),
+        Value::I16(x) => x.into(),
+        Value::I32(x) => x.into(),
+        Value::I64(x) => x,
+        Value::U8(x) => x.into(),
+        Value::U16(x) => x.into(),
+        Value::U32(x) => x.into(),
+        Value::U64(x) => x as i64,
+        Value::Bool(x) => x.into(),
+        _ => return None,
+    })
+}
+
+/// Where a field's value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Src {
+    /// `"@version": 1` (eventv1).
+    Version,
+    /// The timestamp, formatted once per record.
+    Timestamp,
+    /// The `device` option.
+    Device,
+    /// An integer key.
+    Int(Slot),
+    /// A string key.
+    Str(Slot),
+    /// `raw.label` with `boolean_label`: `"allowed"` or `"blocked"`.
+    Label(Slot),
+}
+
+/// One JSON member: its pre-escaped `"name": ` and every source that sets it,
+/// in stack order (jansson keeps the first position and the last value).
+#[derive(Debug)]
+pub struct Field {
+    name: Box<[u8]>,
+    srcs: Box<[Src]>,
+}
+
+/// A source in stack order: field `field`, source `idx` of that field.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    field: u32,
+    idx: u32,
+}
+
+/// The members of the object in the order ulogd inserts them.
+#[derive(Debug, Default)]
+pub struct Plan {
+    fields: Vec<Field>,
+    entries: Vec<Entry>,
+}
+
+/// What a plan needs besides the upstream keys.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// `eventv1`.
+    pub eventv1: bool,
+    /// `timestamp`.
+    pub timestamp: bool,
+    /// `boolean_label`.
+    pub boolean_label: bool,
+}
+
+impl Plan {
+    /// The plan for a stack's upstream keys.
+    pub fn new(upstream: &[UpstreamKey], o: PlanOptions) -> Plan {
+        let mut b = PlanBuilder::default();
+        if o.eventv1 {
+            b.add("@version", Src::Version);
+        }
+        if o.timestamp {
+            b.add(
+                if o.eventv1 { "@timestamp" } else { "timestamp" },
+                Src::Timestamp,
+            );
+        }
+        b.add("dvc", Src::Device);
+        for k in upstream {
+            let d = &k.def;
+            let (name, src) = match d.ty {
+                KeyType::U8 if o.boolean_label && d.name == "raw.label" => {
+                    ("action", Src::Label(k.slot))
+                }
+                KeyType::I8
+                | KeyType::I16
+                | KeyType::I32
+                | KeyType::I64
+                | KeyType::U8
+                | KeyType::U16
+                | KeyType::U32
+                | KeyType::U64
+                | KeyType::Bool => (d.cim.unwrap_or(&d.name), Src::Int(k.slot)),
+                KeyType::String => (d.cim.unwrap_or(&d.name), Src::Str(k.slot)),
+                // ulogd's switch has no case for these: never written.
+                KeyType::IpAddr | KeyType::Raw | KeyType::RawStr | KeyType::None => continue,
+            };
+            b.add(name, src);
+        }
+        b.finish()
+    }
+
+    /// Number of distinct members.
+    pub fn fields(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Appends the object for `rec` (without the newline).
+    pub fn render(&self, rec: &Record, ctx: &RenderCtx, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for e in &self.entries {
+            let f = &self.fields[e.field as usize];
+            let idx = e.idx as usize;
+            let mark = out.len();
+            if !first {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(&f.name);
+            let ok = if f.srcs.len() == 1 {
+                // The common case: one source, written or rolled back.
+                write_value(f.srcs[0], rec, ctx, out)
+            } else {
+                // A repeated name: jansson inserted it at the first source
+                // that set a value and overwrote it with each later one.
+                let here = settable(f.srcs[idx], rec, ctx)
+                    && !f.srcs[..idx].iter().any(|&s| settable(s, rec, ctx));
+                // `here` guarantees a settable source at or after idx.
+                here && f.srcs[idx..]
+                    .iter()
+                    .rev()
+                    .find(|&&s| settable(s, rec, ctx))
+                    .is_some_and(|&s| write_value(s, rec, ctx, out))
+            };
+            if ok {
+                first = false;
+            } else {
+                out.truncate(mark);
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+/// Per-record values that are not in the record.
+pub struct RenderCtx<'a> {
+    /// The formatted timestamp (`None`: omitted).
+    pub timestamp: Option<&'a [u8]>,
+    /// Whether the timestamp is a JSON string.
+    pub ts_quoted: bool,
+    /// The `device` string, already quoted and escaped.
+    pub device: &'a [u8],
+}
+
+fn settable(s: Src, rec: &Record, ctx: &RenderCtx) -> bool {
+    match s {
+        Src::Version | Src::Device => true,
+        Src::Timestamp => ctx.timestamp.is_some(),
+        Src::Int(slot) => rec.get(slot).and_then(json_int).is_some(),
+        Src::Label(slot) => rec.get(slot).and_then(Value::as_u64).is_some(),
+        Src::Str(slot) => rec
+            .get(slot)
+            .and_then(|v| rec.bytes_of(v))
+            .and_then(json_str)
+            .is_some(),
+    }
+}
+
+/// Appends the value of `s`, or returns false (appending nothing) if it has none.
+fn write_value(s: Src, rec: &Record, ctx: &RenderCtx, out: &mut Vec<u8>) -> bool {
+    match s {
+        Src::Version => out.push(b'1'),
+        Src::Device => out.extend_from_slice(ctx.device),
+        Src::Timestamp => {
+            let Some(t) = ctx.timestamp else {
+                return false;
+            };
+            if ctx.ts_quoted {
+                out.push(b'"');
+                out.extend_from_slice(t);
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(t);
+            }
+        }
+        Src::Int(slot) => {
+            let Some(v) = rec.get(slot).and_then(json_int) else {
+                return false;
+            };
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        }
+        Src::Label(slot) => match rec.get(slot).and_then(Value::as_u64) {
+            Some(0) => out.extend_from_slice(b"\"blocked\""),
+            Some(_) => out.extend_from_slice(b"\"allowed\""),
+            None => return false,
+        },
+        Src::Str(slot) => {
+            let Some(b) = rec
+                .get(slot)
+                .and_then(|v| rec.bytes_of(v))
+                .and_then(json_str)
+            else {
+                return false;
+            };
+            push_string(out, b);
+        }
+    }
+    true
+}
+
+#[derive(Default)]
+struct PlanBuilder {
+    index: HashMap<String, usize>,
+    fields: Vec<(String, Vec<Src>)>,
+    entries: Vec<Entry>,
+}
+
+impl PlanBuilder {
+    fn add(&mut self, name: &str, src: Src) {
+        let field = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.fields.push((name.to_string(), Vec::new()));
+                self.index.insert(name.to_string(), self.fields.len() - 1);
+                self.fields.len() - 1
+            }
+        };
+        let srcs = &mut self.fields[field].1;
+        srcs.push(src);
+        self.entries.push(Entry {
+            field: field as u32,
+            idx: (srcs.len() - 1) as u32,
+        });
+    }
+
+    fn finish(self) -> Plan {
+        let fields = self
+            .fields
+            .into_iter()
+            .map(|(name, srcs)| {
+                let mut n = Vec::with_capacity(name.len() + 4);
+                push_string(&mut n, name.as_bytes());
+                n.extend_from_slice(b": ");
+                Field {
+                    name: n.into_boxed_slice(),
+                    srcs: srcs.into_boxed_slice(),
+                }
+            })
+            .collect();
+        Plan {
+            fields,
+            entries: self.entries,
+        }
+    }
+}
