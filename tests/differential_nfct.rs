@@ -425,3 +425,164 @@ fn polling_mode() {
     check_counters(&r, !oracle_mode());
 }
 
+const TEXT_CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=ct1:NFCT,ip2str1:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU
+stack=ct1:NFCT,ip2str1:IP2STR,nacct1:NACCT
+stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
+
+[ct1]
+hash_enable=1
+
+[emu1]
+file=\"{DIR}/{WHO}.emu\"
+sync=1
+
+[nacct1]
+file=\"{DIR}/{WHO}.nacct\"
+sync=1
+
+[json1]
+file=\"{DIR}/{WHO}.json\"
+sync=1
+";
+
+/// PRINTFLOW (through LOGEMU) and NACCT lines for the same flows, against
+/// ulogd2's, with its two documented fixes undone on ulogd's side: the ICMP
+/// `TYPE=`/`CODE=` swap of PRINTFLOW, and NACCT's reply counters (rulogd
+/// prints the original direction's, checked against the JSON records).
+#[test]
+fn printflow_and_nacct_lines() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = conntrack_ns("dct-text", true, true);
+    let dir = TempDir::new("dct-text");
+    let d = lab::path_str(dir.path());
+    let conf = |who: &str| lab::fill(TEXT_CONF, &[("DIR", d.clone()), ("WHO", who.into())]);
+    let file = |who: &str, ext: &str| dir.path().join(format!("{who}.{ext}"));
+    let before = subscribed(&ns, 0x5);
+    let mut daemons = Vec::new();
+    for (kind, who) in [(Kind::Ulogd, "ulogd"), (Kind::Rulogd, "rulogd")] {
+        let outs = [file(who, "emu"), file(who, "nacct"), file(who, "json")];
+        let refs: Vec<&Path> = outs.iter().map(PathBuf::as_path).collect();
+        daemons.push(Daemon::start(
+            &ns,
+            kind,
+            dir.path(),
+            who,
+            &conf(who),
+            &[],
+            &refs,
+        ));
+    }
+    assert!(lab::wait_until(Duration::from_secs(10), || subscribed(
+        &ns, 0x5
+    ) >= before + 2));
+    six_flows(&ns, 7600);
+    flush(&ns);
+    let all = ["ulogd", "rulogd"]
+        .iter()
+        .flat_map(|w| ["emu", "nacct", "json"].map(|e| file(w, e)));
+    let files: Vec<PathBuf> = all.collect();
+    assert!(
+        lab::wait_until(Duration::from_secs(15), || files
+            .iter()
+            .all(|f| lab::count_lines(f) >= 6)),
+        "six lines in each of {files:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for d in daemons {
+        d.stop();
+    }
+    let lines = |who: &str, ext: &str| -> Vec<String> {
+        let t = std::fs::read_to_string(file(who, ext)).unwrap();
+        t.lines().map(str::to_string).collect()
+    };
+    // LOGEMU: drop "Mmm dd hh:mm:ss host " (the time is the write time).
+    let body = |l: &String| l.splitn(5, ' ').nth(4).unwrap_or("").to_string();
+    let unswap = |l: String| -> String {
+        // ulogd prints TYPE=<code> CODE=<type>; put them back.
+        let mut out = Vec::new();
+        let words: Vec<&str> = l.split(' ').collect();
+        let mut i = 0;
+        while i < words.len() {
+            if let (Some(t), Some(c)) = (
+                words[i].strip_prefix("TYPE="),
+                words.get(i + 1).and_then(|w| w.strip_prefix("CODE=")),
+            ) {
+                out.push(format!("TYPE={c}"));
+                out.push(format!("CODE={t}"));
+                i += 2;
+            } else {
+                out.push(words[i].to_string());
+                i += 1;
+            }
+        }
+        out.join(" ")
+    };
+    let mut u: Vec<String> = lines("ulogd", "emu").iter().map(body).map(unswap).collect();
+    let mut r: Vec<String> = lines("rulogd", "emu")
+        .iter()
+        .map(body)
+        .map(|l| if oracle_mode() { unswap(l) } else { l })
+        .collect();
+    u.sort();
+    r.sort();
+    assert_eq!(
+        u,
+        r,
+        "PRINTFLOW lines differ; files in {}",
+        dir.path().display()
+    );
+    assert!(
+        r.iter().any(|l| l.contains("PROTO=ICMP TYPE=8 CODE=0")),
+        "{r:?}"
+    );
+    assert!(r.iter().all(|l| l.starts_with("[DESTROY] ORIG: SRC=")));
+
+    // NACCT: the same first six fields; counters: ulogd the reply's,
+    // rulogd the original direction's (from each side's JSON records).
+    let json = lab::read_records(&file("rulogd", "json"));
+    let counters = |f: &[&str], dir: &str| -> (String, String) {
+        let rec = json
+            .iter()
+            .find(|j| {
+                j.str("src_ip") == Some(f[2])
+                    && j.u64("orig.ip.protocol").map(|p| p.to_string()).as_deref() == Some(f[1])
+                    && j.u64("flow.end.sec").map(|p| p.to_string()).as_deref() == Some(f[0])
+                    && (f[1] == "1" || j.u64("orig.l4.sport").unwrap_or(0).to_string() == f[3])
+            })
+            .unwrap_or_else(|| panic!("no JSON record for NACCT line {f:?}"));
+        (
+            rec.req_u64(&format!("{dir}.raw.pktcount")).to_string(),
+            rec.req_u64(&format!("{dir}.raw.pktlen")).to_string(),
+        )
+    };
+    let (un, rn) = (lines("ulogd", "nacct"), lines("rulogd", "nacct"));
+    assert_eq!(un.len(), 6);
+    let key = |l: &String| l.split('\t').skip(1).take(5).collect::<Vec<_>>().join("\t");
+    for rl in &rn {
+        let rf: Vec<&str> = rl.split('\t').collect();
+        assert_eq!(rf.len(), 8, "{rl}");
+        let ul = un
+            .iter()
+            .find(|u| key(u) == key(rl))
+            .unwrap_or_else(|| panic!("ulogd has no line like {rl}"));
+        let uf: Vec<&str> = ul.split('\t').collect();
+        // flow.end.sec is the kernel's stop time on both sides.
+        assert_eq!(uf[..6], rf[..6], "{ul} vs {rl}");
+        assert_eq!(
+            (rf[6].to_string(), rf[7].to_string()),
+            counters(&rf, if oracle_mode() { "reply" } else { "orig" }),
+            "{rl}"
+        );
+        assert_eq!(
+            (uf[6].to_string(), uf[7].to_string()),
+            counters(&rf, "reply"),
+            "{ul}"
+        );
+    }
+}

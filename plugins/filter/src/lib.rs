@@ -7,6 +7,7 @@ pub mod ip2bin;
 pub mod ip2hbin;
 pub mod ip2str;
 pub mod mark;
+pub mod printflow;
 pub mod printpkt;
 pub mod pwsniff;
 #[cfg(test)]
@@ -26,5 +27,6 @@ pub fn registrations() -> Vec<Registration> {
         mark::REGISTRATION,
         pwsniff::REGISTRATION,
         printpkt::REGISTRATION,
+        printflow::REGISTRATION,
     ]
 }

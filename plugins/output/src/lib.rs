@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod gprint;
 pub mod json;
 pub mod logemu;
+pub mod nacct;
 pub mod oprint;
 pub mod pcap;
 pub mod syslog;
@@ -26,5 +27,6 @@ pub fn registrations() -> Vec<Registration> {
         gprint::REGISTRATION,
         xml::REGISTRATION,
         pcap::REGISTRATION,
+        nacct::REGISTRATION,
     ]
 }
