@@ -1,6 +1,7 @@
 //! rulogd built-in input plugins, one file each, named after the ulogd plugin.
 
 pub mod netlink;
+pub mod nfacct;
 pub mod nfct;
 pub mod nflog;
 pub mod nfqueue;
@@ -13,6 +14,7 @@ pub fn registrations() -> Vec<Registration> {
     vec![
         nflog::registration(),
         nfct::registration(),
+        nfacct::registration(),
         nfqueue::registration(),
         unixsock::registration(),
     ]

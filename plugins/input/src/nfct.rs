@@ -30,12 +30,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod events;
 #[cfg(test)]
-mod kernel_test;
+pub(crate) mod kernel_test;
 mod query;
 mod setup;
 mod table;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use setup::{AddrFilter, Settings, OPTIONS};
 pub use table::{Flow, FlowKey, FlowTable, Inserted};

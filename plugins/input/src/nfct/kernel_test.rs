@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
-fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
@@ -23,7 +23,7 @@ fn enabled() -> bool {
     false
 }
 
-fn run(args: &[&str], stdin: Option<&str>) {
+pub(crate) fn run(args: &[&str], stdin: Option<&str>) {
     let mut c = Command::new(args[0]);
     c.args(&args[1..])
         .stdout(Stdio::null())
@@ -42,10 +42,10 @@ fn run(args: &[&str], stdin: Option<&str>) {
 }
 
 /// A namespace where conntrack is active (a `ct state` rule), counting.
-struct Netns(String);
+pub(crate) struct Netns(pub(crate) String);
 
 impl Netns {
-    fn new(tag: &str) -> Netns {
+    pub(crate) fn new(tag: &str) -> Netns {
         let ns = Netns(format!("rulogd-nfct-{}-{tag}", std::process::id()));
         run(&["ip", "netns", "add", &ns.0], None);
         run(&["ip", "-n", &ns.0, "link", "set", "lo", "up"], None);
@@ -71,7 +71,7 @@ impl Netns {
         ns
     }
 
-    fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    pub(crate) fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/var/run/netns/{}", self.0);
         std::thread::scope(|s| {
             s.spawn(|| {
