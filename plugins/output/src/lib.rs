@@ -6,6 +6,7 @@ use rulogd_plugin::Registration;
 
 pub mod delivery;
 pub mod gprint;
+pub mod graphite;
 pub mod json;
 pub mod logemu;
 pub mod nacct;
@@ -28,5 +29,6 @@ pub fn registrations() -> Vec<Registration> {
         xml::REGISTRATION,
         pcap::REGISTRATION,
         nacct::REGISTRATION,
+        graphite::REGISTRATION,
     ]
 }
