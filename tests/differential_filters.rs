@@ -189,7 +189,6 @@ fn hwhdr_over_veth() {
         return;
     }
     let ns = Netns::with_peer("fhw").unwrap();
-    ns.nft(&in_out_rules(10, "")).unwrap();
     let pair = Pair::start(
         &ns,
         "fhw",
@@ -197,6 +196,9 @@ fn hwhdr_over_veth() {
         "base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,hw1:HWHDR",
         "",
     );
+    // Rules only once both daemons listen: a packet logged before
+    // that (an MLD report from a fresh veth) would reach only one.
+    ns.nft(&in_out_rules(10, "")).unwrap();
     veth_traffic(&ns, 5101);
     let (u, r, dir) = pair.stop(&ns);
     compare(&u, &r, &dir);
@@ -322,7 +324,6 @@ fn printpkt_over_veth() {
         "icmp type != { echo-request, echo-reply } log prefix \"ICMPERR\" group {G}",
         20,
     ) + "  icmp type != { echo-request, echo-reply } accept\n";
-    ns.nft(&in_out_rules(20, &pre)).unwrap();
     let pair = Pair::start(
         &ns,
         "fpp",
@@ -330,6 +331,9 @@ fn printpkt_over_veth() {
         "base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,pp1:PRINTPKT",
         "",
     );
+    // Rules only once both daemons listen: a packet logged before
+    // that (an MLD report from a fresh veth) would reach only one.
+    ns.nft(&in_out_rules(20, &pre)).unwrap();
     veth_traffic(&ns, 5102);
     let main: Ipv4Addr = netns::MAIN_V4.parse().unwrap();
     // (type, code, rest of header): net unreachable, fragmentation needed
@@ -422,13 +426,6 @@ fn mark_passes_only_marked_packets() {
         return;
     }
     let ns = Netns::new("fmark").unwrap();
-    ns.nft(&format!(
-        "table inet t {{\n chain out {{\n  type filter hook output priority 0;\n\
-         \x20 udp dport 7001 meta mark set 1\n  tcp dport 7003 meta mark set 0x101\n{}{} }}\n}}\n",
-        twice("udp dport 7000-7002 log prefix \"UDP\" group {G}", 30),
-        twice("tcp dport 7003 log prefix \"TCP\" group {G}", 30),
-    ))
-    .unwrap();
     let pair = Pair::start(
         &ns,
         "fmark",
@@ -436,6 +433,15 @@ fn mark_passes_only_marked_packets() {
         "base1:BASE,mark1:MARK,ifi1:IFINDEX,ip2str1:IP2STR",
         "\n[mark1]\nmark=1\nmask=0xff\n",
     );
+    // Rules only once both daemons listen: a packet logged before
+    // that (an MLD report from a fresh veth) would reach only one.
+    ns.nft(&format!(
+        "table inet t {{\n chain out {{\n  type filter hook output priority 0;\n\
+         \x20 udp dport 7001 meta mark set 1\n  tcp dport 7003 meta mark set 0x101\n{}{} }}\n}}\n",
+        twice("udp dport 7000-7002 log prefix \"UDP\" group {G}", 30),
+        twice("tcp dport 7003 log prefix \"TCP\" group {G}", 30),
+    ))
+    .unwrap();
     ns.run_in_thread(|| {
         for port in [7000, 7001, 7002] {
             udp_send(format!("127.0.0.1:{port}").parse().unwrap(), 3, 8).unwrap();
@@ -489,11 +495,6 @@ fn pwsniff_ftp_login() {
         return;
     }
     let ns = Netns::new("fpw").unwrap();
-    ns.nft(&format!(
-        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{} }}\n}}\n",
-        twice("tcp dport 21 log prefix \"FTP\" group {G}", 40),
-    ))
-    .unwrap();
     let pair = Pair::start(
         &ns,
         "fpw",
@@ -501,6 +502,13 @@ fn pwsniff_ftp_login() {
         "base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,pw1:PWSNIFF",
         "",
     );
+    // Rules only once both daemons listen: a packet logged before
+    // that (an MLD report from a fresh veth) would reach only one.
+    ns.nft(&format!(
+        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{} }}\n}}\n",
+        twice("tcp dport 21 log prefix \"FTP\" group {G}", 40),
+    ))
+    .unwrap();
     ns.run_in_thread(|| {
         ftp_login("127.0.0.1:21".parse().unwrap());
         ftp_login("[::1]:21".parse().unwrap());

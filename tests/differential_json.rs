@@ -197,9 +197,11 @@ fn all_traffic_in_and_out() {
         twice("log prefix \"IN\" group {G}", 21, 22),
         twice("log prefix \"OUT\" group {G}", 23, 24),
     );
-    ns.nft(&rules).unwrap();
     // The two-stack config: IN records get "allowed", OUT "blocked".
     let pair = Pair::start(&ns, "dmix", &[21, 23], &[22, 24], two_stack);
+    // Rules only once both daemons listen: a packet logged before that (an
+    // MLD report from a fresh veth) would reach only one of them.
+    ns.nft(&rules).unwrap();
     mixed_loopback_traffic(&ns, 5001);
     // Over the veth: a TCP session to a server in the peer, UDP and pings.
     let listener =
@@ -243,8 +245,10 @@ fn accept_drop_two_stacks() {
         twice("tcp dport 7777 log prefix \"ACCEPT\" group {G}", 31, 33),
         twice("udp dport 9999 log prefix \"DROP\" group {G}", 32, 34),
     );
-    ns.nft(&rules).unwrap();
     let pair = Pair::start(&ns, "dlabel", &[31, 32], &[33, 34], two_stack);
+    // Rules only once both daemons listen: a packet logged before that (an
+    // MLD report from a fresh veth) would reach only one of them.
+    ns.nft(&rules).unwrap();
     ns.run_in_thread(|| {
         tcp_session("127.0.0.1:7777".parse().unwrap(), 100, 10).unwrap();
         udp_send("127.0.0.1:9999".parse().unwrap(), 4, 32).unwrap();
@@ -294,9 +298,11 @@ fn odd_prefix() {
             "hook": "input", "prio": 0, "policy": "accept"}}},
         log(41), log(42),
     ]});
+    let pair = Pair::start(&ns, "dpfx", &[41], &[42], single);
+    // Rules only once both daemons listen: a packet logged before that (an
+    // MLD report from a fresh veth) would reach only one of them.
     ns.nft_json(&rules.to_string()).unwrap();
     ns.nft("add rule inet t in udp dport 9999 drop").unwrap();
-    let pair = Pair::start(&ns, "dpfx", &[41], &[42], single);
     mixed_loopback_traffic(&ns, 5003);
     let u = pair.finish(&ns);
     assert_eq!(
@@ -326,10 +332,6 @@ fn truncated_by_snaplen() {
             g + 1,
         );
     }
-    ns.nft(&format!(
-        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{rules}  udp dport 9999 drop\n }}\n}}\n"
-    ))
-    .unwrap();
     let (u_groups, r_groups): (Vec<u16>, Vec<u16>) =
         (0..5).map(|i| (50 + 2 * i, 51 + 2 * i)).unzip();
     // One daemon per side with one stack per snaplen group; the shared
@@ -346,6 +348,12 @@ fn truncated_by_snaplen() {
         c + &format!("\n[json1]\nfile=\"{}\"\nsync=1\n", lab::path_str(f))
     };
     let pair = Pair::start(&ns, "dsnap", &u_groups, &r_groups, conf);
+    // Rules only once both daemons listen: a packet logged before that (an
+    // MLD report from a fresh veth) would reach only one of them.
+    ns.nft(&format!(
+        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{rules}  udp dport 9999 drop\n }}\n}}\n"
+    ))
+    .unwrap();
     mixed_loopback_traffic(&ns, 5004);
     let u = pair.finish(&ns);
     let s40: Vec<&Record> = u
