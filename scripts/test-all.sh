@@ -37,7 +37,7 @@ cargo build --release --bins
 echo "== tests"
 export RULOGD_KERNEL_TESTS=1
 export RULOGD_BIN="$PWD/target/release/rulogd"
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2
 
 echo "== fuzz (short run of every target; corpora are also replayed by the unit tests)"
 if [ "${RULOGD_SKIP_FUZZ:-0}" != 1 ]; then
