@@ -15,7 +15,7 @@ fi
 # for NFQUEUE rules on kernels without nft_queue), ulogd2 as
 # the oracle of the differential tests, tcpdump to read PCAP files.
 need=()
-for p in nftables iproute2 iptables ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper; do
+for p in nftables iproute2 iptables ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql postgresql; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

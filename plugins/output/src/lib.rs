@@ -12,6 +12,7 @@ pub mod logemu;
 pub mod nacct;
 pub mod oprint;
 pub mod pcap;
+pub mod sql;
 pub mod syslog;
 #[cfg(test)]
 mod testutil;
@@ -30,5 +31,7 @@ pub fn registrations() -> Vec<Registration> {
         pcap::REGISTRATION,
         nacct::REGISTRATION,
         graphite::REGISTRATION,
+        #[cfg(feature = "sqlite3")]
+        sql::sqlite3::REGISTRATION,
     ]
 }

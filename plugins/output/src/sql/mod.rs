@@ -1,0 +1,6 @@
+//! The SQL outputs: one file per plugin over a shared layer ([`common`])
+//! and the shared delivery (memory queue, durable spool, reconnects).
+
+pub mod common;
+#[cfg(feature = "sqlite3")]
+pub mod sqlite3;
