@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod json;
 pub mod netns;
 pub mod nfproc;
+pub mod pg;
 pub mod traffic;
 
 pub use daemon::{rulogd_bin, Daemon, Kind, ULOGD_BIN};

@@ -31,6 +31,8 @@ pub fn registrations() -> Vec<Registration> {
         pcap::REGISTRATION,
         nacct::REGISTRATION,
         graphite::REGISTRATION,
+        #[cfg(feature = "pgsql")]
+        sql::pgsql::REGISTRATION,
         #[cfg(feature = "sqlite3")]
         sql::sqlite3::REGISTRATION,
     ]

@@ -90,6 +90,11 @@ pub const OWN_OPTIONS: [OptionDef; 4] = [
     ),
 ];
 
+/// Quotes an SQL identifier (a column, table or schema name).
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// The key a column feeds: `_` becomes `.`, cut to ulogd's 31 bytes.
 pub fn key_of_column(col: &str) -> String {
     let mut k: String = col.replace('_', ".");

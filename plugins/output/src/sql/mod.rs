@@ -2,5 +2,7 @@
 //! and the shared delivery (memory queue, durable spool, reconnects).
 
 pub mod common;
+#[cfg(feature = "pgsql")]
+pub mod pgsql;
 #[cfg(feature = "sqlite3")]
 pub mod sqlite3;

@@ -7,7 +7,7 @@
 //! of losing the row, and values keep their full width (ulogd 2.0.8 binds
 //! 32-bit unsigned and 64-bit signed keys as a signed 32-bit int).
 
-use super::common::{build_output, DbError, Driver, SqlConfig, Val, OWN_OPTIONS};
+use super::common::{build_output, ident, DbError, Driver, SqlConfig, Val, OWN_OPTIONS};
 use rulogd_plugin::{
     BuildCtx, BuildError, Builder, OptionDef, Output, PluginInfo, PluginKind, Registration,
 };
@@ -100,11 +100,6 @@ impl Sqlite {
             .as_mut()
             .ok_or_else(|| DbError::Away("not open".into()))
     }
-}
-
-/// Quotes an SQL identifier.
-pub fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 fn sort(e: rusqlite::Error) -> DbError {

@@ -1,0 +1,475 @@
+//! PGSQL: rows into PostgreSQL with ulogd2's options and schema discovery:
+//! the columns of `table` (in `schema`) name the keys, a first column whose
+//! name starts with `_` (the serial id) is skipped, and `procedure` says how
+//! rows go in: `INSERT` (into the table), `INSERT INTO …`, `CALL p` or a
+//! function such as ulogd2's `INSERT_PACKET_FULL`, called once per row.
+//!
+//! Values are written as ulogd2 formats them (addresses as the number
+//! ulogd2 prints, booleans as 0/1) but never spliced into SQL: plain
+//! inserts go through COPY, everything else through text-format bound
+//! parameters, a batch per transaction.
+
+use super::common::{
+    build_output, ident, DbError, Driver, Procedure, SqlConfig, Val, DB_OPTIONS, OWN_OPTIONS,
+};
+use postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
+use postgres::{Client, Config, NoTls, Statement};
+use rulogd_plugin::{
+    BuildCtx, BuildError, Builder, OptionDef, Output, PluginInfo, PluginKind, Registration,
+};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+static OPTIONS: [OptionDef; 18] = [
+    DB_OPTIONS[0],
+    DB_OPTIONS[1],
+    DB_OPTIONS[2],
+    DB_OPTIONS[3],
+    DB_OPTIONS[4],
+    DB_OPTIONS[5],
+    DB_OPTIONS[6],
+    OptionDef::str("db", "", "Database name").mandatory(),
+    OptionDef::str(
+        "host",
+        "",
+        "Server host, or a unix socket directory (empty: /var/run/postgresql)",
+    ),
+    OptionDef::str("user", "", "User name").mandatory(),
+    OptionDef::str("pass", "", "Password"),
+    OptionDef::int("port", "0", "Server port (0: 5432)"),
+    OptionDef::str("schema", "public", "Schema of the table"),
+    OptionDef::str(
+        "connstring",
+        "",
+        "libpq connection string; replaces db, host, user, pass and port",
+    ),
+    OWN_OPTIONS[0],
+    OWN_OPTIONS[1],
+    OWN_OPTIONS[2],
+    OWN_OPTIONS[3],
+];
+
+/// `--info` description of PGSQL.
+pub static INFO: PluginInfo = PluginInfo {
+    name: "PGSQL",
+    kind: PluginKind::Output,
+    summary: "Writes records as rows of a PostgreSQL table (columns name the keys)",
+    options: &OPTIONS,
+    input_keys: &[],
+    output_keys: &[],
+    wildcard_input: true,
+};
+
+/// PGSQL's registration for the core.
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Output(build),
+};
+
+/// ulogd's default when `connect_timeout` is 0 (libpq waits forever).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The protocol's limit on bound parameters in one statement.
+const MAX_PARAMS: usize = 65_535;
+
+fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
+    let o = ctx.options;
+    let cfg = SqlConfig::from_options(o)?;
+    let mut pc = if o.str("connstring").is_empty() {
+        let mut pc = Config::new();
+        let host = o.str("host");
+        pc.host(if host.is_empty() {
+            "/var/run/postgresql"
+        } else {
+            host
+        });
+        if o.int("port") != 0 {
+            let port = u16::try_from(o.int("port"))
+                .map_err(|_| BuildError::option("port", "must be 1..65535"))?;
+            pc.port(port);
+        }
+        pc.dbname(o.str("db")).user(o.str("user"));
+        if !o.str("pass").is_empty() {
+            pc.password(o.str("pass"));
+        }
+        pc
+    } else {
+        o.str("connstring")
+            .parse::<Config>()
+            .map_err(|e| BuildError::option("connstring", e.to_string()))?
+    };
+    let t = match cfg.connect_timeout {
+        0 => CONNECT_TIMEOUT,
+        s => Duration::from_secs(s),
+    };
+    pc.connect_timeout(t).application_name("rulogd");
+    let desc = format!(
+        "pgsql {}{}",
+        pc.get_dbname().unwrap_or(""),
+        pc.get_hosts()
+            .first()
+            .map_or(String::new(), |h| format!(" on {h:?}"))
+    );
+    let schema = o.str("schema").to_string();
+    let procedure = cfg.procedure.clone();
+    build_output(ctx, "PGSQL", cfg, move || Pg {
+        config: pc,
+        desc,
+        schema,
+        procedure,
+        client: None,
+        utf8: true,
+        kinds: HashMap::new(),
+        stmts: HashMap::new(),
+        buf: Vec::new(),
+    })
+}
+
+/// A PostgreSQL database.
+pub struct Pg {
+    config: Config,
+    desc: String,
+    schema: String,
+    procedure: Procedure,
+    client: Option<Client>,
+    /// Whether the server wants UTF-8 text (else bytes pass as they are).
+    utf8: bool,
+    /// `relkind` of each table written to: COPY needs a table.
+    kinds: HashMap<String, i8>,
+    stmts: HashMap<String, Statement>,
+    buf: Vec<u8>,
+}
+
+fn sort(e: postgres::Error) -> DbError {
+    let text = match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.severity(), d.message()),
+        None => e.to_string(),
+    };
+    match e.code().map(|c| c.code()) {
+        // Data exceptions and integrity violations concern the rows.
+        Some(c) if c.starts_with("22") || c.starts_with("23") => DbError::Data(text),
+        _ => DbError::Away(text),
+    }
+}
+
+/// A value bound as text, which the server parses by the column's or the
+/// argument's type, exactly as it reads ulogd's SQL literals.
+#[derive(Debug)]
+struct Text<'a>(Option<&'a [u8]>);
+
+impl ToSql for Text<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            None => Ok(IsNull::Yes),
+            Some(b) => {
+                out.extend_from_slice(b);
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// Appends the text of `v` as ulogd2 writes it; false for NULL.
+pub fn format(v: &Val<'_>, utf8: bool, out: &mut Vec<u8>) -> bool {
+    let mut num = itoa::Buffer::new();
+    match *v {
+        Val::Null => return false,
+        Val::Int(i) => out.extend_from_slice(num.format(i).as_bytes()),
+        Val::UInt(u) => out.extend_from_slice(num.format(u).as_bytes()),
+        Val::Bool(b) => out.push(if b { b'1' } else { b'0' }),
+        Val::V4(a) => out.extend_from_slice(num.format(Val::ulogd_u32(&a)).as_bytes()),
+        Val::V6(a) => out.extend_from_slice(num.format(Val::ulogd_u32(&a)).as_bytes()),
+        Val::Text(t) => match std::str::from_utf8(t) {
+            Ok(_) => out.extend_from_slice(t),
+            // A UTF-8 database cannot store invalid bytes; ulogd's insert
+            // fails and loses the row, rulogd writes U+FFFD instead.
+            Err(_) if utf8 => out.extend_from_slice(String::from_utf8_lossy(t).as_bytes()),
+            Err(_) => out.extend_from_slice(t),
+        },
+        Val::Raw(r) => {
+            out.extend_from_slice(b"\\x");
+            for b in r {
+                out.extend_from_slice(format!("{b:02x}").as_bytes());
+            }
+        }
+    }
+    true
+}
+
+/// Appends `v` as a field of COPY's text format.
+fn copy_field(v: &Val<'_>, utf8: bool, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+    scratch.clear();
+    if !format(v, utf8, scratch) {
+        out.extend_from_slice(b"\\N");
+        return;
+    }
+    for &c in scratch.iter() {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(c),
+        }
+    }
+}
+
+impl Pg {
+    fn client(&mut self) -> Result<&mut Client, DbError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| DbError::Away("not connected".into()))
+    }
+
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.schema), ident(table))
+    }
+
+    /// The table `INSERT INTO x` names, when that is all the text says.
+    fn insert_target(&self, table: &str) -> Option<String> {
+        match &self.procedure {
+            Procedure::Insert => Some(self.qualified(table)),
+            Procedure::InsertText(t) => {
+                let w: Vec<&str> = t.split_whitespace().collect();
+                let simple = w.len() == 3
+                    && w[1].eq_ignore_ascii_case("into")
+                    && w[2]
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.');
+                simple.then(|| w[2].to_string())
+            }
+            _ => None,
+        }
+    }
+
+    fn prepared(&mut self, sql: String) -> Result<Statement, DbError> {
+        if let Some(s) = self.stmts.get(&sql) {
+            return Ok(s.clone());
+        }
+        let st = self.client()?.prepare(&sql).map_err(sort)?;
+        self.stmts.insert(sql, st.clone());
+        Ok(st)
+    }
+
+    fn copy(&mut self, target: &str, cols: &[String], rows: &[Val<'_>]) -> Result<(), DbError> {
+        let n = cols.len().max(1);
+        let list: Vec<String> = cols.iter().map(|c| ident(c)).collect();
+        let sql = format!("COPY {target} ({}) FROM STDIN", list.join(","));
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut scratch = Vec::with_capacity(64);
+        for row in rows.chunks(n) {
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'\t');
+                }
+                copy_field(v, self.utf8, &mut scratch, &mut buf);
+            }
+            buf.push(b'\n');
+        }
+        let res = (|| {
+            let client = self.client()?;
+            let mut w = client.copy_in(&sql).map_err(sort)?;
+            w.write_all(&buf)
+                .map_err(|e| DbError::Away(e.to_string()))?;
+            w.finish().map_err(sort)?;
+            Ok(())
+        })();
+        self.buf = buf;
+        res
+    }
+
+    /// Multi-row `INSERT … VALUES (…),(…)` with text parameters.
+    fn insert_values(
+        &mut self,
+        head: &str,
+        cols: &[String],
+        rows: &[Val<'_>],
+    ) -> Result<(), DbError> {
+        let n = cols.len().max(1);
+        let list: Vec<String> = cols.iter().map(|c| ident(c)).collect();
+        let per = (MAX_PARAMS / n).clamp(1, 1000);
+        let (utf8, mut texts) = (self.utf8, Vec::new());
+        let mut tx = self.client()?.transaction().map_err(sort)?;
+        for chunk in rows.chunks(per * n) {
+            let k = chunk.len() / n;
+            let mut sql = format!("{head} ({}) VALUES ", list.join(","));
+            for r in 0..k {
+                sql.push_str(if r == 0 { "(" } else { ",(" });
+                for c in 0..n {
+                    if c > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", r * n + c + 1));
+                }
+                sql.push(')');
+            }
+            texts.clear();
+            texts.extend(chunk.iter().map(|v| {
+                let mut b = Vec::new();
+                format(v, utf8, &mut b).then_some(b)
+            }));
+            let params: Vec<Text<'_>> = texts.iter().map(|t| Text(t.as_deref())).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            tx.execute(sql.as_str(), &refs).map_err(sort)?;
+        }
+        tx.commit().map_err(sort)
+    }
+
+    /// `SELECT f(…)` or `CALL p(…)` once per row, in one transaction.
+    fn call_each(
+        &mut self,
+        verb: &str,
+        name: &str,
+        cols: &[String],
+        rows: &[Val<'_>],
+    ) -> Result<(), DbError> {
+        let n = cols.len().max(1);
+        let args: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+        let st = self.prepared(format!("{verb} {name}({})", args.join(",")))?;
+        let utf8 = self.utf8;
+        let mut tx = self.client()?.transaction().map_err(sort)?;
+        let mut texts: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
+        for row in rows.chunks(n) {
+            texts.clear();
+            texts.extend(row.iter().map(|v| {
+                let mut b = Vec::new();
+                format(v, utf8, &mut b).then_some(b)
+            }));
+            let params: Vec<Text<'_>> = texts.iter().map(|t| Text(t.as_deref())).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            tx.execute(&st, &refs).map_err(sort)?;
+        }
+        tx.commit().map_err(sort)
+    }
+}
+
+impl Driver for Pg {
+    fn describe(&self) -> &str {
+        &self.desc
+    }
+
+    fn connect(&mut self) -> Result<(), DbError> {
+        let mut c = self.config.connect(NoTls).map_err(sort)?;
+        let found = c
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&self.schema],
+            )
+            .map_err(sort)?;
+        if found.is_none() {
+            return Err(DbError::Away(format!("schema {} not found", self.schema)));
+        }
+        if self.schema != "public" {
+            // As ulogd: procedures find their tables in the schema.
+            c.batch_execute(&format!(
+                "SET search_path = {}, \"$user\", public",
+                ident(&self.schema)
+            ))
+            .map_err(sort)?;
+        }
+        let enc: String = c
+            .query_one("SHOW server_encoding", &[])
+            .map_err(sort)?
+            .get(0);
+        self.utf8 = enc.eq_ignore_ascii_case("UTF8");
+        if !self.utf8 {
+            // Bytes go as they are, as with ulogd (libpq defaults the client
+            // encoding to the database's).
+            c.batch_execute("SET client_encoding = 'SQL_ASCII'")
+                .map_err(sort)?;
+        }
+        self.stmts.clear();
+        self.kinds.clear();
+        self.client = Some(c);
+        Ok(())
+    }
+
+    fn is_open(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    fn close(&mut self) {
+        self.client = None;
+        self.stmts.clear();
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Vec<String>, DbError> {
+        let schema = self.schema.clone();
+        let rows = self
+            .client()?
+            .query(
+                "SELECT a.attname::text, c.relkind FROM pg_attribute a \
+                 JOIN pg_class c ON a.attrelid = c.oid \
+                 JOIN pg_namespace n ON c.relnamespace = n.oid \
+                 WHERE c.relname = $1 AND n.nspname = $2 AND a.attnum > 0 \
+                 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&table, &schema],
+            )
+            .map_err(sort)?;
+        if rows.is_empty() {
+            return Err(DbError::Away(format!("table {schema}.{table} not found")));
+        }
+        let kind: i8 = rows[0].get(1);
+        self.kinds.insert(table.to_string(), kind);
+        let mut cols: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        // ulogd: a first column named `_…` is the serial id, not a key.
+        if cols.first().is_some_and(|c| c.starts_with('_')) {
+            cols.remove(0);
+        }
+        Ok(cols)
+    }
+
+    fn create_like(&mut self, table: &str, template: &str) -> Result<(), DbError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)",
+            self.qualified(table),
+            self.qualified(template)
+        );
+        self.client()?.batch_execute(&sql).map_err(sort)?;
+        self.kinds.insert(table.to_string(), b'r' as i8);
+        Ok(())
+    }
+
+    fn write(&mut self, table: &str, cols: &[String], rows: &[Val<'_>]) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self.procedure.clone() {
+            Procedure::Select(f) => self.call_each("SELECT", &f, cols, rows),
+            Procedure::Call(p) => self.call_each("CALL", &p, cols, rows),
+            p => {
+                let target = self.insert_target(table);
+                // COPY into tables (and partitioned tables); views and other
+                // relations take INSERT.
+                let is_table = matches!(self.kinds.get(table).map(|&k| k as u8), Some(b'r' | b'p'));
+                match target {
+                    Some(t) if is_table => self.copy(&t, cols, rows),
+                    _ => {
+                        let head = match p {
+                            Procedure::InsertText(t) => t,
+                            _ => format!("INSERT INTO {}", self.qualified(table)),
+                        };
+                        self.insert_values(&head, cols, rows)
+                    }
+                }
+            }
+        }
+    }
+}
