@@ -111,10 +111,13 @@ impl<'a> Out<'a> {
     pub(crate) fn int(&mut self, v: i64) {
         self.v.reserve(INT_MAX_LEN);
         let at = self.v.len();
-        let n = write_int(&mut self.v.spare_capacity_mut()[..INT_MAX_LEN], v);
-        // SAFETY: `write_int` initialised the first `n` bytes of the spare
-        // capacity (it returns how many it wrote, at most INT_MAX_LEN).
-        unsafe { self.v.set_len(at + n) };
+        // SAFETY: `reserve` left at least INT_MAX_LEN bytes of spare capacity
+        // at `at`; `write_int` writes exactly the `n <= INT_MAX_LEN` bytes it
+        // returns, all inside that room, which `set_len` then claims.
+        unsafe {
+            let n = write_int(self.v.as_mut_ptr().add(at), v);
+            self.v.set_len(at + n);
+        }
     }
 
     /// Appends `s` as a quoted JSON string if it needs no escaping and no
@@ -141,32 +144,98 @@ impl<'a> Out<'a> {
     }
 }
 
-/// Writes `v` in decimal at the start of `out`; returns the length.
+/// Writes `v` in decimal at `p`; returns the length (at most INT_MAX_LEN).
+///
+/// # Safety
+/// `p` must be valid for writes of INT_MAX_LEN bytes.
 #[inline]
-fn write_int(out: &mut [MaybeUninit<u8>], v: i64) -> usize {
+unsafe fn write_int(p: *mut u8, v: i64) -> usize {
     let neg = v < 0;
-    let mut u = v.unsigned_abs();
-    let n = u.checked_ilog10().unwrap_or(0) as usize + 1 + neg as usize;
-    let out = &mut out[..n];
+    let u = v.unsigned_abs();
+    // SAFETY (for every write below): the sign and the digits take
+    // `neg + digits(u) <= INT_MAX_LEN` bytes from `p`, which the caller
+    // guarantees writable; each write lands at an offset below that length.
+    unsafe {
+        if neg {
+            *p = b'-';
+        }
+        let p = p.add(neg as usize);
+        let n = if let Ok(x) = u32::try_from(u) {
+            // Nearly every value: 32-bit arithmetic is cheaper.
+            let n = digits_u32(x);
+            write_digits_u32(p, n, x);
+            n
+        } else {
+            let n = u.ilog10() as usize + 1;
+            // The low 8 digits first, then what is left fits in 32 bits
+            // (u64::MAX / 10^8 < 2^38 does not, so twice).
+            let mut hi = u;
+            let mut end = n;
+            while hi > u32::MAX as u64 {
+                let lo = (hi % 100_000_000) as u32;
+                hi /= 100_000_000;
+                end -= 8;
+                write_digits_u32(p.add(end), 8, lo);
+            }
+            write_digits_u32(p, end, hi as u32);
+            n
+        };
+        neg as usize + n
+    }
+}
+
+/// `DIGIT_COUNT[log2(x)]`: added to `x`, the high 32 bits are the number of
+/// decimal digits of `x` (Lemire's branch-free digit count). For the `x`
+/// with `floor(log2(x)) = i`, `d` = digits of `2^i`, the count is `d` below
+/// `10^d` and `d + 1` from it, which `(d + 1) * 2^32 - 10^d` encodes.
+static DIGIT_COUNT: [u64; 32] = {
+    let mut t = [0u64; 32];
+    let mut i = 0;
+    while i < 32 {
+        let lo = 1u64 << i;
+        let (mut d, mut p) = (1u64, 10u64);
+        while p <= lo {
+            d += 1;
+            p *= 10;
+        }
+        // `p` = 10^d, the first power of ten above 2^i.
+        t[i] = if p < (1u64 << 32) {
+            ((d + 1) << 32) - p
+        } else {
+            d << 32
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Number of decimal digits of `x` (1 for 0).
+#[inline(always)]
+fn digits_u32(x: u32) -> usize {
+    let log2 = 31 - (x | 1).leading_zeros();
+    ((x as u64 + DIGIT_COUNT[log2 as usize]) >> 32) as usize
+}
+
+/// Writes the low `n` decimal digits of `x` at `p..p + n`, zero-padded.
+///
+/// # Safety
+/// `p` must be valid for writes of `n` bytes.
+#[inline(always)]
+unsafe fn write_digits_u32(p: *mut u8, n: usize, mut x: u32) {
     let mut i = n;
-    while u >= 100 {
-        let r = (u % 100) as usize * 2;
-        u /= 100;
-        i -= 2;
-        out[i] = MaybeUninit::new(DIGITS2[r]);
-        out[i + 1] = MaybeUninit::new(DIGITS2[r + 1]);
+    // SAFETY: every write is at an index below `n` (`i` only decreases and
+    // each step checks there is room for what it writes).
+    unsafe {
+        while i >= 2 {
+            let r = (x % 100) as usize * 2;
+            x /= 100;
+            i -= 2;
+            std::ptr::copy_nonoverlapping(DIGITS2.as_ptr().add(r), p.add(i), 2);
+        }
+        if i == 1 {
+            *p = b'0' + (x % 10) as u8;
+        }
     }
-    if u >= 10 {
-        let r = u as usize * 2;
-        out[i - 2] = MaybeUninit::new(DIGITS2[r]);
-        out[i - 1] = MaybeUninit::new(DIGITS2[r + 1]);
-    } else {
-        out[i - 1] = MaybeUninit::new(b'0' + u as u8);
-    }
-    if neg {
-        out[0] = MaybeUninit::new(b'-');
-    }
-    n
 }
 
 #[cfg(test)]
@@ -251,6 +320,23 @@ mod tests {
             let mut out = Vec::new();
             Out::new(&mut out).int(v);
             assert_eq!(out, v.to_string().as_bytes(), "{v}");
+        }
+    }
+
+    #[test]
+    fn digit_count_at_every_power_of_ten_and_two() {
+        let mut xs = vec![0u32, 1, u32::MAX, u32::MAX - 1];
+        for i in 0..32 {
+            let p = 1u32 << i;
+            xs.extend([p - 1, p, p.saturating_add(1)]);
+        }
+        let mut p = 1u32;
+        for _ in 0..9 {
+            p *= 10;
+            xs.extend([p - 1, p, p + 1]);
+        }
+        for x in xs {
+            assert_eq!(digits_u32(x), x.to_string().len(), "{x}");
         }
     }
 

@@ -147,7 +147,26 @@ struct Entry {
 pub struct Plan {
     fields: Vec<Field>,
     entries: Vec<Entry>,
+    /// Entries before the first one that reads a slot (version, timestamp,
+    /// device).
+    head: usize,
+    /// When the entries after `head` read strictly increasing slots (the
+    /// usual stack: keys in slot order), the entry reading each slot
+    /// (`NO_ENTRY`: none), so rendering visits only the valid slots instead
+    /// of every entry. `None` otherwise.
+    by_slot: Option<Box<[u32]>>,
 }
+
+/// Per-record rendering state.
+struct State {
+    /// No member written yet.
+    first: bool,
+    /// Repeated fields already written (bit `Entry::rep`).
+    done: u64,
+}
+
+/// `Plan::by_slot` of a slot that no entry reads.
+const NO_ENTRY: u32 = u32::MAX;
 
 /// What a plan needs besides the upstream keys.
 #[derive(Clone, Copy, Debug)]
@@ -198,6 +217,12 @@ impl Plan {
         b.finish()
     }
 
+    /// Whether rendering visits only the valid slots (see `by_slot`).
+    #[cfg(test)]
+    pub(crate) fn visits_valid_slots_only(&self) -> bool {
+        self.by_slot.is_some()
+    }
+
     /// Number of distinct members.
     pub fn fields(&self) -> usize {
         self.fields.len()
@@ -207,18 +232,50 @@ impl Plan {
     pub fn render(&self, rec: &Record, ctx: &RenderCtx, out: &mut Vec<u8>) {
         let mut w = Out::new(out);
         w.byte(b'{');
-        let mut first = true;
-        // Repeated fields already written in this record.
-        let mut done = 0u64;
-        for e in &self.entries {
-            let wrote = if e.single {
-                self.single(e, first, rec, ctx, &mut w)
-            } else {
-                self.repeated(e, first, rec, ctx, &mut w, &mut done)
-            };
-            first &= !wrote;
+        let mut st = State {
+            first: true,
+            done: 0,
+        };
+        match &self.by_slot {
+            Some(by_slot) => {
+                for e in &self.entries[..self.head] {
+                    self.entry(e, &mut st, rec, ctx, &mut w);
+                }
+                // An entry whose slot is invalid writes nothing (single or
+                // repeated), so skipping it changes nothing; slots increase
+                // with the entries, so slot order is entry order.
+                'words: for (i, &word) in rec.valid_words().iter().enumerate() {
+                    let mut bits = word;
+                    while bits != 0 {
+                        let slot = i * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let Some(&ei) = by_slot.get(slot) else {
+                            break 'words;
+                        };
+                        if let Some(e) = self.entries.get(ei as usize) {
+                            self.entry(e, &mut st, rec, ctx, &mut w);
+                        }
+                    }
+                }
+            }
+            None => {
+                for e in &self.entries {
+                    self.entry(e, &mut st, rec, ctx, &mut w);
+                }
+            }
         }
         w.byte(b'}');
+    }
+
+    /// Writes entry `e` if it has a value.
+    #[inline(always)]
+    fn entry(&self, e: &Entry, st: &mut State, rec: &Record, ctx: &RenderCtx, w: &mut Out) {
+        let wrote = if e.single {
+            self.single(e, st.first, rec, ctx, w)
+        } else {
+            self.repeated(e, st.first, rec, ctx, w, &mut st.done)
+        };
+        st.first &= !wrote;
     }
 
     /// Appends `, "name": ` (without the `, ` for the first member).
@@ -431,7 +488,7 @@ impl PlanBuilder {
                 next_rep += 1;
             }
         }
-        let entries = self
+        let entries: Vec<Entry> = self
             .entries
             .iter()
             .map(|&(field, idx)| {
@@ -451,6 +508,42 @@ impl PlanBuilder {
                 }
             })
             .collect();
-        Plan { fields, entries }
+        let (head, by_slot) = slot_index(&entries);
+        Plan {
+            fields,
+            entries,
+            head,
+            by_slot,
+        }
     }
+}
+
+/// The slot a source reads, if any.
+fn slot_of(s: Src) -> Option<Slot> {
+    match s {
+        Src::Int(slot) | Src::Str(slot) | Src::Label(slot) => Some(slot),
+        Src::Version | Src::Timestamp | Src::Device => None,
+    }
+}
+
+/// `Plan::head` and `Plan::by_slot` for `entries`.
+fn slot_index(entries: &[Entry]) -> (usize, Option<Box<[u32]>>) {
+    let head = entries
+        .iter()
+        .position(|e| slot_of(e.src).is_some())
+        .unwrap_or(entries.len());
+    let mut last = None;
+    let mut by_slot = Vec::new();
+    for (i, e) in entries.iter().enumerate().skip(head) {
+        let Some(slot) = slot_of(e.src) else {
+            return (head, None);
+        };
+        if last.is_some_and(|l| slot <= l) {
+            return (head, None);
+        }
+        last = Some(slot);
+        by_slot.resize(slot as usize + 1, NO_ENTRY);
+        by_slot[slot as usize] = i as u32;
+    }
+    (head, Some(by_slot.into_boxed_slice()))
 }

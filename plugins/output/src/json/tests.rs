@@ -418,9 +418,29 @@ fn render_matches_the_previous_renderer_on_random_records() {
     let mut r = Rng(0x2545_f491_4f6c_dd1d);
     for case in 0..3000 {
         let nkeys = 1 + r.below(12) as usize;
-        let nslots = 1 + r.below(10) as u32;
-        let up: Vec<UpstreamKey> = (0..nkeys)
-            .map(|_| {
+        // Half the stacks read slots in increasing order (as real stacks
+        // do: the renderer then visits valid slots only), half at random.
+        let increasing = case % 2 == 0;
+        let slots: Vec<Slot> = if increasing {
+            let mut next = r.below(3) as Slot;
+            (0..nkeys)
+                .map(|_| {
+                    let s = next;
+                    // Gaps, some across a 64-bit word of the bitset.
+                    let span = if r.below(8) == 0 { 70 } else { 3 };
+                    next += 1 + r.below(span) as Slot;
+                    s
+                })
+                .collect()
+        } else {
+            let n = 1 + r.below(10);
+            (0..nkeys).map(|_| r.below(n) as Slot).collect()
+        };
+        // Valid slots past the last key too.
+        let nslots = slots.iter().max().map_or(0, |&m| m + 1) + r.below(70) as Slot;
+        let up: Vec<UpstreamKey> = slots
+            .iter()
+            .map(|&slot| {
                 let mut def =
                     KeyDef::new(NAMES[r.below(NAMES.len() as u64) as usize], *r.pick(TYPES));
                 if r.below(4) == 0 {
@@ -428,7 +448,7 @@ fn render_matches_the_previous_renderer_on_random_records() {
                 }
                 UpstreamKey {
                     def,
-                    slot: r.below(nslots as u64) as Slot,
+                    slot,
                     producer: "p".into(),
                 }
             })
@@ -444,6 +464,9 @@ fn render_matches_the_previous_renderer_on_random_records() {
             boolean_label: o.boolean_label,
         };
         let (plan, old) = (Plan::new(&up, o), render_ref::Plan::new(&up, ro));
+        if increasing {
+            assert!(plan.visits_valid_slots_only(), "case {case}");
+        }
         for _ in 0..8 {
             let mut rec = Record::with_slots(nslots as usize);
             rec.set_buf(bytes::Bytes::from_static(
