@@ -54,7 +54,13 @@ impl Netns {
             &["ip", "netns", "exec", &ns.0, "nft", "-f", "-"],
             Some(rules),
         );
-        for s in ["nf_conntrack_acct", "nf_conntrack_timestamp"] {
+        // events=1: entries made before any listener (the start-up dump's)
+        // get events too; the default (2) gives them none.
+        for s in [
+            "nf_conntrack_acct",
+            "nf_conntrack_timestamp",
+            "nf_conntrack_events",
+        ] {
             run(
                 &[
                     "ip",
