@@ -1,0 +1,216 @@
+//! PGSQL when things go wrong: the database stopped for 30 s under 20K
+//! records/s, rulogd killed with SIGKILL while records sit in its spool, and
+//! the database down when rulogd starts. Every record must arrive once and
+//! in order; NFLOG's local sequence number (`seq_local=1`) is written with
+//! each row, so a gap, a repeat or a swap shows in the table.
+//!
+//! Run: `cargo build --release -p rulogd && cargo test -p rulogd-tests --test sql_faults`
+//! (root; PostgreSQL 15 server binaries).
+
+use rulogd_tests::pg::Pg;
+use rulogd_tests::traffic::udp_send_paced;
+use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use std::time::{Duration, Instant};
+
+const TABLE: &str = "create table f (_id bigserial primary key, oob_seq_local bigint, \
+                     udp_dport integer, oob_prefix text);";
+
+const CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=log1:NFLOG,base1:BASE,pg1:PGSQL
+
+[log1]
+group={GROUP}
+seq_local=1
+netlink_socket_buffer_size=33554432
+netlink_socket_buffer_maxsize=67108864
+
+[pg1]
+db=\"t\"
+host=\"{HOST}\"
+port={PORT}
+user=\"postgres\"
+table=\"f\"
+procedure=\"INSERT\"
+reconnect=1
+spool_dir=\"{SPOOL}\"
+when_full=\"block\"
+";
+
+fn setup(tag: &str, group: u16) -> (Pg, Netns, TempDir, String) {
+    let pg = Pg::start(tag);
+    pg.createdb("t");
+    pg.psql_script("t", TABLE);
+    let ns = Netns::new(tag).unwrap();
+    ns.nft(&format!(
+        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n\
+         \x20 udp dport 9990-9999 log prefix \"F\" group {group}\n  udp dport 9990-9999 drop\n }}\n}}\n"
+    ))
+    .unwrap();
+    let dir = TempDir::new(tag);
+    let conf = lab::fill(
+        CONF,
+        &[
+            ("GROUP", group.to_string()),
+            ("HOST", pg.host()),
+            ("PORT", pg.port().to_string()),
+            ("SPOOL", lab::path_str(&dir.path().join("spool"))),
+        ],
+    );
+    (pg, ns, dir, conf)
+}
+
+/// Sends `n` UDP packets to port `port` at `rate`/s from inside `ns`.
+fn send(ns: &Netns, port: u16, n: usize, rate: u64) -> usize {
+    ns.run_in_thread(move || {
+        udp_send_paced(format!("127.0.0.1:{port}").parse().unwrap(), n, 8, rate)
+            .unwrap()
+            .1
+    })
+}
+
+/// The rows in insertion order: (sequence number, destination port).
+fn rows(pg: &Pg) -> Vec<(u64, u16)> {
+    pg.rows("t", "select oob_seq_local, udp_dport from f order by _id")
+        .into_iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+        .collect()
+}
+
+fn wait_rows(pg: &Pg, n: u64, timeout: Duration) -> u64 {
+    lab::wait_until(timeout, || pg.count("t", "select count(*) from f") >= n);
+    pg.count("t", "select count(*) from f")
+}
+
+/// Every row once and in order: the sequence numbers of the rows of each
+/// run of the daemon (the kernel starts them at 0 when a daemon binds the
+/// group) go up by one, with no gap and no repeat.
+fn assert_once_in_order(rows: &[(u64, u16)], runs: usize) {
+    let mut starts = 0;
+    for (i, w) in rows.windows(2).enumerate() {
+        if w[1].0 == 0 {
+            starts += 1;
+            continue;
+        }
+        assert_eq!(
+            w[1].0,
+            w[0].0 + 1,
+            "row {}: sequence {} after {}",
+            i + 1,
+            w[1].0,
+            w[0].0
+        );
+    }
+    assert_eq!(rows.first().map(|r| r.0), Some(0), "first row");
+    assert_eq!(starts + 1, runs, "sequence restarts");
+}
+
+#[test]
+fn a_30_second_outage_under_20k_records_per_second_loses_nothing() {
+    if !lab::require_root() {
+        return;
+    }
+    let (mut pg, ns, dir, conf) = setup("pgout", 71);
+    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[71], &[]);
+    let rate = 20_000;
+    // 5 s up, 30 s down, 5 s up again: 40 s of traffic.
+    let start = Instant::now();
+    let total = rate as usize * 40;
+    let traffic = std::thread::scope(|s| {
+        let h = s.spawn(|| send(&ns, 9991, total, rate));
+        std::thread::sleep(Duration::from_secs(5));
+        pg.stop_server();
+        let down = Instant::now();
+        std::thread::sleep(Duration::from_secs(30));
+        pg.start_server();
+        eprintln!("database down for {:.1} s", down.elapsed().as_secs_f64());
+        h.join().unwrap()
+    });
+    eprintln!(
+        "sent {traffic} packets in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(daemon::wait_drained(&ns, 71, Duration::from_secs(10)));
+    let drops = daemon::drops_note(&ns, 71);
+    let got = wait_rows(&pg, traffic as u64, Duration::from_secs(60));
+    d.stop();
+    let r = rows(&pg);
+    assert_eq!(got as usize, traffic, "rows vs packets ({drops})");
+    assert_eq!(r.len(), traffic);
+    assert_once_in_order(&r, 1);
+}
+
+#[test]
+fn records_in_the_spool_survive_sigkill() {
+    if !lab::require_root() {
+        return;
+    }
+    let (mut pg, ns, dir, conf) = setup("pgkill", 72);
+    let mut d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd1", &conf, &[72], &[]);
+    let a = send(&ns, 9991, 1000, 20_000);
+    assert_eq!(wait_rows(&pg, a as u64, Duration::from_secs(20)), a as u64);
+    pg.stop_server();
+    let b = send(&ns, 9992, 5000, 20_000);
+    assert!(daemon::wait_drained(&ns, 72, Duration::from_secs(10)));
+    // The input goes idle and hands its last batch over; then the rows are
+    // in the spool (the database is away), not in memory.
+    let spool = dir.path().join("spool/pg1");
+    assert!(lab::wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir(&spool)
+            .map(|it| {
+                it.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                    .map(|e| e.metadata().map_or(0, |m| m.len()))
+                    .sum::<u64>()
+                    > 5000 * 20
+            })
+            .unwrap_or(false)
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal(libc::SIGKILL);
+    assert!(lab::wait_until(Duration::from_secs(10), || !d.running()));
+    drop(d);
+    pg.start_server();
+    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd2", &conf, &[72], &[]);
+    let c = send(&ns, 9993, 1000, 20_000);
+    let n = (a + b + c) as u64;
+    let got = wait_rows(&pg, n, Duration::from_secs(30));
+    d.stop();
+    let r = rows(&pg);
+    assert_eq!(got, n, "{} + {} + {} packets", a, b, c);
+    // Phases in order: the spooled rows come before the new run's rows.
+    let ports: Vec<u16> = r.iter().map(|x| x.1).collect();
+    assert!(
+        ports.windows(2).all(|w| w[0] <= w[1]),
+        "phases out of order"
+    );
+    assert_once_in_order(&r, 2);
+}
+
+#[test]
+fn records_logged_while_the_database_is_down_at_start_arrive_once_it_is_up() {
+    if !lab::require_root() {
+        return;
+    }
+    let (mut pg, ns, dir, conf) = setup("pgdown", 73);
+    pg.stop_server();
+    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[73], &[]);
+    let a = send(&ns, 9991, 2000, 10_000);
+    std::thread::sleep(Duration::from_secs(2));
+    pg.start_server();
+    let b = send(&ns, 9992, 1000, 10_000);
+    let n = (a + b) as u64;
+    let got = wait_rows(&pg, n, Duration::from_secs(30));
+    d.stop();
+    let r = rows(&pg);
+    assert_eq!(got, n);
+    assert!(r
+        .iter()
+        .map(|x| x.1)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .all(|w| w[0] <= w[1]));
+    assert_once_in_order(&r, 1);
+}
