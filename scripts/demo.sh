@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, end to end: builds rulogd, starts it
 # with no config file (so it uses conf/rulogd.conf, built in: NFLOG group 0 ->
-# BASE -> IFINDEX -> IP2STR -> JSON in /var/log/rulogd.json) inside a
+# BASE -> IFINDEX -> IP2STR -> JSON in /var/log/rulogd.json and SQLite in
+# /var/log/rulogd.sqlite3) inside a
 # throw-away network namespace whose nftables rules log pings and UDP, sends
 # some traffic, stops rulogd and shows what it wrote. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo.sh: run as root (network namespace, nftables)" >&2; exit 1; }
-for p in nftables iproute2 iputils-ping; do
+for p in nftables iproute2 iputils-ping sqlite3; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || {
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 iputils-ping >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 iputils-ping sqlite3 >/dev/null
         break
     }
 done
@@ -47,3 +48,5 @@ kill -TERM "$pid"; wait "$pid" || true; pid=
 after=$(wc -l <"$out")
 echo "== rulogd wrote $((after - before)) records to $out; the last three:"
 tail -n 3 "$out"
+echo "== and in SQLite (/var/log/rulogd.sqlite3, table ulog_pkt): $(sqlite3 /var/log/rulogd.sqlite3 'select count(*) from ulog_pkt') rows; the last three:"
+sqlite3 -header /var/log/rulogd.sqlite3 'select * from ulog_pkt order by rowid desc limit 3'
