@@ -1,0 +1,272 @@
+//! SQL insert throughput: rows/s that land in PostgreSQL for rulogd's PGSQL
+//! and ulogd2's PGSQL, side by side in one run, and rows/s into SQLite for
+//! both SQLITE3 outputs.
+//!
+//! Each run: a fresh namespace with `udp dport 9999 log group 7 drop`, one
+//! daemon with NFLOG → BASE → IFINDEX → IP2STR → SQL into an 18-column
+//! table, `blast` sending `--packets` UDP packets as fast as it can. The
+//! rate is the rows that landed divided by the time from the first row to
+//! the last (at most `--secs`): the sustained insert rate, whether the
+//! bottleneck is the database or the daemon. rulogd runs with a spool, so
+//! nothing it reads is dropped; ulogd2 runs with its defaults (one INSERT
+//! per row), as a stock config does. PostgreSQL runs with
+//! `synchronous_commit=off`, ulogd2's best case (its commits do not wait
+//! for the disk). Results: min / median / max of `--repeats` runs.
+//!
+//! Run as root after `cargo build --release --bins`:
+//! `./target/release/bench-sql [--packets 1M] [--repeats 3] [--secs 20]`.
+
+use rulogd_bench::{min_med_max, Args};
+use rulogd_tests::pg::Pg;
+use rulogd_tests::{self as lab, Daemon, Kind, Netns, TempDir};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: bench-sql [--packets 1M] [--repeats 3] [--secs 20] \
+[--targets rulogd-pgsql,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite]";
+
+const COLUMNS: &str = "oob_time_sec bigint, oob_time_usec bigint, oob_prefix text, \
+oob_hook smallint, oob_mark bigint, oob_in text, oob_out text, oob_family smallint, \
+raw_pktlen bigint, ip_saddr_str inet, ip_daddr_str inet, ip_protocol smallint, \
+ip_ttl smallint, ip_totlen integer, ip_id integer, udp_sport integer, \
+udp_dport integer, udp_len integer";
+
+const STACK: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=5
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,sql1:{PLUGIN}
+
+[log1]
+group=7
+netlink_socket_buffer_size=67108864
+netlink_socket_buffer_maxsize=134217728
+
+[sql1]
+";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    RulogdPg,
+    UlogdPg,
+    RulogdLite,
+    UlogdLite,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::RulogdPg => "rulogd-pgsql",
+            Target::UlogdPg => "ulogd2-pgsql",
+            Target::RulogdLite => "rulogd-sqlite",
+            Target::UlogdLite => "ulogd2-sqlite",
+        }
+    }
+    fn kind(self) -> Kind {
+        match self {
+            Target::RulogdPg | Target::RulogdLite => Kind::Rulogd,
+            _ => Kind::Ulogd,
+        }
+    }
+    fn pg(self) -> bool {
+        matches!(self, Target::RulogdPg | Target::UlogdPg)
+    }
+}
+
+/// Rows in the table so far, cheaply: the serial's last value (PostgreSQL)
+/// or the largest rowid (SQLite).
+fn rows(t: Target, pg: &Pg, db: &Path) -> u64 {
+    if t.pg() {
+        let s = pg.psql(
+            "b",
+            "select case when is_called then last_value else 0 end from bench__id_seq",
+        );
+        s.trim().parse().unwrap_or(0)
+    } else {
+        let out = Command::new("sqlite3")
+            .arg(db)
+            .arg("select coalesce(max(rowid), 0) from bench")
+            .output();
+        out.ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path) -> String {
+    let mut c = STACK.replace("{PLUGIN}", if t.pg() { "PGSQL" } else { "SQLITE3" });
+    if t.pg() {
+        c += &format!(
+            "db=\"b\"\nhost=\"{}\"\nport={}\nuser=\"postgres\"\ntable=\"bench\"\nprocedure=\"INSERT\"\n",
+            pg.host(),
+            pg.port()
+        );
+    } else {
+        c += &format!("db=\"{}\"\ntable=\"bench\"\n", db.display());
+    }
+    if t.kind() == Kind::Rulogd {
+        c += &format!(
+            "spool_dir=\"{}\"\nwhen_full=\"block\"\nspool_size=8589934592\n",
+            spool.display()
+        );
+    }
+    c
+}
+
+/// One measurement: rows/s and rows.
+fn run(t: Target, pg: &Pg, packets: u64, secs: u64, blast: &Path) -> Result<(f64, u64), String> {
+    let dir = TempDir::new("bsql");
+    let db = dir.path().join("b.db");
+    if t.pg() {
+        pg.psql("b", "drop table if exists bench");
+        pg.psql(
+            "b",
+            &format!("create table bench (_id bigserial primary key, {COLUMNS})"),
+        );
+    } else {
+        let ddl = format!(
+            "create table bench ({});",
+            COLUMNS.replace("bigint", "integer")
+        );
+        let st = Command::new("sqlite3").arg(&db).arg(ddl).status();
+        if !st.is_ok_and(|s| s.success()) {
+            return Err("sqlite3 failed".into());
+        }
+    }
+    let ns = Netns::new("bsql").map_err(|e| e.to_string())?;
+    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  udp dport 9999 log group 7 drop\n }\n}\n")
+        .map_err(|e| e.to_string())?;
+    let c = conf(t, pg, &db, &dir.path().join("spool"));
+    let d = Daemon::start(&ns, t.kind(), dir.path(), t.name(), &c, &[7], &[]);
+    let mut sender = ns
+        .command(blast)
+        .args(["--count", &packets.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("blast: {e}"))?;
+    // Wait for the first row, then until the count stops moving.
+    let limit = Instant::now() + Duration::from_secs(secs + 30);
+    let (mut t0, mut n0) = (None, 0);
+    let (mut last, mut last_change) = (0u64, Instant::now());
+    loop {
+        // Each look costs a psql process: not too often, on 2 cores.
+        std::thread::sleep(Duration::from_millis(500));
+        let n = rows(t, pg, &db).max(last);
+        let now = Instant::now();
+        if t0.is_none() && n > 0 {
+            t0 = Some(now);
+            n0 = n;
+        }
+        if n != last {
+            last = n;
+            last_change = now;
+        }
+        let Some(start) = t0 else {
+            if now > limit {
+                return Err("no row arrived".into());
+            }
+            continue;
+        };
+        let idle = now.duration_since(last_change) > Duration::from_secs(2);
+        if idle || now.duration_since(start) > Duration::from_secs(secs) || now > limit {
+            let end = if idle { last_change } else { now };
+            let _ = sender.kill();
+            let _ = sender.wait();
+            d.stop();
+            let secs = end.duration_since(start).as_secs_f64().max(0.001);
+            return Ok(((last - n0) as f64 / secs, last));
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse(USAGE);
+    if !lab::require_root() {
+        std::process::exit(1);
+    }
+    let packets: u64 = args.get("packets", 1_000_000);
+    let repeats: usize = args.get("repeats", 3);
+    let secs: u64 = args.get("secs", 20);
+    let exe_dir: PathBuf = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let blast = exe_dir.join("blast");
+    let all = [
+        Target::RulogdPg,
+        Target::UlogdPg,
+        Target::RulogdLite,
+        Target::UlogdLite,
+    ];
+    let wanted = args
+        .str("targets")
+        .unwrap_or("rulogd-pgsql,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite");
+    let targets: Vec<Target> = all
+        .into_iter()
+        .filter(|t| wanted.split(',').any(|w| w == t.name()))
+        .filter(|t| t.kind() == Kind::Rulogd || Path::new(lab::ULOGD_BIN).exists())
+        .collect();
+    let pg = Pg::start_with(
+        "bsql",
+        &["-c", "synchronous_commit=off", "-c", "max_wal_size=4GB"],
+    );
+    pg.createdb("b");
+    println!(
+        "bench-sql: {packets} packets per run, {repeats} repeats, rows/s (min / median / max)"
+    );
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for r in 0..repeats {
+        for (i, &t) in targets.iter().enumerate() {
+            // ulogd2 cannot keep up: a smaller burst measures its rate as well.
+            let n = if t.kind() == Kind::Ulogd {
+                packets / 5
+            } else {
+                packets
+            };
+            match run(t, &pg, n, secs, &blast) {
+                Ok((rate, rows)) => {
+                    println!(
+                        "  run {} {:<14} {:>10.0} rows/s ({rows} rows)",
+                        r + 1,
+                        t.name(),
+                        rate
+                    );
+                    results[i].push(rate);
+                }
+                Err(e) => println!("  run {} {:<14} failed: {e}", r + 1, t.name()),
+            }
+        }
+    }
+    println!();
+    let med = |t: Target| {
+        targets
+            .iter()
+            .position(|&x| x == t)
+            .and_then(|i| min_med_max(&results[i]))
+    };
+    for (i, t) in targets.iter().enumerate() {
+        if let Some((a, m, b)) = min_med_max(&results[i]) {
+            println!(
+                "{:<14} {:>10.0} / {:>10.0} / {:>10.0} rows/s",
+                t.name(),
+                a,
+                m,
+                b
+            );
+        }
+    }
+    for (ours, theirs) in [
+        (Target::RulogdPg, Target::UlogdPg),
+        (Target::RulogdLite, Target::UlogdLite),
+    ] {
+        if let (Some(a), Some(b)) = (med(ours), med(theirs)) {
+            println!(
+                "{} / {}: {:.1}x (medians)",
+                ours.name(),
+                theirs.name(),
+                a.1 / b.1.max(1.0)
+            );
+        }
+    }
+}
