@@ -419,6 +419,26 @@ fn read_stops_after_its_budget() {
 }
 
 #[test]
+fn a_drained_busy_socket_pauses_once_before_idle() {
+    let (mut inp, tx, _set) = pair(&settings(&[]).expect("settings"));
+    assert!(!inp.coalesce, "a default-sized buffer never pauses");
+    inp.coalesce = true;
+    let m = msg(0, 2, &[(attr::PAYLOAD, b"x")]);
+    send(&tx, &m);
+    send(&tx, &m);
+    let mut em = Collect::new();
+    let t0 = std::time::Instant::now();
+    // Both datagrams, then empty: one pause, still empty: idle.
+    assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
+    assert!(t0.elapsed() >= COALESCE, "{:?}", t0.elapsed());
+    assert_eq!(em.out.len(), 2);
+    // What arrived meanwhile is read by the next call as usual.
+    send(&tx, &m);
+    assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
+    assert_eq!(em.out.len(), 3);
+}
+
+#[test]
 fn sequence_gaps_are_counted() {
     let (mut inp, tx, set) = pair(&settings(&[("seq_local", 1)]).expect("settings"));
     for seq in [1u32, 2, 5, 6, 6, 3, 4] {
