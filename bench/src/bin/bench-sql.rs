@@ -11,7 +11,11 @@
 //! nothing it reads is dropped; ulogd2 runs with its defaults (one INSERT
 //! per row), as a stock config does. PostgreSQL runs with
 //! `synchronous_commit=off`, ulogd2's best case (its commits do not wait
-//! for the disk). Results: min / median / max of `--repeats` runs.
+//! for the disk). `rulogd-pgsql-drain` measures rulogd's writer alone: the
+//! rows are spooled while PostgreSQL is stopped, then written once it is
+//! started again, with the input idle (on a 2-core machine the NFLOG input
+//! and the sender otherwise bound the live rate). Results: min / median /
+//! max of `--repeats` runs.
 //!
 //! Run as root after `cargo build --release --bins`:
 //! `./target/release/bench-sql [--packets 1M] [--repeats 3] [--secs 20]`.
@@ -24,7 +28,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: bench-sql [--packets 1M] [--repeats 3] [--secs 20] \
-[--targets rulogd-pgsql,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite]";
+[--targets rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite]";
 
 const COLUMNS: &str = "oob_time_sec bigint, oob_time_usec bigint, oob_prefix text, \
 oob_hook smallint, oob_mark bigint, oob_in text, oob_out text, oob_family smallint, \
@@ -49,6 +53,9 @@ netlink_socket_buffer_maxsize=134217728
 #[derive(Clone, Copy, PartialEq)]
 enum Target {
     RulogdPg,
+    /// rulogd's writer alone: rows spooled while the database was stopped,
+    /// then written once it is back (the input no longer competes).
+    RulogdPgDrain,
     UlogdPg,
     RulogdLite,
     UlogdLite,
@@ -58,6 +65,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::RulogdPg => "rulogd-pgsql",
+            Target::RulogdPgDrain => "rulogd-pgsql-drain",
             Target::UlogdPg => "ulogd2-pgsql",
             Target::RulogdLite => "rulogd-sqlite",
             Target::UlogdLite => "ulogd2-sqlite",
@@ -65,12 +73,15 @@ impl Target {
     }
     fn kind(self) -> Kind {
         match self {
-            Target::RulogdPg | Target::RulogdLite => Kind::Rulogd,
+            Target::RulogdPg | Target::RulogdPgDrain | Target::RulogdLite => Kind::Rulogd,
             _ => Kind::Ulogd,
         }
     }
     fn pg(self) -> bool {
-        matches!(self, Target::RulogdPg | Target::UlogdPg)
+        matches!(
+            self,
+            Target::RulogdPg | Target::RulogdPgDrain | Target::UlogdPg
+        )
     }
 }
 
@@ -115,7 +126,13 @@ fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path) -> String {
 }
 
 /// One measurement: rows/s and rows.
-fn run(t: Target, pg: &Pg, packets: u64, secs: u64, blast: &Path) -> Result<(f64, u64), String> {
+fn run(
+    t: Target,
+    pg: &mut Pg,
+    packets: u64,
+    secs: u64,
+    blast: &Path,
+) -> Result<(f64, u64), String> {
     let dir = TempDir::new("bsql");
     let db = dir.path().join("b.db");
     if t.pg() {
@@ -139,12 +156,36 @@ fn run(t: Target, pg: &Pg, packets: u64, secs: u64, blast: &Path) -> Result<(f64
         .map_err(|e| e.to_string())?;
     let c = conf(t, pg, &db, &dir.path().join("spool"));
     let d = Daemon::start(&ns, t.kind(), dir.path(), t.name(), &c, &[7], &[]);
+    if t == Target::RulogdPgDrain {
+        pg.stop_server();
+    }
     let mut sender = ns
         .command(blast)
         .args(["--count", &packets.to_string()])
         .stdout(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("blast: {e}"))?;
+    if t == Target::RulogdPgDrain {
+        let _ = sender.wait();
+        // Everything read is in the spool once its size stops changing.
+        let spool = dir.path().join("spool/sql1");
+        let size = || -> u64 {
+            std::fs::read_dir(&spool)
+                .map(|it| {
+                    it.filter_map(|e| e.ok())
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        let mut prev = u64::MAX;
+        while size() != prev {
+            prev = size();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        pg.start_server();
+    }
     // Wait for the first row, then until the count stops moving.
     let limit = Instant::now() + Duration::from_secs(secs + 30);
     let (mut t0, mut n0) = (None, 0);
@@ -195,19 +236,20 @@ fn main() {
     let blast = exe_dir.join("blast");
     let all = [
         Target::RulogdPg,
+        Target::RulogdPgDrain,
         Target::UlogdPg,
         Target::RulogdLite,
         Target::UlogdLite,
     ];
     let wanted = args
         .str("targets")
-        .unwrap_or("rulogd-pgsql,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite");
+        .unwrap_or("rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite");
     let targets: Vec<Target> = all
         .into_iter()
         .filter(|t| wanted.split(',').any(|w| w == t.name()))
         .filter(|t| t.kind() == Kind::Rulogd || Path::new(lab::ULOGD_BIN).exists())
         .collect();
-    let pg = Pg::start_with(
+    let mut pg = Pg::start_with(
         "bsql",
         &["-c", "synchronous_commit=off", "-c", "max_wal_size=4GB"],
     );
@@ -224,7 +266,7 @@ fn main() {
             } else {
                 packets
             };
-            match run(t, &pg, n, secs, &blast) {
+            match run(t, &mut pg, n, secs, &blast) {
                 Ok((rate, rows)) => {
                     println!(
                         "  run {} {:<14} {:>10.0} rows/s ({rows} rows)",
