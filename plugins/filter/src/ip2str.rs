@@ -152,20 +152,33 @@ fn octets(v: &Value) -> Option<[u8; 16]> {
     }
 }
 
-/// Appends the decimal digits of `v`.
-fn push_dec(buf: &mut [u8; 46], n: &mut usize, v: u8) {
-    let digits = [v / 100, v / 10 % 10, v % 10];
-    let skip = if v >= 100 {
-        0
-    } else if v >= 10 {
-        1
-    } else {
-        2
-    };
-    for &d in &digits[skip..] {
-        buf[*n] = b'0' + d;
-        *n += 1;
+/// The decimal text of every byte value: up to three digits, zero-filled
+/// after them, and the digit count in the last byte.
+static DEC: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut v = 0;
+    while v < 256 {
+        let (h, d, o) = ((v / 100) as u8, (v / 10 % 10) as u8, (v % 10) as u8);
+        t[v] = if v >= 100 {
+            [b'0' + h, b'0' + d, b'0' + o, 3]
+        } else if v >= 10 {
+            [b'0' + d, b'0' + o, 0, 2]
+        } else {
+            [b'0' + o, 0, 0, 1]
+        };
+        v += 1;
     }
+    t
+};
+
+/// Appends the decimal digits of `v`.
+#[inline]
+fn push_dec(buf: &mut [u8; 46], n: &mut usize, v: u8) {
+    let d = &DEC[v as usize];
+    // Always three bytes (one fixed-size copy), counting only the digits;
+    // every caller leaves room for three more bytes.
+    buf[*n..*n + 3].copy_from_slice(&d[..3]);
+    *n += d[3] as usize;
 }
 
 /// Appends the lowercase hex digits of `v`, without leading zeros.
@@ -362,6 +375,12 @@ mod tests {
             [1, 22, 133, 4],
         ] {
             assert_eq!(s(format_v4(a)), ntop(&a));
+        }
+        // Every byte value in every position (the digit table).
+        for v in 0..=255u8 {
+            for a in [[v, 0, 0, 0], [1, v, 22, 0], [0, 9, v, 100], [7, 7, 7, v]] {
+                assert_eq!(s(format_v4(a)), ntop(&a));
+            }
         }
         let mut x: u32 = 0x1234_5678;
         for _ in 0..50_000 {
