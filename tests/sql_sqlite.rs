@@ -77,7 +77,9 @@ table=\"{TABLE}\"
 ";
 
 fn sqlite(db: &Path, sql: &str) -> String {
+    // Wait for the writers' locks (ulogd2 does not use WAL) instead of failing.
     let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 5000"])
         .arg(db)
         .arg(sql)
         .output()
@@ -93,7 +95,7 @@ fn sqlite(db: &Path, sql: &str) -> String {
 /// Every row of `table`, in insertion order, as JSON objects.
 fn rows(db: &Path, table: &str) -> Vec<serde_json::Map<String, Value>> {
     let out = Command::new("sqlite3")
-        .args(["-json"])
+        .args(["-cmd", ".timeout 5000", "-json"])
         .arg(db)
         .arg(format!("select * from \"{table}\" order by rowid"))
         .output()

@@ -4,5 +4,7 @@
 pub mod common;
 #[cfg(feature = "pgsql")]
 pub mod pgsql;
+pub mod row;
 #[cfg(feature = "sqlite3")]
 pub mod sqlite3;
+pub mod transport;

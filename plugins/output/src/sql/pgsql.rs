@@ -120,6 +120,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         client: None,
         utf8: true,
         kinds: HashMap::new(),
+        types: Vec::new(),
         stmts: HashMap::new(),
         buf: Vec::new(),
     })
@@ -136,6 +137,8 @@ pub struct Pg {
     utf8: bool,
     /// `relkind` of each table written to: COPY needs a table.
     kinds: HashMap<String, i8>,
+    /// Type OIDs of the columns last read (the template's): binary COPY.
+    types: Vec<u32>,
     stmts: HashMap<String, Statement>,
     buf: Vec<u8>,
 }
@@ -228,6 +231,137 @@ fn copy_field(v: &Val<'_>, utf8: bool, scratch: &mut Vec<u8>, out: &mut Vec<u8>)
     }
 }
 
+const OID_BOOL: u32 = 16;
+const OID_BYTEA: u32 = 17;
+const OID_INT8: u32 = 20;
+const OID_INT2: u32 = 21;
+const OID_INT4: u32 = 23;
+const OID_TEXT: u32 = 25;
+const OID_INET: u32 = 869;
+const OID_BPCHAR: u32 = 1042;
+const OID_VARCHAR: u32 = 1043;
+
+/// The number ulogd2 would print for `v`, if it is a number.
+fn number(v: &Val<'_>) -> Option<i128> {
+    Some(match *v {
+        Val::Int(i) => i128::from(i),
+        Val::UInt(u) => i128::from(u),
+        Val::Bool(b) => i128::from(b),
+        Val::V4(a) => i128::from(Val::ulogd_u32(&a)),
+        Val::V6(a) => i128::from(Val::ulogd_u32(&a)),
+        _ => return None,
+    })
+}
+
+/// Appends `v` as a binary COPY field of type `oid`. `Ok(false)`: no plain
+/// binary form (the batch goes as text, where the server decides); `Data`:
+/// the server would refuse the text too (a number out of range).
+fn bin_field(v: &Val<'_>, oid: u32, utf8: bool, out: &mut Vec<u8>) -> Result<bool, DbError> {
+    fn put(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+    if *v == Val::Null {
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        return Ok(true);
+    }
+    let range = |x: i128, lo: i128, hi: i128, ty: &str| {
+        if x < lo || x > hi {
+            Err(DbError::Data(format!(
+                "value {x} is out of range for type {ty}"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match oid {
+        OID_INT2 | OID_INT4 | OID_INT8 => {
+            let Some(x) = number(v) else { return Ok(false) };
+            match oid {
+                OID_INT2 => {
+                    range(x, i16::MIN.into(), i16::MAX.into(), "smallint")?;
+                    put(out, &(x as i16).to_be_bytes());
+                }
+                OID_INT4 => {
+                    range(x, i32::MIN.into(), i32::MAX.into(), "integer")?;
+                    put(out, &(x as i32).to_be_bytes());
+                }
+                _ => {
+                    range(x, i64::MIN.into(), i64::MAX.into(), "bigint")?;
+                    put(out, &(x as i64).to_be_bytes());
+                }
+            }
+        }
+        OID_BOOL => match number(v) {
+            Some(x @ (0 | 1)) => put(out, &[x as u8]),
+            Some(x) => {
+                return Err(DbError::Data(format!(
+                    "invalid input syntax for type boolean: \"{x}\""
+                )))
+            }
+            None => return Ok(false),
+        },
+        OID_TEXT | OID_VARCHAR | OID_BPCHAR => {
+            if matches!(v, Val::Raw(_)) {
+                return Ok(false);
+            }
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            format(v, utf8, out);
+            let len = (out.len() - at - 4) as i32;
+            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        OID_INET => {
+            let Val::Text(t) = v else { return Ok(false) };
+            let Some(ip) = std::str::from_utf8(t)
+                .ok()
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+            else {
+                return Ok(false);
+            };
+            // inet's binary form: family (2 or 3), bits, is_cidr, length, address.
+            match ip {
+                std::net::IpAddr::V4(a) => {
+                    let mut b = vec![2, 32, 0, 4];
+                    b.extend_from_slice(&a.octets());
+                    put(out, &b);
+                }
+                std::net::IpAddr::V6(a) => {
+                    let mut b = vec![3, 128, 0, 16];
+                    b.extend_from_slice(&a.octets());
+                    put(out, &b);
+                }
+            }
+        }
+        OID_BYTEA => match v {
+            Val::Raw(r) => put(out, r),
+            _ => return Ok(false),
+        },
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Appends `rows` as binary COPY tuples; `Ok(false)` when some value has
+/// no plain binary form.
+fn encode_rows(
+    rows: &[Val<'_>],
+    types: &[u32],
+    utf8: bool,
+    out: &mut Vec<u8>,
+) -> Result<bool, DbError> {
+    let n = types.len().max(1);
+    for row in rows.chunks(n) {
+        out.extend_from_slice(&(row.len() as i16).to_be_bytes());
+        for (v, &oid) in row.iter().zip(types) {
+            if !bin_field(v, oid, utf8, out)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 impl Pg {
     fn client(&mut self) -> Result<&mut Client, DbError> {
         self.client
@@ -266,9 +400,17 @@ impl Pg {
     }
 
     fn copy(&mut self, target: &str, cols: &[String], rows: &[Val<'_>]) -> Result<(), DbError> {
-        let n = cols.len().max(1);
         let list: Vec<String> = cols.iter().map(|c| ident(c)).collect();
-        let sql = format!("COPY {target} ({}) FROM STDIN", list.join(","));
+        if self.types.len() == cols.len() {
+            let sql = format!(
+                "COPY {target} ({}) FROM STDIN (FORMAT binary)",
+                list.join(",")
+            );
+            if self.copy_binary(&sql, rows)? {
+                return Ok(());
+            }
+        }
+        let n = cols.len().max(1);
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         let mut scratch = Vec::with_capacity(64);
@@ -281,14 +423,58 @@ impl Pg {
             }
             buf.push(b'\n');
         }
+        let sql = format!("COPY {target} ({}) FROM STDIN", list.join(","));
         let res = (|| {
-            let client = self.client()?;
-            let mut w = client.copy_in(&sql).map_err(sort)?;
+            let mut w = self.client()?.copy_in(&sql).map_err(sort)?;
             w.write_all(&buf)
                 .map_err(|e| DbError::Away(e.to_string()))?;
             w.finish().map_err(sort)?;
             Ok(())
         })();
+        self.buf = buf;
+        res
+    }
+
+    /// Binary COPY (the server parses no text), streamed in chunks so the
+    /// server works on one while the next is encoded. `Ok(false)` when a
+    /// value has no plain binary form: the COPY is abandoned (rolled back)
+    /// and the caller sends the batch as text.
+    fn copy_binary(&mut self, sql: &str, rows: &[Val<'_>]) -> Result<bool, DbError> {
+        const CHUNK_ROWS: usize = 256;
+        let (types, utf8) = (std::mem::take(&mut self.types), self.utf8);
+        let mut buf = std::mem::take(&mut self.buf);
+        let n = types.len().max(1);
+        let res = (|| {
+            let client = self
+                .client
+                .as_mut()
+                .ok_or_else(|| DbError::Away("not connected".into()))?;
+            let mut chunks = rows.chunks(n * CHUNK_ROWS).peekable();
+            buf.clear();
+            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+            buf.extend_from_slice(&[0; 8]);
+            // The first chunk is encoded before the COPY starts: a batch
+            // that has to go as text is usually found out there.
+            if !encode_rows(chunks.next().unwrap_or(&[]), &types, utf8, &mut buf)? {
+                return Ok(false);
+            }
+            let mut w = client.copy_in(sql).map_err(sort)?;
+            loop {
+                if chunks.peek().is_none() {
+                    buf.extend_from_slice(&(-1i16).to_be_bytes());
+                }
+                w.write_all(&buf)
+                    .map_err(|e| DbError::Away(e.to_string()))?;
+                let Some(chunk) = chunks.next() else { break };
+                buf.clear();
+                if !encode_rows(chunk, &types, utf8, &mut buf)? {
+                    // Dropping the writer unfinished aborts the COPY.
+                    return Ok(false);
+                }
+            }
+            w.finish().map_err(sort).map(|_| true)
+        })();
+        self.types = types;
         self.buf = buf;
         res
     }
@@ -415,7 +601,7 @@ impl Driver for Pg {
         let rows = self
             .client()?
             .query(
-                "SELECT a.attname::text, c.relkind FROM pg_attribute a \
+                "SELECT a.attname::text, c.relkind, a.atttypid::int8 FROM pg_attribute a \
                  JOIN pg_class c ON a.attrelid = c.oid \
                  JOIN pg_namespace n ON c.relnamespace = n.oid \
                  WHERE c.relname = $1 AND n.nspname = $2 AND a.attnum > 0 \
@@ -429,10 +615,13 @@ impl Driver for Pg {
         let kind: i8 = rows[0].get(1);
         self.kinds.insert(table.to_string(), kind);
         let mut cols: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let mut types: Vec<u32> = rows.iter().map(|r| r.get::<_, i64>(2) as u32).collect();
         // ulogd: a first column named `_…` is the serial id, not a key.
         if cols.first().is_some_and(|c| c.starts_with('_')) {
             cols.remove(0);
+            types.remove(0);
         }
+        self.types = types;
         Ok(cols)
     }
 
