@@ -96,6 +96,7 @@ fn rows(t: Target, pg: &Pg, db: &Path) -> u64 {
         s.trim().parse().unwrap_or(0)
     } else {
         let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 2000"])
             .arg(db)
             .arg("select coalesce(max(rowid), 0) from bench")
             .output();
