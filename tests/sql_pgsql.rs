@@ -297,3 +297,29 @@ fn a_table_name_with_strftime_fields_is_created_like_the_template() {
     );
     assert_eq!(pg.count("rdb", "select count(*) from tmpl"), 0);
 }
+
+#[test]
+fn the_shipped_schema_takes_rows_from_the_ulogd2_packet_stack() {
+    if !lab::require_root() {
+        return;
+    }
+    let schema = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/sql/pgsql.sql"),
+    )
+    .unwrap();
+    let pg = Pg::start("pgship");
+    pg.createdb("rdb");
+    pg.psql_script("rdb", &schema);
+    let ns = Netns::new("pgship").unwrap();
+    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  log prefix \"S\" group 67\n }\n}\n")
+        .unwrap();
+    let dir = TempDir::new("pgship");
+    let text = conf(&pg, 67, "rdb", "ulog", "INSERT", "hw1:HWHDR,");
+    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[67], &[]);
+    ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
+    assert!(lab::wait_until(Duration::from_secs(10), || pg.count(
+        "rdb",
+        "select count(*) from ulog where oob_prefix = 'S' and udp_dport = 9999"
+    ) >= 3));
+    d.stop();
+}
