@@ -332,3 +332,73 @@ fn a_table_name_with_strftime_fields_is_created_from_the_template() {
     d.stop();
     assert_eq!(count(&db, "tmpl"), 0);
 }
+
+#[test]
+fn ip2hbin_and_ip2bin_columns_equal_ulogd2_and_carry_the_last_key() {
+    if !lab::require_root() {
+        return;
+    }
+    // IPv4 only: ulogd2 2.0.8's IP2HBIN leaves pointer bytes in the upper
+    // half of its value after an IPv6 packet (see COMPATIBILITY.md).
+    let cols = ["ip_hsaddr", "ip_hdaddr", "ip_saddr_bin", "reply_ip_hdaddr"];
+    let ns = Netns::new("sqlhbin").unwrap();
+    ns.nft(
+        "table ip t {\n chain in {\n  type filter hook input priority 0;\n\
+         \x20 log group 56\n  log group 57\n }\n}\n",
+    )
+    .unwrap();
+    let dir = TempDir::new("sqlhbin");
+    let (udb, rdb) = (dir.path().join("u.db"), dir.path().join("r.db"));
+    for db in [&udb, &rdb] {
+        sqlite(
+            db,
+            "create table h (ip_hsaddr INTEGER, ip_hdaddr INTEGER, ip_saddr_bin TEXT);",
+        );
+    }
+    // ulogd2 2.0.8 never produces reply.ip.hdaddr: only rulogd's table asks for it.
+    sqlite(&rdb, "alter table h add column reply_ip_hdaddr INTEGER;");
+    let stack = |g: u16, db: &Path| {
+        conf(g, db, "h").replace(
+            "ip2str1:IP2STR,sql1:SQLITE3",
+            "ip2str1:IP2STR,hb1:IP2HBIN,bin1:IP2BIN,sql1:SQLITE3",
+        )
+    };
+    let u = Daemon::start(
+        &ns,
+        Kind::Ulogd,
+        dir.path(),
+        "ulogd",
+        &stack(56, &udb),
+        &[56],
+        &[],
+    );
+    let r = Daemon::start(
+        &ns,
+        Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &stack(57, &rdb),
+        &[57],
+        &[],
+    );
+    ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
+    let done = lab::wait_until(Duration::from_secs(10), || {
+        count(&udb, "h") >= 3 && count(&rdb, "h") == count(&udb, "h")
+    });
+    u.stop();
+    r.stop();
+    let (ur, rr) = (rows(&udb, "h"), rows(&rdb, "h"));
+    assert!(done, "ulogd2 {} rows, rulogd {}", ur.len(), rr.len());
+    for (a, b) in ur.iter().zip(&rr) {
+        assert_eq!(a["ip_hsaddr"], b["ip_hsaddr"]);
+        assert_eq!(a["ip_hdaddr"], b["ip_hdaddr"]);
+        // ulogd2's SQLITE3 binds no value for a RAWSTR key.
+        assert_eq!(a["ip_saddr_bin"], Value::Null);
+    }
+    assert_eq!(rr[0]["ip_hsaddr"], Value::from(2_130_706_433u64));
+    assert_eq!(
+        rr[0]["ip_saddr_bin"],
+        Value::from("0x00000000000000000000ffff7f000001")
+    );
+    assert!(cols.iter().all(|c| rr[0].contains_key(*c)));
+}
