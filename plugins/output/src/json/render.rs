@@ -147,14 +147,6 @@ struct Entry {
 pub struct Plan {
     fields: Vec<Field>,
     entries: Vec<Entry>,
-    /// Entries before the first one that reads a slot (version, timestamp,
-    /// device).
-    head: usize,
-    /// When the entries after `head` read strictly increasing slots (the
-    /// usual stack: keys in slot order), the entry reading each slot
-    /// (`NO_ENTRY`: none), so rendering visits only the valid slots instead
-    /// of every entry. `None` otherwise.
-    by_slot: Option<Box<[u32]>>,
 }
 
 /// Per-record rendering state.
@@ -164,9 +156,6 @@ struct State {
     /// Repeated fields already written (bit `Entry::rep`).
     done: u64,
 }
-
-/// `Plan::by_slot` of a slot that no entry reads.
-const NO_ENTRY: u32 = u32::MAX;
 
 /// What a plan needs besides the upstream keys.
 #[derive(Clone, Copy, Debug)]
@@ -217,12 +206,6 @@ impl Plan {
         b.finish()
     }
 
-    /// Whether rendering visits only the valid slots (see `by_slot`).
-    #[cfg(test)]
-    pub(crate) fn visits_valid_slots_only(&self) -> bool {
-        self.by_slot.is_some()
-    }
-
     /// Number of distinct members.
     pub fn fields(&self) -> usize {
         self.fields.len()
@@ -236,33 +219,8 @@ impl Plan {
             first: true,
             done: 0,
         };
-        match &self.by_slot {
-            Some(by_slot) => {
-                for e in &self.entries[..self.head] {
-                    self.entry(e, &mut st, rec, ctx, &mut w);
-                }
-                // An entry whose slot is invalid writes nothing (single or
-                // repeated), so skipping it changes nothing; slots increase
-                // with the entries, so slot order is entry order.
-                'words: for (i, &word) in rec.valid_words().iter().enumerate() {
-                    let mut bits = word;
-                    while bits != 0 {
-                        let slot = i * 64 + bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        let Some(&ei) = by_slot.get(slot) else {
-                            break 'words;
-                        };
-                        if let Some(e) = self.entries.get(ei as usize) {
-                            self.entry(e, &mut st, rec, ctx, &mut w);
-                        }
-                    }
-                }
-            }
-            None => {
-                for e in &self.entries {
-                    self.entry(e, &mut st, rec, ctx, &mut w);
-                }
-            }
+        for e in &self.entries {
+            self.entry(e, &mut st, rec, ctx, &mut w);
         }
         w.byte(b'}');
     }
@@ -349,21 +307,32 @@ impl Plan {
         }
         let f = &self.fields[e.field as usize];
         let idx = e.idx as usize;
-        if !settable(f.srcs[idx], rec, ctx) {
-            return false;
-        }
         // With a bit, an earlier settable source would have written the
         // field and set it (a settable source always writes); without one,
         // look.
-        if bit == 0 && f.srcs[..idx].iter().any(|&s| settable(s, rec, ctx)) {
-            return false;
-        }
-        let s = f.srcs[idx + 1..]
+        let earlier = || bit == 0 && f.srcs[..idx].iter().any(|&s| settable(s, rec, ctx));
+        // The value is the last settable source from here on; usually the
+        // later ones have no value at all, and then writing this one (which
+        // fails, writing nothing, if it has none) is the whole check.
+        let later = f.srcs[idx + 1..]
             .iter()
             .rev()
             .find(|&&s| settable(s, rec, ctx))
-            .copied()
-            .unwrap_or(f.srcs[idx]);
+            .copied();
+        let s = match later {
+            Some(s) => {
+                if !settable(f.srcs[idx], rec, ctx) || earlier() {
+                    return false;
+                }
+                s
+            }
+            None => {
+                if earlier() {
+                    return false;
+                }
+                f.srcs[idx]
+            }
+        };
         let wrote = self.name_and_value(e, s, first, rec, ctx, w);
         if wrote {
             *done |= bit;
@@ -508,42 +477,6 @@ impl PlanBuilder {
                 }
             })
             .collect();
-        let (head, by_slot) = slot_index(&entries);
-        Plan {
-            fields,
-            entries,
-            head,
-            by_slot,
-        }
+        Plan { fields, entries }
     }
-}
-
-/// The slot a source reads, if any.
-fn slot_of(s: Src) -> Option<Slot> {
-    match s {
-        Src::Int(slot) | Src::Str(slot) | Src::Label(slot) => Some(slot),
-        Src::Version | Src::Timestamp | Src::Device => None,
-    }
-}
-
-/// `Plan::head` and `Plan::by_slot` for `entries`.
-fn slot_index(entries: &[Entry]) -> (usize, Option<Box<[u32]>>) {
-    let head = entries
-        .iter()
-        .position(|e| slot_of(e.src).is_some())
-        .unwrap_or(entries.len());
-    let mut last = None;
-    let mut by_slot = Vec::new();
-    for (i, e) in entries.iter().enumerate().skip(head) {
-        let Some(slot) = slot_of(e.src) else {
-            return (head, None);
-        };
-        if last.is_some_and(|l| slot <= l) {
-            return (head, None);
-        }
-        last = Some(slot);
-        by_slot.resize(slot as usize + 1, NO_ENTRY);
-        by_slot[slot as usize] = i as u32;
-    }
-    (head, Some(by_slot.into_boxed_slice()))
 }

@@ -418,8 +418,9 @@ fn render_matches_the_previous_renderer_on_random_records() {
     let mut r = Rng(0x2545_f491_4f6c_dd1d);
     for case in 0..3000 {
         let nkeys = 1 + r.below(12) as usize;
-        // Half the stacks read slots in increasing order (as real stacks
-        // do: the renderer then visits valid slots only), half at random.
+        // Half the stacks read slots in increasing order, half at random
+        // (repeats, out of order: real stacks have both; a key two
+        // instances produce is bound twice to the later one's slot).
         let increasing = case % 2 == 0;
         let slots: Vec<Slot> = if increasing {
             let mut next = r.below(3) as Slot;
@@ -464,9 +465,6 @@ fn render_matches_the_previous_renderer_on_random_records() {
             boolean_label: o.boolean_label,
         };
         let (plan, old) = (Plan::new(&up, o), render_ref::Plan::new(&up, ro));
-        if increasing {
-            assert!(plan.visits_valid_slots_only(), "case {case}");
-        }
         for _ in 0..8 {
             let mut rec = Record::with_slots(nslots as usize);
             rec.set_buf(bytes::Bytes::from_static(
