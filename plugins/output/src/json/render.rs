@@ -122,9 +122,6 @@ pub struct Field {
 /// take [`Out::bytes`].
 const NAME_PAD: usize = 32;
 
-/// `Entry::rep` of a repeated field that has no bit in the mask.
-const NO_REP: u8 = u8::MAX;
-
 /// A source in stack order: field `field`, source `idx` of that field, with
 /// the field's `, "name": ` padded for [`Out::padded`].
 #[derive(Clone, Copy, Debug)]
@@ -135,8 +132,8 @@ struct Entry {
     /// The field has this one source (the common case).
     single: bool,
     /// For a field with several sources: its bit in the per-record mask of
-    /// fields already written (`NO_REP` beyond 64 such fields).
-    rep: u8,
+    /// fields already written (0 beyond 64 such fields: not tracked).
+    rep_bit: u64,
     name_len: u8,
     /// `, "name": ` and zeros; a first member skips the leading `, `.
     name: [u8; NAME_PAD + 2],
@@ -153,7 +150,7 @@ pub struct Plan {
 struct State {
     /// No member written yet.
     first: bool,
-    /// Repeated fields already written (bit `Entry::rep`).
+    /// Repeated fields already written (`Entry::rep_bit`).
     done: u64,
 }
 
@@ -230,6 +227,10 @@ impl Plan {
     fn entry(&self, e: &Entry, st: &mut State, rec: &Record, ctx: &RenderCtx, w: &mut Out) {
         let wrote = if e.single {
             self.single(e, st.first, rec, ctx, w)
+        } else if st.done & e.rep_bit != 0 || !may_be_settable(e.src, rec, ctx) {
+            // Written already, or this source has no value (tcp.sport in a
+            // UDP record): the common outcomes, decided without a call.
+            false
         } else {
             self.repeated(e, st.first, rec, ctx, w, &mut st.done)
         };
@@ -301,10 +302,8 @@ impl Plan {
         w: &mut Out,
         done: &mut u64,
     ) -> bool {
-        let bit = if e.rep == NO_REP { 0 } else { 1u64 << e.rep };
-        if *done & bit != 0 {
-            return false;
-        }
+        // `entry` checked the mask and that this source may have a value.
+        let bit = e.rep_bit;
         let f = &self.fields[e.field as usize];
         let idx = e.idx as usize;
         // With a bit, an earlier settable source would have written the
@@ -351,7 +350,19 @@ pub struct RenderCtx<'a> {
     pub device: &'a [u8],
 }
 
+/// False when `s` certainly has no value (an invalid slot, no timestamp):
+/// the cheap half of [`settable`].
+#[inline(always)]
+fn may_be_settable(s: Src, rec: &Record, ctx: &RenderCtx) -> bool {
+    match s {
+        Src::Int(slot) | Src::Str(slot) | Src::Label(slot) => rec.is_valid(slot),
+        Src::Timestamp => ctx.timestamp.is_some(),
+        Src::Version | Src::Device => true,
+    }
+}
+
 /// Whether `s` has a value to write (what [`write_value`] would write).
+#[inline]
 fn settable(s: Src, rec: &Record, ctx: &RenderCtx) -> bool {
     match s {
         Src::Version | Src::Device => true,
@@ -449,11 +460,11 @@ impl PlanBuilder {
             })
             .collect();
         // Dense numbers for the fields with several sources.
-        let mut reps = vec![NO_REP; fields.len()];
-        let mut next_rep = 0u8;
+        let mut reps = vec![0u64; fields.len()];
+        let mut next_rep = 0;
         for (i, f) in fields.iter().enumerate() {
             if f.srcs.len() > 1 && next_rep < 64 {
-                reps[i] = next_rep;
+                reps[i] = 1u64 << next_rep;
                 next_rep += 1;
             }
         }
@@ -471,7 +482,7 @@ impl PlanBuilder {
                     field,
                     idx,
                     single: f.srcs.len() == 1,
-                    rep: reps[field as usize],
+                    rep_bit: reps[field as usize],
                     name_len: f.name.len().min(u8::MAX as usize) as u8,
                     name,
                 }
