@@ -79,10 +79,49 @@ impl<'a> Out<'a> {
         self.v.push(b);
     }
 
-    /// Appends a slice of any length.
+    /// Appends a slice of any length. Up to 32 bytes (the device name, the
+    /// timestamp) this is two fixed-size copies that may overlap, inline,
+    /// instead of a call into memcpy.
     #[inline]
     pub(crate) fn bytes(&mut self, s: &[u8]) {
-        self.v.extend_from_slice(s);
+        let n = s.len();
+        if !(4..=32).contains(&n) {
+            self.v.extend_from_slice(s);
+            return;
+        }
+        self.v.reserve(n);
+        let at = self.v.len();
+        // SAFETY: `reserve(n)` left `n` writable bytes at `at`. Each pair of
+        // copies reads `s[0..k]` and `s[n - k..n]` with `k <= n` (in bounds
+        // of `s`) and writes the same offsets past `at` (inside the `n`
+        // reserved bytes); together they cover `0..n` because `2k >= n`.
+        // `s` cannot overlap the spare capacity (shared vs unique borrow).
+        // Then all `n` bytes are initialised, as `set_len` claims.
+        unsafe {
+            let (src, dst) = (s.as_ptr(), self.v.as_mut_ptr().add(at));
+            let k = if n >= 16 {
+                16
+            } else if n >= 8 {
+                8
+            } else {
+                4
+            };
+            match k {
+                16 => {
+                    std::ptr::copy_nonoverlapping(src, dst, 16);
+                    std::ptr::copy_nonoverlapping(src.add(n - 16), dst.add(n - 16), 16);
+                }
+                8 => {
+                    std::ptr::copy_nonoverlapping(src, dst, 8);
+                    std::ptr::copy_nonoverlapping(src.add(n - 8), dst.add(n - 8), 8);
+                }
+                _ => {
+                    std::ptr::copy_nonoverlapping(src, dst, 4);
+                    std::ptr::copy_nonoverlapping(src.add(n - 4), dst.add(n - 4), 4);
+                }
+            }
+            self.v.set_len(at + n);
+        }
     }
 
     /// Appends `src[..len]` by copying all `N` bytes of `src` (a fixed-size
@@ -320,6 +359,24 @@ mod tests {
             let mut out = Vec::new();
             Out::new(&mut out).int(v);
             assert_eq!(out, v.to_string().as_bytes(), "{v}");
+        }
+    }
+
+    #[test]
+    fn bytes_of_every_length_around_the_fast_path() {
+        let src: Vec<u8> = (0..80u8).map(|i| b'A' + i % 26).collect();
+        for len in 0..=40 {
+            for cap in [0, len, len + 1, 64] {
+                let mut v = Vec::with_capacity(cap);
+                v.extend_from_slice(b"<");
+                let mut o = Out::new(&mut v);
+                o.bytes(&src[..len]);
+                o.bytes(&src[3..3 + len]);
+                let mut want = b"<".to_vec();
+                want.extend_from_slice(&src[..len]);
+                want.extend_from_slice(&src[3..3 + len]);
+                assert_eq!(v, want, "len {len} cap {cap}");
+            }
         }
     }
 
