@@ -12,7 +12,7 @@ use crate::netlink::nflog::{messages, Message, NflogPacket};
 use crate::netlink::socket::NlSocket;
 use bytes::{Bytes, BytesMut};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
+    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
 };
 use std::io;
@@ -49,36 +49,49 @@ pub const COALESCE: std::time::Duration = std::time::Duration::from_micros(500);
 /// over 10M packets/s, so the pause cannot overflow it.
 pub const COALESCE_MIN_RCVBUF: usize = 4 << 20;
 
-const IETF: u32 = 0;
-const NETFILTER: u32 = 21373;
+/// IPFIX vendor id of IETF elements.
+pub(crate) const IETF: u32 = 0;
+/// IPFIX vendor id of netfilter's elements.
+pub(crate) const NETFILTER: u32 = 21373;
+
+/// ulogd 2.0.8's NFLOG key table, in its order with its IPFIX ids, followed
+/// by `$extra` keys: NFQUEUE produces the same keys plus its own, so both
+/// tables come from this one list.
+macro_rules! nflog_key_table {
+    ($($extra:expr),* $(,)?) => {
+        [
+    ::rulogd_plugin::KeyDef::new("raw.mac", ::rulogd_plugin::KeyType::Raw),
+    ::rulogd_plugin::KeyDef::new("raw.pkt", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::NETFILTER, 1),
+    ::rulogd_plugin::KeyDef::new("raw.pktlen", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 2),
+    ::rulogd_plugin::KeyDef::new("raw.pktcount", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 2),
+    ::rulogd_plugin::KeyDef::new("oob.prefix", ::rulogd_plugin::KeyType::String).ipfix($crate::nflog::NETFILTER, 3),
+    ::rulogd_plugin::KeyDef::new("oob.time.sec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 150),
+    ::rulogd_plugin::KeyDef::new("oob.time.usec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 154),
+    ::rulogd_plugin::KeyDef::new("oob.mark", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 4),
+    ::rulogd_plugin::KeyDef::new("oob.ifindex_in", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 10),
+    ::rulogd_plugin::KeyDef::new("oob.ifindex_out", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 14),
+    ::rulogd_plugin::KeyDef::new("oob.hook", ::rulogd_plugin::KeyType::U8).ipfix($crate::nflog::NETFILTER, 5),
+    ::rulogd_plugin::KeyDef::new("raw.mac_len", ::rulogd_plugin::KeyType::U16),
+    ::rulogd_plugin::KeyDef::new("oob.seq.local", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 7),
+    ::rulogd_plugin::KeyDef::new("oob.seq.global", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 8),
+    ::rulogd_plugin::KeyDef::new("oob.family", ::rulogd_plugin::KeyType::U8),
+    ::rulogd_plugin::KeyDef::new("oob.protocol", ::rulogd_plugin::KeyType::U16),
+    ::rulogd_plugin::KeyDef::new("oob.uid", ::rulogd_plugin::KeyType::U32),
+    ::rulogd_plugin::KeyDef::new("oob.gid", ::rulogd_plugin::KeyType::U32),
+    ::rulogd_plugin::KeyDef::new("raw.label", ::rulogd_plugin::KeyType::U8),
+    ::rulogd_plugin::KeyDef::new("raw.type", ::rulogd_plugin::KeyType::U16),
+    ::rulogd_plugin::KeyDef::new("raw.mac.saddr", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::IETF, 56),
+    ::rulogd_plugin::KeyDef::new("raw.mac.addrlen", ::rulogd_plugin::KeyType::U16),
+    ::rulogd_plugin::KeyDef::new("raw", ::rulogd_plugin::KeyType::Raw),
+    ::rulogd_plugin::KeyDef::new("ct", ::rulogd_plugin::KeyType::Raw),
+            $($extra,)*
+        ]
+    };
+}
+pub(crate) use nflog_key_table;
 
 /// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids.
-pub static KEYS: [KeyDef; 24] = [
-    KeyDef::new("raw.mac", KeyType::Raw),
-    KeyDef::new("raw.pkt", KeyType::Raw).ipfix(NETFILTER, 1),
-    KeyDef::new("raw.pktlen", KeyType::U32).ipfix(NETFILTER, 2),
-    KeyDef::new("raw.pktcount", KeyType::U32).ipfix(IETF, 2),
-    KeyDef::new("oob.prefix", KeyType::String).ipfix(NETFILTER, 3),
-    KeyDef::new("oob.time.sec", KeyType::U32).ipfix(IETF, 150),
-    KeyDef::new("oob.time.usec", KeyType::U32).ipfix(IETF, 154),
-    KeyDef::new("oob.mark", KeyType::U32).ipfix(NETFILTER, 4),
-    KeyDef::new("oob.ifindex_in", KeyType::U32).ipfix(IETF, 10),
-    KeyDef::new("oob.ifindex_out", KeyType::U32).ipfix(IETF, 14),
-    KeyDef::new("oob.hook", KeyType::U8).ipfix(NETFILTER, 5),
-    KeyDef::new("raw.mac_len", KeyType::U16),
-    KeyDef::new("oob.seq.local", KeyType::U32).ipfix(NETFILTER, 7),
-    KeyDef::new("oob.seq.global", KeyType::U32).ipfix(NETFILTER, 8),
-    KeyDef::new("oob.family", KeyType::U8),
-    KeyDef::new("oob.protocol", KeyType::U16),
-    KeyDef::new("oob.uid", KeyType::U32),
-    KeyDef::new("oob.gid", KeyType::U32),
-    KeyDef::new("raw.label", KeyType::U8),
-    KeyDef::new("raw.type", KeyType::U16),
-    KeyDef::new("raw.mac.saddr", KeyType::Raw).ipfix(IETF, 56),
-    KeyDef::new("raw.mac.addrlen", KeyType::U16),
-    KeyDef::new("raw", KeyType::Raw),
-    KeyDef::new("ct", KeyType::Raw),
-];
+pub static KEYS: [KeyDef; 24] = nflog_key_table!();
 
 // Indices into KEYS.
 const K_RAW_MAC: usize = 0;

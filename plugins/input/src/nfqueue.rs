@@ -36,40 +36,13 @@ pub use setup::{Settings, OPTIONS};
 /// end, in one message.
 pub const RECV_BUDGET: usize = 64;
 
-const IETF: u32 = 0;
-const NETFILTER: u32 = 21373;
-
 /// The output keys: NFLOG's, in its order, then the queue's own. The
 /// sequence numbers and `oob.prefix` have no NFQUEUE counterpart and are
 /// never set; `raw.type` neither (the kernel does not send the device type).
-pub static KEYS: [KeyDef; 26] = [
-    KeyDef::new("raw.mac", KeyType::Raw),
-    KeyDef::new("raw.pkt", KeyType::Raw).ipfix(NETFILTER, 1),
-    KeyDef::new("raw.pktlen", KeyType::U32).ipfix(NETFILTER, 2),
-    KeyDef::new("raw.pktcount", KeyType::U32).ipfix(IETF, 2),
-    KeyDef::new("oob.prefix", KeyType::String).ipfix(NETFILTER, 3),
-    KeyDef::new("oob.time.sec", KeyType::U32).ipfix(IETF, 150),
-    KeyDef::new("oob.time.usec", KeyType::U32).ipfix(IETF, 154),
-    KeyDef::new("oob.mark", KeyType::U32).ipfix(NETFILTER, 4),
-    KeyDef::new("oob.ifindex_in", KeyType::U32).ipfix(IETF, 10),
-    KeyDef::new("oob.ifindex_out", KeyType::U32).ipfix(IETF, 14),
-    KeyDef::new("oob.hook", KeyType::U8).ipfix(NETFILTER, 5),
-    KeyDef::new("raw.mac_len", KeyType::U16),
-    KeyDef::new("oob.seq.local", KeyType::U32).ipfix(NETFILTER, 7),
-    KeyDef::new("oob.seq.global", KeyType::U32).ipfix(NETFILTER, 8),
-    KeyDef::new("oob.family", KeyType::U8),
-    KeyDef::new("oob.protocol", KeyType::U16),
-    KeyDef::new("oob.uid", KeyType::U32),
-    KeyDef::new("oob.gid", KeyType::U32),
-    KeyDef::new("raw.label", KeyType::U8),
-    KeyDef::new("raw.type", KeyType::U16),
-    KeyDef::new("raw.mac.saddr", KeyType::Raw).ipfix(IETF, 56),
-    KeyDef::new("raw.mac.addrlen", KeyType::U16),
-    KeyDef::new("raw", KeyType::Raw),
-    KeyDef::new("ct", KeyType::Raw),
+pub static KEYS: [KeyDef; 26] = crate::nflog::nflog_key_table!(
     KeyDef::new("oob.queue", KeyType::U16),
     KeyDef::new("oob.packet_id", KeyType::U32),
-];
+);
 
 // Indices into KEYS.
 const K_RAW_MAC: usize = 0;
