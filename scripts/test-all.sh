@@ -13,9 +13,10 @@ fi
 
 # Debian packages the tests use: nft and ip for the namespace lab (iptables
 # for NFQUEUE rules on kernels without nft_queue), ulogd2 as
-# the oracle of the differential tests, tcpdump to read PCAP files.
+# the oracle of the differential tests, tcpdump to read PCAP files,
+# PostgreSQL and MariaDB servers for the SQL tests.
 need=()
-for p in nftables iproute2 iptables ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql postgresql; do
+for p in nftables iproute2 iptables ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql postgresql mariadb-server ulogd2-mysql; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -26,6 +27,11 @@ fi
 # ulogd2's package may start a system ulogd; it must not hold NFLOG groups in
 # the root namespace while tests run (tests use their own namespaces anyway).
 systemctl stop ulogd2 >/dev/null 2>&1 || true
+# The SQL tests start their own throw-away servers; the packages' system
+# servers are not used.
+for s in mariadb postgresql; do
+    systemctl stop "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true
+done
 
 echo "== style"
 cargo fmt --all -- --check

@@ -99,6 +99,30 @@ fn wait_rows(pg: &Pg, n: u64, stall: Duration) -> u64 {
     }
 }
 
+/// What went wrong, for a failure message: the sequence numbers missing or
+/// repeated (as ranges), the delivery counters (SIGUSR1) and the daemon log.
+fn diagnose(d: &Daemon, rows: &[(u64, u16)]) -> String {
+    d.signal(libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut notes = Vec::new();
+    for w in rows.windows(2) {
+        let (a, b) = (w[0].0, w[1].0);
+        if b != 0 && b != a + 1 && notes.len() < 20 {
+            notes.push(if b > a {
+                format!("missing {}..={}", a + 1, b - 1)
+            } else {
+                format!("{b} after {a}")
+            });
+        }
+    }
+    format!(
+        "last sequence {:?}; {}\n{}",
+        rows.last().map(|r| r.0),
+        notes.join(", "),
+        d.log_text()
+    )
+}
+
 /// Every row once and in order: the sequence numbers of the rows of each
 /// run of the daemon (the kernel starts them at 0 when a daemon binds the
 /// group) go up by one, with no gap and no repeat.
@@ -150,9 +174,14 @@ fn a_30_second_outage_under_20k_records_per_second_loses_nothing() {
     assert!(daemon::wait_drained(&ns, 71, Duration::from_secs(10)));
     let drops = daemon::drops_note(&ns, 71);
     let got = wait_rows(&pg, traffic as u64, Duration::from_secs(20));
-    d.stop();
     let r = rows(&pg);
-    assert_eq!(got as usize, traffic, "rows vs packets ({drops})");
+    if got as usize != traffic {
+        panic!(
+            "{got} rows for {traffic} packets ({drops}); {}",
+            diagnose(&d, &r)
+        );
+    }
+    d.stop();
     assert_eq!(r.len(), traffic);
     assert_once_in_order(&r, 1);
 }

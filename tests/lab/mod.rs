@@ -24,6 +24,7 @@
 
 pub mod daemon;
 pub mod json;
+pub mod maria;
 pub mod netns;
 pub mod nfproc;
 pub mod pg;

@@ -35,5 +35,7 @@ pub fn registrations() -> Vec<Registration> {
         sql::pgsql::REGISTRATION,
         #[cfg(feature = "sqlite3")]
         sql::sqlite3::REGISTRATION,
+        #[cfg(feature = "mysql")]
+        sql::mysql::REGISTRATION,
     ]
 }

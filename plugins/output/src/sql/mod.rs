@@ -2,6 +2,8 @@
 //! and the shared delivery (memory queue, durable spool, reconnects).
 
 pub mod common;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "pgsql")]
 pub mod pgsql;
 pub mod row;

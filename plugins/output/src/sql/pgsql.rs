@@ -196,7 +196,7 @@ pub fn format(v: &Val<'_>, utf8: bool, out: &mut Vec<u8>) -> bool {
         Val::Bool(b) => out.push(if b { b'1' } else { b'0' }),
         Val::V4(a) => out.extend_from_slice(num.format(Val::ulogd_u32(&a)).as_bytes()),
         Val::V6(a) => out.extend_from_slice(num.format(Val::ulogd_u32(&a)).as_bytes()),
-        Val::Text(t) => match std::str::from_utf8(t) {
+        Val::Text(t) | Val::RawStr(t) => match std::str::from_utf8(t) {
             Ok(_) => out.extend_from_slice(t),
             // A UTF-8 database cannot store invalid bytes; ulogd's insert
             // fails and loses the row, rulogd writes U+FFFD instead.
@@ -312,7 +312,9 @@ fn bin_field(v: &Val<'_>, oid: u32, utf8: bool, out: &mut Vec<u8>) -> Result<boo
             out[at..at + 4].copy_from_slice(&len.to_be_bytes());
         }
         OID_INET => {
-            let Val::Text(t) = v else { return Ok(false) };
+            let (Val::Text(t) | Val::RawStr(t)) = v else {
+                return Ok(false);
+            };
             let Some(ip) = std::str::from_utf8(t)
                 .ok()
                 .and_then(|s| s.parse::<std::net::IpAddr>().ok())

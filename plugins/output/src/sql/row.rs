@@ -2,7 +2,7 @@
 //! the writer reads it back: `[layout id u64][time i64]` then one tagged
 //! value per key of the layout (little endian).
 
-use rulogd_plugin::{BuildError, Record, Slot, UpstreamKey, Value};
+use rulogd_plugin::{BuildError, KeyType, Record, Slot, UpstreamKey, Value};
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
@@ -23,8 +23,11 @@ pub enum Val<'a> {
     V4([u8; 4]),
     /// An IPv6 address key.
     V6([u8; 16]),
-    /// A string (or IP2BIN's RAWSTR), cut at a NUL as ulogd's C strings are.
+    /// A string, cut at a NUL as ulogd's C strings are.
     Text(&'a [u8]),
+    /// A RAWSTR key's text (IP2BIN's `0x…`), which ulogd splices into SQL
+    /// unquoted: MySQL reads it as a hex literal, the others as text.
+    RawStr(&'a [u8]),
     /// Opaque bytes (RAW keys).
     Raw(&'a [u8]),
 }
@@ -46,6 +49,7 @@ const T_V4: u8 = 4;
 const T_V6: u8 = 5;
 const T_TEXT: u8 = 6;
 const T_RAW: u8 = 7;
+const T_RAWSTR: u8 = 8;
 
 /// Row header: layout id and the record's time (for partitioned tables).
 pub const ROW_HEAD: usize = 16;
@@ -122,7 +126,8 @@ impl Layouts {
 /// Renders records into rows of one layout (on the input thread).
 pub struct Renderer {
     id: u64,
-    slots: Vec<Option<Slot>>,
+    /// Each key's slot, and whether it is a RAWSTR key.
+    slots: Vec<Option<(Slot, bool)>>,
     time: Option<Slot>,
     partitioned: bool,
 }
@@ -135,15 +140,17 @@ impl Renderer {
         upstream: &[UpstreamKey],
         partitioned: bool,
     ) -> Result<Self, BuildError> {
-        let slot = |name: &str| {
+        let key = |name: &str| {
             upstream
                 .iter()
                 .rev()
                 .find(|k| k.def.name == name)
-                .map(|k| k.slot)
+                .map(|k| (k.slot, k.def.ty == KeyType::RawStr))
         };
-        let slots = keys.iter().map(|k| slot(k)).collect();
-        let time = slot("oob.time.sec").or_else(|| slot("flow.end.sec"));
+        let slots = keys.iter().map(|k| key(k)).collect();
+        let time = key("oob.time.sec")
+            .or_else(|| key("flow.end.sec"))
+            .map(|k| k.0);
         let id = layouts
             .register(keys)
             .map_err(|e| BuildError::io("cannot record the row layout", e))?;
@@ -166,10 +173,10 @@ impl Renderer {
             0
         };
         out.extend_from_slice(&t.to_le_bytes());
-        for &s in &self.slots {
-            match rec.get_opt(s) {
+        for &k in &self.slots {
+            match k.and_then(|(s, raw)| Some((rec.get_opt(Some(s))?, raw))) {
                 None => out.push(T_NULL),
-                Some(v) => encode(rec, v, out),
+                Some((v, raw)) => encode(rec, v, raw, out),
             }
         }
     }
@@ -181,7 +188,7 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn encode(rec: &Record, v: &Value, out: &mut Vec<u8>) {
+fn encode(rec: &Record, v: &Value, rawstr: bool, out: &mut Vec<u8>) {
     let int = |out: &mut Vec<u8>, tag: u8, x: u64| {
         out.push(tag);
         out.extend_from_slice(&x.to_le_bytes());
@@ -218,7 +225,7 @@ fn encode(rec: &Record, v: &Value, out: &mut Vec<u8>) {
             let b = rec.bytes_of(v).unwrap_or(&[]);
             // A C string ends at its first NUL; ulogd writes only that much.
             let b = b.iter().position(|&c| c == 0).map_or(b, |n| &b[..n]);
-            bytes(out, T_TEXT, b)
+            bytes(out, if rawstr { T_RAWSTR } else { T_TEXT }, b)
         }
     }
 }
@@ -256,14 +263,14 @@ pub fn decode<'a>(row: &'a [u8], vals: &mut Vec<Val<'a>>) -> Option<(u64, i64)> 
                 p += 16;
                 Val::V6(row.get(p - 16..p)?.try_into().ok()?)
             }
-            T_TEXT | T_RAW => {
+            T_TEXT | T_RAW | T_RAWSTR => {
                 let n = u32::from_le_bytes(row.get(p..p + 4)?.try_into().ok()?) as usize;
                 let b = row.get(p + 4..p + 4 + n)?;
                 p += 4 + n;
-                if tag == T_TEXT {
-                    Val::Text(b)
-                } else {
-                    Val::Raw(b)
+                match tag {
+                    T_TEXT => Val::Text(b),
+                    T_RAWSTR => Val::RawStr(b),
+                    _ => Val::Raw(b),
                 }
             }
             _ => return None,

@@ -129,7 +129,7 @@ impl rusqlite::ToSql for Bind<'_> {
             Val::V6(a) => ValueRef::Integer(i64::from_ne_bytes([
                 a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
             ])),
-            Val::Text(t) => ValueRef::Text(t),
+            Val::Text(t) | Val::RawStr(t) => ValueRef::Text(t),
             Val::Raw(r) => ValueRef::Blob(r),
         }))
     }
