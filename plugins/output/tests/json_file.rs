@@ -110,8 +110,10 @@ fn reopen_after_rename_loses_no_line_under_concurrent_writes() {
     let service = common::service(&reg);
     let done = Arc::new(AtomicBool::new(false));
 
+    let rotated_all = Arc::new(AtomicBool::new(false));
     let writer = {
         let done = done.clone();
+        let rotated_all = rotated_all.clone();
         std::thread::spawn(move || {
             let mut rec = Record::with_slots(2);
             for n in 0..N {
@@ -120,6 +122,12 @@ fn reopen_after_rename_loses_no_line_under_concurrent_writes() {
                 if n.is_multiple_of(97) {
                     // An input going idle now and then: many small batches.
                     out.flush().expect("flush");
+                    if !rotated_all.load(Ordering::Acquire) {
+                        // An optimised build writes everything within the
+                        // first rotation's sleep: keep the writes going
+                        // until every rotation has happened.
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
                 }
             }
             out.flush().expect("flush");
@@ -134,6 +142,7 @@ fn reopen_after_rename_loses_no_line_under_concurrent_writes() {
         service.reopen();
         rotated.push(to);
     }
+    rotated_all.store(true, Ordering::Release);
     writer.join().expect("writer thread");
     assert!(done.load(Ordering::Acquire));
     service.shutdown();

@@ -346,3 +346,11 @@ fn summary(got: &[Vec<u8>]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+#[test]
+fn crc32_is_the_ieee_checksum() {
+    // The standard check value: a different CRC would reject every frame
+    // spooled before an upgrade.
+    assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
+    assert_eq!(super::crc32(b""), 0);
+}
