@@ -18,16 +18,16 @@
 //! max of `--repeats` runs.
 //!
 //! Run as root after `cargo build --release --bins`:
-//! `./target/release/bench-sql [--packets 1M] [--repeats 3] [--secs 20]`.
+//! `./target/release/bench-sql [--packets 2M] [--repeats 3] [--secs 20]`.
 
 use rulogd_bench::{min_med_max, Args};
 use rulogd_tests::pg::Pg;
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, nfproc, Daemon, Kind, Netns, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: bench-sql [--packets 1M] [--repeats 3] [--secs 20] \
+const USAGE: &str = "usage: bench-sql [--packets 2M] [--repeats 3] [--secs 20] \
 [--targets rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite]";
 
 const COLUMNS: &str = "oob_time_sec bigint, oob_time_usec bigint, oob_prefix text, \
@@ -85,25 +85,121 @@ impl Target {
     }
 }
 
-/// Rows in the table so far, cheaply: the serial's last value (PostgreSQL)
-/// or the largest rowid (SQLite).
-fn rows(t: Target, pg: &Pg, db: &Path) -> u64 {
-    if t.pg() {
-        let s = pg.psql(
-            "b",
-            "select case when is_called then last_value else 0 end from bench__id_seq",
-        );
-        s.trim().parse().unwrap_or(0)
-    } else {
-        let out = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 2000"])
-            .arg(db)
-            .arg("select coalesce(max(rowid), 0) from bench")
-            .output();
-        out.ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(0)
+/// Counts the rows in the table so far, cheaply: the serial's last value
+/// (PostgreSQL, over one kept connection) or the largest rowid (SQLite).
+struct RowCount {
+    conn: Option<postgres::Client>,
+}
+
+impl RowCount {
+    /// None when the count could not be read (the server not up yet,
+    /// SQLite locked by a writer), which must not look like an idle writer.
+    fn get(&mut self, t: Target, pg: &Pg, db: &Path) -> Option<u64> {
+        if t.pg() {
+            if !matches!(&self.conn, Some(c) if !c.is_closed()) {
+                let url = format!(
+                    "host={} port={} user=postgres dbname=b",
+                    pg.host(),
+                    pg.port()
+                );
+                self.conn = postgres::Client::connect(&url, postgres::NoTls).ok();
+            }
+            let row = self
+                .conn
+                .as_mut()?
+                .query_one(
+                    "select case when is_called then last_value else 0 end from bench__id_seq",
+                    &[],
+                )
+                .ok()?;
+            u64::try_from(row.get::<_, i64>(0)).ok()
+        } else {
+            let out = Command::new("sqlite3")
+                .args(["-cmd", ".timeout 2000"])
+                .arg(db)
+                .arg("select coalesce(max(rowid), 0) from bench")
+                .output();
+            out.ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        }
     }
+}
+
+/// CPU clock ticks so far: the daemon's, PostgreSQL's (every process of the
+/// cluster) and the whole machine's busy and total time.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    daemon: u64,
+    pg: u64,
+    busy: u64,
+    total: u64,
+}
+
+impl Cpu {
+    fn now(daemon: u32, pg: &Pg) -> Cpu {
+        let (busy, total) = machine_ticks();
+        Cpu {
+            daemon: nfproc::cpu_ticks(daemon).unwrap_or(0),
+            pg: pg_ticks(pg),
+            busy,
+            total,
+        }
+    }
+}
+
+/// Busy and total ticks of all CPUs (`/proc/stat`); iowait counts as idle.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// utime + stime of the postmaster and its children (backends, WAL writer,
+/// checkpointer, …).
+fn pg_ticks(pg: &Pg) -> u64 {
+    let pm: u32 = std::fs::read_to_string(pg.dir().join("data/postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(0);
+    if pm == 0 {
+        return 0;
+    }
+    let mut sum = nfproc::cpu_ticks(pm).unwrap_or(0);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pm) {
+            sum += nfproc::cpu_ticks(pid).unwrap_or(0);
+        }
+    }
+    sum
+}
+
+/// What one run measured.
+struct Measured {
+    rate: f64,
+    rows: u64,
+    /// CPU µs per row of the daemon and of PostgreSQL.
+    daemon_us: f64,
+    pg_us: f64,
+    /// Share of the machine's CPU time that was busy, in percent.
+    busy_pct: f64,
 }
 
 fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path) -> String {
@@ -127,13 +223,7 @@ fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path) -> String {
 }
 
 /// One measurement: rows/s and rows.
-fn run(
-    t: Target,
-    pg: &mut Pg,
-    packets: u64,
-    secs: u64,
-    blast: &Path,
-) -> Result<(f64, u64), String> {
+fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<Measured, String> {
     let dir = TempDir::new("bsql");
     let db = dir.path().join("b.db");
     if t.pg() {
@@ -152,6 +242,13 @@ fn run(
             return Err("sqlite3 failed".into());
         }
     }
+    // Every run starts from the same state: the previous run's WAL and
+    // dirty pages on disk, and no timed checkpoint (every 5 min) due
+    // during the measurement.
+    if t.pg() {
+        pg.psql("b", "checkpoint");
+    }
+    let _ = Command::new("sync").status();
     let ns = Netns::new("bsql").map_err(|e| e.to_string())?;
     ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  udp dport 9999 log group 7 drop\n }\n}\n")
         .map_err(|e| e.to_string())?;
@@ -188,21 +285,32 @@ fn run(
         pg.start_server();
     }
     // Wait for the first row, then until the count stops moving.
+    let mut count = RowCount { conn: None };
     let limit = Instant::now() + Duration::from_secs(secs + 30);
     let (mut t0, mut n0) = (None, 0);
     let (mut last, mut last_change) = (0u64, Instant::now());
+    let (mut cpu0, mut cpu_last) = (Cpu::default(), Cpu::default());
     loop {
-        // Each look costs a psql process: not too often, on 2 cores.
-        std::thread::sleep(Duration::from_millis(500));
-        let n = rows(t, pg, &db).max(last);
+        // A look at SQLite costs a process: not too often, on 2 cores.
+        std::thread::sleep(Duration::from_millis(if t.pg() { 100 } else { 500 }));
         let now = Instant::now();
+        let Some(n) = count.get(t, pg, &db) else {
+            if now > limit {
+                return Err("the row count could not be read".into());
+            }
+            continue;
+        };
+        let n = n.max(last);
+        let cpu = Cpu::now(d.pid(), pg);
         if t0.is_none() && n > 0 {
             t0 = Some(now);
             n0 = n;
+            cpu0 = cpu;
         }
         if n != last {
             last = n;
             last_change = now;
+            cpu_last = cpu;
         }
         let Some(start) = t0 else {
             if now > limit {
@@ -212,12 +320,25 @@ fn run(
         };
         let idle = now.duration_since(last_change) > Duration::from_secs(2);
         if idle || now.duration_since(start) > Duration::from_secs(secs) || now > limit {
-            let end = if idle { last_change } else { now };
+            let (end, cpu1) = if idle {
+                (last_change, cpu_last)
+            } else {
+                (now, cpu)
+            };
             let _ = sender.kill();
             let _ = sender.wait();
             d.stop();
             let secs = end.duration_since(start).as_secs_f64().max(0.001);
-            return Ok(((last - n0) as f64 / secs, last));
+            let rows = (last - n0).max(1) as f64;
+            let us = |ticks: u64| ticks as f64 * 1e6 / nfproc::ticks_per_sec() as f64 / rows;
+            return Ok(Measured {
+                rate: (last - n0) as f64 / secs,
+                rows: last,
+                daemon_us: us(cpu1.daemon.saturating_sub(cpu0.daemon)),
+                pg_us: us(cpu1.pg.saturating_sub(cpu0.pg)),
+                busy_pct: 100.0 * (cpu1.busy - cpu0.busy) as f64
+                    / (cpu1.total - cpu0.total).max(1) as f64,
+            });
         }
     }
 }
@@ -227,7 +348,7 @@ fn main() {
     if !lab::require_root() {
         std::process::exit(1);
     }
-    let packets: u64 = args.get("packets", 1_000_000);
+    let packets: u64 = args.get("packets", 2_000_000);
     let repeats: usize = args.get("repeats", 3);
     let secs: u64 = args.get("secs", 20);
     let exe_dir: PathBuf = std::env::current_exe()
@@ -259,6 +380,8 @@ fn main() {
         "bench-sql: {packets} packets per run, {repeats} repeats, rows/s (min / median / max)"
     );
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    // CPU µs per row of the daemon and of PostgreSQL, per target.
+    let mut cpu: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
     for r in 0..repeats {
         for (i, &t) in targets.iter().enumerate() {
             // ulogd2 cannot keep up: a smaller burst measures its rate as well.
@@ -268,16 +391,29 @@ fn main() {
                 packets
             };
             match run(t, &mut pg, n, secs, &blast) {
-                Ok((rate, rows)) => {
+                Ok(m) => {
+                    let pg = if t.pg() {
+                        format!(", postgres {:.2} us", m.pg_us)
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "  run {} {:<14} {:>10.0} rows/s ({rows} rows)",
+                        "  run {} {:<18} {:>8.0} rows/s ({} rows)  CPU/row: daemon {:.2} us{pg}; \
+                         machine {:.0} % busy",
                         r + 1,
                         t.name(),
-                        rate
+                        m.rate,
+                        m.rows,
+                        m.daemon_us,
+                        m.busy_pct
                     );
-                    results[i].push(rate);
+                    results[i].push(m.rate);
+                    cpu[i].0.push(m.daemon_us);
+                    if t.pg() {
+                        cpu[i].1.push(m.pg_us);
+                    }
                 }
-                Err(e) => println!("  run {} {:<14} failed: {e}", r + 1, t.name()),
+                Err(e) => println!("  run {} {:<18} failed: {e}", r + 1, t.name()),
             }
         }
     }
@@ -290,12 +426,19 @@ fn main() {
     };
     for (i, t) in targets.iter().enumerate() {
         if let Some((a, m, b)) = min_med_max(&results[i]) {
+            let us = |v: &[f64]| min_med_max(v).map_or(String::new(), |x| format!("{:.2}", x.1));
+            let pg = if t.pg() {
+                format!(", postgres {} us", us(&cpu[i].1))
+            } else {
+                String::new()
+            };
             println!(
-                "{:<14} {:>10.0} / {:>10.0} / {:>10.0} rows/s",
+                "{:<18} {:>8.0} / {:>8.0} / {:>8.0} rows/s; median CPU/row: daemon {} us{pg}",
                 t.name(),
                 a,
                 m,
-                b
+                b,
+                us(&cpu[i].0)
             );
         }
     }
