@@ -8,8 +8,8 @@
 //! this layer, lengths are checked once and nothing panics on kernel bytes.
 
 use super::{
-    finish_msg, put_attr, start_msg, Attr, Attrs, NlHeader, ParseError, NFGENMSG_LEN, NLMSG_DONE,
-    NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attr, Attrs, Headers, NlHeader,
+    ParseError, NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -365,8 +365,7 @@ pub enum Message {
 /// Iterator over the messages of one receive buffer; see [`messages`].
 pub struct Messages<'a> {
     buf: &'a [u8],
-    pos: usize,
-    stopped: bool,
+    headers: Headers<'a>,
 }
 
 /// Walks every netlink message of one datagram. Each entry also comes with
@@ -378,8 +377,7 @@ pub struct Messages<'a> {
 pub fn messages(buf: &[u8]) -> Messages<'_> {
     Messages {
         buf,
-        pos: 0,
-        stopped: false,
+        headers: headers(buf),
     }
 }
 
@@ -387,39 +385,20 @@ impl Iterator for Messages<'_> {
     type Item = Result<(Message, u32), ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.stopped || self.pos >= self.buf.len() {
-            return None;
-        }
-        let h = match NlHeader::parse(self.buf, self.pos) {
+        let h = match self.headers.next()? {
             Ok(h) => h,
-            Err(e) => {
-                self.stopped = true;
-                return Some(Err(e));
-            }
+            Err(e) => return Some(Err(e)),
         };
-        self.pos = h.next();
         let m = match h.kind {
             MSG_NEW | MSG_DELETE => parse_conntrack_at(self.buf, &h).map(Message::Entry),
             NLMSG_DONE => Ok(Message::Done { seq: h.seq }),
-            NLMSG_ERROR => parse_error(self.buf, &h),
+            NLMSG_ERROR => {
+                parse_nlmsgerr(self.buf, &h).map(|(errno, seq)| Message::Error { errno, seq })
+            }
             k => Ok(Message::Other(k)),
         };
         Some(m.map(|m| (m, h.seq)))
     }
-}
-
-/// Decodes `struct nlmsgerr`: a negative errno, then the request's header.
-fn parse_error(buf: &[u8], h: &NlHeader) -> Result<Message, ParseError> {
-    let body = buf
-        .get(h.payload_offset()..h.end())
-        .filter(|b| b.len() >= 4 + NLMSG_HDRLEN)
-        .ok_or(ParseError::TruncatedError { offset: h.offset })?;
-    let err = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
-    let seq = u32::from_ne_bytes([body[12], body[13], body[14], body[15]]);
-    Ok(Message::Error {
-        errno: err.unsigned_abs() as i32,
-        seq,
-    })
 }
 
 /// Builds a dump request for every family: the whole table, or with

@@ -167,6 +167,56 @@ impl NlHeader {
     }
 }
 
+/// The checked headers of the netlink messages in one datagram, in order;
+/// see [`headers`].
+pub struct Headers<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    stopped: bool,
+}
+
+/// Walks the message headers of one datagram. A bad message length yields
+/// `Err` and ends the walk, since the next message cannot be found.
+pub fn headers(buf: &[u8]) -> Headers<'_> {
+    Headers {
+        buf,
+        pos: 0,
+        stopped: false,
+    }
+}
+
+impl Iterator for Headers<'_> {
+    type Item = Result<NlHeader, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.stopped || self.pos >= self.buf.len() {
+            return None;
+        }
+        match NlHeader::parse(self.buf, self.pos) {
+            Ok(h) => {
+                self.pos = h.next();
+                Some(Ok(h))
+            }
+            Err(e) => {
+                self.stopped = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// An `NLMSG_ERROR` message: its errno (positive; 0 acknowledges) and the
+/// sequence number of the request it answers.
+pub fn parse_nlmsgerr(buf: &[u8], h: &NlHeader) -> Result<(i32, u32), ParseError> {
+    let body = buf
+        .get(h.payload_offset()..h.end())
+        .filter(|b| b.len() >= 4 + NLMSG_HDRLEN)
+        .ok_or(ParseError::TruncatedError { offset: h.offset })?;
+    let err = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
+    let seq = u32::from_ne_bytes([body[12], body[13], body[14], body[15]]);
+    Ok((err.unsigned_abs() as i32, seq))
+}
+
 /// One attribute: its type (flags masked off) and where its payload is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attr {

@@ -6,8 +6,8 @@
 //! decoded or kept as spans into the receive buffer, and nothing panics.
 
 use super::{
-    finish_msg, start_msg, Attrs, NlHeader, ParseError, NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_HDRLEN, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, start_msg, Attrs, Headers, NlHeader, ParseError,
+    NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -125,8 +125,7 @@ pub enum Message {
 /// Iterator over the messages of one receive buffer; see [`messages`].
 pub struct Messages<'a> {
     buf: &'a [u8],
-    pos: usize,
-    stopped: bool,
+    headers: Headers<'a>,
 }
 
 /// Walks every message of one datagram, with each header's sequence number.
@@ -135,8 +134,7 @@ pub struct Messages<'a> {
 pub fn messages(buf: &[u8]) -> Messages<'_> {
     Messages {
         buf,
-        pos: 0,
-        stopped: false,
+        headers: headers(buf),
     }
 }
 
@@ -144,28 +142,14 @@ impl Iterator for Messages<'_> {
     type Item = Result<(Message, u32), ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.stopped || self.pos >= self.buf.len() {
-            return None;
-        }
-        let h = match NlHeader::parse(self.buf, self.pos) {
+        let h = match self.headers.next()? {
             Ok(h) => h,
-            Err(e) => {
-                self.stopped = true;
-                return Some(Err(e));
-            }
+            Err(e) => return Some(Err(e)),
         };
-        self.pos = h.next();
         let m = match h.kind {
             MSG_NEW => parse_object_at(self.buf, &h).map(Message::Object),
             NLMSG_DONE => Ok(Message::Done),
-            NLMSG_ERROR => self
-                .buf
-                .get(h.payload_offset()..h.end())
-                .filter(|b| b.len() >= 4 + NLMSG_HDRLEN)
-                .map(|b| Message::Error {
-                    errno: i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).unsigned_abs() as i32,
-                })
-                .ok_or(ParseError::TruncatedError { offset: h.offset }),
+            NLMSG_ERROR => parse_nlmsgerr(self.buf, &h).map(|(errno, _)| Message::Error { errno }),
             k => Ok(Message::Other(k)),
         };
         Some(m.map(|m| (m, h.seq)))

@@ -5,8 +5,8 @@
 //! [`Span`]s into the buffer it was parsed from; nothing is copied.
 
 use super::{
-    finish_msg, put_attr, start_msg, Attrs, NlHeader, ParseError, NFGENMSG_LEN, NLMSG_DONE,
-    NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLM_F_ACK, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, Headers, NlHeader, ParseError,
+    NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -277,8 +277,7 @@ pub enum Message {
 /// Iterator over the messages of one receive buffer; see [`messages`].
 pub struct Messages<'a> {
     buf: &'a [u8],
-    pos: usize,
-    stopped: bool,
+    headers: Headers<'a>,
 }
 
 /// Walks every netlink message in a receive buffer (one datagram).
@@ -289,8 +288,7 @@ pub struct Messages<'a> {
 pub fn messages(buf: &[u8]) -> Messages<'_> {
     Messages {
         buf,
-        pos: 0,
-        stopped: false,
+        headers: headers(buf),
     }
 }
 
@@ -298,40 +296,19 @@ impl Iterator for Messages<'_> {
     type Item = Result<Message, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.stopped || self.pos >= self.buf.len() {
-            return None;
-        }
-        let h = match NlHeader::parse(self.buf, self.pos) {
+        let h = match self.headers.next()? {
             Ok(h) => h,
-            Err(e) => {
-                self.stopped = true;
-                return Some(Err(e));
-            }
+            Err(e) => return Some(Err(e)),
         };
-        self.pos = h.next();
         Some(match h.kind {
             MSG_PACKET => parse_packet_at(self.buf, &h).map(Message::Packet),
             NLMSG_DONE => Ok(Message::Done),
-            NLMSG_ERROR => parse_error(self.buf, &h),
-            NLMSG_NOOP => Ok(Message::Other(NLMSG_NOOP)),
+            NLMSG_ERROR => {
+                parse_nlmsgerr(self.buf, &h).map(|(errno, seq)| Message::Error { errno, seq })
+            }
             k => Ok(Message::Other(k)),
         })
     }
-}
-
-/// Decodes `struct nlmsgerr`: a negative errno, then the request's header.
-fn parse_error(buf: &[u8], h: &NlHeader) -> Result<Message, ParseError> {
-    let start = h.payload_offset();
-    let body = buf
-        .get(start..h.end())
-        .filter(|b| b.len() >= 4 + NLMSG_HDRLEN)
-        .ok_or(ParseError::TruncatedError { offset: h.offset })?;
-    let err = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
-    let seq = u32::from_ne_bytes([body[12], body[13], body[14], body[15]]);
-    Ok(Message::Error {
-        errno: err.unsigned_abs() as i32,
-        seq,
-    })
 }
 
 /// One setting sent in an NFLOG configuration request.

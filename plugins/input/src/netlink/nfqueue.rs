@@ -7,10 +7,9 @@
 //! are decoded by the walker shared with NFLOG ([`super::nflog::messages`]),
 //! so there is one netlink parser in the crate.
 
-use super::nflog::{messages as nl_messages, Message as NlMessage};
 use super::{
-    finish_msg, put_attr, start_msg, Attrs, NlHeader, ParseError, NFGENMSG_LEN, NLMSG_ERROR,
-    NLM_F_ACK, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, Headers, NlHeader, ParseError,
+    NFGENMSG_LEN, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -243,8 +242,7 @@ pub enum QueueMessage {
 /// Iterator over the messages of one datagram; see [`messages`].
 pub struct Messages<'a> {
     buf: &'a [u8],
-    pos: usize,
-    stopped: bool,
+    headers: Headers<'a>,
 }
 
 /// Walks every netlink message in one datagram. A malformed packet yields
@@ -252,8 +250,7 @@ pub struct Messages<'a> {
 pub fn messages(buf: &[u8]) -> Messages<'_> {
     Messages {
         buf,
-        pos: 0,
-        stopped: false,
+        headers: headers(buf),
     }
 }
 
@@ -261,30 +258,15 @@ impl Iterator for Messages<'_> {
     type Item = Result<QueueMessage, QueueError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.stopped || self.pos >= self.buf.len() {
-            return None;
-        }
-        let h = match NlHeader::parse(self.buf, self.pos) {
+        let h = match self.headers.next()? {
             Ok(h) => h,
-            Err(e) => {
-                self.stopped = true;
-                return Some(Err(e.into()));
-            }
+            Err(e) => return Some(Err(e.into())),
         };
-        self.pos = h.next();
         Some(match h.kind {
             MSG_PACKET => parse_packet_at(self.buf, &h).map(QueueMessage::Packet),
-            NLMSG_ERROR => {
-                // The message alone, through NFLOG's walker, which knows `nlmsgerr`.
-                let one = self.buf.get(h.offset..h.end()).unwrap_or(&[]);
-                match nl_messages(one).next() {
-                    Some(Ok(NlMessage::Error { errno, seq })) => {
-                        Ok(QueueMessage::Error { errno, seq })
-                    }
-                    Some(Err(e)) => Err(e.into()),
-                    _ => Ok(QueueMessage::Other(h.kind)),
-                }
-            }
+            NLMSG_ERROR => parse_nlmsgerr(self.buf, &h)
+                .map(|(errno, seq)| QueueMessage::Error { errno, seq })
+                .map_err(QueueError::from),
             k => Ok(QueueMessage::Other(k)),
         })
     }
