@@ -8,8 +8,8 @@
 //! this layer, lengths are checked once and nothing panics on kernel bytes.
 
 use super::{
-    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attr, Attrs, Headers, NlHeader,
-    ParseError, NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attr, Attrs, NlHeader, ParseError,
+    NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -362,43 +362,25 @@ pub enum Message {
     Other(u16),
 }
 
-/// Iterator over the messages of one receive buffer; see [`messages`].
-pub struct Messages<'a> {
-    buf: &'a [u8],
-    headers: Headers<'a>,
-}
-
 /// Walks every netlink message of one datagram. Each entry also comes with
 /// its header's sequence number (dump replies carry the request's).
 ///
 /// A message with malformed attributes yields `Err` and the walk goes on; a
 /// bad message length yields `Err` and ends it (the next message cannot be
 /// found).
-pub fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages {
-        buf,
-        headers: headers(buf),
-    }
-}
-
-impl Iterator for Messages<'_> {
-    type Item = Result<(Message, u32), ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let h = match self.headers.next()? {
-            Ok(h) => h,
-            Err(e) => return Some(Err(e)),
-        };
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<(Message, u32), ParseError>> + '_ {
+    headers(buf).map(move |h| {
+        let h = h?;
         let m = match h.kind {
-            MSG_NEW | MSG_DELETE => parse_conntrack_at(self.buf, &h).map(Message::Entry),
+            MSG_NEW | MSG_DELETE => parse_conntrack_at(buf, &h).map(Message::Entry),
             NLMSG_DONE => Ok(Message::Done { seq: h.seq }),
             NLMSG_ERROR => {
-                parse_nlmsgerr(self.buf, &h).map(|(errno, seq)| Message::Error { errno, seq })
+                parse_nlmsgerr(buf, &h).map(|(errno, seq)| Message::Error { errno, seq })
             }
             k => Ok(Message::Other(k)),
         };
-        Some(m.map(|m| (m, h.seq)))
-    }
+        m.map(|m| (m, h.seq))
+    })
 }
 
 /// Builds a dump request for every family: the whole table, or with

@@ -6,8 +6,8 @@
 //! decoded or kept as spans into the receive buffer, and nothing panics.
 
 use super::{
-    finish_msg, headers, parse_nlmsgerr, start_msg, Attrs, Headers, NlHeader, ParseError,
-    NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, start_msg, Attrs, NlHeader, ParseError, NFGENMSG_LEN,
+    NLMSG_DONE, NLMSG_ERROR, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -122,38 +122,20 @@ pub enum Message {
     Other(u16),
 }
 
-/// Iterator over the messages of one receive buffer; see [`messages`].
-pub struct Messages<'a> {
-    buf: &'a [u8],
-    headers: Headers<'a>,
-}
-
 /// Walks every message of one datagram, with each header's sequence number.
 /// A malformed object yields `Err` and the walk goes on; a bad message
 /// length yields `Err` and ends it.
-pub fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages {
-        buf,
-        headers: headers(buf),
-    }
-}
-
-impl Iterator for Messages<'_> {
-    type Item = Result<(Message, u32), ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let h = match self.headers.next()? {
-            Ok(h) => h,
-            Err(e) => return Some(Err(e)),
-        };
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<(Message, u32), ParseError>> + '_ {
+    headers(buf).map(move |h| {
+        let h = h?;
         let m = match h.kind {
-            MSG_NEW => parse_object_at(self.buf, &h).map(Message::Object),
+            MSG_NEW => parse_object_at(buf, &h).map(Message::Object),
             NLMSG_DONE => Ok(Message::Done),
-            NLMSG_ERROR => parse_nlmsgerr(self.buf, &h).map(|(errno, _)| Message::Error { errno }),
+            NLMSG_ERROR => parse_nlmsgerr(buf, &h).map(|(errno, _)| Message::Error { errno }),
             k => Ok(Message::Other(k)),
         };
-        Some(m.map(|m| (m, h.seq)))
-    }
+        m.map(|m| (m, h.seq))
+    })
 }
 
 /// Builds a dump request for every object; with `zero` the counters are

@@ -5,7 +5,7 @@
 //! [`Span`]s into the buffer it was parsed from; nothing is copied.
 
 use super::{
-    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, Headers, NlHeader, ParseError,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, NlHeader, ParseError,
     NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
@@ -274,41 +274,23 @@ pub enum Message {
     Other(u16),
 }
 
-/// Iterator over the messages of one receive buffer; see [`messages`].
-pub struct Messages<'a> {
-    buf: &'a [u8],
-    headers: Headers<'a>,
-}
-
 /// Walks every netlink message in a receive buffer (one datagram).
 ///
 /// A message whose attributes are malformed yields `Err` and the walk goes on
 /// with the next message; a bad message length yields `Err` and ends the walk,
 /// since the next message cannot be found.
-pub fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages {
-        buf,
-        headers: headers(buf),
-    }
-}
-
-impl Iterator for Messages<'_> {
-    type Item = Result<Message, ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let h = match self.headers.next()? {
-            Ok(h) => h,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(match h.kind {
-            MSG_PACKET => parse_packet_at(self.buf, &h).map(Message::Packet),
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Message, ParseError>> + '_ {
+    headers(buf).map(move |h| {
+        let h = h?;
+        match h.kind {
+            MSG_PACKET => parse_packet_at(buf, &h).map(Message::Packet),
             NLMSG_DONE => Ok(Message::Done),
             NLMSG_ERROR => {
-                parse_nlmsgerr(self.buf, &h).map(|(errno, seq)| Message::Error { errno, seq })
+                parse_nlmsgerr(buf, &h).map(|(errno, seq)| Message::Error { errno, seq })
             }
             k => Ok(Message::Other(k)),
-        })
-    }
+        }
+    })
 }
 
 /// One setting sent in an NFLOG configuration request.

@@ -8,7 +8,7 @@
 //! so there is one netlink parser in the crate.
 
 use super::{
-    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, Headers, NlHeader, ParseError,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, NlHeader, ParseError,
     NFGENMSG_LEN, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
@@ -239,37 +239,19 @@ pub enum QueueMessage {
     Other(u16),
 }
 
-/// Iterator over the messages of one datagram; see [`messages`].
-pub struct Messages<'a> {
-    buf: &'a [u8],
-    headers: Headers<'a>,
-}
-
 /// Walks every netlink message in one datagram. A malformed packet yields
 /// `Err` and the walk goes on; a bad message length ends it.
-pub fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages {
-        buf,
-        headers: headers(buf),
-    }
-}
-
-impl Iterator for Messages<'_> {
-    type Item = Result<QueueMessage, QueueError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let h = match self.headers.next()? {
-            Ok(h) => h,
-            Err(e) => return Some(Err(e.into())),
-        };
-        Some(match h.kind {
-            MSG_PACKET => parse_packet_at(self.buf, &h).map(QueueMessage::Packet),
-            NLMSG_ERROR => parse_nlmsgerr(self.buf, &h)
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<QueueMessage, QueueError>> + '_ {
+    headers(buf).map(move |h| {
+        let h = h?;
+        match h.kind {
+            MSG_PACKET => parse_packet_at(buf, &h).map(QueueMessage::Packet),
+            NLMSG_ERROR => parse_nlmsgerr(buf, &h)
                 .map(|(errno, seq)| QueueMessage::Error { errno, seq })
                 .map_err(QueueError::from),
             k => Ok(QueueMessage::Other(k)),
-        })
-    }
+        }
+    })
 }
 
 /// One setting sent in a queue configuration request.
