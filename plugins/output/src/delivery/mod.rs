@@ -34,6 +34,7 @@ mod batch;
 mod net;
 mod queue;
 mod spool;
+mod spool_submit;
 mod spool_writer;
 mod stats;
 mod transport;

@@ -2,7 +2,8 @@
 //! batch recycling, and the [`Service`] the core reopens and stops.
 
 use super::batch::Batch;
-use super::spool_writer::{self, Job, SpoolShared, SubmitCtx};
+use super::spool_submit::{self, SpoolShared, SubmitCtx};
+use super::spool_writer::Job;
 use super::stats::DeliveryStats;
 use super::transport::Transport;
 use super::writer::{Msg, Writer};
@@ -55,7 +56,7 @@ impl Delivery {
         let depth = Arc::new(AtomicI64::new(0));
         let closing = Arc::new(AtomicBool::new(false));
         let spool = match &cfg.spool {
-            Some(sc) => Some(spool_writer::open(sc, &stats)?),
+            Some(sc) => Some(spool_submit::open(sc, &stats)?),
             None => None,
         };
         let writer = Writer {
@@ -142,7 +143,7 @@ impl Delivery {
                 depth: &self.depth,
                 closing: &self.closing,
             };
-            return spool_writer::submit(sh, &c, batch);
+            return spool_submit::submit(sh, &c, batch);
         }
         let records = batch.records() as u64;
         let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
