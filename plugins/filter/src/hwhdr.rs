@@ -223,10 +223,6 @@ mod tests {
         h
     }
 
-    fn text(h: &Harness, k: &str) -> String {
-        String::from_utf8(h.out_bytes(k).expect(k).to_vec()).expect("ascii")
-    }
-
     const ETH: [u8; 14] = [
         0x02, 0x00, 0x00, 0x00, 0x00, 0x01, // destination
         0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, // source
@@ -240,10 +236,10 @@ mod tests {
         assert_eq!(h.run(), Verdict::Continue);
         assert_eq!(h.out_u64("raw.type"), Some(1));
         assert_eq!(h.out_u64("oob.protocol"), Some(0x86dd));
-        assert_eq!(text(&h, "mac.daddr.str"), "02:00:00:00:00:01");
-        assert_eq!(text(&h, "mac.saddr.str"), "aa:bb:cc:dd:ee:ff");
+        assert_eq!(h.out_text("mac.daddr.str"), "02:00:00:00:00:01");
+        assert_eq!(h.out_text("mac.saddr.str"), "aa:bb:cc:dd:ee:ff");
         assert_eq!(
-            text(&h, "mac.str"),
+            h.out_text("mac.str"),
             "02:00:00:00:00:01:aa:bb:cc:dd:ee:ff:86:dd"
         );
         // All three strings are kept (ulogd 2.0.8 had two buffers for them).
@@ -256,14 +252,14 @@ mod tests {
         let mut h = harness(Some(&ETH), Some(&[1, 2, 3, 4, 5, 6]));
         h.set("raw.type", Value::U16(ARPHRD_ETHER));
         assert_eq!(h.run(), Verdict::Continue);
-        assert_eq!(text(&h, "mac.saddr.str"), "01:02:03:04:05:06");
-        assert_eq!(text(&h, "mac.daddr.str"), "02:00:00:00:00:01");
+        assert_eq!(h.out_text("mac.saddr.str"), "01:02:03:04:05:06");
+        assert_eq!(h.out_text("mac.daddr.str"), "02:00:00:00:00:01");
         assert_eq!(h.out_u64("raw.type"), Some(1));
 
         // Without a header only the address is formatted, type VOID.
         let mut h = harness(None, Some(&[1, 2, 3, 4, 5, 6, 7, 8]));
         assert_eq!(h.run(), Verdict::Continue);
-        assert_eq!(text(&h, "mac.saddr.str"), "01:02:03:04:05:06:07:08");
+        assert_eq!(h.out_text("mac.saddr.str"), "01:02:03:04:05:06:07:08");
         assert_eq!(h.out_u64("raw.type"), Some(0xffff));
         assert_eq!(h.out_u64("oob.protocol"), Some(0x0800));
         assert_eq!(
@@ -285,7 +281,7 @@ mod tests {
         assert_eq!(h.out_u64("raw.type"), Some(0xffff));
         assert_eq!(h.out_u64("oob.protocol"), Some(0x0800));
         assert_eq!(
-            text(&h, "mac.str"),
+            h.out_text("mac.str"),
             "02:00:00:00:00:01:aa:bb:cc:dd:ee:ff:86"
         );
         assert!(h.out("mac.daddr.str").is_none());
@@ -295,7 +291,7 @@ mod tests {
         h.run();
         assert_eq!(h.out_u64("raw.type"), Some(772));
         assert!(h.out("mac.saddr.str").is_none());
-        assert_eq!(text(&h, "mac.str").len(), 41);
+        assert_eq!(h.out_text("mac.str").len(), 41);
     }
 
     #[test]
@@ -320,7 +316,7 @@ mod tests {
         h.set("raw.type", Value::U16(ARPHRD_ETHER));
         h.set("raw.mac_len", Value::U16(14));
         assert_eq!(h.run(), Verdict::Continue);
-        assert_eq!(text(&h, "mac.str"), "02:00:00:00:00");
+        assert_eq!(h.out_text("mac.str"), "02:00:00:00:00");
         assert!(h.out("mac.daddr.str").is_none());
         // A length beyond ulogd's 42-byte limit fails the event.
         let long = [7u8; 43];
@@ -330,12 +326,12 @@ mod tests {
         let mut h = harness(Some(&long[..42]), None);
         assert_eq!(h.run(), Verdict::Continue);
         assert!(matches!(h.out("mac.str"), Some(Value::Shared(_))));
-        assert_eq!(text(&h, "mac.str").len(), 42 * 3 - 1);
+        assert_eq!(h.out_text("mac.str").len(), 42 * 3 - 1);
         // A zero length gives an empty string, as ulogd does.
         let mut h = harness(Some(&[]), None);
         h.set("raw.type", Value::U16(ARPHRD_ETHER));
         assert_eq!(h.run(), Verdict::Continue);
-        assert_eq!(text(&h, "mac.str"), "");
+        assert_eq!(h.out_text("mac.str"), "");
     }
 
     #[test]

@@ -112,36 +112,53 @@ fn hex128(a: &[u8; 16]) -> InlineStr {
     InlineStr::from_bytes(&buf).unwrap_or_default()
 }
 
+/// The slots an address converter (IP2BIN, IP2HBIN) reads and writes:
+/// output `i` is address key `i` converted.
 #[derive(Default)]
-struct Ip2Bin {
-    family: Option<Slot>,
-    protocol: Option<Slot>,
-    inputs: [Option<Slot>; 6],
-    outputs: [Option<Slot>; 6],
+pub(crate) struct AddrSlots {
+    pub(crate) family: Option<Slot>,
+    pub(crate) protocol: Option<Slot>,
+    pub(crate) inputs: [Option<Slot>; 6],
+    pub(crate) outputs: [Option<Slot>; 6],
 }
+
+impl AddrSlots {
+    /// Binds [`INPUT_KEYS`] and the six outputs.
+    pub(crate) fn bind(b: &Binding) -> Self {
+        let mut s = AddrSlots {
+            family: b.input("oob.family"),
+            protocol: b.input("oob.protocol"),
+            ..AddrSlots::default()
+        };
+        for (i, name) in ADDR_KEYS.iter().enumerate() {
+            s.inputs[i] = b.input(name);
+            s.outputs[i] = b.output_if_active(i);
+        }
+        s
+    }
+}
+
+#[derive(Default)]
+struct Ip2Bin(AddrSlots);
 
 impl Filter for Ip2Bin {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        self.family = b.input("oob.family");
-        self.protocol = b.input("oob.protocol");
-        for (i, name) in ADDR_KEYS.iter().enumerate() {
-            self.inputs[i] = b.input(name);
-            self.outputs[i] = b.output_if_active(i);
-        }
+        self.0 = AddrSlots::bind(b);
         Ok(())
     }
 
     fn process(&mut self, rec: &mut Record) -> Verdict {
         // As in ulogd, the family is looked at only for a valid address, so
         // a record without addresses passes whatever its family.
+        let s = &self.0;
         let mut w = None;
-        for (&input, &output) in self.inputs.iter().zip(&self.outputs) {
+        for (&input, &output) in s.inputs.iter().zip(&s.outputs) {
             let Some(addr) = rec.get_opt(input).and_then(octets) else {
                 continue;
             };
             let width = match w {
                 Some(x) => x,
-                None => match width(rec, self.family, self.protocol) {
+                None => match width(rec, s.family, s.protocol) {
                     Some(x) => *w.insert(x),
                     None => return Verdict::Drop,
                 },
@@ -170,18 +187,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn harness(family: Option<u8>, protocol: Option<u16>) -> Harness {
-        let mut h = Harness::new(REGISTRATION);
-        if let Some(f) = family {
-            h.set("oob.family", Value::U8(f));
-        }
-        if let Some(p) = protocol {
-            h.set("oob.protocol", Value::U16(p));
-        }
-        h
-    }
-
-    fn text(h: &Harness, k: &str) -> String {
-        String::from_utf8(h.out_bytes(k).expect(k).to_vec()).expect("ascii")
+        Harness::with_family(REGISTRATION, family, protocol)
     }
 
     #[test]
@@ -191,11 +197,11 @@ mod tests {
         h.set("ip.daddr", Value::Ipv4(Ipv4Addr::new(10, 255, 0, 7)));
         assert_eq!(h.run(), Verdict::Continue);
         assert_eq!(
-            text(&h, "ip.saddr.bin"),
+            h.out_text("ip.saddr.bin"),
             "0x00000000000000000000ffffc0000201"
         );
         assert_eq!(
-            text(&h, "ip.daddr.bin"),
+            h.out_text("ip.daddr.bin"),
             "0x00000000000000000000ffff0aff0007"
         );
         assert_eq!(h.valid_outputs(), ["ip.saddr.bin", "ip.daddr.bin"]);
@@ -209,7 +215,7 @@ mod tests {
         h.set("orig.ip.saddr", Value::Ipv6(a));
         h.run();
         assert_eq!(
-            text(&h, "orig.ip.saddr.bin"),
+            h.out_text("orig.ip.saddr.bin"),
             "0x20010db8000000000000000000ff0001"
         );
     }
@@ -224,7 +230,7 @@ mod tests {
         h.run();
         assert_eq!(h.valid_outputs().len(), 6);
         assert_eq!(
-            text(&h, "reply.ip.daddr.bin"),
+            h.out_text("reply.ip.daddr.bin"),
             "0x00000000000000000000ffff0a000005"
         );
     }
@@ -235,14 +241,14 @@ mod tests {
         h.set("ip.saddr", Value::Ipv6("::1".parse().expect("addr")));
         assert_eq!(h.run(), Verdict::Continue);
         assert_eq!(
-            text(&h, "ip.saddr.bin"),
+            h.out_text("ip.saddr.bin"),
             "0x00000000000000000000000000000001"
         );
         let mut h = harness(Some(7), Some(0x0806));
         h.set("ip.saddr", Value::Ipv4(Ipv4Addr::new(1, 2, 3, 4)));
         assert_eq!(h.run(), Verdict::Continue);
         assert_eq!(
-            text(&h, "ip.saddr.bin"),
+            h.out_text("ip.saddr.bin"),
             "0x00000000000000000000ffff01020304"
         );
     }
@@ -268,7 +274,7 @@ mod tests {
         h.set("ip.saddr", Value::Ipv6("102:304::".parse().expect("addr")));
         h.run();
         assert_eq!(
-            text(&h, "ip.saddr.bin"),
+            h.out_text("ip.saddr.bin"),
             "0x00000000000000000000ffff01020304"
         );
     }

@@ -7,10 +7,10 @@
 //! ulogd 2.0.8 never produces `reply.ip.hdaddr` (its loop stops one key
 //! early); rulogd produces all six, as 2.0.9 does.
 
-use crate::ip2bin::{octets, width, Width, ADDR_KEYS, INPUT_KEYS};
+use crate::ip2bin::{octets, width, AddrSlots, Width, INPUT_KEYS};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
-    Record, Registration, Slot, Value, Verdict,
+    Record, Registration, Value, Verdict,
 };
 use std::net::Ipv6Addr;
 
@@ -45,29 +45,20 @@ fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
 }
 
 #[derive(Default)]
-struct Ip2Hbin {
-    family: Option<Slot>,
-    protocol: Option<Slot>,
-    inputs: [Option<Slot>; 6],
-    outputs: [Option<Slot>; 6],
-}
+struct Ip2Hbin(AddrSlots);
 
 impl Filter for Ip2Hbin {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        self.family = b.input("oob.family");
-        self.protocol = b.input("oob.protocol");
-        for (i, name) in ADDR_KEYS.iter().enumerate() {
-            self.inputs[i] = b.input(name);
-            self.outputs[i] = b.output_if_active(i);
-        }
+        self.0 = AddrSlots::bind(b);
         Ok(())
     }
 
     fn process(&mut self, rec: &mut Record) -> Verdict {
-        let Some(w) = width(rec, self.family, self.protocol) else {
+        let s = &self.0;
+        let Some(w) = width(rec, s.family, s.protocol) else {
             return Verdict::Drop;
         };
-        for (&input, &output) in self.inputs.iter().zip(&self.outputs) {
+        for (&input, &output) in s.inputs.iter().zip(&s.outputs) {
             let Some(out) = output else { continue };
             let Some(a) = rec.get_opt(input).and_then(octets) else {
                 continue;
@@ -91,14 +82,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn harness(family: Option<u8>, protocol: Option<u16>) -> Harness {
-        let mut h = Harness::new(REGISTRATION);
-        if let Some(f) = family {
-            h.set("oob.family", Value::U8(f));
-        }
-        if let Some(p) = protocol {
-            h.set("oob.protocol", Value::U16(p));
-        }
-        h
+        Harness::with_family(REGISTRATION, family, protocol)
     }
 
     #[test]
@@ -125,7 +109,7 @@ mod tests {
     #[test]
     fn all_six_keys_are_produced_including_the_last() {
         let mut h = harness(Some(2), None);
-        for (i, k) in ADDR_KEYS.iter().enumerate() {
+        for (i, k) in crate::ip2bin::ADDR_KEYS.iter().enumerate() {
             h.set(k, Value::Ipv4(Ipv4Addr::new(0, 0, 1, i as u8)));
         }
         h.run();

@@ -393,18 +393,7 @@ mod tests {
     }
 
     fn harness(family: Option<u8>, protocol: Option<u16>) -> Harness {
-        let mut h = Harness::new(REGISTRATION);
-        if let Some(f) = family {
-            h.set("oob.family", Value::U8(f));
-        }
-        if let Some(p) = protocol {
-            h.set("oob.protocol", Value::U16(p));
-        }
-        h
-    }
-
-    fn text(h: &Harness, k: &str) -> String {
-        String::from_utf8(h.out_bytes(k).expect(k).to_vec()).expect("ascii")
+        Harness::with_family(REGISTRATION, family, protocol)
     }
 
     #[test]
@@ -414,9 +403,9 @@ mod tests {
         h.set("ip.daddr", Value::Ipv4(Ipv4Addr::new(10, 1, 2, 3)));
         h.set("reply.ip.daddr", Value::Ipv4(Ipv4Addr::new(8, 8, 8, 8)));
         assert_eq!(h.run(), Verdict::Continue);
-        assert_eq!(text(&h, "ip.saddr.str"), "127.0.0.1");
-        assert_eq!(text(&h, "ip.daddr.str"), "10.1.2.3");
-        assert_eq!(text(&h, "reply.ip.daddr.str"), "8.8.8.8");
+        assert_eq!(h.out_text("ip.saddr.str"), "127.0.0.1");
+        assert_eq!(h.out_text("ip.daddr.str"), "10.1.2.3");
+        assert_eq!(h.out_text("reply.ip.daddr.str"), "8.8.8.8");
         assert_eq!(
             h.valid_outputs(),
             ["ip.saddr.str", "ip.daddr.str", "reply.ip.daddr.str"]
@@ -430,8 +419,8 @@ mod tests {
             Value::Ipv6("::ffff:1.2.3.4".parse().expect("addr")),
         );
         assert_eq!(h.run(), Verdict::Continue);
-        assert_eq!(text(&h, "orig.ip.saddr.str"), "::1");
-        assert_eq!(text(&h, "orig.ip.daddr.str"), "::ffff:1.2.3.4");
+        assert_eq!(h.out_text("orig.ip.saddr.str"), "::1");
+        assert_eq!(h.out_text("orig.ip.daddr.str"), "::ffff:1.2.3.4");
     }
 
     #[test]
@@ -442,15 +431,15 @@ mod tests {
             Value::Ipv6("2001:db8::1".parse().expect("addr")),
         );
         assert_eq!(h.run(), Verdict::Continue);
-        assert_eq!(text(&h, "ip.saddr.str"), "2001:db8::1");
+        assert_eq!(h.out_text("ip.saddr.str"), "2001:db8::1");
 
         for (fam, proto) in [(7, Some(0x0806)), (3, None)] {
             let mut h = harness(Some(fam), proto);
             h.set("arp.saddr", Value::Ipv4(Ipv4Addr::new(192, 168, 1, 2)));
             h.set("arp.daddr", Value::Ipv4(Ipv4Addr::new(192, 168, 1, 1)));
             assert_eq!(h.run(), Verdict::Continue);
-            assert_eq!(text(&h, "arp.saddr.str"), "192.168.1.2");
-            assert_eq!(text(&h, "arp.daddr.str"), "192.168.1.1");
+            assert_eq!(h.out_text("arp.saddr.str"), "192.168.1.2");
+            assert_eq!(h.out_text("arp.daddr.str"), "192.168.1.1");
         }
     }
 
@@ -479,11 +468,11 @@ mod tests {
         let mut h = harness(Some(2), None);
         h.set("ip.saddr", Value::Ipv6("102:304::".parse().expect("addr")));
         h.run();
-        assert_eq!(text(&h, "ip.saddr.str"), "1.2.3.4");
+        assert_eq!(h.out_text("ip.saddr.str"), "1.2.3.4");
         let mut h = harness(Some(10), None);
         h.set("ip.saddr", Value::Ipv4(Ipv4Addr::new(1, 2, 3, 4)));
         h.run();
-        assert_eq!(text(&h, "ip.saddr.str"), "102:304::");
+        assert_eq!(h.out_text("ip.saddr.str"), "102:304::");
     }
 
     #[test]

@@ -73,6 +73,31 @@ impl Harness {
         }
     }
 
+    /// Like [`Harness::new`], with `oob.family` and `oob.protocol` set
+    /// where given (the address converters read them).
+    pub(crate) fn with_family(
+        reg: Registration,
+        family: Option<u8>,
+        protocol: Option<u16>,
+    ) -> Self {
+        let mut h = Self::new(reg);
+        if let Some(f) = family {
+            h.set("oob.family", Value::U8(f));
+        }
+        if let Some(p) = protocol {
+            h.set("oob.protocol", Value::U16(p));
+        }
+        h
+    }
+
+    /// Output `name` as UTF-8 text; panics when it is unset or not text.
+    pub(crate) fn out_text(&self, name: &str) -> String {
+        let b = self
+            .out_bytes(name)
+            .unwrap_or_else(|| panic!("{name} unset"));
+        String::from_utf8(b.to_vec()).expect("UTF-8 text")
+    }
+
     fn input_slot(&self, name: &str) -> Slot {
         let i = self.info.input_keys.iter().position(|k| k.name == name);
         i.unwrap_or_else(|| panic!("no input key {name}")) as Slot
