@@ -26,6 +26,8 @@ pub struct Maria {
     port: u16,
     netns: String,
     server: Option<Child>,
+    /// Server options beyond the lab's own.
+    extra: Vec<String>,
 }
 
 /// Whether MariaDB's server binaries are installed.
@@ -55,6 +57,11 @@ impl Maria {
     /// Creates a data directory and starts the server inside network
     /// namespace `netns` (durability off: tests need none).
     pub fn start(tag: &str, netns: &str) -> Maria {
+        Maria::start_with(tag, netns, &[])
+    }
+
+    /// Like [`Maria::start`], with more server options (`--name=value`).
+    pub fn start_with(tag: &str, netns: &str, extra: &[&str]) -> Maria {
         assert!(available(), "MariaDB server (mariadbd) not installed");
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("rl-my-{tag}-{}-{n}", std::process::id()));
@@ -68,6 +75,7 @@ impl Maria {
             port: free_port(),
             netns: netns.to_string(),
             server: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         check(
             "mariadb-install-db",
@@ -117,6 +125,7 @@ impl Maria {
                 "--innodb-flush-log-at-trx-commit=0",
                 "--innodb-buffer-pool-size=64M",
             ])
+            .args(&self.extra)
             .arg(format!("--port={}", self.port))
             .arg(format!("--datadir={}", self.data().display()))
             .arg(format!("--socket={}", self.socket().display()))
@@ -159,6 +168,11 @@ impl Maria {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
         }
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
     }
 
     /// The server's error log, for failure messages.

@@ -1,6 +1,6 @@
 //! SQL insert throughput: rows/s that land in PostgreSQL for rulogd's PGSQL
-//! and ulogd2's PGSQL, side by side in one run, and rows/s into SQLite for
-//! both SQLITE3 outputs.
+//! and ulogd2's PGSQL, side by side in one run, rows/s into SQLite for both
+//! SQLITE3 outputs and into MariaDB for both MYSQL outputs.
 //!
 //! Each run: a fresh namespace with `udp dport 9999 log group 7 drop`, one
 //! daemon with NFLOG → BASE → IFINDEX → IP2STR → SQL into an 18-column
@@ -21,6 +21,7 @@
 //! `./target/release/bench-sql [--packets 2M] [--repeats 3] [--secs 20]`.
 
 use rulogd_bench::{min_med_max, Args};
+use rulogd_tests::maria::{self, Maria, PASS, USER};
 use rulogd_tests::pg::Pg;
 use rulogd_tests::{self as lab, nfproc, Daemon, Kind, Netns, TempDir};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: bench-sql [--packets 2M] [--repeats 3] [--secs 20] \
-[--targets rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite]";
+[--targets rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite,\
+rulogd-mysql,ulogd2-mysql]";
 
 const COLUMNS: &str = "oob_time_sec bigint, oob_time_usec bigint, oob_prefix text, \
 oob_hook smallint, oob_mark bigint, oob_in text, oob_out text, oob_family smallint, \
@@ -59,6 +61,16 @@ enum Target {
     UlogdPg,
     RulogdLite,
     UlogdLite,
+    RulogdMy,
+    UlogdMy,
+}
+
+/// Where a target's rows go.
+#[derive(Clone, Copy, PartialEq)]
+enum Db {
+    Pg,
+    Lite,
+    My,
 }
 
 impl Target {
@@ -69,32 +81,65 @@ impl Target {
             Target::UlogdPg => "ulogd2-pgsql",
             Target::RulogdLite => "rulogd-sqlite",
             Target::UlogdLite => "ulogd2-sqlite",
+            Target::RulogdMy => "rulogd-mysql",
+            Target::UlogdMy => "ulogd2-mysql",
         }
     }
     fn kind(self) -> Kind {
         match self {
-            Target::RulogdPg | Target::RulogdPgDrain | Target::RulogdLite => Kind::Rulogd,
+            Target::RulogdPg | Target::RulogdPgDrain | Target::RulogdLite | Target::RulogdMy => {
+                Kind::Rulogd
+            }
             _ => Kind::Ulogd,
         }
     }
+    fn db(self) -> Db {
+        match self {
+            Target::RulogdPg | Target::RulogdPgDrain | Target::UlogdPg => Db::Pg,
+            Target::RulogdLite | Target::UlogdLite => Db::Lite,
+            Target::RulogdMy | Target::UlogdMy => Db::My,
+        }
+    }
     fn pg(self) -> bool {
-        matches!(
-            self,
-            Target::RulogdPg | Target::RulogdPgDrain | Target::UlogdPg
-        )
+        self.db() == Db::Pg
+    }
+    /// The server's name in the report.
+    fn server(self) -> Option<&'static str> {
+        match self.db() {
+            Db::Pg => Some("postgres"),
+            Db::My => Some("mariadb"),
+            Db::Lite => None,
+        }
     }
 }
 
 /// Counts the rows in the table so far, cheaply: the serial's last value
-/// (PostgreSQL, over one kept connection) or the largest rowid (SQLite).
+/// (PostgreSQL) or the largest id (MariaDB), each over one kept connection,
+/// or the largest rowid (SQLite).
 struct RowCount {
     conn: Option<postgres::Client>,
+    my: Option<mysql::Conn>,
 }
 
 impl RowCount {
     /// None when the count could not be read (the server not up yet,
     /// SQLite locked by a writer), which must not look like an idle writer.
-    fn get(&mut self, t: Target, pg: &Pg, db: &Path) -> Option<u64> {
+    fn get(&mut self, t: Target, pg: &Pg, db: &Path, my: Option<&Maria>) -> Option<u64> {
+        if let Some(my) = my {
+            use mysql::prelude::Queryable;
+            if self.my.is_none() {
+                let sock = my.socket().to_string_lossy().into_owned();
+                let opts = mysql::OptsBuilder::new()
+                    .socket(Some(sock))
+                    .user(Some("root"));
+                self.my = mysql::Conn::new(opts).ok();
+            }
+            let c = self.my.as_mut()?;
+            let n: Option<u64> = c
+                .query_first("select coalesce(max(_id), 0) from b.bench")
+                .ok()?;
+            return n;
+        }
         if t.pg() {
             if !matches!(&self.conn, Some(c) if !c.is_closed()) {
                 let url = format!(
@@ -126,22 +171,30 @@ impl RowCount {
     }
 }
 
-/// CPU clock ticks so far: the daemon's, PostgreSQL's (every process of the
-/// cluster) and the whole machine's busy and total time.
+/// CPU clock ticks so far: the daemon's, the database server's (every
+/// process of the PostgreSQL cluster, or mariadbd) and the whole machine's
+/// busy and total time.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     daemon: u64,
-    pg: u64,
+    server: u64,
     busy: u64,
     total: u64,
 }
 
 impl Cpu {
-    fn now(daemon: u32, pg: &Pg) -> Cpu {
+    fn now(t: Target, daemon: u32, pg: &Pg, my: Option<&Maria>) -> Cpu {
         let (busy, total) = machine_ticks();
+        let server = match t.db() {
+            Db::Pg => pg_ticks(pg),
+            Db::My => my
+                .and_then(Maria::pid)
+                .map_or(0, |p| nfproc::cpu_ticks(p).unwrap_or(0)),
+            Db::Lite => 0,
+        };
         Cpu {
             daemon: nfproc::cpu_ticks(daemon).unwrap_or(0),
-            pg: pg_ticks(pg),
+            server,
             busy,
             total,
         }
@@ -195,23 +248,36 @@ fn pg_ticks(pg: &Pg) -> u64 {
 struct Measured {
     rate: f64,
     rows: u64,
-    /// CPU µs per row of the daemon and of PostgreSQL.
+    /// CPU µs per row of the daemon and of the database server.
     daemon_us: f64,
-    pg_us: f64,
+    server_us: f64,
     /// Share of the machine's CPU time that was busy, in percent.
     busy_pct: f64,
 }
 
-fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path) -> String {
-    let mut c = STACK.replace("{PLUGIN}", if t.pg() { "PGSQL" } else { "SQLITE3" });
-    if t.pg() {
-        c += &format!(
-            "db=\"b\"\nhost=\"{}\"\nport={}\nuser=\"postgres\"\ntable=\"bench\"\nprocedure=\"INSERT\"\n",
-            pg.host(),
-            pg.port()
-        );
-    } else {
-        c += &format!("db=\"{}\"\ntable=\"bench\"\n", db.display());
+fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path, my: Option<&Maria>) -> String {
+    let plugin = match t.db() {
+        Db::Pg => "PGSQL",
+        Db::Lite => "SQLITE3",
+        Db::My => "MYSQL",
+    };
+    let mut c = STACK.replace("{PLUGIN}", plugin);
+    match (t.db(), my) {
+        (Db::Pg, _) => {
+            c += &format!(
+                "db=\"b\"\nhost=\"{}\"\nport={}\nuser=\"postgres\"\ntable=\"bench\"\nprocedure=\"INSERT\"\n",
+                pg.host(),
+                pg.port()
+            );
+        }
+        (Db::My, Some(my)) => {
+            c += &format!(
+                "db=\"b\"\nhost=\"127.0.0.1\"\nport={}\nuser=\"{USER}\"\npass=\"{PASS}\"\n\
+                 table=\"bench\"\nprocedure=\"INSERT\"\n",
+                my.port()
+            );
+        }
+        _ => c += &format!("db=\"{}\"\ntable=\"bench\"\n", db.display()),
     }
     if t.kind() == Kind::Rulogd {
         c += &format!(
@@ -232,7 +298,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
             "b",
             &format!("create table bench (_id bigserial primary key, {COLUMNS})"),
         );
-    } else {
+    } else if t.db() == Db::Lite {
         let ddl = format!(
             "create table bench ({});",
             COLUMNS.replace("bigint", "integer")
@@ -250,9 +316,29 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
     }
     let _ = Command::new("sync").status();
     let ns = Netns::new("bsql").map_err(|e| e.to_string())?;
+    // MariaDB listens inside the run's namespace, where the daemon is; a
+    // fresh server per run. Its buffer pool holds the whole run; commits
+    // are not flushed (as PostgreSQL's synchronous_commit=off).
+    let my = (t.db() == Db::My).then(|| {
+        let my = Maria::start_with(
+            "bsql",
+            ns.name(),
+            &[
+                "--innodb-buffer-pool-size=1G",
+                "--innodb-log-file-size=512M",
+            ],
+        );
+        my.createdb("b");
+        let cols = COLUMNS.replace(" inet", " varchar(39)");
+        my.sql(
+            "b",
+            &format!("create table bench (_id bigint unsigned auto_increment primary key, {cols})"),
+        );
+        my
+    });
     ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  udp dport 9999 log group 7 drop\n }\n}\n")
         .map_err(|e| e.to_string())?;
-    let c = conf(t, pg, &db, &dir.path().join("spool"));
+    let c = conf(t, pg, &db, &dir.path().join("spool"), my.as_ref());
     let d = Daemon::start(&ns, t.kind(), dir.path(), t.name(), &c, &[7], &[]);
     if t == Target::RulogdPgDrain {
         pg.stop_server();
@@ -285,23 +371,27 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
         pg.start_server();
     }
     // Wait for the first row, then until the count stops moving.
-    let mut count = RowCount { conn: None };
+    let mut count = RowCount {
+        conn: None,
+        my: None,
+    };
     let limit = Instant::now() + Duration::from_secs(secs + 30);
     let (mut t0, mut n0) = (None, 0);
     let (mut last, mut last_change) = (0u64, Instant::now());
     let (mut cpu0, mut cpu_last) = (Cpu::default(), Cpu::default());
     loop {
         // A look at SQLite costs a process: not too often, on 2 cores.
-        std::thread::sleep(Duration::from_millis(if t.pg() { 100 } else { 500 }));
+        let look = if t.db() == Db::Lite { 500 } else { 100 };
+        std::thread::sleep(Duration::from_millis(look));
         let now = Instant::now();
-        let Some(n) = count.get(t, pg, &db) else {
+        let Some(n) = count.get(t, pg, &db, my.as_ref()) else {
             if now > limit {
                 return Err("the row count could not be read".into());
             }
             continue;
         };
         let n = n.max(last);
-        let cpu = Cpu::now(d.pid(), pg);
+        let cpu = Cpu::now(t, d.pid(), pg, my.as_ref());
         if t0.is_none() && n > 0 {
             t0 = Some(now);
             n0 = n;
@@ -335,7 +425,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
                 rate: (last - n0) as f64 / secs,
                 rows: last,
                 daemon_us: us(cpu1.daemon.saturating_sub(cpu0.daemon)),
-                pg_us: us(cpu1.pg.saturating_sub(cpu0.pg)),
+                server_us: us(cpu1.server.saturating_sub(cpu0.server)),
                 busy_pct: 100.0 * (cpu1.busy - cpu0.busy) as f64
                     / (cpu1.total - cpu0.total).max(1) as f64,
             });
@@ -362,14 +452,18 @@ fn main() {
         Target::UlogdPg,
         Target::RulogdLite,
         Target::UlogdLite,
+        Target::RulogdMy,
+        Target::UlogdMy,
     ];
-    let wanted = args
-        .str("targets")
-        .unwrap_or("rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite");
+    let wanted = args.str("targets").unwrap_or(
+        "rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite,\
+             rulogd-mysql,ulogd2-mysql",
+    );
     let targets: Vec<Target> = all
         .into_iter()
         .filter(|t| wanted.split(',').any(|w| w == t.name()))
         .filter(|t| t.kind() == Kind::Rulogd || Path::new(lab::ULOGD_BIN).exists())
+        .filter(|t| t.db() != Db::My || maria::available())
         .collect();
     let mut pg = Pg::start_with(
         "bsql",
@@ -380,7 +474,7 @@ fn main() {
         "bench-sql: {packets} packets per run, {repeats} repeats, rows/s (min / median / max)"
     );
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
-    // CPU µs per row of the daemon and of PostgreSQL, per target.
+    // CPU µs per row of the daemon and of the database server, per target.
     let mut cpu: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
     for r in 0..repeats {
         for (i, &t) in targets.iter().enumerate() {
@@ -392,11 +486,9 @@ fn main() {
             };
             match run(t, &mut pg, n, secs, &blast) {
                 Ok(m) => {
-                    let pg = if t.pg() {
-                        format!(", postgres {:.2} us", m.pg_us)
-                    } else {
-                        String::new()
-                    };
+                    let pg = t
+                        .server()
+                        .map_or(String::new(), |s| format!(", {s} {:.2} us", m.server_us));
                     println!(
                         "  run {} {:<18} {:>8.0} rows/s ({} rows)  CPU/row: daemon {:.2} us{pg}; \
                          machine {:.0} % busy",
@@ -409,8 +501,8 @@ fn main() {
                     );
                     results[i].push(m.rate);
                     cpu[i].0.push(m.daemon_us);
-                    if t.pg() {
-                        cpu[i].1.push(m.pg_us);
+                    if t.server().is_some() {
+                        cpu[i].1.push(m.server_us);
                     }
                 }
                 Err(e) => println!("  run {} {:<18} failed: {e}", r + 1, t.name()),
@@ -427,11 +519,9 @@ fn main() {
     for (i, t) in targets.iter().enumerate() {
         if let Some((a, m, b)) = min_med_max(&results[i]) {
             let us = |v: &[f64]| min_med_max(v).map_or(String::new(), |x| format!("{:.2}", x.1));
-            let pg = if t.pg() {
-                format!(", postgres {} us", us(&cpu[i].1))
-            } else {
-                String::new()
-            };
+            let pg = t
+                .server()
+                .map_or(String::new(), |s| format!(", {s} {} us", us(&cpu[i].1)));
             println!(
                 "{:<18} {:>8.0} / {:>8.0} / {:>8.0} rows/s; median CPU/row: daemon {} us{pg}",
                 t.name(),
@@ -445,6 +535,7 @@ fn main() {
     for (ours, theirs) in [
         (Target::RulogdPg, Target::UlogdPg),
         (Target::RulogdLite, Target::UlogdLite),
+        (Target::RulogdMy, Target::UlogdMy),
     ] {
         if let (Some(a), Some(b)) = (med(ours), med(theirs)) {
             println!(
