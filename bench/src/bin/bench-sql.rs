@@ -14,8 +14,9 @@
 //! for the disk). `rulogd-pgsql-drain` measures rulogd's writer alone: the
 //! rows are spooled while PostgreSQL is stopped, then written once it is
 //! started again, with the input idle (on a 2-core machine the NFLOG input
-//! and the sender otherwise bound the live rate). Results: min / median /
-//! max of `--repeats` runs.
+//! and the sender otherwise bound the live rate). Each run also reports the
+//! CPU time per row of the daemon and of the database server, and how busy
+//! the machine was. Results: min / median / max of `--repeats` runs.
 //!
 //! Run as root after `cargo build --release --bins`:
 //! `./target/release/bench-sql [--packets 2M] [--repeats 3] [--secs 20]`.
