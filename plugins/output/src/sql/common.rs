@@ -64,6 +64,29 @@ pub const DB_OPTIONS: [OptionDef; 7] = [
     ),
 ];
 
+/// The option table of an SQL output that talks to a server (PGSQL,
+/// MYSQL): ulogd's shared options, the plugin's connection options, then
+/// rulogd's own.
+macro_rules! server_options {
+    ($($o:expr),* $(,)?) => {
+        &[
+            $crate::sql::common::DB_OPTIONS[0],
+            $crate::sql::common::DB_OPTIONS[1],
+            $crate::sql::common::DB_OPTIONS[2],
+            $crate::sql::common::DB_OPTIONS[3],
+            $crate::sql::common::DB_OPTIONS[4],
+            $crate::sql::common::DB_OPTIONS[5],
+            $crate::sql::common::DB_OPTIONS[6],
+            $($o,)*
+            $crate::sql::common::OWN_OPTIONS[0],
+            $crate::sql::common::OWN_OPTIONS[1],
+            $crate::sql::common::OWN_OPTIONS[2],
+            $crate::sql::common::OWN_OPTIONS[3],
+        ]
+    };
+}
+pub(crate) use server_options;
+
 /// rulogd's own options of every SQL output.
 pub const OWN_OPTIONS: [OptionDef; 4] = [
     OptionDef::str(

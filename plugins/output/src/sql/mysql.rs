@@ -10,9 +10,7 @@
 //! SQL; plain inserts go as multi-row `INSERT … VALUES (…),(…)`, a batch
 //! per transaction.
 
-use super::common::{
-    build_output, DbError, Driver, Procedure, SqlConfig, Val, DB_OPTIONS, OWN_OPTIONS,
-};
+use super::common::{build_output, server_options, DbError, Driver, Procedure, SqlConfig, Val};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Params, TxOpts, Value};
 use rulogd_plugin::{
@@ -20,14 +18,7 @@ use rulogd_plugin::{
 };
 use std::time::Duration;
 
-static OPTIONS: [OptionDef; 16] = [
-    DB_OPTIONS[0],
-    DB_OPTIONS[1],
-    DB_OPTIONS[2],
-    DB_OPTIONS[3],
-    DB_OPTIONS[4],
-    DB_OPTIONS[5],
-    DB_OPTIONS[6],
+static OPTIONS: &[OptionDef] = server_options![
     OptionDef::str("db", "", "Database name").mandatory(),
     OptionDef::str(
         "host",
@@ -37,10 +28,6 @@ static OPTIONS: [OptionDef; 16] = [
     OptionDef::str("user", "", "User name").mandatory(),
     OptionDef::str("pass", "", "Password"),
     OptionDef::int("port", "0", "Server port (0: 3306)"),
-    OWN_OPTIONS[0],
-    OWN_OPTIONS[1],
-    OWN_OPTIONS[2],
-    OWN_OPTIONS[3],
 ];
 
 /// `--info` description of MYSQL.
@@ -48,7 +35,7 @@ pub static INFO: PluginInfo = PluginInfo {
     name: "MYSQL",
     kind: PluginKind::Output,
     summary: "Writes records as rows of a MySQL/MariaDB table (columns name the keys)",
-    options: &OPTIONS,
+    options: OPTIONS,
     input_keys: &[],
     output_keys: &[],
     wildcard_input: true,

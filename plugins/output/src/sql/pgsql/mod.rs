@@ -10,7 +10,7 @@
 //! parameters, a batch per transaction.
 
 use super::common::{
-    build_output, ident, DbError, Driver, Procedure, SqlConfig, Val, DB_OPTIONS, OWN_OPTIONS,
+    build_output, ident, server_options, DbError, Driver, Procedure, SqlConfig, Val,
 };
 mod copy;
 
@@ -24,14 +24,7 @@ use rulogd_plugin::{
 use std::collections::HashMap;
 use std::time::Duration;
 
-static OPTIONS: [OptionDef; 18] = [
-    DB_OPTIONS[0],
-    DB_OPTIONS[1],
-    DB_OPTIONS[2],
-    DB_OPTIONS[3],
-    DB_OPTIONS[4],
-    DB_OPTIONS[5],
-    DB_OPTIONS[6],
+static OPTIONS: &[OptionDef] = server_options![
     OptionDef::str("db", "", "Database name").mandatory(),
     OptionDef::str(
         "host",
@@ -47,10 +40,6 @@ static OPTIONS: [OptionDef; 18] = [
         "",
         "libpq connection string; replaces db, host, user, pass and port",
     ),
-    OWN_OPTIONS[0],
-    OWN_OPTIONS[1],
-    OWN_OPTIONS[2],
-    OWN_OPTIONS[3],
 ];
 
 /// `--info` description of PGSQL.
@@ -58,7 +47,7 @@ pub static INFO: PluginInfo = PluginInfo {
     name: "PGSQL",
     kind: PluginKind::Output,
     summary: "Writes records as rows of a PostgreSQL table (columns name the keys)",
-    options: &OPTIONS,
+    options: OPTIONS,
     input_keys: &[],
     output_keys: &[],
     wildcard_input: true,
