@@ -7,9 +7,8 @@
 //! Authentication is real: the test user `rulogd` (password `secret`) is
 //! created through the socket, where root needs no password.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,24 +34,6 @@ pub fn available() -> bool {
     Path::new("/usr/sbin/mariadbd").exists()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn check(what: &str, out: std::io::Result<Output>) -> String {
-    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl Maria {
     /// Creates a data directory and starts the server inside network
     /// namespace `netns` (durability off: tests need none).
@@ -72,12 +53,12 @@ impl Maria {
         std::fs::create_dir_all(dir.join("tmp")).expect("mariadb tmpdir");
         let mut m = Maria {
             dir,
-            port: free_port(),
+            port: crate::free_port(),
             netns: netns.to_string(),
             server: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        check(
+        crate::check_output(
             "mariadb-install-db",
             Command::new("mariadb-install-db")
                 .args([
@@ -206,7 +187,7 @@ impl Maria {
         if !db.is_empty() {
             c.arg(db);
         }
-        check(&format!("mariadb {sql}"), c.output())
+        crate::check_output(&format!("mariadb {sql}"), c.output())
     }
 
     /// Runs an SQL script (text, `DELIMITER` lines allowed) in `db`.
@@ -218,7 +199,7 @@ impl Maria {
         std::fs::write(&f, script).expect("write script");
         let mut c = self.client("mariadb");
         c.arg(db).stdin(std::fs::File::open(&f).expect("script"));
-        check("mariadb < script", c.output());
+        crate::check_output("mariadb < script", c.output());
     }
 
     /// Creates database `name`.

@@ -127,6 +127,27 @@ pub fn path_str(p: &Path) -> String {
     p.to_str().expect("lab paths are UTF-8").to_string()
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on (for a throw-away server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The stdout of a helper command (`initdb`, `psql`, `mariadb` …); panics
+/// with its stderr and stdout when it did not run or failed.
+pub fn check_output(what: &str, out: std::io::Result<std::process::Output>) -> String {
+    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `cond` every 20 ms until it returns true or `timeout` passes.
 /// Returns whether it became true.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -7,9 +7,8 @@
 //! user through `runuser`. Binaries come from `/usr/lib/postgresql/15/bin`
 //! (or `$PG_BIN`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -31,24 +30,6 @@ fn bin_dir() -> PathBuf {
 /// Whether PostgreSQL's server binaries are installed.
 pub fn available() -> bool {
     bin_dir().join("pg_ctl").exists()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn check(what: &str, out: std::io::Result<Output>) -> String {
-    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Pg {
@@ -76,12 +57,12 @@ impl Pg {
         assert!(status.is_ok_and(|s| s.success()), "chown {}", dir.display());
         let mut pg = Pg {
             dir,
-            port: free_port(),
+            port: crate::free_port(),
             bin: bin_dir(),
             running: false,
         };
         let data = pg.data();
-        check(
+        crate::check_output(
             "initdb",
             pg.as_postgres("initdb")
                 .args([
@@ -125,7 +106,7 @@ impl Pg {
     /// Starts the server (again) and waits until it accepts connections.
     pub fn start_server(&mut self) {
         let opts = std::fs::read_to_string(self.dir.join("opts")).expect("opts");
-        check(
+        crate::check_output(
             "pg_ctl start",
             self.as_postgres("pg_ctl")
                 .args(["-w", "-t", "60", "-D"])
@@ -140,7 +121,7 @@ impl Pg {
 
     /// Stops the server (fast mode: clients are disconnected).
     pub fn stop_server(&mut self) {
-        check(
+        crate::check_output(
             "pg_ctl stop",
             self.as_postgres("pg_ctl")
                 .args(["-w", "-t", "60", "-m", "fast", "-D"])
@@ -186,7 +167,7 @@ impl Pg {
     /// Runs `sql` in database `db`; the rows, one per line, fields split
     /// by U+001F.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        check(
+        crate::check_output(
             &format!("psql {sql}"),
             self.psql_cmd(db).args(["-c", sql]).output(),
         )
@@ -200,7 +181,7 @@ impl Pg {
         ));
         std::fs::write(&f, script).expect("write script");
         let _ = Command::new("chmod").arg("644").arg(&f).status();
-        check("psql -f", self.psql_cmd(db).arg("-f").arg(&f).output());
+        crate::check_output("psql -f", self.psql_cmd(db).arg("-f").arg(&f).output());
     }
 
     /// Creates database `name`.
