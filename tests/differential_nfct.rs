@@ -502,7 +502,7 @@ fn printflow_and_nacct_lines() {
         t.lines().map(str::to_string).collect()
     };
     // LOGEMU: drop "Mmm dd hh:mm:ss host " (the time is the write time).
-    let body = |l: &String| l.splitn(5, ' ').nth(4).unwrap_or("").to_string();
+    let body = |l: &String| lab::after_syslog_head(l).to_string();
     let unswap = |l: String| -> String {
         // ulogd prints TYPE=<code> CODE=<type>; put them back.
         let mut out = Vec::new();
@@ -523,6 +523,13 @@ fn printflow_and_nacct_lines() {
         }
         out.join(" ")
     };
+    if let Some(day) = faked_day() {
+        // Under a faked single-digit day both daemons pad the date: the body
+        // above must still be cut at the host, not inside the date.
+        for l in lines("ulogd", "emu").iter().chain(&lines("rulogd", "emu")) {
+            assert_eq!(&l[3..6], format!("{day:>3}").as_str(), "{l:?}");
+        }
+    }
     let mut u: Vec<String> = lines("ulogd", "emu").iter().map(body).map(unswap).collect();
     let mut r: Vec<String> = lines("rulogd", "emu")
         .iter()
@@ -585,4 +592,23 @@ fn printflow_and_nacct_lines() {
             "{ul}"
         );
     }
+}
+
+/// The day of the month RULOGD_FAKETIME fakes (`@YYYY-MM-DD …`), if any.
+fn faked_day() -> Option<u32> {
+    let spec = std::env::var("RULOGD_FAKETIME").ok()?;
+    spec.strip_prefix('@')?.get(8..10)?.parse().ok()
+}
+
+#[test]
+fn syslog_head_is_cut_by_width() {
+    let body = "[DESTROY] ORIG: SRC=10.0.0.1";
+    for line in [
+        format!("Dec  3 09:05:01 host {body}"),
+        format!("Dec 13 09:05:01 host {body}"),
+        format!("Dec  3 09:05:01 a-long.host.name {body}"),
+    ] {
+        assert_eq!(lab::after_syslog_head(&line), body, "{line:?}");
+    }
+    assert_eq!(lab::after_syslog_head("short"), "");
 }

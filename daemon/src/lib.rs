@@ -13,7 +13,7 @@ pub mod runtime;
 pub mod stack;
 
 use anyhow::{Context, Result};
-use rulogd_plugin::SharedRegistry;
+use rulogd_plugin::{ProcessEnv, SharedRegistry};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -124,7 +124,14 @@ fn start(args: &cli::Args) -> Result<i32> {
             Some(p) => Some(process::PidFile::create(p)?),
             None => None,
         };
-        let shared = Arc::new(SharedRegistry::default());
+        let owner = match &args.user {
+            Some(u) => Some(process::lookup_user(u)?),
+            None => None,
+        };
+        let shared = Arc::new(SharedRegistry::with_env(ProcessEnv {
+            state_dir: Some(process::state_dir()),
+            owner,
+        }));
         stack::instantiate(&cfg, &mut trees, &shared)?;
         stack::resolve(&cfg, &mut trees).map_err(anyhow::Error::new)?;
         stack::bind(&cfg, &mut trees)?;

@@ -119,8 +119,8 @@ pub fn daemonize() -> Result<ReadyPipe> {
     }
 }
 
-/// Switches to `user` (its uid, primary gid and supplementary groups).
-pub fn drop_privileges(user: &str) -> Result<()> {
+/// The uid and primary gid of `user`.
+pub fn lookup_user(user: &str) -> Result<(u32, u32)> {
     let c = CString::new(user).context("user name contains NUL")?;
     // SAFETY: getpwnam returns a pointer into static storage, read at once.
     unsafe {
@@ -128,7 +128,32 @@ pub fn drop_privileges(user: &str) -> Result<()> {
         if pw.is_null() {
             bail!("unknown user `{user}`");
         }
-        let (uid, gid) = ((*pw).pw_uid, (*pw).pw_gid);
+        Ok(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+/// The state directory: systemd's `$STATE_DIRECTORY` (its first entry)
+/// when the unit sets `StateDirectory=`, else [`DEFAULT_STATE_DIR`].
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+/// Where durable state (default spools) goes without `$STATE_DIRECTORY`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/rulogd";
+
+/// Switches to `user` (its uid, primary gid and supplementary groups).
+pub fn drop_privileges(user: &str) -> Result<()> {
+    let c = CString::new(user).context("user name contains NUL")?;
+    let (uid, gid) = lookup_user(user)?;
+    // SAFETY: plain credential calls with values getpwnam gave.
+    unsafe {
         if libc::setgid(gid) != 0 {
             bail!("setgid({gid}): {}", std::io::Error::last_os_error());
         }

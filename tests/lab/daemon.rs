@@ -103,6 +103,17 @@ fn find_rulogd() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("rulogd binary not found (tried {tried:?})"))
 }
 
+/// libfaketime's library (Debian's faketime package), for RULOGD_FAKETIME.
+fn faketime_lib() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.is_file());
+    found.expect("RULOGD_FAKETIME is set but libfaketime.so.1 is not installed (package faketime)")
+}
+
 /// A running daemon. Killed (SIGKILL) on drop if it was not stopped.
 pub struct Daemon {
     child: Option<Child>,
@@ -135,17 +146,32 @@ impl Daemon {
         std::fs::write(&conf_path, conf).expect("write config");
         let err = File::create(&stderr).expect("create stderr file");
         let bin = kind.bin();
+        let mut argv: Vec<std::ffi::OsString> =
+            vec!["-c".into(), conf_path.clone().into_os_string(), "-v".into()];
+        // Through env(1), which execs, so the pid stays the daemon's and
+        // signals reach it. STATE_DIRECTORY keeps rulogd's default spools
+        // in the test's own directory (ulogd2 ignores it).
+        let state = dir.join(format!("{name}.state"));
+        let mut pre: Vec<std::ffi::OsString> = vec![{
+            let mut v = std::ffi::OsString::from("STATE_DIRECTORY=");
+            v.push(&state);
+            v
+        }];
+        // RULOGD_FAKETIME (a libfaketime spec such as `@2026-12-03 10:00:00`)
+        // runs the daemons under libfaketime, so the date-sensitive tests can
+        // be run on a chosen day (a single-digit day pads syslog's date with
+        // a second space).
+        if let Some(when) = std::env::var_os("RULOGD_FAKETIME").filter(|w| !w.is_empty()) {
+            let mut spec = std::ffi::OsString::from("FAKETIME=");
+            spec.push(when);
+            pre.push(format!("LD_PRELOAD={}", faketime_lib().display()).into());
+            pre.push(spec);
+        }
+        pre.push(bin.clone().into());
+        pre.append(&mut argv);
+        let (program, argv) = (PathBuf::from("env"), pre);
         let child = ns
-            .spawn_in(
-                &bin,
-                [
-                    std::ffi::OsStr::new("-c"),
-                    conf_path.as_os_str(),
-                    "-v".as_ref(),
-                ],
-                Stdio::null(),
-                Stdio::from(err),
-            )
+            .spawn_in(&program, &argv, Stdio::null(), Stdio::from(err))
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let mut d = Daemon {
             pid: child.id(),

@@ -163,6 +163,16 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// What follows the `Mmm dd hh:mm:ss host ` head of a LOGEMU or syslog
+/// line. The stamp is fixed-width (`Dec  3` pads the day with a space), so
+/// it is cut by length, never by splitting on spaces.
+pub fn after_syslog_head(line: &str) -> &str {
+    let Some(rest) = line.get(16..) else {
+        return "";
+    };
+    rest.split_once(' ').map_or("", |(_host, body)| body)
+}
+
 /// Number of complete lines (newline-terminated) in a file; 0 if it does not
 /// exist yet. Streams, because benchmark outputs reach hundreds of MB.
 pub fn count_lines(path: &Path) -> usize {

@@ -21,6 +21,6 @@ pub use plugin::{
     Registration, Signal, Verdict,
 };
 pub use record::{Record, Slot};
-pub use shared::{Service, SharedRegistry};
+pub use shared::{ProcessEnv, Service, SharedRegistry};
 pub use stats::{Counter, StatSet};
 pub use value::{InlineStr, Span, Value};

@@ -4,7 +4,38 @@
 use crate::stats::StatSet;
 use std::any::Any;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+/// What the daemon tells every plugin about the process it runs in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessEnv {
+    /// Where durable state goes (default spools under `spool/<instance>`);
+    /// `None` (tests, tools) turns default spools off.
+    pub state_dir: Option<PathBuf>,
+    /// The uid and gid of `-u USER`: what a plugin creates before the
+    /// privilege drop and writes or reopens after it must belong to them.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl ProcessEnv {
+    /// The default spool directory of `instance`, if there is a state dir.
+    pub fn spool_dir(&self, instance: &str) -> Option<PathBuf> {
+        self.state_dir
+            .as_ref()
+            .map(|d| d.join("spool").join(instance))
+    }
+
+    /// Hands `path` (a file or directory this process created) to the `-u`
+    /// user, so that it can still write it after the drop. A no-op without
+    /// `-u`.
+    pub fn hand_over(&self, path: &Path) -> std::io::Result<()> {
+        let Some((uid, gid)) = self.owner else {
+            return Ok(());
+        };
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+}
 
 /// A long-lived part of an output (a writer thread) that the core controls.
 pub trait Service: Send + Sync {
@@ -22,9 +53,23 @@ pub struct SharedRegistry {
     map: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
     services: Mutex<Vec<Arc<dyn Service>>>,
     stats: Mutex<Vec<Arc<StatSet>>>,
+    env: ProcessEnv,
 }
 
 impl SharedRegistry {
+    /// A registry for a process described by `env`.
+    pub fn with_env(env: ProcessEnv) -> Self {
+        SharedRegistry {
+            env,
+            ..Default::default()
+        }
+    }
+
+    /// The process's state directory and `-u` owner.
+    pub fn env(&self) -> &ProcessEnv {
+        &self.env
+    }
+
     /// Returns the resource stored under `key`, creating it with `make` once.
     pub fn get_or_try_insert<T, E>(
         &self,
