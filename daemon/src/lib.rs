@@ -136,6 +136,9 @@ fn start(args: &cli::Args) -> Result<i32> {
         stack::resolve(&cfg, &mut trees).map_err(anyhow::Error::new)?;
         stack::bind(&cfg, &mut trees)?;
         if let Some(u) = &args.user {
+            shared.hand_over_all().map_err(|(p, e)| {
+                anyhow::anyhow!("cannot hand {} to user {u}: {e}", p.display())
+            })?;
             process::drop_privileges(u)?;
         }
         for st in &cfg.stacks {

@@ -54,6 +54,7 @@ pub struct SharedRegistry {
     services: Mutex<Vec<Arc<dyn Service>>>,
     stats: Mutex<Vec<Arc<StatSet>>>,
     env: ProcessEnv,
+    handovers: Mutex<Vec<PathBuf>>,
 }
 
 impl SharedRegistry {
@@ -68,6 +69,44 @@ impl SharedRegistry {
     /// The process's state directory and `-u` owner.
     pub fn env(&self) -> &ProcessEnv {
         &self.env
+    }
+
+    /// Remembers a file or directory tree created while building that the
+    /// instance writes after the privilege drop (a spool): the core hands
+    /// it to the `-u` user just before dropping ([`Self::hand_over_all`]).
+    pub fn hand_over_later(&self, path: PathBuf) {
+        self.handovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
+    }
+
+    /// Hands every remembered path, and everything below it, to the `-u`
+    /// user. A no-op without `-u`.
+    pub fn hand_over_all(&self) -> Result<(), (PathBuf, std::io::Error)> {
+        if self.env.owner.is_none() {
+            return Ok(());
+        }
+        let paths = self
+            .handovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for p in paths {
+            self.hand_over_tree(&p)?;
+        }
+        Ok(())
+    }
+
+    fn hand_over_tree(&self, p: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+        self.env.hand_over(p).map_err(|e| (p.to_path_buf(), e))?;
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| (p.to_path_buf(), e))?;
+            for e in entries.flatten() {
+                self.hand_over_tree(&e.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// Returns the resource stored under `key`, creating it with `make` once.

@@ -10,7 +10,8 @@
 //! back; both lines of a record travel as one unit, never torn.
 
 use crate::delivery::{
-    Delivery, DeliveryConfig, Producer, StreamTransport, WhenFull, DEFAULT_BATCH_BYTES,
+    spool_config, Delivery, DeliveryConfig, Producer, StreamTransport, WhenFull,
+    DEFAULT_BATCH_BYTES, SPOOL_RETRY_MAX,
 };
 use crate::text::{cstr, now};
 use rulogd_plugin::{
@@ -18,7 +19,7 @@ use rulogd_plugin::{
     PluginInfo, PluginKind, Record, Registration, Slot,
 };
 
-static OPTIONS: [OptionDef; 6] = [
+static OPTIONS: [OptionDef; 8] = [
     OptionDef::str("host", "", "carbon host (name or address)"),
     OptionDef::str("port", "", "carbon plaintext port, number or service name (usually 2003)"),
     OptionDef::str("prefix", "", "metric name prefix, e.g. netfilter.nfacct"),
@@ -29,6 +30,8 @@ static OPTIONS: [OptionDef; 6] = [
         "rulogd only: bytes of datapoints held while carbon is away; beyond it new ones are dropped and counted",
     ),
     OptionDef::str("when_full", "drop", "rulogd only: full queue: drop (counted) or block"),
+    crate::delivery::SPOOL_DIR,
+    crate::delivery::SPOOL_SIZE,
 ];
 
 static INPUT: [KeyDef; 4] = [
@@ -96,6 +99,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     cfg.queue_size = q as usize;
     cfg.max_pending = usize::try_from(max_pending).unwrap_or(usize::MAX);
     cfg.batch_bytes = DEFAULT_BATCH_BYTES;
+    cfg.spool = spool_config(ctx, SPOOL_RETRY_MAX)?;
     let delivery = Delivery::shared(ctx, "GRAPHITE", &cfg, || {
         // Connected by the writer thread, with backoff: carbon may be down.
         Ok(Box::new(StreamTransport::tcp(&host, &port)))

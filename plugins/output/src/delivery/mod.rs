@@ -34,6 +34,7 @@ mod batch;
 mod net;
 mod queue;
 mod spool;
+mod spool_options;
 mod spool_submit;
 mod spool_writer;
 mod stats;
@@ -44,6 +45,7 @@ pub use batch::Batch;
 pub use net::{resolve, StreamTransport, UdpTransport};
 pub use queue::{Delivery, Producer};
 pub use spool::{Spool, SpoolConfig};
+pub use spool_options::{spool_config, SPOOL_DIR, SPOOL_RETRY_MAX, SPOOL_SIZE};
 pub use stats::DeliveryStats;
 pub use transport::{write_records, FileTransport, OpenHook, SendError, Transport};
 

@@ -204,7 +204,8 @@ pub(crate) fn open(
 ) -> Result<Arc<SpoolShared>, super::DeliveryError> {
     let spool = Spool::open(cfg).map_err(|e| {
         super::DeliveryError::Config(format!(
-            "cannot open the spool in {}: {e}",
+            "cannot open the spool in {}: {e} (set spool_dir to a writable directory, \
+             or spool_dir=\"\" to hold outages in memory only)",
             cfg.dir.display()
         ))
     })?;

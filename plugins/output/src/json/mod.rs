@@ -16,8 +16,8 @@ pub use render::{json_int, json_str, push_string, Plan, PlanOptions, RenderCtx, 
 pub use timestamp::{Timestamper, TsFormat};
 
 use crate::delivery::{
-    Delivery, DeliveryConfig, FileTransport, Producer, StreamTransport, Transport, UdpTransport,
-    WhenFull,
+    spool_config, Delivery, DeliveryConfig, FileTransport, Producer, StreamTransport, Transport,
+    UdpTransport, WhenFull, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, OptionDef, Options, Output, OutputError, PluginInfo,
@@ -36,7 +36,7 @@ pub const JSON_BATCH_BYTES: usize = 256 * 1024;
 /// Longest unix socket path (`sun_path` holds 108 bytes with the NUL).
 const UNIX_PATH_MAX: usize = 108;
 
-static OPTIONS: [OptionDef; 13] = [
+static OPTIONS: [OptionDef; 15] = [
     OptionDef::str(
         "file",
         "/var/log/ulogd.json",
@@ -82,6 +82,9 @@ static OPTIONS: [OptionDef; 13] = [
         "67108864",
         "Bytes held in memory while a peer is away; beyond it when_full applies",
     ),
+    // tcp and unix modes only: a file does not go away, and UDP cannot tell.
+    crate::delivery::SPOOL_DIR,
+    crate::delivery::SPOOL_SIZE,
 ];
 
 /// The descriptor `rulogd --info` prints.
@@ -281,8 +284,11 @@ impl Json {
         // localtime_r need not read TZ itself; do it once, as localtime would.
         // SAFETY: tzset only reinitialises libc's zone state.
         TZ.call_once(|| unsafe { tzset() });
-        let delivery =
-            Delivery::shared(ctx, "JSON", &cfg.delivery(ctx.instance), || cfg.transport())?;
+        let mut dc = cfg.delivery(ctx.instance);
+        if matches!(cfg.mode, Mode::Tcp | Mode::Unix) {
+            dc.spool = spool_config(ctx, SPOOL_RETRY_MAX)?;
+        }
+        let delivery = Delivery::shared(ctx, "JSON", &dc, || cfg.transport())?;
         let mut device = Vec::new();
         // A C string stops at NUL, and the option is UTF-8 already.
         let dev = cfg.device.as_bytes();

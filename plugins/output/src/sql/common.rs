@@ -11,12 +11,11 @@
 
 pub use super::row::{decode, layout_id, Layouts, Renderer, Val, ROW_HEAD};
 pub use super::transport::SqlTransport;
-use crate::delivery::{Delivery, DeliveryConfig, Producer, SpoolConfig, Transport};
+use crate::delivery::{spool_config, Delivery, DeliveryConfig, Producer, Transport};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, OptionDef, Options, Output, OutputError, Record,
     Signal, StatSet, UpstreamKey,
 };
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,16 +88,8 @@ pub(crate) use server_options;
 
 /// rulogd's own options of every SQL output.
 pub const OWN_OPTIONS: [OptionDef; 4] = [
-    OptionDef::str(
-        "spool_dir",
-        "",
-        "Directory of the durable spool (empty: memory only)",
-    ),
-    OptionDef::int(
-        "spool_size",
-        "1073741824",
-        "Most bytes spooled; beyond it when_full applies",
-    ),
+    crate::delivery::SPOOL_DIR,
+    crate::delivery::SPOOL_SIZE,
     OptionDef::str(
         "when_full",
         "drop",
@@ -110,6 +101,10 @@ pub const OWN_OPTIONS: [OptionDef; 4] = [
         "Table copied to create a time-partitioned table (table with % fields)",
     ),
 ];
+
+/// SQL outputs whose database is a local file: there is no server to lose,
+/// so they spool only when `spool_dir` says so.
+const LOCAL_DATABASES: &[&str] = &["SQLITE3"];
 
 /// Quotes an SQL identifier (a column, table or schema name).
 pub fn ident(s: &str) -> String {
@@ -193,10 +188,6 @@ pub struct SqlConfig {
     pub connect_timeout: u64,
     /// Memory queue length in batches.
     pub queue_size: usize,
-    /// `spool_dir` (empty: none).
-    pub spool_dir: String,
-    /// `spool_size`.
-    pub spool_size: u64,
     /// `when_full`.
     pub when_full: crate::delivery::WhenFull,
 }
@@ -252,8 +243,6 @@ impl SqlConfig {
             reconnect: nonneg("reconnect")?,
             connect_timeout: nonneg("connect_timeout")?,
             queue_size,
-            spool_dir: o.str("spool_dir").to_string(),
-            spool_size: nonneg("spool_size")?,
             when_full,
         })
     }
@@ -353,16 +342,17 @@ pub fn build_output<D: Driver + 'static>(
         .get_or_try_insert(&format!("{plugin}-sql:{}", ctx.instance), || {
             let mut driver = make();
             let cols = discover(ctx.instance, &mut driver, &cfg.template)?;
-            let spool_dir = (!cfg.spool_dir.is_empty())
-                .then(|| PathBuf::from(&cfg.spool_dir).join(ctx.instance));
+            let retry_max = Duration::from_secs(cfg.reconnect.max(1));
+            let spool = if LOCAL_DATABASES.contains(&plugin) && !ctx.options.is_set("spool_dir") {
+                None
+            } else {
+                spool_config(ctx, retry_max)?
+            };
+            let spool_dir = spool.as_ref().map(|s| s.dir.clone());
             let mut dc = DeliveryConfig::new(ctx.instance, plugin, cfg.when_full);
             dc.queue_size = cfg.queue_size;
             dc.batch_bytes = SQL_BATCH_BYTES;
-            dc.spool = spool_dir.as_ref().map(|dir| SpoolConfig {
-                dir: dir.clone(),
-                max_bytes: cfg.spool_size,
-                retry_max: Duration::from_secs(cfg.reconnect.max(1)),
-            });
+            dc.spool = spool;
             let rows = StatSet::new(format!("{} ({plugin} rows)", ctx.instance));
             let refused = rows.counter("refused");
             ctx.shared.add_stats(rows);

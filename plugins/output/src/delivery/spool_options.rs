@@ -1,0 +1,153 @@
+//! The durable spool as an output's options see it: on by default for
+//! every output that can lose its peer, under the daemon's state directory.
+//!
+//! `spool_dir` unset: `<state dir>/spool/<instance>`; `spool_dir=""`: off
+//! (an outage is held in memory up to the memory limits, then `when_full`);
+//! any other value: `<spool_dir>/<instance>`.
+
+use super::SpoolConfig;
+use rulogd_plugin::{BuildCtx, BuildError, OptionDef};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `spool_dir`, as every spooling output declares it.
+pub const SPOOL_DIR: OptionDef = OptionDef::str(
+    "spool_dir",
+    "",
+    "Durable spool: <dir>/<instance>; unset: <state dir>/spool/<instance>; \"\": memory only",
+);
+
+/// `spool_size`, as every spooling output declares it.
+pub const SPOOL_SIZE: OptionDef = OptionDef::int(
+    "spool_size",
+    "1073741824",
+    "Most bytes spooled; beyond it when_full applies",
+);
+
+/// Default longest wait between reconnects of a spooled delivery.
+pub const SPOOL_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The spool an instance gets from its `spool_dir` and `spool_size`
+/// options; `None` when it is turned off (or there is no state directory,
+/// as in tools and unit tests). The directory is remembered for the `-u`
+/// hand-over; it is created when the delivery starts.
+pub fn spool_config(
+    ctx: &BuildCtx,
+    retry_max: Duration,
+) -> Result<Option<SpoolConfig>, BuildError> {
+    let o = ctx.options;
+    let dir: Option<PathBuf> = if o.is_set("spool_dir") {
+        let d = o.str("spool_dir");
+        (!d.is_empty()).then(|| PathBuf::from(d).join(ctx.instance))
+    } else {
+        ctx.shared.env().spool_dir(ctx.instance)
+    };
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let max_bytes = u64::try_from(o.int("spool_size"))
+        .map_err(|_| BuildError::option("spool_size", "must not be negative"))?;
+    if let Some(parent) = dir.parent() {
+        // The state dir's spool/ holds every instance's spool: private.
+        if !parent.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| spool_error(&dir, e))?;
+            ctx.shared.hand_over_later(parent.to_path_buf());
+        }
+    }
+    ctx.shared.hand_over_later(dir.clone());
+    Ok(Some(SpoolConfig {
+        dir,
+        max_bytes,
+        retry_max,
+    }))
+}
+
+/// A spool directory that cannot be made, with what to do about it.
+fn spool_error(dir: &std::path::Path, e: std::io::Error) -> BuildError {
+    BuildError::io(
+        format!(
+            "cannot create the spool directory {} (set spool_dir to a writable \
+             directory, or spool_dir=\"\" to hold outages in memory only)",
+            dir.display()
+        ),
+        e,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::options;
+    use rulogd_plugin::{ProcessEnv, SharedRegistry};
+
+    fn spool_of(
+        reg: rulogd_plugin::Registration,
+        opts: &[(&str, &str)],
+        state: Option<&std::path::Path>,
+    ) -> Option<PathBuf> {
+        let o = options(reg, opts);
+        let shared = SharedRegistry::with_env(ProcessEnv {
+            state_dir: state.map(PathBuf::from),
+            owner: None,
+        });
+        let ctx = BuildCtx {
+            instance: "out1",
+            info: reg.info,
+            options: &o,
+            shared: &shared,
+        };
+        spool_config(&ctx, SPOOL_RETRY_MAX).unwrap().map(|s| s.dir)
+    }
+
+    #[test]
+    fn on_by_default_under_the_state_dir_and_off_with_an_empty_value() {
+        let tmp = std::env::temp_dir().join(format!("rulogd-spoolopt-{}", std::process::id()));
+        let reg = crate::graphite::REGISTRATION;
+        let opts = [("host", "127.0.0.1"), ("port", "2003")];
+        assert_eq!(
+            spool_of(reg, &opts, Some(&tmp)),
+            Some(tmp.join("spool/out1"))
+        );
+        // spool/ is made private at once; the instance dir when the spool opens.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tmp.join("spool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let off = [("host", "h"), ("port", "1"), ("spool_dir", "")];
+        assert_eq!(spool_of(reg, &off, Some(&tmp)), None);
+        let own = [("host", "h"), ("port", "1"), ("spool_dir", "/x/y")];
+        assert_eq!(
+            spool_of(reg, &own, Some(&tmp)),
+            Some(PathBuf::from("/x/y/out1"))
+        );
+        // Tools and unit tests have no state dir: no default spool.
+        assert_eq!(spool_of(reg, &opts, None), None);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_state_dir_names_the_way_out() {
+        let reg = crate::graphite::REGISTRATION;
+        let o = options(reg, &[("host", "h"), ("port", "1")]);
+        let shared = SharedRegistry::with_env(ProcessEnv {
+            state_dir: Some(PathBuf::from("/proc/rulogd-cannot-be-here")),
+            owner: None,
+        });
+        let ctx = BuildCtx {
+            instance: "out1",
+            info: reg.info,
+            options: &o,
+            shared: &shared,
+        };
+        let e = spool_config(&ctx, SPOOL_RETRY_MAX).unwrap_err().to_string();
+        assert!(e.contains("/proc/rulogd-cannot-be-here/spool/out1"), "{e}");
+        assert!(e.contains("spool_dir=\"\""), "{e}");
+    }
+}
