@@ -29,8 +29,8 @@ pub const SPOOL_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The spool an instance gets from its `spool_dir` and `spool_size`
 /// options; `None` when it is turned off (or there is no state directory,
-/// as in tools and unit tests). The directory is remembered for the `-u`
-/// hand-over; it is created when the delivery starts.
+/// as in tools and unit tests). The directory is created (mode 0700) and
+/// remembered for the `-u` hand-over.
 pub fn spool_config(
     ctx: &BuildCtx,
     retry_max: Duration,
@@ -47,19 +47,30 @@ pub fn spool_config(
     };
     let max_bytes = u64::try_from(o.int("spool_size"))
         .map_err(|_| BuildError::option("spool_size", "must not be negative"))?;
-    if let Some(parent) = dir.parent() {
-        // The state dir's spool/ holds every instance's spool: private.
-        if !parent.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|e| spool_error(&dir, e))?;
-            ctx.shared.hand_over_later(parent.to_path_buf());
-        }
+    // Made now, private, and (from the topmost directory made here down)
+    // handed to the -u user before the drop, so the writer can still add
+    // segments after it.
+    let mut top = dir.as_path();
+    while let Some(p) = top
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        top = p;
     }
-    ctx.shared.hand_over_later(dir.clone());
+    let top = if dir.exists() {
+        dir.clone()
+    } else {
+        top.to_path_buf()
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| spool_error(&dir, e))?;
+    }
+    ctx.shared.hand_over_later(top);
     Ok(Some(SpoolConfig {
         dir,
         max_bytes,
@@ -129,6 +140,48 @@ mod tests {
         );
         // Tools and unit tests have no state dir: no default spool.
         assert_eq!(spool_of(reg, &opts, None), None);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn the_made_directories_go_to_the_run_as_user() {
+        // chown to another user needs root; as anyone else hand to oneself.
+        // SAFETY: getuid/getgid have no preconditions.
+        let (me, my_gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let owner = if me == 0 {
+            (65534, 65534)
+        } else {
+            (me, my_gid)
+        };
+        let tmp = std::env::temp_dir().join(format!("rulogd-spoolown-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let reg = crate::graphite::REGISTRATION;
+        let o = options(reg, &[("host", "h"), ("port", "1")]);
+        let shared = SharedRegistry::with_env(ProcessEnv {
+            state_dir: Some(tmp.join("state")),
+            owner: Some(owner),
+        });
+        let ctx = BuildCtx {
+            instance: "out1",
+            info: reg.info,
+            options: &o,
+            shared: &shared,
+        };
+        let dir = spool_config(&ctx, SPOOL_RETRY_MAX).unwrap().unwrap().dir;
+        std::fs::write(dir.join("head"), b"").unwrap();
+        shared.hand_over_all().unwrap();
+        use std::os::unix::fs::MetadataExt;
+        for p in [
+            tmp.join("state"),
+            tmp.join("state/spool"),
+            dir.clone(),
+            dir.join("head"),
+        ] {
+            let m = std::fs::metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), owner, "{}", p.display());
+        }
+        // The directory that was there before is not the daemon's to give.
+        assert_eq!(std::fs::metadata(&tmp).unwrap().uid(), me);
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 
