@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod info;
 pub mod logging;
+pub mod notify;
 pub mod process;
 pub mod registry;
 pub mod runtime;
@@ -165,7 +166,19 @@ fn start(args: &cli::Args) -> Result<i32> {
         cfg.stacks.len(),
         cfg.path.display()
     );
-    Ok(serve(rt, shared, pid))
+    // Every input thread runs, so every socket is bound: a packet logged
+    // from now on is read.
+    let notifier = notify::Notifier::from_env().map(Arc::new);
+    if let Some(n) = &notifier {
+        let main_pid = format!("READY=1\nMAINPID={}", std::process::id());
+        if let Err(e) = n.send(&main_pid) {
+            log::warn!("cannot notify the service manager: {e}");
+        }
+        if let Some(period) = notify::watchdog_period() {
+            notify::start_watchdog(n.clone(), period, rt.beats.clone());
+        }
+    }
+    Ok(serve(rt, shared, pid, notifier))
 }
 
 fn log_stats(shared: &SharedRegistry, why: &str) {
@@ -175,7 +188,17 @@ fn log_stats(shared: &SharedRegistry, why: &str) {
 }
 
 /// Handles signals until the daemon stops; returns the exit code.
-fn serve(rt: runtime::Runtime, shared: Arc<SharedRegistry>, pid: Option<process::PidFile>) -> i32 {
+fn serve(
+    rt: runtime::Runtime,
+    shared: Arc<SharedRegistry>,
+    pid: Option<process::PidFile>,
+    notifier: Option<Arc<notify::Notifier>>,
+) -> i32 {
+    let tell = |state: &str| {
+        if let Some(n) = &notifier {
+            let _ = n.send(state);
+        }
+    };
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     let mut signals =
         match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]) {
@@ -196,6 +219,7 @@ fn serve(rt: runtime::Runtime, shared: Arc<SharedRegistry>, pid: Option<process:
                     std::process::exit(1);
                 };
                 log::warn!("terminal signal received, draining and exiting");
+                tell("STOPPING=1");
                 let (shared, pid) = (shared.clone(), pid.clone());
                 std::thread::spawn(move || {
                     rt.shutdown(&shared);
@@ -206,10 +230,14 @@ fn serve(rt: runtime::Runtime, shared: Arc<SharedRegistry>, pid: Option<process:
             }
             SIGHUP => {
                 log::warn!("SIGHUP received: reopening log and output files");
+                if let Some(n) = &notifier {
+                    let _ = n.reloading();
+                }
                 logging::reopen();
                 for s in shared.services() {
                     s.reopen();
                 }
+                tell("READY=1");
             }
             SIGUSR1 => log_stats(&shared, "statistics"),
             SIGUSR2 => {

@@ -171,6 +171,7 @@ fn input_loop(
     nslots: usize,
     ctl: Arc<Control>,
     emitted: Counter,
+    beat: Arc<AtomicU64>,
 ) {
     let mut rec = Record::with_slots(nslots);
     let fd = input.fd();
@@ -183,6 +184,8 @@ fn input_loop(
     // Records emitted since the last flush.
     let mut unflushed = false;
     while !ctl.stop.load(Ordering::Relaxed) {
+        // The watchdog's proof of life: the loop turns every 100 ms or less.
+        beat.fetch_add(1, Ordering::Relaxed);
         let mut timeout = Duration::from_millis(100);
         if unflushed {
             timeout = IDLE_FLUSH;
@@ -266,6 +269,8 @@ pub struct Runtime {
     threads: Vec<(String, JoinHandle<()>)>,
     /// Shared control flags.
     pub ctl: Arc<Control>,
+    /// One loop counter per input thread, for the watchdog.
+    pub beats: Vec<Arc<AtomicU64>>,
 }
 
 impl Runtime {
@@ -273,6 +278,7 @@ impl Runtime {
     pub fn start(trees: Vec<Tree>, shared: &SharedRegistry) -> std::io::Result<Runtime> {
         let ctl = Arc::new(Control::default());
         let mut threads = Vec::new();
+        let mut beats = Vec::new();
         for t in trees {
             let Some(input) = t.inst else { continue };
             let set = StatSet::new(format!("{} ({}) stacks", t.id, t.reg.info.name));
@@ -280,12 +286,18 @@ impl Runtime {
             shared.add_stats(set);
             let roots = convert(t.children, &t.id, shared);
             let (id, ctl2, nslots) = (t.id.clone(), ctl.clone(), t.nslots);
+            let beat = Arc::new(AtomicU64::new(0));
+            beats.push(beat.clone());
             let h = std::thread::Builder::new()
                 .name(format!("in:{}", t.id))
-                .spawn(move || input_loop(id, input, roots, nslots, ctl2, emitted))?;
+                .spawn(move || input_loop(id, input, roots, nslots, ctl2, emitted, beat))?;
             threads.push((t.id, h));
         }
-        Ok(Runtime { threads, ctl })
+        Ok(Runtime {
+            threads,
+            ctl,
+            beats,
+        })
     }
 
     /// Stops the inputs, then every output service after it has written
