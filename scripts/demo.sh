@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, end to end: builds rulogd, starts it
 # with no config file (so it uses conf/rulogd.conf, built in: NFLOG group 0 ->
-# BASE -> IFINDEX -> IP2STR -> JSON in /var/log/rulogd.json and SQLite in
-# /var/log/rulogd.sqlite3) inside a
+# BASE -> IFINDEX -> IP2STR -> JSON in /var/log/rulogd/rulogd.json and SQLite in
+# /var/log/rulogd/rulogd.sqlite3) inside a
 # throw-away network namespace whose nftables rules log pings and UDP, sends
 # some traffic, stops rulogd and shows what it wrote. Needs root.
 set -euo pipefail
@@ -16,7 +16,7 @@ for p in nftables iproute2 iputils-ping sqlite3; do
 done
 cargo build --release --bins
 bin=$PWD/target/release/rulogd
-out=/var/log/rulogd.json
+out=/var/log/rulogd/rulogd.json
 ns=rulogd-demo-$$
 pid=
 cleanup() {
@@ -48,5 +48,5 @@ kill -TERM "$pid"; wait "$pid" || true; pid=
 after=$(wc -l <"$out")
 echo "== rulogd wrote $((after - before)) records to $out; the last three:"
 tail -n 3 "$out"
-echo "== and in SQLite (/var/log/rulogd.sqlite3, table ulog_pkt): $(sqlite3 /var/log/rulogd.sqlite3 'select count(*) from ulog_pkt') rows; the last three:"
-sqlite3 -header /var/log/rulogd.sqlite3 'select * from ulog_pkt order by rowid desc limit 3'
+echo "== and in SQLite (/var/log/rulogd/rulogd.sqlite3, table ulog_pkt): $(sqlite3 /var/log/rulogd/rulogd.sqlite3 'select count(*) from ulog_pkt') rows; the last three:"
+sqlite3 -header /var/log/rulogd/rulogd.sqlite3 'select * from ulog_pkt order by rowid desc limit 3'

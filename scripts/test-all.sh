@@ -17,7 +17,7 @@ fi
 # plugins), tcpdump to read PCAP files, faketime for the single-digit-day run,
 # PostgreSQL and MariaDB servers for the SQL tests.
 need=()
-for p in nftables iproute2 iptables ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime; do
+for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -47,6 +47,9 @@ cargo check -q -p rulogd --no-default-features
 
 echo "== build"
 cargo build --release --bins
+
+echo "== the Debian package: build, install beside ulogd2, check, purge"
+packaging/test-package.sh
 
 echo "== tests"
 # rulogd's default spools go under its state directory: the lab gives each

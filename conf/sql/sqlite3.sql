@@ -3,7 +3,7 @@
 -- Each column names the key it is filled from, with '.' written as '_'
 -- (oob_prefix <- oob.prefix). Every column must be fed by some plugin of the
 -- stack, so pick the columns your stack provides. Create the tables with
---   sqlite3 /var/log/rulogd.sqlite3 < sqlite3.sql
+--   sqlite3 /var/log/rulogd/rulogd.sqlite3 < sqlite3.sql
 -- rulogd turns on WAL mode itself.
 
 -- Packets from NFLOG -> BASE -> IFINDEX -> IP2STR (the default config).

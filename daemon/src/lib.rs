@@ -21,6 +21,12 @@ use std::sync::{Arc, Mutex};
 /// The embedded default configuration (conf/rulogd.conf).
 pub const DEFAULT_CONFIG: &str = include_str!("../../conf/rulogd.conf");
 
+/// Where the embedded default writes; rulogd makes it when it runs on it.
+pub const DEFAULT_LOG_DIR: &str = "/var/log/rulogd";
+
+/// The name the embedded default goes by in messages.
+const EMBEDDED_NAME: &str = "<embedded rulogd.conf>";
+
 /// Where the default config is looked for before falling back to the embedded one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/rulogd.conf";
 
@@ -31,7 +37,7 @@ pub fn load_config(path: Option<&Path>) -> Result<config::Config, config::Config
         None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
             config::load(Path::new(DEFAULT_CONFIG_PATH))
         }
-        None => config::parse_ulogd(Path::new("<embedded rulogd.conf>"), DEFAULT_CONFIG),
+        None => config::parse_ulogd(Path::new(EMBEDDED_NAME), DEFAULT_CONFIG),
     }
 }
 
@@ -133,6 +139,11 @@ fn start(args: &cli::Args) -> Result<i32> {
             state_dir: Some(process::state_dir()),
             owner,
         }));
+        if cfg.path == Path::new(EMBEDDED_NAME) && !Path::new(DEFAULT_LOG_DIR).exists() {
+            std::fs::create_dir_all(DEFAULT_LOG_DIR)
+                .with_context(|| format!("cannot make {DEFAULT_LOG_DIR} for the embedded default"))?;
+            shared.hand_over_later(PathBuf::from(DEFAULT_LOG_DIR));
+        }
         stack::instantiate(&cfg, &mut trees, &shared)?;
         stack::resolve(&cfg, &mut trees).map_err(anyhow::Error::new)?;
         stack::bind(&cfg, &mut trees)?;
