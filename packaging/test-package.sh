@@ -17,6 +17,9 @@ cargo deb -p rulogd --no-build --strip
 deb=$(ls -t target/debian/rulogd_*.deb | head -1)
 trap 'dpkg -P rulogd >/dev/null 2>&1 || true' EXIT
 
+# A run of the built binary on the embedded config (README's first command)
+# makes /var/log/rulogd as root before any package: the package takes it over.
+mkdir -p /var/log/rulogd && chmod 0755 /var/log/rulogd
 echo "== install $deb"
 dpkg -i "$deb"
 for f in /usr/sbin/rulogd /etc/rulogd.conf /etc/logrotate.d/rulogd \

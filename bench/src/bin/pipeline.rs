@@ -14,8 +14,8 @@
 use rulogd::config;
 use rulogd::runtime::Runtime;
 use rulogd::stack;
-use rulogd_input::netlink::socket::NlSocket;
 use rulogd_input::nflog::{NflogInput, Settings};
+use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{BuildCtx, BuildError, Builder, Input, Registration, SharedRegistry, StatSet};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

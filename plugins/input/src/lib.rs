@@ -1,6 +1,5 @@
 //! rulogd built-in input plugins, one file each, named after the ulogd plugin.
 
-pub mod netlink;
 pub mod nfacct;
 pub mod nfct;
 pub mod nflog;

@@ -7,9 +7,9 @@
 //! previous poll. The request goes out on the timer; the replies are read
 //! like any other input's messages, so a slow dump never blocks the thread.
 
-use crate::netlink::nfacct::{dump_request, messages, AcctObject, Message};
-use crate::netlink::socket::NlSocket;
 use bytes::{Bytes, BytesMut};
+use rulogd_netlink::nfacct::{dump_request, messages, AcctObject, Message};
+use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, OptionDef,
     PluginInfo, PluginKind, ReadStatus, Record, Registration, Signal, Slot, StatSet, Value,
@@ -278,8 +278,8 @@ impl Input for NfacctInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::nfacct::{attr, MSG_NEW};
-    use crate::netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE};
+    use rulogd_netlink::nfacct::{attr, MSG_NEW};
+    use rulogd_netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE};
     use rulogd_plugin::Options;
     use std::os::fd::{FromRawFd, OwnedFd};
 

@@ -16,9 +16,9 @@
 //! tuples (ulogd compiles them to a BPF socket filter; the results are the
 //! same).
 
-use crate::netlink::conntrack::{Conntrack, CtEvent, Tuple};
-use crate::netlink::socket::NlSocket;
 use bytes::{Bytes, BytesMut};
+use rulogd_netlink::conntrack::{Conntrack, CtEvent, Tuple};
+use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Signal, Slot, Span, StatSet, Value,
@@ -145,7 +145,7 @@ pub struct FlowRec {
     /// Reply tuple.
     pub reply: Tuple,
     /// Original and reply counters (0 when the kernel does not count).
-    pub counters: [crate::netlink::conntrack::Counters; 2],
+    pub counters: [rulogd_netlink::conntrack::Counters; 2],
     /// `ct.mark`.
     pub mark: u32,
     /// `ct.id`.

@@ -8,9 +8,9 @@
 //! decodes each datagram in place, and every value is a span into the
 //! received chunk, which the record shares instead of copying.
 
-use crate::netlink::nflog::{messages, Message, NflogPacket};
-use crate::netlink::socket::NlSocket;
 use bytes::{Bytes, BytesMut};
+use rulogd_netlink::nflog::{messages, Message, NflogPacket};
+use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,

@@ -13,11 +13,11 @@
 //! (filters and output rendering run inline and never wait on I/O), at the
 //! end of each `read()` call, so a packet is held for at most one batch.
 
-use crate::netlink::nfqueue::{
+use bytes::{Bytes, BytesMut};
+use rulogd_netlink::nfqueue::{
     config_request, messages, verdict_batch, Config, QueueMessage, QueuePacket, NF_ACCEPT,
 };
-use crate::netlink::socket::NlSocket;
-use bytes::{Bytes, BytesMut};
+use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,

@@ -3,12 +3,12 @@
 //! A separate test binary, because it installs a counting global allocator
 //! (the unit tests of the crate already have one of their own).
 
-use rulogd_input::netlink::nfqueue::{attr, MSG_PACKET};
-use rulogd_input::netlink::socket::NlSocket;
-use rulogd_input::netlink::{finish_msg, put_attr, start_msg};
 use rulogd_input::nfqueue::{self, NfqueueInput};
 use rulogd_input::unixsock::frame::{encode, opt};
 use rulogd_input::unixsock::{self, UnixsockInput};
+use rulogd_netlink::nfqueue::{attr, MSG_PACKET};
+use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::{finish_msg, put_attr, start_msg};
 use rulogd_plugin::{Emitter, Input, Options, Record, StatSet};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

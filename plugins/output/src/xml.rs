@@ -17,8 +17,8 @@ use crate::delivery::{
     WhenFull,
 };
 use crate::text::{local_tm, now, push_u64};
-use rulogd_input::netlink::nflog::{parse_packet, NflogPacket};
-use rulogd_input::netlink::Attrs;
+use rulogd_netlink::nflog::{parse_packet, NflogPacket};
+use rulogd_netlink::Attrs;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
     PluginInfo, PluginKind, Record, Registration, Slot,

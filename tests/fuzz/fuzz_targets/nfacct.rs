@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rulogd_input::netlink::nfacct::{messages, parse_object, Message};
-use rulogd_input::netlink::NlHeader;
+use rulogd_netlink::nfacct::{messages, parse_object, Message};
+use rulogd_netlink::NlHeader;
 use rulogd_input::nfacct::{fill_record, NKEYS};
 use rulogd_plugin::{Record, Slot, Span};
 

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rulogd_input::netlink::conntrack::{messages, parse_conntrack, Message};
-use rulogd_input::netlink::NlHeader;
+use rulogd_netlink::conntrack::{messages, parse_conntrack, Message};
+use rulogd_netlink::NlHeader;
 use rulogd_input::nfct::{fill_record, FlowRec, NKEYS};
 use rulogd_plugin::{Record, Slot, Span};
 

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rulogd_input::netlink::nflog::{messages, parse_packet, Message, NflogPacket};
+use rulogd_netlink::nflog::{messages, parse_packet, Message, NflogPacket};
 use rulogd_input::nflog::fill_record;
 use rulogd_plugin::{Record, Slot, Span};
 

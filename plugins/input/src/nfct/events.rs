@@ -4,8 +4,8 @@ use super::{
     accepts, fill_record, now_sec_usec, ns_to_sec_usec, with_buf, Flow, FlowKey, FlowRec, Inserted,
     Mode, NfctInput, NKEYS,
 };
-use crate::netlink::conntrack::{messages, Conntrack, CtEvent, Message};
 use bytes::Bytes;
+use rulogd_netlink::conntrack::{messages, Conntrack, CtEvent, Message};
 use rulogd_plugin::{Emitter, Record};
 use std::io;
 use std::time::{Duration, Instant};

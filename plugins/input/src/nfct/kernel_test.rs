@@ -191,7 +191,7 @@ fn hash_mode_loads_the_table_and_polling_purges() {
     let mut inp = open(&ns, &[]);
     assert_eq!(inp.table.as_ref().unwrap().len(), 2);
     // A stale entry (its DESTROY lost) is found gone by a resync.
-    let ct = crate::netlink::conntrack::parse_conntrack(&super::tests::msg(&super::tests::udp4(1)))
+    let ct = rulogd_netlink::conntrack::parse_conntrack(&super::tests::msg(&super::tests::udp4(1)))
         .expect("hand-made entry");
     let t = inp.table.as_mut().unwrap();
     assert_eq!(

@@ -2,9 +2,9 @@
 //! the counters) and single-entry lookups. They run to completion on the
 //! input thread; the event socket keeps queueing meanwhile.
 
-use crate::netlink::conntrack::{dump_request, get_request, messages, Conntrack, Message, Tuple};
-use crate::netlink::socket::NlSocket;
 use bytes::{Bytes, BytesMut};
+use rulogd_netlink::conntrack::{dump_request, get_request, messages, Conntrack, Message, Tuple};
+use rulogd_netlink::socket::NlSocket;
 use std::io;
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,9 @@
 //! NFCT options, the accept filters, the conntrack sysctls and the sockets.
 
-use crate::netlink::conntrack::{
+use rulogd_netlink::conntrack::{
     NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
 };
-use crate::netlink::socket::NlSocket;
+use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{BuildError, OptionDef, Options};
 use std::ffi::CString;
 use std::io;

@@ -7,7 +7,7 @@
 //! entries with the same original tuple in one zone. SipHash (std's default,
 //! randomly keyed) because tuples are chosen by whoever sends packets.
 
-use crate::netlink::conntrack::{Conntrack, Counters, Tuple};
+use rulogd_netlink::conntrack::{Conntrack, Counters, Tuple};
 use std::collections::HashMap;
 
 /// What identifies a flow.

@@ -2,11 +2,11 @@
 //! through the parser, the record filler and the three modes' logic.
 
 use super::*;
-use crate::netlink::conntrack::{
+use rulogd_netlink::conntrack::{
     cta, dump_request, get_request, messages, nested, parse_conntrack, tuple, Counters, Message,
     MSG_DELETE, MSG_NEW, NLM_F_CREATE, NLM_F_EXCL,
 };
-use crate::netlink::{finish_msg, put_attr, start_msg, NlHeader, ParseError};
+use rulogd_netlink::{finish_msg, put_attr, start_msg, NlHeader, ParseError};
 use rulogd_plugin::Options;
 
 const NESTED: u16 = 0x8000;
@@ -549,11 +549,11 @@ fn requests_encode_what_the_kernel_expects() {
     get_request(&mut g, 3, 2, &s.orig, 0);
     let h = NlHeader::parse(&g, 0).unwrap();
     assert_eq!((h.kind, h.flags & 0xff), (0x101, 0x05));
-    let back = crate::netlink::conntrack::parse_conntrack_at(&g, &h).unwrap();
+    let back = rulogd_netlink::conntrack::parse_conntrack_at(&g, &h).unwrap();
     assert_eq!(back.orig, Some(s.orig));
     // Errors and DONE in a receive buffer.
     let mut buf = Vec::new();
-    let st = start_msg(&mut buf, crate::netlink::NLMSG_DONE, 2, 9);
+    let st = start_msg(&mut buf, rulogd_netlink::NLMSG_DONE, 2, 9);
     buf.extend_from_slice(&[0; 4]);
     finish_msg(&mut buf, st);
     let ms: Vec<_> = messages(&buf).collect();

@@ -8,8 +8,8 @@
 
 use super::tests::{binding, get, Collect, V};
 use super::*;
-use crate::netlink::nflog::parse_packet;
-use crate::netlink::Attrs;
+use rulogd_netlink::nflog::parse_packet;
+use rulogd_netlink::Attrs;
 use rulogd_plugin::{Options, SharedRegistry};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;

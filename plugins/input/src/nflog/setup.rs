@@ -2,7 +2,7 @@
 //! applying each option, with refusals worded for the operator.
 
 use super::NlSocket;
-use crate::netlink::nflog::{cfg, config_request, Config};
+use rulogd_netlink::nflog::{cfg, config_request, Config};
 use rulogd_plugin::{BuildError, OptionDef, Options};
 use std::io;
 

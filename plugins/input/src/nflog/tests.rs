@@ -2,8 +2,8 @@
 //! through a Unix datagram socketpair into the real read loop.
 
 use super::*;
-use crate::netlink::nflog::{attr, MSG_PACKET};
-use crate::netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE, NLM_F_MULTI};
+use rulogd_netlink::nflog::{attr, MSG_PACKET};
+use rulogd_netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE, NLM_F_MULTI};
 use rulogd_plugin::Options;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

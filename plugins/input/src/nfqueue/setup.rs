@@ -2,8 +2,8 @@
 //! applying copy mode, queue length and flags, with refusals worded for the
 //! operator.
 
-use crate::netlink::nfqueue::{cfg, config_request, Config};
-use crate::netlink::socket::NlSocket;
+use rulogd_netlink::nfqueue::{cfg, config_request, Config};
+use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{BuildError, OptionDef, Options};
 use std::io;
 

@@ -4,11 +4,11 @@
 //! instead, and tests/nfqueue.rs covers the kernel.)
 
 use super::*;
-use crate::netlink::nfqueue::{
+use rulogd_netlink::nfqueue::{
     attr, cfg, config_request, messages, parse_packet_at, Config, QueueError, MSG_CONFIG,
     MSG_PACKET, MSG_VERDICT_BATCH,
 };
-use crate::netlink::{finish_msg, put_attr, start_msg, NlHeader, NLMSG_ERROR};
+use rulogd_netlink::{finish_msg, put_attr, start_msg, NlHeader, NLMSG_ERROR};
 use rulogd_plugin::{Options, Span};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;

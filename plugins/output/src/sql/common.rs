@@ -66,6 +66,7 @@ pub const DB_OPTIONS: [OptionDef; 7] = [
 /// The option table of an SQL output that talks to a server (PGSQL,
 /// MYSQL): ulogd's shared options, the plugin's connection options, then
 /// rulogd's own.
+#[cfg(any(feature = "pgsql", feature = "mysql"))]
 macro_rules! server_options {
     ($($o:expr),* $(,)?) => {
         &[
@@ -84,6 +85,7 @@ macro_rules! server_options {
         ]
     };
 }
+#[cfg(any(feature = "pgsql", feature = "mysql"))]
 pub(crate) use server_options;
 
 /// rulogd's own options of every SQL output.

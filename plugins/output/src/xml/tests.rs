@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::testutil::{temp_dir, try_bind, try_build, Harness};
-use rulogd_input::netlink::nflog::{attr, MSG_PACKET};
-use rulogd_input::netlink::{finish_msg, put_attr, start_msg};
+use rulogd_netlink::nflog::{attr, MSG_PACKET};
+use rulogd_netlink::{finish_msg, put_attr, start_msg};
 use rulogd_plugin::{SharedRegistry, Span, Value};
 
 /// An NFLOG packet message with these attributes.

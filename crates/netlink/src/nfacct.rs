@@ -160,7 +160,7 @@ pub fn dump_request(out: &mut Vec<u8>, seq: u32, zero: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::put_attr;
+    use crate::put_attr;
 
     /// An object message as the kernel writes it.
     pub(crate) fn object(out: &mut Vec<u8>, name: &[u8], pkts: u64, bytes: u64) {
