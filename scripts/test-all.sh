@@ -15,9 +15,10 @@ fi
 # for NFQUEUE rules on kernels without nft_queue), ulogd2 as
 # the oracle of the differential tests (with its JSON, SQL and PCAP
 # plugins), tcpdump to read PCAP files, faketime for the single-digit-day run,
-# PostgreSQL and MariaDB servers for the SQL tests.
+# PostgreSQL and MariaDB servers for the SQL tests, prometheus for promtool
+# (the metrics endpoint's format check).
 need=()
-for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime; do
+for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -30,7 +31,7 @@ fi
 systemctl stop ulogd2 >/dev/null 2>&1 || true
 # The SQL tests start their own throw-away servers; the packages' system
 # servers are not used.
-for s in mariadb postgresql; do
+for s in mariadb postgresql prometheus; do
     systemctl stop "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true
 done
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod info;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod registry;
@@ -147,6 +148,15 @@ fn start(args: &cli::Args) -> Result<i32> {
         stack::instantiate(&cfg, &mut trees, &shared)?;
         stack::resolve(&cfg, &mut trees).map_err(anyhow::Error::new)?;
         stack::bind(&cfg, &mut trees)?;
+        let metrics = match cfg.metrics {
+            Some((a, line)) => Some(metrics::Endpoint::bind(a).with_context(|| {
+                format!(
+                    "{}:{line}: cannot listen on metrics_address {a} (another process on that port?)",
+                    cfg.path.display()
+                )
+            })?),
+            None => None,
+        };
         if let Some(u) = &args.user {
             shared.hand_over_all().map_err(|(p, e)| {
                 anyhow::anyhow!("cannot hand {} to user {u}: {e}", p.display())
@@ -157,6 +167,11 @@ fn start(args: &cli::Args) -> Result<i32> {
             log::info!("building new pluginstance stack: '{}'", st.text);
         }
         let rt = runtime::Runtime::start(trees, &shared).context("starting input threads")?;
+        if let Some(ep) = metrics {
+            let a = ep.local_addr()?;
+            ep.serve(shared.clone()).context("starting the metrics thread")?;
+            log::info!("metrics at http://{a}/metrics");
+        }
         Ok((rt, shared, pid))
     })();
     let (rt, shared, pid) = match result {

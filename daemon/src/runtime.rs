@@ -281,7 +281,7 @@ impl Runtime {
         let mut beats = Vec::new();
         for t in trees {
             let Some(input) = t.inst else { continue };
-            let set = StatSet::new(format!("{} ({}) stacks", t.id, t.reg.info.name));
+            let set = StatSet::new(format!("{} ({} stacks)", t.id, t.reg.info.name));
             let emitted = set.counter("records");
             shared.add_stats(set);
             let roots = convert(t.children, &t.id, shared);

@@ -109,6 +109,8 @@ pub struct Config {
     pub logfile: Option<(String, u32)>,
     /// `[global] loglevel`.
     pub loglevel: Option<(i64, u32)>,
+    /// `[global] metrics_address`: where the Prometheus endpoint listens.
+    pub metrics: Option<(std::net::SocketAddr, u32)>,
     /// `[global] plugin` lines.
     pub plugins: Vec<PluginLine>,
     /// `[global] stack` lines.
@@ -186,4 +188,11 @@ pub(crate) fn parse_stack(text: &str) -> Result<Vec<StackElem>, String> {
         ));
     }
     Ok(elems)
+}
+
+/// Reads a `metrics_address` value: a numeric address and port.
+pub(crate) fn parse_metrics_address(v: &str) -> Result<std::net::SocketAddr, String> {
+    v.parse().map_err(|_| {
+        format!("metrics_address `{v}`: expected an address and port such as 127.0.0.1:9560 or [::1]:9560")
+    })
 }

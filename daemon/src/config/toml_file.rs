@@ -37,6 +37,7 @@ pub fn parse_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         logfile: None,
         loglevel: None,
+        metrics: None,
         plugins: Vec::new(),
         stacks: Vec::new(),
         sections: Vec::new(),
@@ -63,6 +64,13 @@ pub fn parse_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
             "loglevel" => match list.as_slice() {
                 [Value::Integer(i)] => cfg.loglevel = Some((*i.value(), n)),
                 _ => return Err(err(n, "loglevel must be an integer".into())),
+            },
+            "metrics_address" => match list.as_slice() {
+                [Value::String(s)] => {
+                    let a = super::parse_metrics_address(s.value()).map_err(|m| err(n, m))?;
+                    cfg.metrics = Some((a, n));
+                }
+                _ => return Err(err(n, "metrics_address must be a string".into())),
             },
             "plugin" | "stack" => {
                 for v in list {

@@ -5,7 +5,8 @@ use super::{parse_stack, Config, ConfigError, Entry, PluginLine, RawValue, Secti
 use std::path::Path;
 
 /// The `[global]` keys ulogd2 knows.
-pub(crate) const GLOBAL_KEYS: &[&str] = &["logfile", "loglevel", "plugin", "stack"];
+pub(crate) const GLOBAL_KEYS: &[&str] =
+    &["logfile", "loglevel", "metrics_address", "plugin", "stack"];
 
 /// Options ulogd 1.x kept in `[global]`; named in the error so the fix is obvious.
 const ULOGD1_GLOBALS: &[&str] = &["rmem", "bufsize", "nlgroup", "syslogfile", "syslogsync"];
@@ -45,6 +46,7 @@ pub fn parse_ulogd(path: &Path, text: &str) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         logfile: None,
         loglevel: None,
+        metrics: None,
         plugins: Vec::new(),
         stacks: Vec::new(),
         sections: Vec::new(),
@@ -122,6 +124,16 @@ pub fn parse_ulogd(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     let v = rulogd_plugin::options::parse_int(&value)
                         .map_err(|m| err(n, format!("loglevel: {m}")))?;
                     cfg.loglevel = Some((v, n));
+                }
+                "metrics_address" => {
+                    if let Some((_, l)) = &cfg.metrics {
+                        return Err(err(
+                            n,
+                            format!("option `metrics_address` occurred more than once (first at line {l})"),
+                        ));
+                    }
+                    let a = super::parse_metrics_address(&value).map_err(|m| err(n, m))?;
+                    cfg.metrics = Some((a, n));
                 }
                 "plugin" => cfg.plugins.push(PluginLine {
                     path: value,

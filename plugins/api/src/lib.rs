@@ -22,5 +22,5 @@ pub use plugin::{
 };
 pub use record::{Record, Slot};
 pub use shared::{ProcessEnv, Service, SharedRegistry};
-pub use stats::{Counter, StatSet};
+pub use stats::{Counter, Kind, StatSet};
 pub use value::{InlineStr, Span, Value};

@@ -324,9 +324,9 @@ impl Stats {
             replaced: set.counter("replaced"),
             purged: set.counter("purged"),
             resyncs: set.counter("resyncs"),
-            flows: set.counter("flows"),
-            table_bytes: set.counter("table_bytes"),
-            rcvbuf: set.counter("rcvbuf"),
+            flows: set.gauge("flows"),
+            table_bytes: set.gauge("table_bytes"),
+            rcvbuf: set.gauge("rcvbuf"),
         }
     }
 }

@@ -158,7 +158,7 @@ impl Stats {
             bytes: set.counter("bytes"),
             malformed: set.counter("malformed"),
             seq_gaps: set.counter("seq_gaps"),
-            rcvbuf: set.counter("rcvbuf"),
+            rcvbuf: set.gauge("rcvbuf"),
         }
     }
 }

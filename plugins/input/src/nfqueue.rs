@@ -109,7 +109,7 @@ impl Stats {
             malformed: set.counter("malformed"),
             verdicts: set.counter("verdicts"),
             verdict_errors: set.counter("verdict_errors"),
-            rcvbuf: set.counter("rcvbuf"),
+            rcvbuf: set.gauge("rcvbuf"),
         }
     }
 }

@@ -192,7 +192,7 @@ impl Stats {
             received: set.counter("received"),
             bytes: set.counter("bytes"),
             clients: set.counter("clients"),
-            connected: set.counter("connected"),
+            connected: set.gauge("connected"),
             rejected: set.counter("rejected"),
             malformed: set.counter("malformed"),
             truncated: set.counter("truncated"),

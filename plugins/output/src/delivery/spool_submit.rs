@@ -52,7 +52,7 @@ impl SpoolShared {
     pub(crate) fn new(spool: Spool, stats: &DeliveryStats) -> Arc<Self> {
         let sh = SpoolShared {
             spooled: stats.set.counter("spooled"),
-            spool_bytes: stats.set.counter("spool_bytes"),
+            spool_bytes: stats.set.gauge("spool_bytes"),
             state: Mutex::new(SpoolState {
                 spool,
                 away: false,

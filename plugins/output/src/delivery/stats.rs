@@ -40,8 +40,8 @@ impl DeliveryStats {
             dropped_shutdown: set.counter("dropped_shutdown"),
             write_errors: set.counter("write_errors"),
             reconnects: set.counter("reconnects"),
-            queue_depth: set.counter("queue_depth"),
-            pending: set.counter("pending"),
+            queue_depth: set.gauge("queue_depth"),
+            pending: set.gauge("pending"),
             set,
         }
     }
