@@ -137,7 +137,7 @@ pub(super) fn kernel_error(what: &str, group: u16, e: io::Error) -> BuildError {
             "NFLOG: {what}: permission denied, need CAP_NET_ADMIN (run as root or grant the capability)"
         )),
         Some(libc::EPERM) | Some(libc::EBUSY) => BuildError::Other(format!(
-            "NFLOG: group {group} already bound by another process (is ulogd running?)"
+            "NFLOG: group {group} already bound by another process (is ulogd running? stop it, e.g. `systemctl stop ulogd2`, or log to another group)"
         )),
         _ => BuildError::io(format!("NFLOG: {what}"), e),
     }

@@ -151,7 +151,7 @@ pub(super) fn kernel_error(what: &str, queue: u16, e: io::Error) -> BuildError {
         // The kernel answers EBUSY to a bind of a queue another socket has,
         // and EPERM to any other request for it.
         Some(libc::EPERM) | Some(libc::EBUSY) => BuildError::Other(format!(
-            "NFQUEUE: queue {queue} already bound by another process"
+            "NFQUEUE: queue {queue} already bound by another process (stop it, or queue to another number)"
         )),
         _ => BuildError::io(format!("NFQUEUE: {what}"), e),
     }
