@@ -42,6 +42,10 @@ pub const MAX_CLIENTS: usize = 256;
 /// Readiness events handled per `read()` call.
 const EVENTS: usize = 32;
 
+/// Longest time `stop` reads what clients already sent: a client that
+/// streams without pause would otherwise hold the daemon.
+const STOP_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The epoll token of the listening socket; clients use their slot index.
 const LISTENER: u64 = u64::MAX;
 
@@ -519,6 +523,22 @@ impl Input for UnixsockInput {
             }
         }
         Ok(ReadStatus::More)
+    }
+
+    /// Reads what connected clients (and those waiting in the backlog)
+    /// already sent, for at most [`STOP_DRAIN`], instead of closing on it.
+    fn stop(&mut self, em: &mut dyn Emitter) {
+        let until = std::time::Instant::now() + STOP_DRAIN;
+        while std::time::Instant::now() < until {
+            match self.read(em) {
+                Ok(ReadStatus::More) => {}
+                Ok(ReadStatus::Idle) => break,
+                Err(e) => {
+                    log::error!("{} (UNIXSOCK): read error while stopping: {e}", self.name);
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -587,3 +587,17 @@ fn closed_before_accept_is_read_at_accept() {
     assert_eq!(stat(&set, "connected"), 0);
     assert_eq!(stat(&set, "clients"), N as u64);
 }
+
+/// What clients sent before the stop is read by `stop`, not closed on.
+#[test]
+fn stop_reads_what_clients_sent() {
+    let t = Tmp::new();
+    let (mut inp, _set) = open(&t);
+    let mut em = collect();
+    let mut c = UnixStream::connect(t.sock()).unwrap();
+    c.write_all(&one(&ipv4_udp(), &[(opt::PREFIX, b"last\0")]))
+        .unwrap();
+    inp.stop(&mut em);
+    assert_eq!(em.out.len(), 1);
+    assert_eq!(get(&em.out[0], "oob.prefix"), Some("last"));
+}
