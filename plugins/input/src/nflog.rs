@@ -202,6 +202,9 @@ pub struct NflogInput {
     awaiting: Option<u32>,
     /// The kernel's answer (errno, 0 = done) to `awaiting`.
     ack: Option<i32>,
+    /// `/proc/net/netfilter/nfnetlink_log`, opened before `-u` drops the
+    /// right to, for the batch length at stop.
+    proc_nflog: Option<std::fs::File>,
 }
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
@@ -211,7 +214,9 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
     configure_kernel(&mut sock, &s)?;
     let set = StatSet::new(format!("{} (NFLOG)", ctx.instance));
     ctx.shared.add_stats(set.clone());
-    Ok(Box::new(NflogInput::new(ctx.instance, &s, sock, &set)))
+    let mut inp = NflogInput::new(ctx.instance, &s, sock, &set);
+    inp.proc_nflog = std::fs::File::open(stop::PROC_NFLOG).ok();
+    Ok(Box::new(inp))
 }
 
 /// Wall-clock time as ulogd's `gettimeofday` fallback gives it.
@@ -320,6 +325,7 @@ impl NflogInput {
             qtimeout: s.qtimeout,
             awaiting: None,
             ack: None,
+            proc_nflog: None,
         }
     }
 

@@ -7,12 +7,34 @@
 //! acknowledgement of the unbind follows it on the same socket: reading up
 //! to that acknowledgement gets every packet. After `-u` the daemon has no
 //! CAP_NET_ADMIN and nfnetlink refuses the unbind (EPERM); then the only way
-//! to get the batch is to wait for the kernel's flush timeout.
+//! to get the batch is to wait for the kernel's flush timeout. How many
+//! packets the batch holds is in `/proc/net/netfilter/nfnetlink_log` (root
+//! only, so it is opened before the drop and re-read through that fd): the
+//! wait ends as soon as the batch is empty, at once when nothing is pending.
 
 use super::NflogInput;
 use rulogd_netlink::nflog::{cfg, config_request, Config};
 use rulogd_plugin::{Emitter, Input, ReadStatus};
+use std::io::{Read, Seek};
 use std::time::{Duration, Instant};
+
+/// The kernel's NFLOG instances of this network namespace.
+pub const PROC_NFLOG: &str = "/proc/net/netfilter/nfnetlink_log";
+
+/// How often the batch length is looked at while waiting for the flush.
+const QLEN_POLL: Duration = Duration::from_millis(10);
+
+/// The packets batched for `group` in a `nfnetlink_log` listing (columns:
+/// group, port id, batch length, ...), if the group is listed.
+pub fn batched(listing: &str, group: u16) -> Option<u32> {
+    listing.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        if f.next()?.parse::<u16>().ok()? != group {
+            return None;
+        }
+        f.nth(1)?.parse().ok()
+    })
+}
 
 /// How long the kernel may take to answer the unbind.
 const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -66,6 +88,16 @@ impl NflogInput {
         unsafe { libc::poll(&mut pfd, 1, ms) };
     }
 
+    /// Packets the kernel batches for the group, if that can be known.
+    fn kernel_qlen(&mut self) -> Option<u32> {
+        let f = self.proc_nflog.as_mut()?;
+        let mut text = String::new();
+        f.rewind().ok()?;
+        f.read_to_string(&mut text).ok()?;
+        // Not listed: no instance, so nothing batched.
+        Some(batched(&text, self.group).unwrap_or(0))
+    }
+
     /// Unbinds the group and reads everything the kernel still had for it.
     pub(super) fn stop_and_drain(&mut self, em: &mut dyn Emitter) {
         let start = Instant::now();
@@ -82,12 +114,19 @@ impl NflogInput {
         self.awaiting = Some(seq);
         self.ack = None;
         let mut deadline = start + ACK_WAIT;
+        // Waiting for the kernel's flush instead of an acknowledgement.
+        let mut flushing = false;
         if let Err(e) = self.sock.send(&msg) {
-            self.awaiting = None;
             deadline = self.refused(start, &e.to_string());
+            flushing = true;
         }
         loop {
             if !self.drain(em) {
+                break;
+            }
+            if flushing && self.kernel_qlen() == Some(0) {
+                // The batch was sent before its length went to 0.
+                self.drain(em);
                 break;
             }
             match self.ack.take() {
@@ -101,6 +140,8 @@ impl NflogInput {
                 Some(errno) => {
                     let e = std::io::Error::from_raw_os_error(errno);
                     deadline = self.refused(start, &e.to_string());
+                    flushing = true;
+                    continue;
                 }
                 None => {}
             }
@@ -114,7 +155,11 @@ impl NflogInput {
                 }
                 break;
             }
-            self.wait_readable(deadline - now);
+            let mut left = deadline - now;
+            if flushing && self.proc_nflog.is_some() {
+                left = left.min(QLEN_POLL);
+            }
+            self.wait_readable(left);
         }
         self.awaiting = None;
         log::debug!("{} (NFLOG): stopped in {:?}", self.name, start.elapsed());
@@ -127,7 +172,7 @@ impl NflogInput {
         self.stats.stop_waited.inc();
         let wait = flush_wait(self.qtimeout);
         log::info!(
-            "{} (NFLOG): cannot unbind group {} at stop ({why}); reading for {wait:?}, the kernel's flush timeout, so its pending batch arrives",
+            "{} (NFLOG): cannot unbind group {} at stop ({why}); reading until the kernel's pending batch is sent (flush timeout, at most {wait:?})",
             self.name,
             self.group
         );
@@ -138,6 +183,15 @@ impl NflogInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batched_reads_the_groups_line() {
+        let t = "    0   1234     0 2 65535    100  1\n   63   5678     7 2 65535   6000  1\n";
+        assert_eq!(batched(t, 63), Some(7));
+        assert_eq!(batched(t, 0), Some(0));
+        assert_eq!(batched(t, 5), None);
+        assert_eq!(batched("garbage\n", 5), None);
+    }
 
     #[test]
     fn flush_wait_follows_qtimeout_with_a_cap() {
