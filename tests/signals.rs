@@ -147,7 +147,7 @@ fn sigterm_with_pending_batch(
     qtimeout: u32,
     extra: &[&str],
     packets: usize,
-) -> Duration {
+) -> (Duration, String) {
     let ns = Netns::new(tag).unwrap();
     ns.nft(&rules(group)).unwrap();
     let dir = TempDir::new(tag);
@@ -200,7 +200,7 @@ fn sigterm_with_pending_batch(
         d.log_text()
     );
     assert!(recs.iter().all(|r| r.str("oob.prefix") == Some("sig")));
-    took
+    (took, d.log_text())
 }
 
 /// As root the unbind succeeds and the stop does not wait for the timeout
@@ -211,8 +211,9 @@ fn sigterm_writes_the_kernels_pending_batch() {
     if !lab::require_root() || daemon::oracle_mode() {
         return;
     }
-    let took = sigterm_with_pending_batch("sbatch", 63, 6000, &[], 10);
+    let (took, log) = sigterm_with_pending_batch("sbatch", 63, 6000, &[], 10);
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    assert!(!log.contains("cannot unbind"), "{log}");
 }
 
 /// After `-u nobody` the kernel refuses the unbind (no CAP_NET_ADMIN): the
@@ -223,11 +224,9 @@ fn sigterm_writes_the_pending_batch_after_uid_drop() {
     if !lab::require_root() || daemon::oracle_mode() {
         return;
     }
-    let took = sigterm_with_pending_batch("sbatchu", 64, 200, &["-u", "nobody"], 10);
-    assert!(
-        took >= Duration::from_millis(1200) && took < Duration::from_secs(5),
-        "stop took {took:?}"
-    );
+    let (took, log) = sigterm_with_pending_batch("sbatchu", 64, 200, &["-u", "nobody"], 10);
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    assert!(log.contains("cannot unbind group 64"), "{log}");
 }
 
 /// After `-u nobody` with nothing batched the stop does not wait for the
@@ -238,6 +237,7 @@ fn sigterm_after_uid_drop_with_nothing_pending_is_quick() {
     if !lab::require_root() || daemon::oracle_mode() {
         return;
     }
-    let took = sigterm_with_pending_batch("sbatchn", 65, 6000, &["-u", "nobody"], 0);
-    assert!(took < Duration::from_secs(1), "stop took {took:?}");
+    let (took, log) = sigterm_with_pending_batch("sbatchn", 65, 6000, &["-u", "nobody"], 0);
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    assert!(log.contains("cannot unbind group 65"), "{log}");
 }
