@@ -18,8 +18,9 @@ use rulogd_plugin::{Emitter, Input, ReadStatus};
 use std::io::{Read, Seek};
 use std::time::{Duration, Instant};
 
-/// The kernel's NFLOG instances of this network namespace.
-pub const PROC_NFLOG: &str = "/proc/net/netfilter/nfnetlink_log";
+/// The kernel's NFLOG instances of the calling thread's network namespace
+/// (`/proc/net` follows the main thread's).
+pub const PROC_NFLOG: &str = "/proc/thread-self/net/netfilter/nfnetlink_log";
 
 /// How often the batch length is looked at while waiting for the flush.
 const QLEN_POLL: Duration = Duration::from_millis(10);
