@@ -135,3 +135,109 @@ fn sigterm_after_burst_writes_everything() {
     assert_eq!(recs.len(), PACKETS, "{drops}");
     assert!(recs.iter().all(|r| r.str("oob.prefix") == Some("sig")));
 }
+
+/// The kernel batches up to `netlink_qthreshold` packets and holds a partial
+/// batch for `netlink_qtimeout`: SIGTERM 0.3 s after 10 packets, long before
+/// the batch is sent, must still write all 10 (the input unbinds the group,
+/// which makes the kernel send the batch, and reads it before the outputs
+/// are drained). `extra` adds daemon arguments.
+fn sigterm_with_pending_batch(
+    tag: &str,
+    group: u16,
+    qtimeout: u32,
+    extra: &[&str],
+    packets: usize,
+) -> (Duration, String) {
+    let ns = Netns::new(tag).unwrap();
+    ns.nft(&rules(group)).unwrap();
+    let dir = TempDir::new(tag);
+    // After -u the daemon must still reach its files.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let json = dir.path().join("out.json");
+    let conf = lab::json_conf(group, &json).replace(
+        "netlink_socket_buffer_maxsize=16777216\n",
+        &format!(
+            "netlink_socket_buffer_maxsize=16777216\nnetlink_qthreshold=100\nnetlink_qtimeout={qtimeout}\n"
+        ),
+    );
+    assert!(conf.contains("netlink_qthreshold=100"));
+    let mut d = Daemon::start_with_args(
+        &ns,
+        Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf,
+        &[group],
+        &[&json],
+        extra,
+    );
+    let (_, sent) = ns
+        .run_in_thread(|| udp_send_paced("127.0.0.1:9999".parse().unwrap(), packets, 64, 0))
+        .unwrap();
+    assert_eq!(sent, packets);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        lab::count_lines(&json),
+        0,
+        "the kernel sent its batch early: the test proves nothing"
+    );
+    let t = std::time::Instant::now();
+    let st = d.stop_status();
+    let took = t.elapsed();
+    eprintln!("{tag}: stopped {took:?} after SIGTERM");
+    assert!(st.success(), "exit {st}\n{}", d.log_text());
+    let logged = ns.counter("inet", "t", "c").unwrap() as usize;
+    assert_eq!(logged, packets);
+    let recs = lab::read_records(&json);
+    assert_eq!(
+        recs.len(),
+        packets,
+        "records written after SIGTERM\n{}",
+        d.log_text()
+    );
+    assert!(recs.iter().all(|r| r.str("oob.prefix") == Some("sig")));
+    (took, d.log_text())
+}
+
+/// As root the unbind succeeds and the stop does not wait for the timeout
+/// (here 60 s). Not run against ulogd2, which unbinds at stop but does not
+/// read the batch this sends.
+#[test]
+fn sigterm_writes_the_kernels_pending_batch() {
+    if !lab::require_root() || daemon::oracle_mode() {
+        return;
+    }
+    let (took, log) = sigterm_with_pending_batch("sbatch", 63, 6000, &[], 10);
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    assert!(!log.contains("cannot unbind"), "{log}");
+}
+
+/// After `-u nobody` the kernel refuses the unbind (no CAP_NET_ADMIN): the
+/// input reads until the kernel's flush timer (here 2 s after the first
+/// packet) has sent the batch.
+#[test]
+fn sigterm_writes_the_pending_batch_after_uid_drop() {
+    if !lab::require_root() || daemon::oracle_mode() {
+        return;
+    }
+    let (took, log) = sigterm_with_pending_batch("sbatchu", 64, 200, &["-u", "nobody"], 10);
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    assert!(log.contains("cannot unbind group 64"), "{log}");
+}
+
+/// After `-u nobody` with nothing batched the stop does not wait for the
+/// flush timeout (60 s, capped at 10 s): the batch length is read from
+/// /proc through a file opened before the drop.
+#[test]
+fn sigterm_after_uid_drop_with_nothing_pending_is_quick() {
+    if !lab::require_root() || daemon::oracle_mode() {
+        return;
+    }
+    let (took, log) = sigterm_with_pending_batch("sbatchn", 65, 6000, &["-u", "nobody"], 0);
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    assert!(log.contains("cannot unbind group 65"), "{log}");
+}

@@ -458,3 +458,77 @@ fn differential_single_client() {
         panic!("UNIXSOCK records differ:\n{report}");
     }
 }
+
+/// `n` clients one after the other, as fast as possible: connect, send one
+/// message, close. Returns how long it took and how many sends failed (the
+/// daemon closed the connection first).
+fn churn(sock: &Path, tag: &str, n: usize) -> (Duration, usize) {
+    let t = Instant::now();
+    let mut failed = 0;
+    for i in 0..n {
+        let mut c = UnixStream::connect(sock).unwrap_or_else(|e| panic!("connect #{i}: {e}"));
+        if c.write_all(&nth(tag, i).0).is_err() {
+            failed += 1;
+        }
+    }
+    (t.elapsed(), failed)
+}
+
+/// Short-lived clients (connect, one message, close, within microseconds)
+/// arrive faster than their end of stream is seen: every message whose send
+/// succeeded must be written, and a long churn must not flood the log with a
+/// line per connection about the client limit. Not run against ulogd2,
+/// which serves one client at a time and closes the others.
+#[test]
+fn short_lived_clients_lose_nothing() {
+    if !lab::require_root() || lab::daemon::oracle_mode() {
+        return;
+    }
+    let ns = Netns::new("usch").unwrap();
+    let dir = TempDir::new("usch");
+    let json = dir.path().join("out.json");
+    let sock = dir.path().join("u.sock");
+    let d = Daemon::start(
+        &ns,
+        Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf(&sock, &json),
+        &[],
+        &[&json, &sock],
+    );
+    const BURST: usize = 500;
+    const CHURN: usize = 5_000;
+    let (took, burst_failed) = churn(&sock, "burst", BURST);
+    let got = |p: &str| {
+        lab::read_records(&json)
+            .iter()
+            .filter(|r| r.str("oob.prefix").is_some_and(|x| x.starts_with(p)))
+            .count()
+    };
+    lab::wait_until(Duration::from_secs(10), || got("burst-") >= BURST);
+    let burst = got("burst-");
+    eprintln!("{BURST} clients in {took:?}: {burst} written, {burst_failed} sends failed");
+    let (took, churn_failed) = churn(&sock, "churn", CHURN);
+    lab::wait_until(Duration::from_secs(20), || got("churn-") >= CHURN);
+    let churned = got("churn-");
+    eprintln!("{CHURN} clients in {took:?}: {churned} written, {churn_failed} sends failed");
+    let log = d.log_text();
+    let limit_lines = log.lines().filter(|l| l.contains("256 clients")).count();
+    eprintln!("{limit_lines} log lines about the client limit");
+    d.stop();
+    assert_eq!(
+        (burst_failed, churn_failed),
+        (0, 0),
+        "sends failed: the daemon closed connections"
+    );
+    assert_eq!(burst, BURST, "messages of the {BURST}-client burst written");
+    assert_eq!(
+        churned, CHURN,
+        "messages of the {CHURN}-client churn written"
+    );
+    assert!(
+        limit_lines <= 5,
+        "{limit_lines} lines about the client limit"
+    );
+}

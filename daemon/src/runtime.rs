@@ -257,6 +257,15 @@ fn input_loop(
         }
         emitted.set(total);
     }
+    // What the kernel still batches for this input goes through the stacks
+    // before the outputs hand over their last batches.
+    let mut em = Em {
+        rec: &mut rec,
+        roots: &mut roots,
+        emitted: 0,
+    };
+    input.stop(&mut em);
+    total += em.emitted;
     flush(&mut roots);
     emitted.set(total);
     // Dropping the outputs hands over their last batches.

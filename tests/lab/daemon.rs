@@ -138,6 +138,22 @@ impl Daemon {
         groups: &[u16],
         outputs: &[&Path],
     ) -> Daemon {
+        Self::start_with_args(ns, kind, dir, name, conf, groups, outputs, &[])
+    }
+
+    /// [`Daemon::start`] with `extra` appended to the daemon's arguments
+    /// (e.g. `-u nobody`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with_args(
+        ns: &Netns,
+        kind: Kind,
+        dir: &Path,
+        name: &str,
+        conf: &str,
+        groups: &[u16],
+        outputs: &[&Path],
+        extra: &[&str],
+    ) -> Daemon {
         let conf_path = dir.join(format!("{name}.conf"));
         let log = dir.join(format!("{name}.log"));
         let stderr = dir.join(format!("{name}.stderr"));
@@ -148,6 +164,7 @@ impl Daemon {
         let bin = kind.bin();
         let mut argv: Vec<std::ffi::OsString> =
             vec!["-c".into(), conf_path.clone().into_os_string(), "-v".into()];
+        argv.extend(extra.iter().map(std::ffi::OsString::from));
         // Through env(1), which execs, so the pid stays the daemon's and
         // signals reach it. STATE_DIRECTORY keeps rulogd's default spools
         // in the test's own directory (ulogd2 ignores it).

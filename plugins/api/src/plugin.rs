@@ -151,6 +151,11 @@ pub trait Input: Send {
     fn tick(&mut self, _now: Instant, _em: &mut dyn Emitter) {}
     /// A signal for this instance.
     fn signal(&mut self, _sig: Signal, _em: &mut dyn Emitter) {}
+    /// The daemon is stopping: emit what the kernel (or a peer) still holds
+    /// for this input, then let go of it. Called once, on the input's
+    /// thread, after the last `read` and before the outputs are flushed and
+    /// drained; a second SIGTERM exits without waiting for it.
+    fn stop(&mut self, _em: &mut dyn Emitter) {}
 }
 
 /// A per-record transformer or gate, run inline on its input's thread.

@@ -48,6 +48,9 @@ pub const RECV_BUDGET: usize = 64;
 /// by the query socket.
 const BUFSIZE: usize = 16384;
 
+/// Longest time `stop` reads events already in the socket.
+const STOP_DRAIN: Duration = Duration::from_millis(500);
+
 const IETF: u32 = 0;
 const NETFILTER: u32 = 21373;
 
@@ -531,6 +534,23 @@ impl Input for NfctInput {
             }
         }
         self.publish();
+    }
+
+    /// The kernel sends conntrack events one by one, with no batch to
+    /// flush; what matters is the events already in the socket, read here
+    /// (for at most [`STOP_DRAIN`]) rather than dropped with it.
+    fn stop(&mut self, em: &mut dyn Emitter) {
+        let until = Instant::now() + STOP_DRAIN;
+        while Instant::now() < until {
+            match self.read(em) {
+                Ok(ReadStatus::More) => {}
+                Ok(ReadStatus::Idle) => break,
+                Err(e) => {
+                    log::error!("{} (NFCT): read error while stopping: {e}", self.name);
+                    break;
+                }
+            }
+        }
     }
 
     fn signal(&mut self, sig: Signal, em: &mut dyn Emitter) {

@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[cfg(test)]
 mod kernel_test;
 mod setup;
+mod stop;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,7 @@ use setup::configure_kernel;
 #[cfg(test)]
 use setup::kernel_error;
 pub use setup::{Settings, OPTIONS};
+pub use stop::{flush_wait, MAX_FLUSH_WAIT};
 
 /// Receives per `read()` call before yielding to the core, so one busy
 /// input cannot starve timers and signals on its thread.
@@ -148,6 +150,11 @@ struct Stats {
     malformed: Counter,
     seq_gaps: Counter,
     rcvbuf: Counter,
+    /// Stops that unbound the group (the kernel sent its batch at once).
+    stop_unbound: Counter,
+    /// Stops whose unbind was refused (after `-u`), which waited for the
+    /// kernel's flush timeout instead.
+    stop_waited: Counter,
 }
 
 impl Stats {
@@ -159,6 +166,8 @@ impl Stats {
             malformed: set.counter("malformed"),
             seq_gaps: set.counter("seq_gaps"),
             rcvbuf: set.gauge("rcvbuf"),
+            stop_unbound: set.counter("stop_unbound"),
+            stop_waited: set.counter("stop_waited"),
         }
     }
 }
@@ -185,6 +194,17 @@ pub struct NflogInput {
     truncated_warned: bool,
     /// The receive buffer is large enough to pause between drains.
     coalesce: bool,
+    /// The group, unbound at stop.
+    group: u16,
+    /// The kernel's flush timeout in 1/100 s (0 = its default).
+    qtimeout: u32,
+    /// Sequence number of the unbind sent at stop, until answered.
+    awaiting: Option<u32>,
+    /// The kernel's answer (errno, 0 = done) to `awaiting`.
+    ack: Option<i32>,
+    /// `/proc/net/netfilter/nfnetlink_log`, opened before `-u` drops the
+    /// right to, for the batch length at stop.
+    proc_nflog: Option<std::fs::File>,
 }
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
@@ -194,7 +214,9 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
     configure_kernel(&mut sock, &s)?;
     let set = StatSet::new(format!("{} (NFLOG)", ctx.instance));
     ctx.shared.add_stats(set.clone());
-    Ok(Box::new(NflogInput::new(ctx.instance, &s, sock, &set)))
+    let mut inp = NflogInput::new(ctx.instance, &s, sock, &set);
+    inp.proc_nflog = std::fs::File::open(stop::PROC_NFLOG).ok();
+    Ok(Box::new(inp))
 }
 
 /// Wall-clock time as ulogd's `gettimeofday` fallback gives it.
@@ -299,6 +321,11 @@ impl NflogInput {
             malformed_warned: false,
             truncated_warned: false,
             coalesce: actual >= COALESCE_MIN_RCVBUF,
+            group: s.group,
+            qtimeout: s.qtimeout,
+            awaiting: None,
+            ack: None,
+            proc_nflog: None,
         }
     }
 
@@ -311,6 +338,11 @@ impl NflogInput {
         for m in messages(chunk) {
             let p = match m {
                 Ok(Message::Packet(p)) => p,
+                Ok(Message::Error { errno, seq }) if self.awaiting == Some(seq) => {
+                    self.awaiting = None;
+                    self.ack = Some(errno);
+                    continue;
+                }
                 Ok(Message::Error { errno, .. }) if errno != 0 => {
                     log::debug!("{} (NFLOG): kernel reported error {errno}", self.name);
                     continue;
@@ -461,5 +493,12 @@ impl Input for NflogInput {
             }
         }
         Ok(ReadStatus::More)
+    }
+
+    /// Unbinds the group, so the kernel sends its pending batch, and reads
+    /// until that batch is in; after `-u` (unbind refused) reads until the
+    /// kernel's flush timeout has passed.
+    fn stop(&mut self, em: &mut dyn Emitter) {
+        self.stop_and_drain(em);
     }
 }

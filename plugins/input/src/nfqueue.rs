@@ -36,6 +36,10 @@ pub use setup::{Settings, OPTIONS};
 /// end, in one message.
 pub const RECV_BUDGET: usize = 64;
 
+/// Longest time `stop` reads packets already queued to the socket: under a
+/// flood without fail_open the socket never empties.
+const STOP_DRAIN: Duration = Duration::from_millis(500);
+
 /// The output keys: NFLOG's, in its order, then the queue's own. The
 /// sequence numbers and `oob.prefix` have no NFQUEUE counterpart and are
 /// never set; `raw.type` neither (the kernel does not send the device type).
@@ -218,6 +222,8 @@ pub struct NfqueueInput {
     malformed_warned: bool,
     truncated_warned: bool,
     verdict_warned: bool,
+    /// `stop` has let go of the queue.
+    stopped: bool,
 }
 
 impl NfqueueInput {
@@ -247,6 +253,7 @@ impl NfqueueInput {
             malformed_warned: false,
             truncated_warned: false,
             verdict_warned: false,
+            stopped: false,
         }
     }
 
@@ -379,6 +386,11 @@ impl Input for NfqueueInput {
         self.flush_verdict();
     }
 
+    /// Logs and answers what the socket holds, then lets go of the queue.
+    fn stop(&mut self, em: &mut dyn Emitter) {
+        self.release(Some(em));
+    }
+
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         let mut status = ReadStatus::More;
         for _ in 0..RECV_BUDGET {
@@ -423,14 +435,15 @@ impl Input for NfqueueInput {
     }
 }
 
-impl Drop for NfqueueInput {
+impl NfqueueInput {
     /// Lets go of the queue without dropping packets: the kernel drops what
     /// is still queued when the socket closes. With fail_open, a queue length
     /// of 0 makes it accept new packets instead of queueing them; then one
     /// batch verdict accepts everything still held (ids up to 2^30 past the
     /// last one seen, far more than any queue holds, yet close enough that
     /// the kernel's wrap-around comparison still counts earlier ids in).
-    fn drop(&mut self) {
+    fn release(&mut self, em: Option<&mut dyn Emitter>) {
+        self.stopped = true;
         if self.fail_open {
             let seq = self.sock.next_seq();
             self.out.clear();
@@ -439,8 +452,31 @@ impl Drop for NfqueueInput {
                 log::debug!("{} (NFQUEUE): cannot shrink queue at stop: {e}", self.name);
             }
         }
+        if let Some(em) = em {
+            // Packets already in the socket are logged and answered like any
+            // other; only those queued after this get the blanket verdict.
+            let until = Instant::now() + STOP_DRAIN;
+            while Instant::now() < until {
+                match self.read(em) {
+                    Ok(ReadStatus::More) => {}
+                    Ok(ReadStatus::Idle) => break,
+                    Err(e) => {
+                        log::error!("{} (NFQUEUE): read error while stopping: {e}", self.name);
+                        break;
+                    }
+                }
+            }
+        }
         let last = self.last_id.unwrap_or(0);
         self.pending = Some(last.wrapping_add(1 << 30));
         self.flush_verdict();
+    }
+}
+
+impl Drop for NfqueueInput {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.release(None);
+        }
     }
 }

@@ -20,9 +20,10 @@ use rulogd_plugin::{
 };
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
+mod accept;
 mod client;
 pub mod frame;
 mod listen;
@@ -33,12 +34,17 @@ use client::Client;
 use frame::{decode, frames, Decoded, MAX_FRAME};
 use listen::FileId;
 
-/// Connections served at once; more are accepted and closed at once, with a
-/// warning, as ulogd does with every connection after the first.
+/// Connections served at once. At the limit the listener is paused and
+/// further connections wait in its backlog until a client leaves (ulogd
+/// instead accepts and closes every connection after the first).
 pub const MAX_CLIENTS: usize = 256;
 
 /// Readiness events handled per `read()` call.
 const EVENTS: usize = 32;
+
+/// Longest time `stop` reads what clients already sent: a client that
+/// streams without pause would otherwise hold the daemon.
+const STOP_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The epoll token of the listening socket; clients use their slot index.
 const LISTENER: u64 = u64::MAX;
@@ -181,6 +187,7 @@ struct Stats {
     clients: Counter,
     connected: Counter,
     rejected: Counter,
+    paused: Counter,
     malformed: Counter,
     truncated: Counter,
     unknown_options: Counter,
@@ -194,6 +201,7 @@ impl Stats {
             clients: set.counter("clients"),
             connected: set.gauge("connected"),
             rejected: set.counter("rejected"),
+            paused: set.counter("accept_paused"),
             malformed: set.counter("malformed"),
             truncated: set.counter("truncated"),
             unknown_options: set.counter("unknown_options"),
@@ -273,6 +281,11 @@ pub struct UnixsockInput {
     slots: [Option<Slot>; NKEYS],
     stats: Stats,
     accept_warned: bool,
+    /// The listener is out of the epoll set because MAX_CLIENTS are served.
+    paused: bool,
+    /// Pauses since the last notice about the limit, and when it was logged.
+    pauses_unlogged: u64,
+    last_limit_notice: Option<std::time::Instant>,
 }
 
 impl UnixsockInput {
@@ -320,69 +333,15 @@ impl UnixsockInput {
             slots: std::array::from_fn(|i| Some(i as Slot)),
             stats: Stats::new(set),
             accept_warned: false,
+            paused: false,
+            pauses_unlogged: 0,
+            last_limit_notice: None,
         })
     }
 
     /// The per-client buffer size in use.
     pub fn bufsize(&self) -> usize {
         self.bufsize
-    }
-
-    /// Accepts every pending connection.
-    fn accept_all(&mut self) {
-        loop {
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of fds, most likely: the listener stays readable and
-                    // is retried on the next wakeup; say so once.
-                    if !self.accept_warned {
-                        self.accept_warned = true;
-                        log::warn!("{} (UNIXSOCK): cannot accept a client: {e}", self.name);
-                    }
-                    return;
-                }
-            };
-            self.accept_warned = false;
-            self.add_client(stream);
-        }
-    }
-
-    fn add_client(&mut self, stream: UnixStream) {
-        let peer = listen::peer(stream.as_raw_fd());
-        let id = self.next_id;
-        self.next_id += 1;
-        self.stats.clients.inc();
-        if self.connected >= MAX_CLIENTS {
-            self.stats.rejected.inc();
-            log::warn!(
-                "{} (UNIXSOCK): {MAX_CLIENTS} clients already connected, rejecting client #{id} {peer:?}",
-                self.name
-            );
-            return;
-        }
-        if let Err(e) = stream.set_nonblocking(true) {
-            log::warn!("{} (UNIXSOCK): client #{id}: {e}", self.name);
-            return;
-        }
-        let slot = match self.clients.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.clients.push(None);
-                self.clients.len() - 1
-            }
-        };
-        if let Err(e) = epoll_add(self.epoll.as_raw_fd(), stream.as_raw_fd(), slot as u64) {
-            log::warn!("{} (UNIXSOCK): client #{id}: epoll_ctl: {e}", self.name);
-            return;
-        }
-        let c = Client::new(stream, id, peer, self.bufsize);
-        log::info!("{} (UNIXSOCK): {c} connected", self.name);
-        self.clients[slot] = Some(c);
-        self.connected += 1;
-        self.stats.connected.set(self.connected as u64);
     }
 
     /// Forgets client `slot` and closes its connection.
@@ -401,12 +360,15 @@ impl UnixsockInput {
         };
         self.connected -= 1;
         self.stats.connected.set(self.connected as u64);
+        if self.paused && self.connected < MAX_CLIENTS {
+            self.resume();
+        }
     }
 
     /// Reads once from client `slot` and emits every complete message.
-    fn serve(&mut self, slot: usize, em: &mut dyn Emitter) {
+    fn serve(&mut self, slot: usize, em: &mut dyn Emitter) -> Served {
         let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
-            return;
+            return Served::Closed;
         };
         c.make_room(self.bufsize);
         let n = match c.recv() {
@@ -425,14 +387,17 @@ impl UnixsockInput {
                         c.messages
                     );
                 }
-                return self.close(slot);
+                self.close(slot);
+                return Served::Closed;
             }
             Ok(n) => n,
             Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => return,
+                io::ErrorKind::WouldBlock => return Served::Drained,
+                io::ErrorKind::Interrupted => return Served::Data,
                 _ => {
                     log::warn!("{} (UNIXSOCK): {c}: read error, closing: {e}", self.name);
-                    return self.close(slot);
+                    self.close(slot);
+                    return Served::Closed;
                 }
             },
         };
@@ -491,10 +456,23 @@ impl UnixsockInput {
                 c.offset + at as u64,
                 c.messages
             );
-            return self.close(slot);
+            self.close(slot);
+            return Served::Closed;
         }
         c.offset += complete as u64;
+        Served::Data
     }
+}
+
+/// What one read from a client found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// Bytes arrived; more may follow.
+    Data,
+    /// Nothing more for now.
+    Drained,
+    /// The connection is gone (end of stream, error or garbage).
+    Closed,
 }
 
 /// Whether `a` already is `b` (so the record need not take a new reference).
@@ -539,12 +517,28 @@ impl Input for UnixsockInput {
         for ev in &events[..n as usize] {
             let token = ev.u64;
             if token == LISTENER {
-                self.accept_all();
+                self.accept_all(em);
             } else {
                 self.serve(token as usize, em);
             }
         }
         Ok(ReadStatus::More)
+    }
+
+    /// Reads what connected clients (and those waiting in the backlog)
+    /// already sent, for at most [`STOP_DRAIN`], instead of closing on it.
+    fn stop(&mut self, em: &mut dyn Emitter) {
+        let until = std::time::Instant::now() + STOP_DRAIN;
+        while std::time::Instant::now() < until {
+            match self.read(em) {
+                Ok(ReadStatus::More) => {}
+                Ok(ReadStatus::Idle) => break,
+                Err(e) => {
+                    log::error!("{} (UNIXSOCK): read error while stopping: {e}", self.name);
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -380,3 +380,46 @@ fn kernel_overrun_is_counted_and_grows_the_buffer() {
     );
     assert!(stat(&shared, "rcvbuf") > 8192, "buffer grew after ENOBUFS");
 }
+
+/// `stop` unbinds the group: the kernel sends the batch it held
+/// (qthreshold 100, qtimeout 60 s) and every packet is read before the
+/// acknowledgement; the group is gone afterwards.
+#[test]
+fn kernel_stop_reads_the_pending_batch() {
+    if !enabled() {
+        return;
+    }
+    let ns = Netns::new(
+        "stop",
+        "table inet t { chain out { type filter hook output priority 0; udp dport 9997 log group 9; }; }",
+    );
+    const N: usize = 10;
+    let (before, during, em, shared, after) = ns.run(|| {
+        let shared = SharedRegistry::default();
+        let opts = [
+            ("group", 9),
+            ("netlink_qthreshold", 100),
+            ("netlink_qtimeout", 6000),
+        ];
+        let mut inp = build_input(&shared, &opts).expect("build NFLOG input");
+        inp.bind(&binding(None)).expect("bind");
+        let s = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        for i in 0..N {
+            s.send_to(&[i as u8; 32], "127.0.0.1:9997").expect("send");
+        }
+        let mut em = Collect::new();
+        std::thread::sleep(Duration::from_millis(50));
+        while inp.read(&mut em).expect("read") == ReadStatus::More {}
+        let before = em.out.len();
+        let listing = || std::fs::read_to_string(stop::PROC_NFLOG).unwrap_or_default();
+        let during = stop::batched(&listing(), 9);
+        inp.stop(&mut em);
+        (before, during, em, shared, stop::batched(&listing(), 9))
+    });
+    assert_eq!(before, 0, "the kernel sent its batch early: nothing tested");
+    assert_eq!(during, Some(N as u32), "packets batched in the kernel");
+    assert_eq!(em.out.len(), N, "records read at stop");
+    assert_eq!(stat(&shared, "stop_unbound"), 1);
+    assert_eq!(stat(&shared, "stop_waited"), 0);
+    assert_eq!(after, None, "group 9 still bound after stop");
+}

@@ -5,6 +5,7 @@ use super::frame::{decode, encode, frames, opt, parse_frame, FrameError, MARKER}
 use super::*;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -508,4 +509,95 @@ fn largest_message_and_disconnect_mid_message() {
     assert_eq!(get(&em.out[0], "raw.pktlen"), Some("65527"));
     pump(&mut inp, &mut em, |_| stat(&set, "truncated") == 1);
     assert_eq!(stat(&set, "connected"), 0);
+}
+
+/// At the client limit the listener pauses: the connections beyond it wait
+/// in the backlog with what they sent, nothing is closed, and they are
+/// served once clients leave.
+#[test]
+fn limit_pauses_accepting_and_loses_nothing() {
+    const EXTRA: usize = 40;
+    let t = Tmp::new();
+    let (mut inp, set) = open(&t);
+    let mut em = collect();
+    let mut held = Vec::new();
+    for i in 0..MAX_CLIENTS + EXTRA {
+        let mut c = UnixStream::connect(t.sock()).unwrap();
+        let p = format!("c{i}\0");
+        c.write_all(&one(&ipv4_udp(), &[(opt::PREFIX, p.as_bytes())]))
+            .unwrap();
+        held.push(c);
+        // Accepts as clients come, so the backlog never holds more than
+        // the ones over the limit.
+        inp.read(&mut em).unwrap();
+    }
+    pump(&mut inp, &mut em, |e| e.out.len() >= MAX_CLIENTS);
+    for _ in 0..20 {
+        inp.read(&mut em).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(em.out.len(), MAX_CLIENTS, "served beyond the limit");
+    assert_eq!(stat(&set, "connected"), MAX_CLIENTS as u64);
+    assert_eq!(stat(&set, "accept_paused"), 1);
+    assert_eq!(stat(&set, "rejected"), 0);
+    // Nobody was turned away: every client's connection is still open.
+    for c in &held {
+        c.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let r = (&*c).read(&mut b);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{r:?}"
+        );
+    }
+    held.drain(..100);
+    pump(&mut inp, &mut em, |e| e.out.len() >= MAX_CLIENTS + EXTRA);
+    let mut got: Vec<String> = em
+        .out
+        .iter()
+        .filter_map(|r| get(r, "oob.prefix").map(str::to_string))
+        .collect();
+    got.sort_by_key(|p| p[1..].parse::<usize>().unwrap());
+    let want: Vec<String> = (0..MAX_CLIENTS + EXTRA).map(|i| format!("c{i}")).collect();
+    assert_eq!(got, want);
+    pump(&mut inp, &mut em, |_| {
+        stat(&set, "connected") == (MAX_CLIENTS + EXTRA - 100) as u64
+    });
+    assert_eq!(stat(&set, "accept_paused"), 1);
+}
+
+/// A client that connects, sends and closes before it is accepted is read
+/// at accept: the limit counts only clients still there.
+#[test]
+fn closed_before_accept_is_read_at_accept() {
+    let t = Tmp::new();
+    let (mut inp, set) = open(&t);
+    let mut em = collect();
+    const N: usize = 100;
+    for i in 0..N {
+        let mut c = UnixStream::connect(t.sock()).unwrap();
+        let p = format!("q{i}\0");
+        c.write_all(&one(&ipv4_udp(), &[(opt::PREFIX, p.as_bytes())]))
+            .unwrap();
+    }
+    // One read call: one listener event, every connection accepted, read
+    // and closed in it.
+    inp.read(&mut em).unwrap();
+    assert_eq!(em.out.len(), N);
+    assert_eq!(stat(&set, "connected"), 0);
+    assert_eq!(stat(&set, "clients"), N as u64);
+}
+
+/// What clients sent before the stop is read by `stop`, not closed on.
+#[test]
+fn stop_reads_what_clients_sent() {
+    let t = Tmp::new();
+    let (mut inp, _set) = open(&t);
+    let mut em = collect();
+    let mut c = UnixStream::connect(t.sock()).unwrap();
+    c.write_all(&one(&ipv4_udp(), &[(opt::PREFIX, b"last\0")]))
+        .unwrap();
+    inp.stop(&mut em);
+    assert_eq!(em.out.len(), 1);
+    assert_eq!(get(&em.out[0], "oob.prefix"), Some("last"));
 }
