@@ -123,10 +123,17 @@ fn start(args: &cli::Args) -> Result<i32> {
     } else {
         None
     };
-    let result = (|| -> Result<(runtime::Runtime, Arc<SharedRegistry>, Option<process::PidFile>)> {
+    type Started = (
+        runtime::Runtime,
+        signal_hook::iterator::Signals,
+        Arc<SharedRegistry>,
+        Option<process::PidFile>,
+    );
+    let result = (|| -> Result<Started> {
         if let Some((lf, line)) = &cfg.logfile {
-            logging::set_logfile(lf)
-                .with_context(|| format!("{}:{line}: cannot open logfile {lf}", cfg.path.display()))?;
+            logging::set_logfile(lf).with_context(|| {
+                format!("{}:{line}: cannot open logfile {lf}", cfg.path.display())
+            })?;
         }
         let pid = match &args.pidfile {
             Some(p) => Some(process::PidFile::create(p)?),
@@ -141,8 +148,9 @@ fn start(args: &cli::Args) -> Result<i32> {
             owner,
         }));
         if cfg.path == Path::new(EMBEDDED_NAME) && !Path::new(DEFAULT_LOG_DIR).exists() {
-            std::fs::create_dir_all(DEFAULT_LOG_DIR)
-                .with_context(|| format!("cannot make {DEFAULT_LOG_DIR} for the embedded default"))?;
+            std::fs::create_dir_all(DEFAULT_LOG_DIR).with_context(|| {
+                format!("cannot make {DEFAULT_LOG_DIR} for the embedded default")
+            })?;
             shared.hand_over_later(PathBuf::from(DEFAULT_LOG_DIR));
         }
         stack::instantiate(&cfg, &mut trees, &shared)?;
@@ -166,15 +174,20 @@ fn start(args: &cli::Args) -> Result<i32> {
         for st in &cfg.stacks {
             log::info!("building new pluginstance stack: '{}'", st.text);
         }
+        // Before the inputs run: an input that finishes at once (a short
+        // capture file) stops the daemon with a SIGTERM of its own.
+        let signals = signal_hook::iterator::Signals::new(SIGNALS)
+            .context("cannot install signal handlers")?;
         let rt = runtime::Runtime::start(trees, &shared).context("starting input threads")?;
         if let Some(ep) = metrics {
             let a = ep.local_addr()?;
-            ep.serve(shared.clone()).context("starting the metrics thread")?;
+            ep.serve(shared.clone())
+                .context("starting the metrics thread")?;
             log::info!("metrics at http://{a}/metrics");
         }
-        Ok((rt, shared, pid))
+        Ok((rt, signals, shared, pid))
     })();
-    let (rt, shared, pid) = match result {
+    let (rt, signals, shared, pid) = match result {
         Ok(v) => v,
         Err(e) => {
             if let Some(r) = ready {
@@ -204,7 +217,7 @@ fn start(args: &cli::Args) -> Result<i32> {
             notify::start_watchdog(n.clone(), period, rt.beats.clone());
         }
     }
-    Ok(serve(rt, shared, pid, notifier))
+    Ok(serve(rt, signals, shared, pid, notifier))
 }
 
 fn log_stats(shared: &SharedRegistry, why: &str) {
@@ -214,8 +227,18 @@ fn log_stats(shared: &SharedRegistry, why: &str) {
 }
 
 /// Handles signals until the daemon stops; returns the exit code.
+/// The signals the daemon handles.
+const SIGNALS: [i32; 5] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGUSR1,
+    signal_hook::consts::SIGUSR2,
+];
+
 fn serve(
     rt: runtime::Runtime,
+    mut signals: signal_hook::iterator::Signals,
     shared: Arc<SharedRegistry>,
     pid: Option<process::PidFile>,
     notifier: Option<Arc<notify::Notifier>>,
@@ -226,14 +249,6 @@ fn serve(
         }
     };
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
-    let mut signals =
-        match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]) {
-            Ok(s) => s,
-            Err(e) => {
-                log::error!("cannot install signal handlers: {e}");
-                return 1;
-            }
-        };
     let pid = Arc::new(Mutex::new(pid));
     let mut rt = Some(rt);
     for sig in signals.forever() {

@@ -21,6 +21,10 @@ pub struct Control {
     pub stop: AtomicBool,
     /// Bumped on every SIGUSR2.
     pub usr2: AtomicU64,
+    /// Input threads started.
+    pub inputs: AtomicU64,
+    /// Inputs that said they have nothing more (the end of a capture file).
+    pub finished: AtomicU64,
 }
 
 /// Per-node counters, kept as plain integers on the hot path and published
@@ -183,6 +187,9 @@ fn input_loop(
     let mut read_errors = 0u64;
     // Records emitted since the last flush.
     let mut unflushed = false;
+    // The input has nothing more; the loop still turns for signals, timers
+    // and the watchdog until the daemon stops.
+    let mut finished = false;
     while !ctl.stop.load(Ordering::Relaxed) {
         // The watchdog's proof of life: the loop turns every 100 ms or less.
         beat.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +201,7 @@ fn input_loop(
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));
         }
         let mut readable = false;
-        if let Some(fd) = fd {
+        if let Some(fd) = fd.filter(|_| !finished) {
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -224,6 +231,21 @@ fn input_loop(
                         }
                     }
                     Ok(ReadStatus::Idle) => break,
+                    Ok(ReadStatus::Finished) => {
+                        finished = true;
+                        flush(em.roots);
+                        last_flush = Instant::now();
+                        let done = ctl.finished.fetch_add(1, Ordering::Relaxed) + 1;
+                        if done == ctl.inputs.load(Ordering::Relaxed) {
+                            log::warn!(
+                                "{id}: every input has finished: draining the outputs and exiting"
+                            );
+                            // The same path as SIGTERM: stop, drain, exit 0.
+                            // SAFETY: kill(2) on our own pid has no memory effects.
+                            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+                        }
+                        break;
+                    }
                     Err(e) => {
                         read_errors += 1;
                         if read_errors < 10 || read_errors.is_power_of_two() {
@@ -288,6 +310,8 @@ impl Runtime {
         let ctl = Arc::new(Control::default());
         let mut threads = Vec::new();
         let mut beats = Vec::new();
+        let inputs = trees.iter().filter(|t| t.inst.is_some()).count();
+        ctl.inputs.store(inputs as u64, Ordering::Relaxed);
         for t in trees {
             let Some(input) = t.inst else { continue };
             let set = StatSet::new(format!("{} ({} stacks)", t.id, t.reg.info.name));

@@ -108,6 +108,18 @@ enum Format {
     },
 }
 
+/// The fields of a pcapng packet block, whichever kind it is.
+struct PacketBlock {
+    iface: u32,
+    ts: u64,
+    caplen: u32,
+    origlen: u32,
+    /// Offset of the packet bytes from the block's start.
+    data_off: usize,
+    /// Bytes the block has for them.
+    room: usize,
+}
+
 /// A capture file's parser: the format learnt from its header and the
 /// offset of the next record.
 #[derive(Clone, Debug)]
@@ -244,7 +256,13 @@ impl Parser {
         Ok(n)
     }
 
-    fn pcap_record(&self, buf: &[u8], big: bool, nanos: bool, linktype: u16) -> Result<Next, FileError> {
+    fn pcap_record(
+        &self,
+        buf: &[u8],
+        big: bool,
+        nanos: bool,
+        linktype: u16,
+    ) -> Result<Next, FileError> {
         if buf.len() < 16 {
             return Ok(Next::NeedMore { need: 16 });
         }
@@ -289,7 +307,10 @@ impl Parser {
                 (_, BYTE_ORDER) => false,
                 (m, _) => return Err(self.corrupt(format!("section byte-order magic {m:#010x}"))),
             };
-            if let Format::Pcapng { big: b, interfaces, .. } = &mut self.format {
+            if let Format::Pcapng {
+                big: b, interfaces, ..
+            } = &mut self.format
+            {
                 *b = big;
                 interfaces.clear();
             }
@@ -299,7 +320,7 @@ impl Parser {
         };
         let btype = u32_at(buf, 0, big);
         let total = u32_at(buf, 4, big) as usize;
-        if total < 12 || total % 4 != 0 {
+        if total < 12 || !total.is_multiple_of(4) {
             return Err(self.corrupt(format!("block length {total}")));
         }
         if total > MAX_RECORD {
@@ -379,24 +400,26 @@ impl Parser {
 
     fn iface(&self, id: u32) -> Result<Interface, FileError> {
         match &self.format {
-            Format::Pcapng { interfaces, .. } => interfaces
-                .get(id as usize)
-                .copied()
-                .ok_or_else(|| self.corrupt(format!("packet of interface {id}, which no block described"))),
+            Format::Pcapng { interfaces, .. } => {
+                interfaces.get(id as usize).copied().ok_or_else(|| {
+                    self.corrupt(format!(
+                        "packet of interface {id}, which no block described"
+                    ))
+                })
+            }
             Format::Pcap { .. } => unreachable!("pcapng interface in a pcap file"),
         }
     }
 
-    fn packet(
-        &self,
-        iface: u32,
-        ts: u64,
-        caplen: u32,
-        origlen: u32,
-        data_off: usize,
-        room: usize,
-        total: usize,
-    ) -> Result<Next, FileError> {
+    fn packet(&self, b: PacketBlock, total: usize) -> Result<Next, FileError> {
+        let PacketBlock {
+            iface,
+            ts,
+            caplen,
+            origlen,
+            data_off,
+            room,
+        } = b;
         let i = self.iface(iface)?;
         if caplen as usize > room {
             return Err(self.corrupt(format!("captured length {caplen} runs past its block")));
@@ -423,7 +446,15 @@ impl Parser {
         }
         let ts = (u64::from(u32_at(body, 4, big)) << 32) | u64::from(u32_at(body, 8, big));
         let (caplen, origlen) = (u32_at(body, 12, big), u32_at(body, 16, big));
-        self.packet(u32_at(body, 0, big), ts, caplen, origlen, 28, body.len() - 20, total)
+        let b = PacketBlock {
+            iface: u32_at(body, 0, big),
+            ts,
+            caplen,
+            origlen,
+            data_off: 28,
+            room: body.len() - 20,
+        };
+        self.packet(b, total)
     }
 
     fn obsolete_packet(&self, body: &[u8], big: bool, total: usize) -> Result<Next, FileError> {
@@ -432,7 +463,15 @@ impl Parser {
         }
         let ts = (u64::from(u32_at(body, 4, big)) << 32) | u64::from(u32_at(body, 8, big));
         let (caplen, origlen) = (u32_at(body, 12, big), u32_at(body, 16, big));
-        self.packet(u32::from(u16_at(body, 0, big)), ts, caplen, origlen, 28, body.len() - 20, total)
+        let b = PacketBlock {
+            iface: u32::from(u16_at(body, 0, big)),
+            ts,
+            caplen,
+            origlen,
+            data_off: 28,
+            room: body.len() - 20,
+        };
+        self.packet(b, total)
     }
 
     /// A simple packet block: no timestamp (0), interface 0.
@@ -446,7 +485,15 @@ impl Parser {
             _ => u32::MAX,
         };
         let caplen = origlen.min(snap).min((body.len() - 4) as u32);
-        self.packet(0, 0, caplen, origlen, 12, body.len() - 4, total)
+        let b = PacketBlock {
+            iface: 0,
+            ts: 0,
+            caplen,
+            origlen,
+            data_off: 12,
+            room: body.len() - 4,
+        };
+        self.packet(b, total)
     }
 }
 

@@ -5,10 +5,18 @@ use super::*;
 
 fn pcap(big: bool, nanos: bool, linktype: u32, recs: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
     let w32 = |v: &mut Vec<u8>, x: u32| {
-        v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() })
+        v.extend_from_slice(&if big {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        })
     };
     let w16 = |v: &mut Vec<u8>, x: u16| {
-        v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() })
+        v.extend_from_slice(&if big {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        })
     };
     let mut v = Vec::new();
     w32(&mut v, if nanos { PCAP_NS } else { PCAP_US });
@@ -31,7 +39,7 @@ fn pcap(big: bool, nanos: bool, linktype: u32, recs: &[(u32, u32, &[u8], u32)]) 
 /// A pcapng block of `btype` with `body` (padded), little-endian.
 fn block(btype: u32, body: &[u8]) -> Vec<u8> {
     let mut b = body.to_vec();
-    while b.len() % 4 != 0 {
+    while !b.len().is_multiple_of(4) {
         b.push(0);
     }
     let total = (b.len() + 12) as u32;
@@ -75,10 +83,18 @@ fn epb(iface: u32, ts: u64, data: &[u8], orig: u32) -> Vec<u8> {
 #[test]
 fn pcap_in_both_byte_orders_and_resolutions() {
     for (big, nanos) in [(false, false), (true, false), (false, true), (true, true)] {
-        let f = pcap(big, nanos, 1, &[(100, 5, b"abcd", 60), (101, 999, b"xy", 2)]);
+        let f = pcap(
+            big,
+            nanos,
+            1,
+            &[(100, 5, b"abcd", 60), (101, 999, b"xy", 2)],
+        );
         let pk = parse_all(&f).unwrap();
         assert_eq!(pk.len(), 2);
-        assert_eq!((pk[0].sec, pk[0].caplen, pk[0].origlen, pk[0].linktype), (100, 4, 60, 1));
+        assert_eq!(
+            (pk[0].sec, pk[0].caplen, pk[0].origlen, pk[0].linktype),
+            (100, 4, 60, 1)
+        );
         assert_eq!(pk[0].nsec, if nanos { 5 } else { 5000 });
         assert_eq!(&f[pk[1].data_off..pk[1].data_off + 2], b"xy");
     }
@@ -97,8 +113,14 @@ fn pcapng_interfaces_resolutions_and_skipped_blocks() {
     let pk = parse_all(&f).unwrap();
     assert_eq!(pk.len(), 3);
     assert_eq!((pk[0].sec, pk[0].nsec, pk[0].linktype), (1500, 123_000, 1));
-    assert_eq!((pk[1].sec, pk[1].nsec, pk[1].linktype, pk[1].origlen), (2000, 500, 101, 9));
-    assert_eq!((pk[2].sec, pk[2].nsec, pk[2].interface), (3, 500_000_000, Some(2)));
+    assert_eq!(
+        (pk[1].sec, pk[1].nsec, pk[1].linktype, pk[1].origlen),
+        (2000, 500, 101, 9)
+    );
+    assert_eq!(
+        (pk[2].sec, pk[2].nsec, pk[2].interface),
+        (3, 500_000_000, Some(2))
+    );
     assert_eq!(&f[pk[1].data_off..pk[1].data_off + 2], b"ip");
 }
 
@@ -113,7 +135,11 @@ fn a_second_section_resets_the_interfaces() {
     assert_eq!(parse_all(&f).unwrap()[0].linktype, 101);
     f.extend(epb(1, 0, b"\x45", 1));
     let e = parse_all(&f).unwrap_err();
-    assert!(e.to_string().contains("interface 1, which no block described"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("interface 1, which no block described"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -154,30 +180,80 @@ fn fed_a_byte_at_a_time_the_parser_asks_for_more_and_agrees() {
 #[test]
 fn damage_is_an_error_with_its_offset() {
     let err = |f: &[u8]| parse_all(f).unwrap_err().to_string();
-    assert!(err(b"GIF89a.........................").contains("not a pcap or pcapng file: magic 0x47494638"));
+    assert!(err(b"GIF89a.........................")
+        .contains("not a pcap or pcapng file: magic 0x47494638"));
     let mut f = pcap(false, false, 1, &[(1, 0, b"abcdef", 6)]);
     f.truncate(f.len() - 2);
-    assert_eq!(err(&f), "truncated at byte 24: a pcap record needs 22 bytes, 20 left");
+    assert_eq!(
+        err(&f),
+        "truncated at byte 24: a pcap record needs 22 bytes, 20 left"
+    );
     let mut f = pcap(false, false, 1, &[]);
     f.extend_from_slice(&[0, 0, 0, 0, 0x40, 0x42, 0x0f, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9]);
-    assert!(err(&f).contains("at byte 24: timestamp fraction 1000000"), "{}", err(&f));
+    assert!(
+        err(&f).contains("at byte 24: timestamp fraction 1000000"),
+        "{}",
+        err(&f)
+    );
     let mut f = pcap(false, false, 1, &[]);
     f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
-    assert!(err(&f).contains("captured length 2147483647 larger than"), "{}", err(&f));
+    assert!(
+        err(&f).contains("captured length 2147483647 larger than"),
+        "{}",
+        err(&f)
+    );
     let mut f = shb();
     let at = f.len();
     f.extend(epb(0, 0, b"x", 1));
-    assert!(err(&f).contains(&format!("byte {at}: packet of interface 0")), "{}", err(&f));
+    assert!(
+        err(&f).contains(&format!("byte {at}: packet of interface 0")),
+        "{}",
+        err(&f)
+    );
     let mut f = shb();
     f.extend(idb(1, None));
     let mut b = epb(0, 0, b"abcd", 4);
     b[20] = 200; // captured length past the block
     f.extend(b);
-    assert!(err(&f).contains("captured length 200 runs past its block"), "{}", err(&f));
+    assert!(
+        err(&f).contains("captured length 200 runs past its block"),
+        "{}",
+        err(&f)
+    );
     let mut f = shb();
     f.extend_from_slice(&[6, 0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert!(err(&f).contains("block length 13"), "{}", err(&f));
     let mut f = pcap(false, false, 1, &[]);
     f[4] = 3;
     assert!(err(&f).contains("pcap version 3"), "{}", err(&f));
+}
+
+#[test]
+fn replays_the_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fuzz/corpus/capture_file");
+    let mut seeds = 0;
+    for e in std::fs::read_dir(&dir).expect("the capture_file corpus") {
+        let p = e.unwrap().path();
+        let data = std::fs::read(&p).unwrap();
+        let r = parse_all(&data);
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("seed-")
+        {
+            let pkts = r.unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(!pkts.is_empty(), "{}", p.display());
+            for k in &pkts {
+                let frame = &data[k.data_off..k.data_off + k.caplen as usize];
+                assert!(
+                    crate::decode(k.linktype, frame).is_some(),
+                    "{}",
+                    p.display()
+                );
+            }
+            seeds += 1;
+        }
+    }
+    assert!(seeds >= 4);
 }

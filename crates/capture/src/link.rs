@@ -149,9 +149,14 @@ mod tests {
     #[test]
     fn ethernet_with_two_tags_gives_the_inner_type_and_outer_vlan() {
         let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x88, 0xa8, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x86, 0xdd, 0x60]);
+        f.extend_from_slice(&[
+            0x88, 0xa8, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x86, 0xdd, 0x60,
+        ]);
         let fr = decode(ETHERNET, &f).unwrap();
-        assert_eq!((fr.l3, fr.ethertype, fr.family, fr.vlan), (22, 0x86dd, 10, Some(10)));
+        assert_eq!(
+            (fr.l3, fr.ethertype, fr.family, fr.vlan),
+            (22, 0x86dd, 10, Some(10))
+        );
         assert_eq!(fr.mac, Some((0, 22)));
     }
 
@@ -160,7 +165,10 @@ mod tests {
         let mut sll = vec![0, 0, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00];
         sll.push(0x45);
         let fr = decode(LINUX_SLL, &sll).unwrap();
-        assert_eq!((fr.l3, fr.family, fr.saddr, fr.arphrd), (16, 2, Some((6, 6)), 1));
+        assert_eq!(
+            (fr.l3, fr.family, fr.saddr, fr.arphrd),
+            (16, 2, Some((6, 6)), 1)
+        );
         let mut sll2 = vec![0x08, 0x06, 0, 0, 0, 0, 0, 7, 0, 1, 0, 6];
         sll2.extend_from_slice(&[0; 8]);
         let fr = decode(LINUX_SLL2, &sll2).unwrap();

@@ -133,6 +133,9 @@ pub enum ReadStatus {
     Idle,
     /// More may be pending; call `read` again.
     More,
+    /// The input has nothing more, ever (a capture file has ended). Once
+    /// every input is finished the daemon drains its outputs and exits 0.
+    Finished,
 }
 
 /// A source of records, run on its own thread.

@@ -1,5 +1,6 @@
 //! rulogd built-in input plugins, one file each, named after the ulogd plugin.
 
+pub mod capture;
 pub mod nfacct;
 pub mod nfct;
 pub mod nflog;
@@ -16,5 +17,6 @@ pub fn registrations() -> Vec<Registration> {
         nfacct::registration(),
         nfqueue::registration(),
         unixsock::registration(),
+        capture::registration(),
     ]
 }

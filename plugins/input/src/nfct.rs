@@ -544,7 +544,7 @@ impl Input for NfctInput {
         while Instant::now() < until {
             match self.read(em) {
                 Ok(ReadStatus::More) => {}
-                Ok(ReadStatus::Idle) => break,
+                Ok(ReadStatus::Idle | ReadStatus::Finished) => break,
                 Err(e) => {
                     log::error!("{} (NFCT): read error while stopping: {e}", self.name);
                     break;

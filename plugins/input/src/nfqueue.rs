@@ -459,7 +459,7 @@ impl NfqueueInput {
             while Instant::now() < until {
                 match self.read(em) {
                     Ok(ReadStatus::More) => {}
-                    Ok(ReadStatus::Idle) => break,
+                    Ok(ReadStatus::Idle | ReadStatus::Finished) => break,
                     Err(e) => {
                         log::error!("{} (NFQUEUE): read error while stopping: {e}", self.name);
                         break;

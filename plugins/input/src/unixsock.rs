@@ -532,7 +532,7 @@ impl Input for UnixsockInput {
         while std::time::Instant::now() < until {
             match self.read(em) {
                 Ok(ReadStatus::More) => {}
-                Ok(ReadStatus::Idle) => break,
+                Ok(ReadStatus::Idle | ReadStatus::Finished) => break,
                 Err(e) => {
                     log::error!("{} (UNIXSOCK): read error while stopping: {e}", self.name);
                     break;

@@ -67,7 +67,7 @@ impl NflogInput {
     fn drain(&mut self, em: &mut dyn Emitter) -> bool {
         loop {
             match self.read(em) {
-                Ok(ReadStatus::Idle) => return true,
+                Ok(ReadStatus::Idle | ReadStatus::Finished) => return true,
                 Ok(ReadStatus::More) => {}
                 Err(e) => {
                     log::error!("{} (NFLOG): read error while stopping: {e}", self.name);

@@ -1,0 +1,316 @@
+//! CAPTURE: packets read from a capture file (pcap or pcapng, as tcpdump,
+//! tshark or dumpcap write them), as the sensor's input. ulogd2 has no such
+//! input (its PCAP plugin is an output, hence the name).
+//!
+//! The records carry the keys NFLOG gives for the same packet (raw.pkt,
+//! raw.mac, oob.family, oob.protocol, oob.time.* …), so BASE, HWHDR, IP2STR
+//! and every output take them unchanged. The file is read in large chunks
+//! and every value is a span into the chunk; the packets' own timestamps are
+//! the records' times. At the end of the file the input is finished: once
+//! every input is, the daemon drains its outputs and exits 0, as
+//! `softflowd -r` or `argus -r` do.
+
+use bytes::{Bytes, BytesMut};
+use rulogd_capture::{decode, FileError, Next, Parser};
+use rulogd_plugin::{
+    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, OptionDef,
+    PluginInfo, PluginKind, ReadStatus, Registration, Slot, Span, StatSet, Value,
+};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+
+/// Bytes read from the file at a time: large enough that a read(2) costs
+/// little per packet, small enough to stay in cache-friendly reach.
+const CHUNK: usize = 1 << 20;
+
+/// The options.
+pub static OPTIONS: [OptionDef; 1] = [OptionDef::str(
+    "file",
+    "",
+    "the pcap or pcapng file to read (mandatory)",
+)];
+
+/// The output keys: NFLOG's names for the same facts.
+pub static KEYS: [KeyDef; 11] = [
+    KeyDef::new("raw.mac", KeyType::Raw),
+    KeyDef::new("raw.pkt", KeyType::Raw),
+    KeyDef::new("raw.pktlen", KeyType::U32),
+    KeyDef::new("raw.pktcount", KeyType::U32),
+    KeyDef::new("oob.time.sec", KeyType::U32),
+    KeyDef::new("oob.time.usec", KeyType::U32),
+    KeyDef::new("oob.ifindex_in", KeyType::U32),
+    KeyDef::new("raw.mac_len", KeyType::U16),
+    KeyDef::new("oob.family", KeyType::U8),
+    KeyDef::new("oob.protocol", KeyType::U16),
+    KeyDef::new("raw.type", KeyType::U16),
+];
+const K_MAC: usize = 0;
+const K_PKT: usize = 1;
+const K_PKTLEN: usize = 2;
+const K_PKTCOUNT: usize = 3;
+const K_SEC: usize = 4;
+const K_USEC: usize = 5;
+const K_IFINDEX_IN: usize = 6;
+const K_MAC_LEN: usize = 7;
+const K_FAMILY: usize = 8;
+const K_PROTOCOL: usize = 9;
+const K_TYPE: usize = 10;
+const NKEYS: usize = 11;
+
+/// The plugin descriptor.
+pub static INFO: PluginInfo = PluginInfo {
+    name: "CAPTURE",
+    kind: PluginKind::Input,
+    summary: "packets read from a pcap or pcapng capture file (the sensor's input)",
+    options: &OPTIONS,
+    input_keys: &[],
+    output_keys: &KEYS,
+    wildcard_input: false,
+};
+
+/// The registration for `registrations()`.
+pub fn registration() -> Registration {
+    Registration {
+        info: &INFO,
+        builder: Builder::Input(build),
+    }
+}
+
+struct Stats {
+    received: Counter,
+    bytes: Counter,
+    unknown_link: Counter,
+}
+
+/// A capture file being read.
+pub struct CaptureInput {
+    name: String,
+    path: PathBuf,
+    file: File,
+    parser: Parser,
+    /// Unparsed bytes: a partial record carried over from the last chunk.
+    buf: BytesMut,
+    slots: [Option<Slot>; NKEYS],
+    stats: Stats,
+    unknown_warned: bool,
+}
+
+fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
+    let path = ctx.options.str("file");
+    if path.is_empty() {
+        return Err(BuildError::option(
+            "file",
+            "CAPTURE needs file=\"/path/to/capture.pcap\"",
+        ));
+    }
+    let path = PathBuf::from(path);
+    let mut file = File::open(&path)
+        .map_err(|e| BuildError::io(format!("CAPTURE: cannot open {}", path.display()), e))?;
+    // The header is read now, so a file that is not a capture stops the start.
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    let parser = loop {
+        match Parser::start(&buf) {
+            Ok(Some((p, used))) => {
+                let _ = buf.split_to(used);
+                break p;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(file_error(&path, e)),
+        }
+        if fill(&mut file, &mut buf).map_err(|e| read_error(&path, e))? == 0 {
+            let e = FileError::Truncated {
+                offset: 0,
+                what: "the file header",
+                need: 24,
+                have: buf.len(),
+            };
+            return Err(file_error(&path, e));
+        }
+    };
+    let set = StatSet::new(format!("{} (CAPTURE)", ctx.instance));
+    let stats = Stats {
+        received: set.counter("received"),
+        bytes: set.counter("bytes"),
+        unknown_link: set.counter("unknown_link"),
+    };
+    ctx.shared.add_stats(set);
+    Ok(Box::new(CaptureInput {
+        name: ctx.instance.to_string(),
+        path,
+        file,
+        parser,
+        buf,
+        slots: std::array::from_fn(|i| Some(i as Slot)),
+        stats,
+        unknown_warned: false,
+    }))
+}
+
+fn file_error(path: &std::path::Path, e: FileError) -> BuildError {
+    BuildError::Other(format!("CAPTURE: {}: {e}", path.display()))
+}
+
+fn read_error(path: &std::path::Path, e: io::Error) -> BuildError {
+    BuildError::io(format!("CAPTURE: reading {}", path.display()), e)
+}
+
+/// Appends up to [`CHUNK`] bytes of the file to `buf`; 0 at the end.
+fn fill(file: &mut File, buf: &mut BytesMut) -> io::Result<usize> {
+    buf.reserve(CHUNK);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: read(2) writes at most `len` bytes into the spare capacity and
+    // only the bytes it reports are marked initialised below.
+    let dst =
+        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+    loop {
+        match file.read(dst) {
+            Ok(n) => {
+                // SAFETY: `n` bytes were just written by read.
+                unsafe { buf.set_len(buf.len() + n) };
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl CaptureInput {
+    /// Emits every complete record in `chunk`; returns the bytes used and
+    /// how many more the incomplete last record needs.
+    fn process(
+        &mut self,
+        chunk: &Bytes,
+        em: &mut dyn Emitter,
+    ) -> Result<(usize, usize), FileError> {
+        let mut at = 0;
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let need = loop {
+            let n = self.parser.next(&chunk[at..]);
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.stats.received.add(packets);
+                    self.stats.bytes.add(bytes);
+                    return Err(e);
+                }
+            };
+            match n {
+                Next::NeedMore { need } => break need,
+                Next::Skip { consumed } => at += consumed,
+                Next::Packet { pkt, consumed } => {
+                    let data = at + pkt.data_off;
+                    let frame = &chunk[data..data + pkt.caplen as usize];
+                    at += consumed;
+                    packets += 1;
+                    bytes += u64::from(pkt.caplen);
+                    let Some(f) = decode(pkt.linktype, frame) else {
+                        self.unknown(pkt.linktype);
+                        continue;
+                    };
+                    let rec = em.record();
+                    let same =
+                        rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
+                    if !same {
+                        rec.set_buf(chunk.clone());
+                    }
+                    let s = &self.slots;
+                    if let Some((o, l)) = f.mac {
+                        rec.set_opt(s[K_MAC], Value::Raw(Span::new(data + o, l)));
+                        rec.set_opt(s[K_MAC_LEN], Value::U16(l as u16));
+                        rec.set_opt(s[K_TYPE], Value::U16(f.arphrd));
+                    }
+                    let l3len = frame.len().saturating_sub(f.l3);
+                    rec.set_opt(
+                        s[K_PKT],
+                        Value::Raw(Span::new(data + f.l3.min(frame.len()), l3len)),
+                    );
+                    rec.set_opt(s[K_PKTLEN], Value::U32(l3len as u32));
+                    rec.set_opt(s[K_PKTCOUNT], Value::U32(1));
+                    rec.set_opt(s[K_SEC], Value::U32(pkt.sec as u32));
+                    rec.set_opt(s[K_USEC], Value::U32(pkt.nsec / 1000));
+                    if let Some(i) = f.ifindex.filter(|&i| i > 0) {
+                        rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
+                    }
+                    rec.set_opt(s[K_FAMILY], Value::U8(f.family));
+                    rec.set_opt(s[K_PROTOCOL], Value::U16(f.ethertype));
+                    em.emit();
+                }
+            }
+        };
+        self.stats.received.add(packets);
+        self.stats.bytes.add(bytes);
+        Ok((at, need))
+    }
+
+    fn unknown(&mut self, linktype: u16) {
+        self.stats.unknown_link.inc();
+        if !self.unknown_warned {
+            self.unknown_warned = true;
+            log::warn!(
+                "{} (CAPTURE): {}: link type {linktype} (or a frame shorter than its link header) is not decoded; such packets are counted as unknown_link and skipped",
+                self.name,
+                self.path.display()
+            );
+        }
+    }
+}
+
+impl Input for CaptureInput {
+    fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            *slot = b.output_if_active(i);
+        }
+        Ok(())
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        // A regular file always polls readable: the loop reads it flat out.
+        Some(self.file.as_raw_fd())
+    }
+
+    fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
+        let got = fill(&mut self.file, &mut self.buf)?;
+        let chunk = self.buf.split().freeze();
+        let result = self.process(&chunk, em);
+        em.record().release_buf();
+        let end = |this: &mut Self| {
+            log::info!(
+                "{} (CAPTURE): end of {} after {} packets",
+                this.name,
+                this.path.display(),
+                this.stats.received.get()
+            );
+            Ok(ReadStatus::Finished)
+        };
+        match result {
+            Ok((used, need)) => {
+                let left = chunk.len() - used;
+                if got == 0 {
+                    if let Err(e) = self.parser.finish(left, need) {
+                        log::error!(
+                            "{} (CAPTURE): {}: {e}; the packets before it were read",
+                            self.name,
+                            self.path.display()
+                        );
+                    }
+                    return end(self);
+                }
+                // The partial record goes to the front of the next chunk.
+                self.buf.reserve(CHUNK.max(need));
+                self.buf.extend_from_slice(&chunk[used..]);
+                Ok(ReadStatus::More)
+            }
+            Err(e) => {
+                log::error!(
+                    "{} (CAPTURE): {}: {e}; the packets before it were read",
+                    self.name,
+                    self.path.display()
+                );
+                end(self)
+            }
+        }
+    }
+}

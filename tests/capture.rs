@@ -1,0 +1,286 @@
+//! CAPTURE reading capture files that tcpdump and dumpcap wrote of real
+//! traffic in a namespace: CAPTURE → BASE → IP2STR → JSON gives one record
+//! per packet, and each record's addresses, protocol, ports, ICMP type and
+//! time equal what tshark reads from the same file. pcap in microseconds and
+//! nanoseconds, Ethernet, Linux cooked (SLL2, `-i any`) and pcapng. At the end
+//! of the file rulogd exits 0 by itself. Damaged files: a clear error with
+//! the byte offset, and every packet before the damage written.
+
+use rulogd_tests::traffic::{icmp_echo, udp_send};
+use rulogd_tests::{self as lab, Netns, Record, TempDir};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON
+
+[cap1]
+file=\"{PCAP}\"
+
+[json1]
+file=\"{JSON}\"
+";
+
+/// Starts a capture program in `ns` and waits until it listens.
+fn start_capture(ns: &Netns, program: &str, args: &[&str], dir: &Path) -> Child {
+    let err = dir.join(format!("{program}.stderr"));
+    let mut c = ns
+        .command(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        if text.contains("listening on") || text.contains("Capturing on") {
+            return c;
+        }
+        assert!(c.try_wait().unwrap().is_none(), "{program} exited: {text}");
+        assert!(Instant::now() < until, "{program} did not start: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops a capture program with SIGINT, so it writes out its file.
+fn stop_capture(mut c: Child) {
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+    let st = c.wait().unwrap();
+    assert!(
+        st.success() || st.code() == Some(0) || st.code().is_none(),
+        "{st:?}"
+    );
+}
+
+/// Some pings and UDP datagrams over loopback, IPv4 and IPv6.
+fn traffic(ns: &Netns) {
+    ns.run_in_thread(|| {
+        icmp_echo("127.0.0.1".parse().unwrap(), 7, 1, 3).unwrap();
+        let v4: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9999".parse().unwrap();
+        udp_send(v4, 4, 32).unwrap();
+        udp_send(v6, 3, 40).unwrap();
+    });
+}
+
+/// Runs rulogd on `pcap` until it exits; its exit code, records and log.
+fn run(dir: &Path, tag: &str, pcap: &Path) -> (Option<i32>, Vec<Record>, String) {
+    let json = dir.join(format!("{tag}.json"));
+    let log = dir.join(format!("{tag}.log"));
+    let conf = lab::fill(
+        CONF,
+        &[
+            ("LOGFILE", lab::path_str(&log)),
+            ("PCAP", lab::path_str(pcap)),
+            ("JSON", lab::path_str(&json)),
+        ],
+    );
+    let conf_path = dir.join(format!("{tag}.conf"));
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(lab::rulogd_bin())
+        .arg("-c")
+        .arg(&conf_path)
+        .env("STATE_DIRECTORY", dir.join("state"))
+        .output()
+        .unwrap();
+    let recs = if json.exists() {
+        lab::read_records(&json)
+    } else {
+        Vec::new()
+    };
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), recs, text)
+}
+
+/// What tshark reads of each packet: time, addresses, protocol, ports, type.
+fn tshark(pcap: &Path) -> Vec<Vec<String>> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-T", "fields", "-E", "separator=|", "-E", "occurrence=f"])
+        .args([
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ip.dst",
+        ])
+        .args([
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "icmp.type",
+        ])
+        .args(["-e", "icmpv6.type"])
+        .env("TZ", "UTC")
+        .output()
+        .expect("tshark (Debian's tshark package)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(String::from).collect())
+        .collect()
+}
+
+/// Each record against tshark's line for the same packet.
+fn compare(tag: &str, recs: &[Record], want: &[Vec<String>]) {
+    assert_eq!(recs.len(), want.len(), "{tag}: records != packets");
+    for (r, w) in recs.iter().zip(want) {
+        let (sec, frac) = w[0].split_once('.').expect("epoch with a fraction");
+        assert_eq!(
+            r.req_u64("oob.time.sec").to_string(),
+            sec,
+            "{tag}: {}",
+            r.line
+        );
+        assert_eq!(
+            r.req_u64("oob.time.usec"),
+            frac[..6].parse::<u64>().unwrap(),
+            "{tag}: {}",
+            r.line
+        );
+        let (src, dst) = if w[1].is_empty() {
+            (&w[2], &w[4])
+        } else {
+            (&w[1], &w[3])
+        };
+        assert_eq!(r.req_str("src_ip"), src.as_str(), "{tag}: {}", r.line);
+        assert_eq!(r.req_str("dest_ip"), dst.as_str(), "{tag}: {}", r.line);
+        // An ICMP error quotes a UDP header, which tshark reads too.
+        if !w[5].is_empty() && w[7].is_empty() && w[8].is_empty() {
+            assert_eq!(r.req_u64("src_port").to_string(), w[5], "{tag}: {}", r.line);
+            assert_eq!(
+                r.req_u64("dest_port").to_string(),
+                w[6],
+                "{tag}: {}",
+                r.line
+            );
+        }
+        if !w[7].is_empty() {
+            assert_eq!(
+                r.req_u64("icmp.type").to_string(),
+                w[7],
+                "{tag}: {}",
+                r.line
+            );
+        }
+        if !w[8].is_empty() {
+            assert_eq!(
+                r.req_u64("icmpv6.type").to_string(),
+                w[8],
+                "{tag}: {}",
+                r.line
+            );
+        }
+    }
+}
+
+#[test]
+fn capture_files_of_every_kind_become_one_record_per_packet() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = Netns::new("capture").unwrap();
+    let dir = TempDir::new("capture");
+    let d = dir.path();
+    let p = |n: &str| -> PathBuf { d.join(n) };
+    let filter = "icmp or udp port 9999";
+    let files: Vec<(&str, PathBuf, Vec<String>, &str)> = vec![
+        (
+            "eth-us",
+            p("eth-us.pcap"),
+            vec!["-i", "lo"].into_iter().map(String::from).collect(),
+            "tcpdump",
+        ),
+        (
+            "eth-ns",
+            p("eth-ns.pcap"),
+            ["-i", "lo", "--time-stamp-precision=nano"]
+                .map(String::from)
+                .to_vec(),
+            "tcpdump",
+        ),
+        (
+            "sll2",
+            p("sll2.pcap"),
+            ["-i", "any"].map(String::from).to_vec(),
+            "tcpdump",
+        ),
+        (
+            "pcapng",
+            p("lo.pcapng"),
+            ["-i", "lo"].map(String::from).to_vec(),
+            "dumpcap",
+        ),
+    ];
+    for (tag, path, args, program) in &files {
+        let mut argv: Vec<String> = args.clone();
+        match *program {
+            "tcpdump" => argv.extend(["--immediate-mode", "-U", "-n", "-w"].map(String::from)),
+            _ => argv.extend(["-q", "-f", filter, "-w"].map(String::from)),
+        }
+        argv.push(lab::path_str(path));
+        if *program == "tcpdump" {
+            argv.push(filter.to_string());
+        }
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let c = start_capture(&ns, program, &argv, d);
+        traffic(&ns);
+        stop_capture(c);
+        let want = tshark(path);
+        assert!(
+            want.len() >= 6,
+            "{tag}: only {} packets captured",
+            want.len()
+        );
+        let (code, recs, log) = run(d, tag, path);
+        assert_eq!(
+            code,
+            Some(0),
+            "{tag}: rulogd must exit 0 at the end of the file:\n{log}"
+        );
+        compare(tag, &recs, &want);
+    }
+
+    // A file cut inside its last packet: every packet before it, an error
+    // with the offset, exit 0 (what was read is good).
+    let whole = std::fs::read(&files[0].1).unwrap();
+    let cut = p("cut.pcap");
+    std::fs::write(&cut, &whole[..whole.len() - 5]).unwrap();
+    let (code, recs, log) = run(d, "cut", &cut);
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(recs.len(), tshark(&files[0].1).len() - 1);
+    assert!(log.contains("truncated at byte "), "{log}");
+
+    // Not a capture at all: the start fails and says why.
+    let bad = p("bad.pcap");
+    std::fs::write(&bad, b"this is not a capture file at all").unwrap();
+    let (code, _, log) = run(d, "bad", &bad);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("bad.pcap: not a pcap or pcapng file: magic 0x74686973 at byte 0"),
+        "{log}"
+    );
+}
