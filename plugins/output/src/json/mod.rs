@@ -46,42 +46,50 @@ static OPTIONS: [OptionDef; 15] = [
         "sync",
         "0",
         "Hand every line to the writer at once instead of in 256 KiB batches",
-    ),
-    OptionDef::int("timestamp", "1", "Add a timestamp field"),
+    )
+    .flag(),
+    OptionDef::int("timestamp", "1", "Add a timestamp field").flag(),
     OptionDef::int(
         "eventv1",
         "0",
         "Logstash event v1: add \"@version\": 1 and call the timestamp @timestamp",
-    ),
+    )
+    .flag(),
     OptionDef::str("device", "Netfilter", "Value of the \"dvc\" field"),
     OptionDef::int(
         "boolean_label",
         "0",
         "Write raw.label as \"action\": \"allowed\" (non-zero) or \"blocked\" (zero)",
-    ),
-    OptionDef::str("mode", "file", "Transport: file, tcp, udp or unix"),
+    )
+    .flag(),
+    OptionDef::str("mode", "file", "Transport: file, tcp, udp or unix")
+        .one_of(&["file", "tcp", "udp", "unix"]),
     OptionDef::str("host", "127.0.0.1", "Peer host in tcp and udp modes"),
     OptionDef::str(
         "port",
         "12345",
         "Peer port (number or service name) in tcp and udp modes",
-    ),
+    )
+    .check(rulogd_plugin::options::check_port),
     OptionDef::str(
         "timestamp_format",
         "ulogd",
         "ulogd (local time as ulogd writes it), rfc3339 (UTC with Z) or epoch (a number)",
-    ),
-    OptionDef::int("queue_size", "64", "Batches queued for the writer thread"),
+    )
+    .one_of(&["ulogd", "rfc3339", "epoch"]),
+    OptionDef::int("queue_size", "64", "Batches queued for the writer thread").range(1, 1 << 20),
     OptionDef::str(
         "when_full",
         "auto",
         "Full queue: block or drop (auto: block in file mode, drop in network modes)",
-    ),
+    )
+    .one_of(&["auto", "block", "drop"]),
     OptionDef::int(
         "max_pending",
         "67108864",
         "Bytes held in memory while a peer is away; beyond it when_full applies",
-    ),
+    )
+    .range(0, i64::MAX),
     // tcp and unix modes only: a file does not go away, and UDP cannot tell.
     crate::delivery::SPOOL_DIR,
     crate::delivery::SPOOL_SIZE,

@@ -34,12 +34,14 @@ pub const DB_OPTIONS: [OptionDef; 7] = [
         "reconnect",
         "2",
         "Longest wait in seconds between reconnect attempts",
-    ),
+    )
+    .range(0, i32::MAX as i64),
     OptionDef::int(
         "connect_timeout",
         "0",
         "Seconds a connection attempt may take (0: 10)",
-    ),
+    )
+    .range(0, i32::MAX as i64),
     OptionDef::str(
         "procedure",
         "",
@@ -50,17 +52,20 @@ pub const DB_OPTIONS: [OptionDef; 7] = [
         "backlog_memcap",
         "0",
         "Bytes of rows the memory queue holds (0: default)",
-    ),
+    )
+    .range(0, i64::MAX),
     OptionDef::int(
         "backlog_oneshot_requests",
         "10",
         "Accepted for ulogd configs; rows are written in batches",
-    ),
+    )
+    .range(0, i32::MAX as i64),
     OptionDef::int(
         "ring_buffer_size",
         "0",
         "Rows the memory queue holds (0: default)",
-    ),
+    )
+    .range(0, i64::MAX / 256),
 ];
 
 /// The option table of an SQL output that talks to a server (PGSQL,
@@ -96,7 +101,8 @@ pub const OWN_OPTIONS: [OptionDef; 4] = [
         "when_full",
         "drop",
         "Spool (or memory queue) full: block the input, or drop and count",
-    ),
+    )
+    .one_of(&["block", "drop"]),
     OptionDef::str(
         "template",
         "",

@@ -22,7 +22,8 @@ static OPTIONS: [OptionDef; 7] = [
         "create",
         "0",
         "1: create a missing table with rulogd's packet columns (conf/sql/sqlite3.sql)",
-    ),
+    )
+    .flag(),
     OWN_OPTIONS[0],
     OWN_OPTIONS[1],
     OWN_OPTIONS[2],

@@ -33,7 +33,7 @@ static OPTIONS: &[OptionDef] = server_options![
     ),
     OptionDef::str("user", "", "User name").mandatory(),
     OptionDef::str("pass", "", "Password"),
-    OptionDef::int("port", "0", "Server port (0: 5432)"),
+    OptionDef::int("port", "0", "Server port (0: 5432)").range(0, 65535),
     OptionDef::str("schema", "public", "Schema of the table"),
     OptionDef::str(
         "connstring",
