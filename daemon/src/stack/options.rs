@@ -184,3 +184,66 @@ pub(crate) fn check_unique(cfg: &Config, seen: &[Seen]) -> Result<(), ConfigErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_text, ConfigError};
+    use std::path::Path;
+
+    fn plan(name: &str, text: &str) -> Result<(), ConfigError> {
+        let cfg = parse_text(Path::new(name), text)?;
+        super::super::plan(&cfg).map(|_| ())
+    }
+
+    const TOML: &str = "[global]\nstack = [\"log1:NFLOG,base1:BASE,json1:JSON\"]\n[log1]\n";
+
+    #[test]
+    fn toml_values_must_have_the_option_type() {
+        for (v, ok) in [
+            ("group = 3", true),
+            ("unbind = false", true),
+            ("group = true", false),
+            ("group = \"3\"", false),
+            ("group = -1", false),
+        ] {
+            let r = plan("t.toml", &format!("{TOML}{v}\n"));
+            assert_eq!(r.is_ok(), ok, "{v}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.line, 4, "{v}: {e}");
+            }
+        }
+        // A string option takes a TOML integer as its text (port = 2003).
+        let t = "[global]\nstack = [\"log1:NFLOG,base1:BASE,json1:JSON\"]\n[json1]\nport = 2003\nsync = true\n";
+        plan("t.toml", t).unwrap();
+        let e = plan("t.toml", &t.replace("2003", "true")).unwrap_err();
+        assert!(e.to_string().contains("takes a string"), "{e}");
+    }
+
+    #[test]
+    fn a_cross_option_check_names_the_option_and_a_default_the_section() {
+        let t = "[global]\nstack=log1:NFLOG,base1:BASE,json1:JSON\n[log1]\nbufsize=8192\nnetlink_nlbufsiz=16384\n";
+        let e = plan("c.conf", t).unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.to_string().contains("exceeds bufsize 8192"), "{e}");
+        let t = "[global]\nstack=q1:NFQUEUE,base1:BASE,json1:JSON\n[q1]\ncopy_range=65535\n";
+        plan("q.conf", t).unwrap();
+        let e = plan("q.conf", &format!("{t}bufsize=1000\n")).unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+    }
+
+    #[test]
+    fn one_instance_per_unique_value_but_one_id_may_recur() {
+        let two = "[global]\nstack=a:NFLOG,base1:BASE,j1:JSON\nstack=b:NFLOG,base1:BASE,j1:JSON\n[a]\ngroup=7\n[b]\ngroup=7\n";
+        let e = plan("u.conf", two).unwrap_err();
+        assert_eq!(e.line, 7, "{e}");
+        assert!(
+            e.to_string()
+                .contains("already used by instance `a` (line 5)"),
+            "{e}"
+        );
+        plan("u.conf", &two.replace("[b]\ngroup=7", "[b]\ngroup=8")).unwrap();
+        // The same instance in two stacks is one instance, not a clash.
+        let same = "[global]\nstack=a:NFLOG,base1:BASE,j1:JSON\nstack=a:NFLOG,base1:BASE,j2:JSON\n[a]\ngroup=7\n";
+        plan("u.conf", same).unwrap();
+    }
+}
