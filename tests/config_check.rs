@@ -137,6 +137,24 @@ fn cases() -> Vec<Case> {
     o.text.push_str("\n[orphan]\nfoo=1\n");
     o.line = 11;
     o.needle = "section [orphan] is not an instance of any stack";
+    // Rules the builders applied only at start, now in the option tables.
+    let mut unix = ulogd_case(
+        "unix-path",
+        "group=41",
+        "mode=unix",
+        8,
+        "`file`: unix socket path is longer than 107",
+    );
+    let long = format!("/nonexistent-dir/{}", "s".repeat(100));
+    unix.text = unix.text.replace("/nonexistent-dir/out.json", &long);
+    v.push(unix);
+    v.push(Case {
+        name: "sql-template",
+        text: "[global]\nstack=log1:NFLOG,base1:BASE,s1:SQLITE3\n\n[s1]\ndb=\"/nonexistent-dir/x.db\"\ntable=\"t_%Y\"\n".into(),
+        toml: false,
+        line: 4,
+        needle: "[s1]: option `template` (left at its default): table `t_%Y` has strftime fields",
+    });
     // Two NFLOG instances on one group: the kernel gives it to one socket.
     v.push(Case {
         name: "shared-group",

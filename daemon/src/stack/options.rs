@@ -2,7 +2,7 @@
 //! then every declared constraint, each error at the option's own line.
 
 use crate::config::{Config, ConfigError, RawValue, Section};
-use rulogd_plugin::{OptType, OptValue, OptionDef, Options, PluginInfo};
+use rulogd_plugin::{OptType, OptionDef, Options, PluginInfo};
 
 /// Reads one entry into `opts`, refusing a value of the wrong type.
 fn set_entry(
@@ -116,23 +116,12 @@ fn validate(
         if let Err(m) = def.validate(v, opts) {
             let (line, how) = match opts.line_of(def.name) {
                 Some(l) => (l, ""),
-                None => (
-                    sec.map_or(stack_line, |s| s.line),
-                    " (its default, given the other options)",
-                ),
+                None => (sec.map_or(stack_line, |s| s.line), " (left at its default)"),
             };
             return Err(cfg.err(line, format!("[{id}]: option `{}`{how}: {m}", def.name)));
         }
     }
     Ok(())
-}
-
-/// An option value as written in messages.
-fn value_text(v: &OptValue) -> String {
-    match v {
-        OptValue::Int(i) => i.to_string(),
-        OptValue::Str(s) => s.clone(),
-    }
 }
 
 /// One built instance as the cross-instance checks see it.
@@ -173,7 +162,7 @@ pub(crate) fn check_unique(cfg: &Config, seen: &[Seen]) -> Result<(), ConfigErro
                         b.id,
                         def.name,
                         def.name,
-                        value_text(v),
+                        v,
                         a.id,
                         at(a),
                         b.info.name

@@ -157,10 +157,7 @@ impl OptionDef {
 
 /// A `port` option: a number in 1..=65535 or a service name; never wrapped.
 pub fn check_port(v: &OptValue, _: &Options) -> Result<(), String> {
-    let text = match v {
-        OptValue::Int(i) => i.to_string(),
-        OptValue::Str(s) => s.clone(),
-    };
+    let text = v.to_string();
     if text.is_empty() {
         return Err("is empty: give a port number or a service name".into());
     }
@@ -191,6 +188,15 @@ pub enum OptValue {
     Int(i64),
     /// String.
     Str(String),
+}
+
+impl std::fmt::Display for OptValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptValue::Int(i) => write!(f, "{i}"),
+            OptValue::Str(s) => f.write_str(s),
+        }
+    }
 }
 
 /// Parses an integer the way ulogd's config does (base prefix `0x`, leading `0`

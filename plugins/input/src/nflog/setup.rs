@@ -30,9 +30,8 @@ pub static OPTIONS: [OptionDef; 13] = [
 ];
 
 /// `netlink_nlbufsiz` must fit in `bufsize`, or batched datagrams are cut.
-fn nlbufsiz_fits(v: &OptValue, o: &Options) -> Result<(), String> {
+fn nlbufsiz_fits(_: &OptValue, o: &Options) -> Result<(), String> {
     let (n, b) = (o.int("netlink_nlbufsiz"), o.int("bufsize"));
-    let _ = v;
     if n > b {
         return Err(format!(
             "{n} exceeds bufsize {b}: batched datagrams would be cut"

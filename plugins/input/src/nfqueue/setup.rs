@@ -31,7 +31,7 @@ pub static OPTIONS: [OptionDef; 12] = [
 fn verdict_word(v: &OptValue, _: &Options) -> Result<(), String> {
     match v {
         OptValue::Str(s) if s == "accept" || s == "mark" => Ok(()),
-        other => Err(format!("`{}` is not one of: accept, mark", text_of(other))),
+        other => Err(format!("`{other}` is not one of: accept, mark")),
     }
 }
 
@@ -53,13 +53,6 @@ fn bufsize_fits_copy_range(_: &OptValue, o: &Options) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn text_of(v: &OptValue) -> String {
-    match v {
-        OptValue::Int(i) => i.to_string(),
-        OptValue::Str(s) => s.clone(),
-    }
 }
 
 /// Validated options of one NFQUEUE instance.

@@ -20,8 +20,8 @@ use crate::delivery::{
     UdpTransport, WhenFull, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, OptionDef, Options, Output, OutputError, PluginInfo,
-    PluginKind, Record, Registration, Signal, Slot,
+    Binding, BuildCtx, BuildError, Builder, OptValue, OptionDef, Options, Output, OutputError,
+    PluginInfo, PluginKind, Record, Registration, Signal, Slot,
 };
 use std::sync::Once;
 
@@ -36,12 +36,41 @@ pub const JSON_BATCH_BYTES: usize = 256 * 1024;
 /// Longest unix socket path (`sun_path` holds 108 bytes with the NUL).
 const UNIX_PATH_MAX: usize = 108;
 
+/// In unix mode `file` is the socket path, which must fit a sockaddr_un.
+fn unix_path_fits(v: &OptValue, o: &Options) -> Result<(), String> {
+    let path = v.to_string();
+    if !o.str("mode").eq_ignore_ascii_case("unix") {
+        return Ok(());
+    }
+    if path.is_empty() {
+        return Err("missing unix socket path".into());
+    }
+    if path.len() >= UNIX_PATH_MAX {
+        return Err(format!(
+            "unix socket path is longer than {}",
+            UNIX_PATH_MAX - 1
+        ));
+    }
+    Ok(())
+}
+
+/// tcp and udp modes need a peer.
+fn peer_host_given(v: &OptValue, o: &Options) -> Result<(), String> {
+    let mode = o.str("mode");
+    let net = mode.eq_ignore_ascii_case("tcp") || mode.eq_ignore_ascii_case("udp");
+    if net && v.to_string().is_empty() {
+        return Err("missing peer host".into());
+    }
+    Ok(())
+}
+
 static OPTIONS: [OptionDef; 15] = [
     OptionDef::str(
         "file",
         "/var/log/ulogd.json",
         "Output file in file mode; socket path in unix mode",
-    ),
+    )
+    .check(unix_path_fits),
     OptionDef::int(
         "sync",
         "0",
@@ -64,7 +93,7 @@ static OPTIONS: [OptionDef; 15] = [
     .flag(),
     OptionDef::str("mode", "file", "Transport: file, tcp, udp or unix")
         .one_of(&["file", "tcp", "udp", "unix"]),
-    OptionDef::str("host", "127.0.0.1", "Peer host in tcp and udp modes"),
+    OptionDef::str("host", "127.0.0.1", "Peer host in tcp and udp modes").check(peer_host_given),
     OptionDef::str(
         "port",
         "12345",

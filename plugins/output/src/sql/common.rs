@@ -29,6 +29,7 @@ pub const DB_OPTIONS: [OptionDef; 7] = [
         "",
         "Table or view whose columns name the keys to write",
     )
+    .check(rulogd_plugin::options::check_not_empty)
     .mandatory(),
     OptionDef::int(
         "reconnect",
@@ -93,6 +94,17 @@ macro_rules! server_options {
 #[cfg(any(feature = "pgsql", feature = "mysql"))]
 pub(crate) use server_options;
 
+/// A `table` with strftime fields is created from `template`.
+fn template_for_strftime(v: &rulogd_plugin::OptValue, o: &Options) -> Result<(), String> {
+    let table = o.str("table");
+    if table.contains('%') && v.to_string().is_empty() {
+        return Err(format!(
+            "table `{table}` has strftime fields: set template= to the table to copy"
+        ));
+    }
+    Ok(())
+}
+
 /// rulogd's own options of every SQL output.
 pub const OWN_OPTIONS: [OptionDef; 4] = [
     crate::delivery::SPOOL_DIR,
@@ -107,7 +119,8 @@ pub const OWN_OPTIONS: [OptionDef; 4] = [
         "template",
         "",
         "Table copied to create a time-partitioned table (table with % fields)",
-    ),
+    )
+    .check(template_for_strftime),
 ];
 
 /// SQL outputs whose database is a local file: there is no server to lose,

@@ -16,7 +16,9 @@ use rusqlite::{Connection, ErrorCode};
 use std::time::Duration;
 
 static OPTIONS: [OptionDef; 7] = [
-    OptionDef::str("db", "", "SQLite database file").mandatory(),
+    OptionDef::str("db", "", "SQLite database file")
+        .check(rulogd_plugin::options::check_not_empty)
+        .mandatory(),
     OptionDef::str("table", "", "Table whose columns name the keys to write").mandatory(),
     OptionDef::int(
         "create",
