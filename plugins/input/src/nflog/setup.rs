@@ -87,15 +87,9 @@ impl Settings {
     pub fn from_options(o: &Options) -> Result<Settings, BuildError> {
         let u32max = u32::MAX as i64;
         let bufsize = int_in(o, "bufsize", 64, i32::MAX as i64)? as usize;
-        let label = o.int("numeric_label");
-        if !(0..=255).contains(&label) {
-            // ulogd stores it in a u8 without a word; keep accepting such
-            // configs, but say what the label really is.
-            log::warn!(
-                "NFLOG: numeric_label {label} does not fit 0..=255, using {}",
-                label as u8
-            );
-        }
+        // The option table refuses values beyond a byte (ulogd kept the
+        // low byte silently), so this only guards direct callers.
+        let label = int_in(o, "numeric_label", 0, 255)?;
         let nlbufsiz = int_in(o, "netlink_nlbufsiz", 0, NLBUFSIZ_MAX)?;
         if nlbufsiz != 0 && nlbufsiz < 4096 {
             return Err(BuildError::option(
