@@ -1,6 +1,6 @@
 //! `rulogd --info PLUGIN`: what `ulogd --info` prints, for our plugins.
 
-use rulogd_plugin::{KeyDef, OptType, PluginInfo, PluginKind};
+use rulogd_plugin::{KeyDef, OptType, OptionDef, PluginInfo, PluginKind};
 use std::fmt::Write as _;
 
 fn keys(out: &mut String, title: &str, keys: &[KeyDef]) {
@@ -14,6 +14,28 @@ fn keys(out: &mut String, title: &str, keys: &[KeyDef]) {
             let _ = write!(flags, ", JSON name {c}");
         }
         let _ = writeln!(out, "\tKey: {} ({}{flags})", k.name, k.ty.info_label());
+    }
+}
+
+/// What values an option takes, as ` [values …]` (empty when unrestricted).
+fn accepts(o: &OptionDef) -> String {
+    let mut v = Vec::new();
+    if o.flag {
+        v.push("0 or 1".to_string());
+    } else if let Some((lo, hi)) = o.range {
+        let zero = if o.or_zero { " or 0" } else { "" };
+        v.push(format!("{lo}..={hi}{zero}"));
+    }
+    if !o.one_of.is_empty() {
+        v.push(o.one_of.join("|"));
+    }
+    if o.unique {
+        v.push("one per instance".into());
+    }
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!(" [values: {}]", v.join("; "))
     }
 }
 
@@ -37,8 +59,10 @@ pub fn describe(info: &PluginInfo) -> String {
                 OptType::Str => "String",
             };
             let m = if o.mandatory { ", mandatory" } else { "" };
+            // The Var line stays exactly ulogd's; what is accepted goes
+            // with the help text.
             let _ = writeln!(out, "\tVar: {} ({ty}, Default: {}{m})", o.name, o.default);
-            let _ = writeln!(out, "\t\t{}", o.help);
+            let _ = writeln!(out, "\t\t{}{}", o.help, accepts(o));
         }
     }
     if info.wildcard_input {

@@ -50,4 +50,33 @@ mod tests {
         assert_eq!(name_from_path("ulogd_inppkt_NFLOG.so"), "NFLOG");
         assert_eq!(name_from_path("IP2STR"), "IP2STR");
     }
+
+    #[test]
+    fn every_int_option_declares_its_range() {
+        let mut unbounded = Vec::new();
+        for r in builtins() {
+            for o in r.info.options {
+                if o.ty == rulogd_plugin::OptType::Int && !o.is_bounded() {
+                    unbounded.push(format!("{}.{}", r.info.name, o.name));
+                }
+            }
+        }
+        assert!(
+            unbounded.is_empty(),
+            "integer options without .range()/.flag(): {unbounded:?}"
+        );
+    }
+
+    #[test]
+    fn every_default_passes_its_own_constraints() {
+        for r in builtins() {
+            let all = rulogd_plugin::Options::defaults(r.info.options).unwrap();
+            for o in r.info.options.iter().filter(|o| !o.mandatory) {
+                let v = all.get(o.name).unwrap();
+                if let Err(e) = o.validate(v, &all) {
+                    panic!("{}.{} default {:?}: {e}", r.info.name, o.name, o.default);
+                }
+            }
+        }
+    }
 }

@@ -38,6 +38,8 @@ pub enum RawValue {
     Text(String),
     /// A TOML integer.
     Int(i64),
+    /// A TOML boolean (only a 0/1 switch takes one).
+    Bool(bool),
 }
 
 impl fmt::Display for RawValue {
@@ -45,6 +47,7 @@ impl fmt::Display for RawValue {
         match self {
             RawValue::Text(s) => f.write_str(s),
             RawValue::Int(i) => write!(f, "{i}"),
+            RawValue::Bool(b) => write!(f, "{b}"),
         }
     }
 }
@@ -123,6 +126,11 @@ impl Config {
     /// The section named `name`, if any.
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// Whether values are typed (TOML), so a quoted number is not an integer.
+    pub fn is_toml(&self) -> bool {
+        self.path.extension().is_some_and(|e| e == "toml")
     }
 
     /// An error at `line` of this file.

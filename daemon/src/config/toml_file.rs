@@ -19,7 +19,7 @@ fn scalar(v: &Value) -> Option<RawValue> {
     match v {
         Value::String(s) => Some(RawValue::Text(s.value().clone())),
         Value::Integer(i) => Some(RawValue::Int(*i.value())),
-        Value::Boolean(b) => Some(RawValue::Int(*b.value() as i64)),
+        Value::Boolean(b) => Some(RawValue::Bool(*b.value())),
         _ => None,
     }
 }
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(c.stacks[0].line, 3);
         let j = c.section("json1").unwrap();
         assert_eq!(j.entries[0].line, 9);
-        assert_eq!(j.entries[1].value, RawValue::Int(1));
+        assert_eq!(j.entries[1].value, RawValue::Bool(true));
     }
 
     #[test]

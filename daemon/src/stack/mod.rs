@@ -7,17 +7,19 @@
 //! as the deepest path, not the whole tree.
 
 mod options;
+mod sections;
 
 use crate::config::{Config, ConfigError, StackLine};
 use crate::registry;
 use rulogd_plugin::{
-    Binding, BuildCtx, Builder, Filter, Input, KeyDef, Options, Output, PluginKind, Registration,
-    SharedRegistry, Slot, UpstreamKey,
+    Binding, BuildCtx, BuildError, Builder, Filter, Input, KeyDef, Options, Output, PluginKind,
+    Registration, SharedRegistry, Slot, UpstreamKey,
 };
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
 pub use options::options_for;
+pub use sections::check_sections;
 
 /// A built filter or output instance.
 pub enum Instance {
@@ -209,7 +211,35 @@ pub fn plan_with(
             ));
         }
     }
+    let mut seen = Vec::new();
+    for t in &trees {
+        seen.push(options::Seen {
+            id: &t.id,
+            info: t.reg.info,
+            options: &t.options,
+            line: t.line,
+        });
+        collect(&t.children, &mut seen);
+    }
+    options::check_unique(cfg, &seen)?;
+    let mut plugins = registry::names(None);
+    plugins.extend(ids.iter().map(|(_, p, _)| *p));
+    check_sections(cfg, &plugins)?;
     Ok(trees)
+}
+
+fn collect<'a>(nodes: &'a [Node], into: &mut Vec<options::Seen<'a>>) {
+    for n in nodes {
+        if !into.iter().any(|s| s.id == n.id) {
+            into.push(options::Seen {
+                id: &n.id,
+                info: n.reg.info,
+                options: &n.options,
+                line: n.line,
+            });
+        }
+        collect(&n.children, into);
+    }
 }
 
 /// An ancestor as seen during resolution.
@@ -331,13 +361,20 @@ pub fn instantiate(
     trees: &mut [Tree],
     shared: &SharedRegistry,
 ) -> anyhow::Result<()> {
+    // An option a builder still refuses is reported at its own line when
+    // it was written (the stack line only locates defaults).
     fn ctx_err(
         cfg: &Config,
         line: u32,
         id: &str,
         name: &str,
-        e: impl std::fmt::Display,
+        opts: &Options,
+        e: BuildError,
     ) -> anyhow::Error {
+        let line = match &e {
+            BuildError::Option { option, .. } => opts.line_of(option).unwrap_or(line),
+            _ => line,
+        };
         anyhow::anyhow!(
             "{}:{}: instance `{id}` ({name}): {e}",
             cfg.path.display(),
@@ -354,14 +391,16 @@ pub fn instantiate(
             };
             let inst = match n.reg.builder {
                 Builder::Filter(b) => {
-                    let f = b(&ctx).map_err(|e| ctx_err(cfg, n.line, &n.id, n.reg.info.name, e))?;
+                    let f = b(&ctx)
+                        .map_err(|e| ctx_err(cfg, n.line, &n.id, n.reg.info.name, &n.options, e))?;
                     if let Some(k) = f.input_keys() {
                         n.in_keys = k.into_owned();
                     }
                     Instance::Filter(f)
                 }
                 Builder::Output(b) => {
-                    let o = b(&ctx).map_err(|e| ctx_err(cfg, n.line, &n.id, n.reg.info.name, e))?;
+                    let o = b(&ctx)
+                        .map_err(|e| ctx_err(cfg, n.line, &n.id, n.reg.info.name, &n.options, e))?;
                     if let Some(k) = o.input_keys() {
                         n.in_keys = k.into_owned();
                     }
@@ -384,7 +423,8 @@ pub fn instantiate(
         let Builder::Input(b) = t.reg.builder else {
             unreachable!("plan() checked the root is an input")
         };
-        t.inst = Some(b(&ctx).map_err(|e| ctx_err(cfg, t.line, &t.id, t.reg.info.name, e))?);
+        t.inst =
+            Some(b(&ctx).map_err(|e| ctx_err(cfg, t.line, &t.id, t.reg.info.name, &t.options, e))?);
         nodes(cfg, &mut t.children, shared)?;
     }
     Ok(())

@@ -1,7 +1,41 @@
-//! Turning a config section into a plugin's validated [`Options`].
+//! Turning a config section into a plugin's validated [`Options`]: types,
+//! then every declared constraint, each error at the option's own line.
 
-use crate::config::{Config, ConfigError, RawValue};
-use rulogd_plugin::{OptType, Options, PluginInfo};
+use crate::config::{Config, ConfigError, RawValue, Section};
+use rulogd_plugin::{OptType, OptionDef, Options, PluginInfo};
+
+/// Reads one entry into `opts`, refusing a value of the wrong type.
+fn set_entry(
+    cfg: &Config,
+    opts: &mut Options,
+    def: &'static OptionDef,
+    value: &RawValue,
+    line: u32,
+) -> Result<(), String> {
+    match (value, def.ty) {
+        (RawValue::Int(i), OptType::Int) => {
+            opts.set_int(def, *i, line);
+            Ok(())
+        }
+        (RawValue::Bool(b), OptType::Int) if def.flag => {
+            opts.set_int(def, *b as i64, line);
+            Ok(())
+        }
+        (RawValue::Bool(b), OptType::Int) => Err(format!(
+            "`{b}` is a boolean, but `{}` takes an integer",
+            def.name
+        )),
+        (RawValue::Bool(b), OptType::Str) => Err(format!(
+            "`{b}` is a boolean, but `{}` takes a string",
+            def.name
+        )),
+        (RawValue::Text(t), OptType::Int) if cfg.is_toml() => Err(format!(
+            "\"{t}\" is a string, but `{}` takes an integer (write it without quotes)",
+            def.name
+        )),
+        (v, _) => opts.set(def, &v.to_string(), line),
+    }
+}
 
 /// Validates the `[id]` section against the plugin's option table.
 ///
@@ -21,7 +55,8 @@ pub fn options_for(
             format!("valid options for {}: {}", info.name, names.join(", "))
         }
     };
-    let Some(sec) = cfg.section(id) else {
+    let sec = cfg.section(id);
+    let Some(sec) = sec else {
         let missing: Vec<&str> = info
             .options
             .iter()
@@ -38,6 +73,7 @@ pub fn options_for(
                 ),
             ));
         }
+        validate(cfg, id, info, &opts, None, stack_line)?;
         return Ok(opts);
     };
     for e in &sec.entries {
@@ -47,14 +83,8 @@ pub fn options_for(
                 format!("[{id}]: unknown option `{}`; {}", e.key, valid()),
             ));
         };
-        let res = match (&e.value, def.ty) {
-            (RawValue::Int(i), OptType::Int) => {
-                opts.set_int(def, *i, e.line);
-                Ok(())
-            }
-            (v, _) => opts.set(def, &v.to_string(), e.line),
-        };
-        res.map_err(|m| cfg.err(e.line, format!("[{id}]: option `{}`: {m}", e.key)))?;
+        set_entry(cfg, &mut opts, def, &e.value, e.line)
+            .map_err(|m| cfg.err(e.line, format!("[{id}]: option `{}`: {m}", e.key)))?;
     }
     for o in info.options.iter().filter(|o| o.mandatory) {
         if !opts.is_set(o.name) {
@@ -64,7 +94,84 @@ pub fn options_for(
             ));
         }
     }
+    validate(cfg, id, info, &opts, Some(sec), stack_line)?;
     Ok(opts)
+}
+
+/// Checks every option's constraints once all are set (a check may compare
+/// two). A default that fails (it can only through another option) is
+/// reported at the section, else at the stack line.
+fn validate(
+    cfg: &Config,
+    id: &str,
+    info: &'static PluginInfo,
+    opts: &Options,
+    sec: Option<&Section>,
+    stack_line: u32,
+) -> Result<(), ConfigError> {
+    for def in info.options {
+        let Some(v) = opts.get(def.name) else {
+            continue;
+        };
+        if let Err(m) = def.validate(v, opts) {
+            let (line, how) = match opts.line_of(def.name) {
+                Some(l) => (l, ""),
+                None => (sec.map_or(stack_line, |s| s.line), " (left at its default)"),
+            };
+            return Err(cfg.err(line, format!("[{id}]: option `{}`{how}: {m}", def.name)));
+        }
+    }
+    Ok(())
+}
+
+/// One built instance as the cross-instance checks see it.
+pub(crate) struct Seen<'a> {
+    /// Instance id.
+    pub id: &'a str,
+    /// The plugin.
+    pub info: &'static PluginInfo,
+    /// Its options.
+    pub options: &'a Options,
+    /// The stack line that first named it.
+    pub line: u32,
+}
+
+/// Refuses two instances of one plugin sharing a value of a `unique`
+/// option (two NFLOG instances on one group: the kernel gives the group to
+/// one socket only, so the second would fail at start).
+pub(crate) fn check_unique(cfg: &Config, seen: &[Seen]) -> Result<(), ConfigError> {
+    for (i, b) in seen.iter().enumerate() {
+        for def in b.info.options.iter().filter(|d| d.unique) {
+            let Some(v) = b.options.get(def.name) else {
+                continue;
+            };
+            let clash = seen[..i].iter().find(|a| {
+                a.info.name == b.info.name && a.id != b.id && a.options.get(def.name) == Some(v)
+            });
+            if let Some(a) = clash {
+                let at = |s: &Seen| {
+                    s.options
+                        .line_of(def.name)
+                        .or_else(|| cfg.section(s.id).map(|x| x.line))
+                        .unwrap_or(s.line)
+                };
+                return Err(cfg.err(
+                    at(b),
+                    format!(
+                        "[{}]: option `{}`: {} {} is already used by instance `{}` (line {}); each {} instance needs its own",
+                        b.id,
+                        def.name,
+                        def.name,
+                        v,
+                        a.id,
+                        at(a),
+                        b.info.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

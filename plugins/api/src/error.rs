@@ -40,6 +40,15 @@ impl BuildError {
         }
     }
 
+    /// The message without the `option `x`:` prefix, for a caller that
+    /// names the option itself (an option check reusing a parser).
+    pub fn detail(&self) -> String {
+        match self {
+            BuildError::Option { msg, .. } => msg.clone(),
+            e => e.to_string(),
+        }
+    }
+
     /// Shorthand for an I/O error with context.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         BuildError::Io {

@@ -15,7 +15,7 @@ pub mod value;
 
 pub use error::{BuildError, OutputError};
 pub use key::{KeyDef, KeyFlags, KeyType, UpstreamKey};
-pub use options::{OptType, OptionDef, Options};
+pub use options::{OptType, OptValue, OptionDef, Options};
 pub use plugin::{
     Binding, BuildCtx, Builder, Emitter, Filter, Input, Output, PluginInfo, PluginKind, ReadStatus,
     Registration, Signal, Verdict,

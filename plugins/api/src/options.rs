@@ -12,7 +12,13 @@ pub enum OptType {
     Str,
 }
 
-/// One option a plugin accepts.
+/// A check no declarative constraint expresses: the value and every option
+/// of the instance (defaults filled in), so it may compare two options.
+pub type CheckFn = fn(&OptValue, &Options) -> Result<(), String>;
+
+/// One option a plugin accepts, with the values it takes. The config layer
+/// checks every constraint (with the option's own file:line) before any
+/// instance is built, so `rulogd -t` refuses exactly what a start would.
 #[derive(Clone, Copy, Debug)]
 pub struct OptionDef {
     /// Name as written in the config section.
@@ -25,35 +31,153 @@ pub struct OptionDef {
     pub mandatory: bool,
     /// One line for `--info` and the man page.
     pub help: &'static str,
+    /// Inclusive bounds of an integer option.
+    pub range: Option<(i64, i64)>,
+    /// Whether 0 ("off" or "the default") is accepted outside `range`.
+    pub or_zero: bool,
+    /// A 0/1 switch (TOML may write it `true`/`false`).
+    pub flag: bool,
+    /// The words a string option takes (compared ignoring ASCII case).
+    pub one_of: &'static [&'static str],
+    /// No two instances of the plugin may have the same value.
+    pub unique: bool,
+    /// A further check.
+    pub check: Option<CheckFn>,
 }
 
 impl OptionDef {
-    /// An integer option with a default.
-    pub const fn int(name: &'static str, default: &'static str, help: &'static str) -> Self {
+    const fn new(
+        name: &'static str,
+        ty: OptType,
+        default: &'static str,
+        help: &'static str,
+    ) -> Self {
         OptionDef {
             name,
-            ty: OptType::Int,
+            ty,
             default,
             mandatory: false,
             help,
+            range: None,
+            or_zero: false,
+            flag: false,
+            one_of: &[],
+            unique: false,
+            check: None,
         }
+    }
+
+    /// An integer option with a default.
+    pub const fn int(name: &'static str, default: &'static str, help: &'static str) -> Self {
+        Self::new(name, OptType::Int, default, help)
     }
 
     /// A string option with a default.
     pub const fn str(name: &'static str, default: &'static str, help: &'static str) -> Self {
-        OptionDef {
-            name,
-            ty: OptType::Str,
-            default,
-            mandatory: false,
-            help,
-        }
+        Self::new(name, OptType::Str, default, help)
     }
 
     /// The same option marked mandatory.
     pub const fn mandatory(mut self) -> Self {
         self.mandatory = true;
         self
+    }
+
+    /// Accepts only `lo..=hi`.
+    pub const fn range(mut self, lo: i64, hi: i64) -> Self {
+        self.range = Some((lo, hi));
+        self
+    }
+
+    /// Also accepts 0 outside the range (0 meaning off or the default).
+    pub const fn or_zero(mut self) -> Self {
+        self.or_zero = true;
+        self
+    }
+
+    /// A 0/1 switch.
+    pub const fn flag(mut self) -> Self {
+        self.flag = true;
+        self.range = Some((0, 1));
+        self
+    }
+
+    /// Accepts only these words (ignoring ASCII case).
+    pub const fn one_of(mut self, words: &'static [&'static str]) -> Self {
+        self.one_of = words;
+        self
+    }
+
+    /// No two instances of the plugin may share a value (a group, a path).
+    pub const fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// Adds a check of its own.
+    pub const fn check(mut self, f: CheckFn) -> Self {
+        self.check = Some(f);
+        self
+    }
+
+    /// Whether the option declares what integers it takes.
+    pub fn is_bounded(&self) -> bool {
+        self.range.is_some()
+    }
+
+    /// Checks one value against every constraint; the message says what
+    /// is accepted.
+    pub fn validate(&self, v: &OptValue, all: &Options) -> Result<(), String> {
+        match v {
+            OptValue::Int(i) => {
+                if let Some((lo, hi)) = self.range {
+                    let ok = (lo..=hi).contains(i) || (self.or_zero && *i == 0);
+                    if !ok && self.flag {
+                        return Err(format!("{i} is not 0 or 1"));
+                    }
+                    if !ok {
+                        let zero = if self.or_zero { " (or 0)" } else { "" };
+                        return Err(format!("{i} is out of range {lo}..={hi}{zero}"));
+                    }
+                }
+            }
+            OptValue::Str(s) => {
+                if !self.one_of.is_empty() && !self.one_of.iter().any(|w| w.eq_ignore_ascii_case(s))
+                {
+                    return Err(format!("`{s}` is not one of: {}", self.one_of.join(", ")));
+                }
+            }
+        }
+        match self.check {
+            Some(f) => f(v, all),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A `port` option: a number in 1..=65535 or a service name; never wrapped.
+pub fn check_port(v: &OptValue, _: &Options) -> Result<(), String> {
+    let text = v.to_string();
+    if text.is_empty() {
+        return Err("is empty: give a port number or a service name".into());
+    }
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    {
+        let n = parse_int(&text)?;
+        if !(1..=65535).contains(&n) {
+            return Err(format!("port {n} is out of range 1..=65535"));
+        }
+    }
+    Ok(())
+}
+
+/// A string option that must not be empty.
+pub fn check_not_empty(v: &OptValue, _: &Options) -> Result<(), String> {
+    match v {
+        OptValue::Str(s) if s.is_empty() => Err("must not be empty".into()),
+        _ => Ok(()),
     }
 }
 
@@ -64,6 +188,15 @@ pub enum OptValue {
     Int(i64),
     /// String.
     Str(String),
+}
+
+impl std::fmt::Display for OptValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptValue::Int(i) => write!(f, "{i}"),
+            OptValue::Str(s) => f.write_str(s),
+        }
+    }
 }
 
 /// Parses an integer the way ulogd's config does (base prefix `0x`, leading `0`
@@ -147,6 +280,11 @@ impl Options {
         }
     }
 
+    /// The value of an option, if declared.
+    pub fn get(&self, name: &str) -> Option<&OptValue> {
+        self.values.get(name)
+    }
+
     /// Whether the option was written in the config (rather than defaulted).
     pub fn is_set(&self, name: &str) -> bool {
         self.explicit.contains_key(name)
@@ -172,5 +310,43 @@ mod tests {
         assert!(parse_int("12abc").is_err());
         assert!(parse_int("").is_err());
         assert!(parse_int("08").is_err());
+    }
+
+    static DEFS: [OptionDef; 5] = [
+        OptionDef::int("n", "5", "").range(1, 10),
+        OptionDef::int("z", "0", "").range(4096, 8192).or_zero(),
+        OptionDef::int("f", "0", "").flag(),
+        OptionDef::str("w", "drop", "").one_of(&["drop", "block"]),
+        OptionDef::str("p", "80", "").check(check_port),
+    ];
+
+    fn check(i: usize, v: OptValue) -> Result<(), String> {
+        let all = Options::defaults(&DEFS).unwrap();
+        DEFS[i].validate(&v, &all)
+    }
+
+    #[test]
+    fn constraints_accept_their_bounds_and_refuse_beyond() {
+        use OptValue::{Int, Str};
+        assert!(check(0, Int(1)).is_ok() && check(0, Int(10)).is_ok());
+        assert_eq!(check(0, Int(0)).unwrap_err(), "0 is out of range 1..=10");
+        assert!(check(0, Int(11)).is_err());
+        assert!(check(1, Int(0)).is_ok() && check(1, Int(4096)).is_ok());
+        assert!(check(1, Int(10)).unwrap_err().contains("(or 0)"));
+        assert!(check(2, Int(1)).is_ok());
+        assert_eq!(check(2, Int(2)).unwrap_err(), "2 is not 0 or 1");
+        assert!(check(3, Str("BLOCK".into())).is_ok());
+        assert_eq!(
+            check(3, Str("maybe".into())).unwrap_err(),
+            "`maybe` is not one of: drop, block"
+        );
+        assert!(check(4, Str("65535".into())).is_ok());
+        assert!(check(4, Str("carbon".into())).is_ok());
+        assert!(check(4, Str("70000".into()))
+            .unwrap_err()
+            .contains("1..=65535"));
+        assert!(check(4, Str("0".into())).is_err());
+        assert!(check(4, Int(-1)).is_err());
+        assert!(check(4, Str(String::new())).is_err());
     }
 }

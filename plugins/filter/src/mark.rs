@@ -11,12 +11,14 @@ static OPTIONS: [OptionDef; 2] = [
         "mark",
         "0",
         "pass records whose mark, masked with `mask`, equals this",
-    ),
+    )
+    .range(0, u32::MAX as i64),
     OptionDef::int(
         "mask",
         "-1",
         "bits of the mark that are compared (-1: all 32)",
-    ),
+    )
+    .range(-1, u32::MAX as i64),
 ];
 
 static INPUT_KEYS: [KeyDef; 2] = [

@@ -25,9 +25,9 @@ const BUFSIZE: usize = 65536;
 
 /// The options, in ulogd's order.
 pub static OPTIONS: [OptionDef; 3] = [
-    OptionDef::int("pollinterval", "0", "seconds between two reads of the counters (must be set, > 0)"),
-    OptionDef::int("zerocounter", "1", "reset the counters at each read, so records carry the counts since the previous one (0: totals)"),
-    OptionDef::int("timestamp", "0", "set oob.time.sec/usec to the time the counters were asked for"),
+    OptionDef::int("pollinterval", "0", "seconds between two reads of the counters (must be set, > 0)").range(1, u32::MAX as i64).mandatory(),
+    OptionDef::int("zerocounter", "1", "reset the counters at each read, so records carry the counts since the previous one (0: totals)").flag(),
+    OptionDef::int("timestamp", "0", "set oob.time.sec/usec to the time the counters were asked for").flag(),
 ];
 
 /// The output keys, in ulogd's order.

@@ -54,9 +54,9 @@ const NETFILTER: u32 = 21373;
 
 /// The options, in ulogd's order with its defaults.
 pub static OPTIONS: [OptionDef; 5] = [
-    OptionDef::str("socket_path", "/var/run/ulogd/ulogd2.sock", "path of the listening Unix stream socket; a stale socket file nobody listens on is replaced"),
-    OptionDef::int("bufsize", "0", "receive buffer per client in bytes; 0 uses the listening socket's SO_RCVBUF. Raised to 65539 if smaller, so that any message fits"),
-    OptionDef::int("perms", "0600", "mode of the socket file"),
+    OptionDef::str("socket_path", "/var/run/ulogd/ulogd2.sock", "path of the listening Unix stream socket; a stale socket file nobody listens on is replaced").check(rulogd_plugin::options::check_not_empty).unique(),
+    OptionDef::int("bufsize", "0", "receive buffer per client in bytes; 0 uses the listening socket's SO_RCVBUF. Raised to 65539 if smaller, so that any message fits").range(0, i32::MAX as i64),
+    OptionDef::int("perms", "0600", "mode of the socket file").range(0, 0o7777),
     OptionDef::str("owner", "", "user (name or uid) the socket file is given to; empty leaves it"),
     OptionDef::str("group", "", "group (name or gid) the socket file is given to; empty leaves it"),
 ];

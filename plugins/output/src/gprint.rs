@@ -23,12 +23,14 @@ static OPTIONS: [OptionDef; 3] = [
         "sync",
         "0",
         "Hand every line to the writer at once instead of in 64 KiB batches",
-    ),
+    )
+    .flag(),
     OptionDef::int(
         "timestamp",
         "0",
         "Start each line with timestamp=YYYY/MM/DD-HH:MM:SS (local time of writing)",
-    ),
+    )
+    .flag(),
 ];
 
 /// The descriptor `rulogd --info` prints.

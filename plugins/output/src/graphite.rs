@@ -20,16 +20,16 @@ use rulogd_plugin::{
 };
 
 static OPTIONS: [OptionDef; 8] = [
-    OptionDef::str("host", "", "carbon host (name or address)"),
-    OptionDef::str("port", "", "carbon plaintext port, number or service name (usually 2003)"),
+    OptionDef::str("host", "", "carbon host (name or address)").check(rulogd_plugin::options::check_not_empty).mandatory(),
+    OptionDef::str("port", "", "carbon plaintext port, number or service name (usually 2003)").check(rulogd_plugin::options::check_port).mandatory(),
     OptionDef::str("prefix", "", "metric name prefix, e.g. netfilter.nfacct"),
-    OptionDef::int("queue_size", "64", "rulogd only: batches queued for the writer thread"),
+    OptionDef::int("queue_size", "64", "rulogd only: batches queued for the writer thread").range(1, 1 << 20),
     OptionDef::int(
         "max_pending",
         "67108864",
         "rulogd only: bytes of datapoints held while carbon is away; beyond it new ones are dropped and counted",
-    ),
-    OptionDef::str("when_full", "drop", "rulogd only: full queue: drop (counted) or block"),
+    ).range(0, i64::MAX),
+    OptionDef::str("when_full", "drop", "rulogd only: full queue: drop (counted) or block").one_of(&["block", "drop"]),
     crate::delivery::SPOOL_DIR,
     crate::delivery::SPOOL_SIZE,
 ];

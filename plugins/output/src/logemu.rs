@@ -19,7 +19,8 @@ static OPTIONS: [OptionDef; 2] = [
         "sync",
         "0",
         "Hand every line to the writer at once instead of in 64 KiB batches",
-    ),
+    )
+    .flag(),
 ];
 
 static INPUT: [KeyDef; 2] = [

@@ -21,7 +21,8 @@ static OPTIONS: [OptionDef; 2] = [
         "sync",
         "0",
         "Hand every line to the writer at once instead of in 64 KiB batches",
-    ),
+    )
+    .flag(),
 ];
 
 /// ulogd's inputs and order; the counters are the original direction's.

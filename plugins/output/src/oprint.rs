@@ -21,7 +21,8 @@ static OPTIONS: [OptionDef; 2] = [
         "sync",
         "0",
         "Hand every record to the writer at once instead of in 64 KiB batches",
-    ),
+    )
+    .flag(),
 ];
 
 /// The descriptor `rulogd --info` prints.

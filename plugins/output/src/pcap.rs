@@ -21,7 +21,8 @@ static OPTIONS: [OptionDef; 2] = [
         "sync",
         "0",
         "Hand every packet to the writer at once instead of in 64 KiB batches",
-    ),
+    )
+    .flag(),
 ];
 
 // The types are ulogd's declarations (odd ones included), for --info.

@@ -19,8 +19,8 @@ use crate::delivery::{
 };
 use crate::text::{cstr, now, SyslogClock};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Slot,
+    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptValue, OptionDef, Options, Output,
+    OutputError, PluginInfo, PluginKind, Record, Registration, Slot,
 };
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -31,8 +31,9 @@ static OPTIONS: [OptionDef; 2] = [
         "facility",
         "LOG_KERN",
         "LOG_KERN (means daemon, as in ulogd), LOG_DAEMON, LOG_USER or LOG_LOCAL0..LOG_LOCAL7",
-    ),
-    OptionDef::str("level", "LOG_NOTICE", "LOG_EMERG .. LOG_DEBUG"),
+    )
+    .check(facility_name),
+    OptionDef::str("level", "LOG_NOTICE", "LOG_EMERG .. LOG_DEBUG").check(level_name),
 ];
 
 static INPUT: [KeyDef; 1] = [KeyDef::new("print", KeyType::String)];
@@ -85,6 +86,30 @@ const LEVELS: [(&str, i32); 8] = [
     ("LOG_INFO", libc::LOG_INFO),
     ("LOG_DEBUG", libc::LOG_DEBUG),
 ];
+
+/// `facility` names one of [`FACILITIES`], exactly as the builder matches.
+fn facility_name(v: &OptValue, _: &Options) -> Result<(), String> {
+    let s = if let OptValue::Str(s) = v {
+        s.as_str()
+    } else {
+        ""
+    };
+    lookup(&FACILITIES, "facility", "facility", s)
+        .map(|_| ())
+        .map_err(|e| e.detail())
+}
+
+/// `level` names one of [`LEVELS`], exactly as the builder matches.
+fn level_name(v: &OptValue, _: &Options) -> Result<(), String> {
+    let s = if let OptValue::Str(s) = v {
+        s.as_str()
+    } else {
+        ""
+    };
+    lookup(&LEVELS, "level", "level", s)
+        .map(|_| ())
+        .map_err(|e| e.detail())
+}
 
 fn lookup(table: &[(&str, i32)], option: &str, what: &str, v: &str) -> Result<i32, BuildError> {
     table

@@ -37,8 +37,9 @@ static OPTIONS: [OptionDef; 3] = [
         "sync",
         "0",
         "Hand every element to the writer at once instead of in 64 KiB batches",
-    ),
-    OptionDef::int("stdout", "0", "Write to standard output instead of a file"),
+    )
+    .flag(),
+    OptionDef::int("stdout", "0", "Write to standard output instead of a file").flag(),
 ];
 
 static INPUT: [KeyDef; 3] = [

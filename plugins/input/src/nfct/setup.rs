@@ -4,28 +4,52 @@ use rulogd_netlink::conntrack::{
     NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
 };
 use rulogd_netlink::socket::NlSocket;
-use rulogd_plugin::{BuildError, OptionDef, Options};
+use rulogd_plugin::{BuildError, OptValue, OptionDef, Options};
 use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The options: ulogd's, in its order, then rulogd's own.
 pub static OPTIONS: [OptionDef; 14] = [
-    OptionDef::int("pollinterval", "0", "0: listen to conntrack events; N: dump the table every N seconds and log flows that have gone (needs hash_enable=1)"),
-    OptionDef::int("hash_enable", "1", "keep active flows in a table and log each flow once, at its end, with its start time (0: log NEW and DESTROY events as they come)"),
-    OptionDef::int("hash_buckets", "8192", "initial size of the flow table, in flows (it grows up to hash_max_entries)"),
-    OptionDef::int("hash_max_entries", "32768", "most flows held in the table; flows beyond it are logged at their end without a start time"),
-    OptionDef::int("event_mask", "5", "conntrack events to subscribe to: 1 NEW, 2 UPDATE, 4 DESTROY (sum)"),
-    OptionDef::int("netlink_socket_buffer_size", "0", "event socket receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF); 0 keeps the system default"),
-    OptionDef::int("netlink_socket_buffer_maxsize", "0", "on ENOBUFS, double the receive buffer up to this many bytes; 0 never grows it"),
-    OptionDef::int("netlink_resync_timeout", "60", "seconds after lost events (ENOBUFS) before the flow table is checked against the kernel's (hash mode)"),
-    OptionDef::int("reliable", "0", "ask the kernel for reliable event delivery (NETLINK_BROADCAST_SEND_ERROR, NETLINK_NO_ENOBUFS); the kernel may then drop packets rather than events"),
-    OptionDef::str("accept_src_filter", "", "only flows whose original source is in one of these networks, e.g. 192.168.1.0/24,fd00::/64 (IPv4 only rejects IPv6 and vice versa)"),
-    OptionDef::str("accept_dst_filter", "", "only flows whose original destination is in one of these networks (same form)"),
-    OptionDef::str("accept_proto_filter", "", "only flows of these layer-4 protocols, by name or number, e.g. tcp,udp"),
-    OptionDef::int("enable_acct", "0", "rulogd only: 1 sets net.netfilter.nf_conntrack_acct=1 at start, so flows created afterwards carry packet and byte counters"),
-    OptionDef::int("enable_timestamp", "0", "rulogd only: 1 sets net.netfilter.nf_conntrack_timestamp=1 at start, so flow times come from the kernel"),
+    OptionDef::int("pollinterval", "0", "0: listen to conntrack events; N: dump the table every N seconds and log flows that have gone (needs hash_enable=1)").range(0, u32::MAX as i64).check(polling_needs_hash),
+    OptionDef::int("hash_enable", "1", "keep active flows in a table and log each flow once, at its end, with its start time (0: log NEW and DESTROY events as they come)").flag(),
+    OptionDef::int("hash_buckets", "8192", "initial size of the flow table, in flows (it grows up to hash_max_entries)").range(1, i32::MAX as i64),
+    OptionDef::int("hash_max_entries", "32768", "most flows held in the table; flows beyond it are logged at their end without a start time").range(1, i32::MAX as i64),
+    OptionDef::int("event_mask", "5", "conntrack events to subscribe to: 1 NEW, 2 UPDATE, 4 DESTROY (sum)").range(0, u32::MAX as i64),
+    OptionDef::int("netlink_socket_buffer_size", "0", "event socket receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF); 0 keeps the system default").range(0, i32::MAX as i64),
+    OptionDef::int("netlink_socket_buffer_maxsize", "0", "on ENOBUFS, double the receive buffer up to this many bytes; 0 never grows it").range(0, i32::MAX as i64),
+    OptionDef::int("netlink_resync_timeout", "60", "seconds after lost events (ENOBUFS) before the flow table is checked against the kernel's (hash mode)").range(0, u32::MAX as i64),
+    OptionDef::int("reliable", "0", "ask the kernel for reliable event delivery (NETLINK_BROADCAST_SEND_ERROR, NETLINK_NO_ENOBUFS); the kernel may then drop packets rather than events").flag(),
+    OptionDef::str("accept_src_filter", "", "only flows whose original source is in one of these networks, e.g. 192.168.1.0/24,fd00::/64 (IPv4 only rejects IPv6 and vice versa)").check(networks),
+    OptionDef::str("accept_dst_filter", "", "only flows whose original destination is in one of these networks (same form)").check(networks),
+    OptionDef::str("accept_proto_filter", "", "only flows of these layer-4 protocols, by name or number, e.g. tcp,udp").check(protocols),
+    OptionDef::int("enable_acct", "0", "rulogd only: 1 sets net.netfilter.nf_conntrack_acct=1 at start, so flows created afterwards carry packet and byte counters").flag(),
+    OptionDef::int("enable_timestamp", "0", "rulogd only: 1 sets net.netfilter.nf_conntrack_timestamp=1 at start, so flow times come from the kernel").flag(),
 ];
+
+/// Polling compares dumps with the flow table, so it needs one.
+fn polling_needs_hash(_: &OptValue, o: &Options) -> Result<(), String> {
+    if o.int("pollinterval") != 0 && o.int("hash_enable") == 0 {
+        return Err("NFCT polling mode requires the hashtable (hash_enable=1)".into());
+    }
+    Ok(())
+}
+
+/// An accept filter parses as the builder will parse it.
+fn networks(v: &OptValue, _: &Options) -> Result<(), String> {
+    match v {
+        OptValue::Str(s) => AddrFilter::parse("", s).map(|_| ()).map_err(|e| e.detail()),
+        OptValue::Int(_) => Ok(()),
+    }
+}
+
+/// The protocol filter parses as the builder will parse it.
+fn protocols(v: &OptValue, _: &Options) -> Result<(), String> {
+    match v {
+        OptValue::Str(s) => parse_protos(s).map(|_| ()).map_err(|e| e.detail()),
+        OptValue::Int(_) => Ok(()),
+    }
+}
 
 /// One network of an accept filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

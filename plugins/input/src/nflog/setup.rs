@@ -3,7 +3,7 @@
 
 use super::NlSocket;
 use rulogd_netlink::nflog::{cfg, config_request, Config};
-use rulogd_plugin::{BuildError, OptionDef, Options};
+use rulogd_plugin::{BuildError, OptValue, OptionDef, Options};
 use std::io;
 
 /// ulogd's copy range: the whole packet (`NFULNL_COPY_PACKET`, 0xffff).
@@ -14,20 +14,31 @@ const NLBUFSIZ_MAX: i64 = 131_072;
 
 /// The options, in ulogd's order, then rulogd's own.
 pub static OPTIONS: [OptionDef; 13] = [
-    OptionDef::int("bufsize", "150000", "size of the userspace receive buffer in bytes; one netlink datagram must fit"),
-    OptionDef::int("group", "0", "NFLOG group to bind (nft `log group N`, iptables `--nflog-group N`)"),
-    OptionDef::int("unbind", "1", "before binding a protocol family, force-unbind its current kernel logger"),
-    OptionDef::int("bind", "0", "become the kernel logger for AF_INET, AF_INET6 and AF_BRIDGE (always done when group=0)"),
-    OptionDef::int("seq_local", "0", "ask for per-group sequence numbers (oob.seq.local); gaps are counted as seq_gaps"),
-    OptionDef::int("seq_global", "0", "ask for global sequence numbers (oob.seq.global)"),
-    OptionDef::int("numeric_label", "0", "constant exported as raw.label (0-255), e.g. to tell accept and drop stacks apart"),
-    OptionDef::int("netlink_socket_buffer_size", "0", "netlink socket receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF); 0 keeps the system default"),
-    OptionDef::int("netlink_socket_buffer_maxsize", "0", "on ENOBUFS, double the receive buffer up to this many bytes; 0 never grows it"),
-    OptionDef::int("netlink_qthreshold", "0", "packets the kernel batches into one datagram (0 = kernel default, 100)"),
-    OptionDef::int("netlink_qtimeout", "0", "how long the kernel holds a partial batch, in 1/100 s (0 = kernel default, 1 s)"),
-    OptionDef::int("attach_conntrack", "0", "attach the packet's conntrack entry as key `ct` (needs conntrack netlink support)"),
-    OptionDef::int("netlink_nlbufsiz", "0", "rulogd only: size in bytes of the kernel's per-group batch buffer (NFULA_CFG_NLBUFSIZ, 4096-131072; 0 = kernel default, about one page). A larger buffer lets the kernel pack more packets into one datagram, so fewer recv() calls are needed; must not exceed bufsize"),
+    OptionDef::int("bufsize", "150000", "size of the userspace receive buffer in bytes; one netlink datagram must fit").range(64, i32::MAX as i64),
+    OptionDef::int("group", "0", "NFLOG group to bind (nft `log group N`, iptables `--nflog-group N`)").range(0, 65535).unique(),
+    OptionDef::int("unbind", "1", "before binding a protocol family, force-unbind its current kernel logger").flag(),
+    OptionDef::int("bind", "0", "become the kernel logger for AF_INET, AF_INET6 and AF_BRIDGE (always done when group=0)").flag(),
+    OptionDef::int("seq_local", "0", "ask for per-group sequence numbers (oob.seq.local); gaps are counted as seq_gaps").flag(),
+    OptionDef::int("seq_global", "0", "ask for global sequence numbers (oob.seq.global)").flag(),
+    OptionDef::int("numeric_label", "0", "constant exported as raw.label (0-255), e.g. to tell accept and drop stacks apart").range(0, 255),
+    OptionDef::int("netlink_socket_buffer_size", "0", "netlink socket receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF); 0 keeps the system default").range(0, i32::MAX as i64),
+    OptionDef::int("netlink_socket_buffer_maxsize", "0", "on ENOBUFS, double the receive buffer up to this many bytes; 0 never grows it").range(0, i32::MAX as i64),
+    OptionDef::int("netlink_qthreshold", "0", "packets the kernel batches into one datagram (0 = kernel default, 100)").range(0, u32::MAX as i64),
+    OptionDef::int("netlink_qtimeout", "0", "how long the kernel holds a partial batch, in 1/100 s (0 = kernel default, 1 s)").range(0, u32::MAX as i64),
+    OptionDef::int("attach_conntrack", "0", "attach the packet's conntrack entry as key `ct` (needs conntrack netlink support)").flag(),
+    OptionDef::int("netlink_nlbufsiz", "0", "rulogd only: size in bytes of the kernel's per-group batch buffer (NFULA_CFG_NLBUFSIZ, 4096-131072; 0 = kernel default, about one page). A larger buffer lets the kernel pack more packets into one datagram, so fewer recv() calls are needed; must not exceed bufsize").range(4096, NLBUFSIZ_MAX).or_zero().check(nlbufsiz_fits),
 ];
+
+/// `netlink_nlbufsiz` must fit in `bufsize`, or batched datagrams are cut.
+fn nlbufsiz_fits(_: &OptValue, o: &Options) -> Result<(), String> {
+    let (n, b) = (o.int("netlink_nlbufsiz"), o.int("bufsize"));
+    if n > b {
+        return Err(format!(
+            "{n} exceeds bufsize {b}: batched datagrams would be cut"
+        ));
+    }
+    Ok(())
+}
 
 /// Validated options of one NFLOG instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,15 +87,9 @@ impl Settings {
     pub fn from_options(o: &Options) -> Result<Settings, BuildError> {
         let u32max = u32::MAX as i64;
         let bufsize = int_in(o, "bufsize", 64, i32::MAX as i64)? as usize;
-        let label = o.int("numeric_label");
-        if !(0..=255).contains(&label) {
-            // ulogd stores it in a u8 without a word; keep accepting such
-            // configs, but say what the label really is.
-            log::warn!(
-                "NFLOG: numeric_label {label} does not fit 0..=255, using {}",
-                label as u8
-            );
-        }
+        // The option table refuses values beyond a byte (ulogd kept the
+        // low byte silently), so this only guards direct callers.
+        let label = int_in(o, "numeric_label", 0, 255)?;
         let nlbufsiz = int_in(o, "netlink_nlbufsiz", 0, NLBUFSIZ_MAX)?;
         if nlbufsiz != 0 && nlbufsiz < 4096 {
             return Err(BuildError::option(

@@ -265,10 +265,11 @@ fn options_are_checked() {
             .ok(),
         Some(131_072)
     );
-    // ulogd keeps the low byte; so do we.
+    // ulogd kept the low byte silently; rulogd refuses it.
+    assert!(settings(&[("numeric_label", 300)]).is_err());
     assert_eq!(
-        settings(&[("numeric_label", 300)]).map(|s| s.label).ok(),
-        Some(44)
+        settings(&[("numeric_label", 255)]).map(|s| s.label).ok(),
+        Some(255)
     );
 }
 

@@ -4,7 +4,7 @@
 
 use rulogd_netlink::nfqueue::{cfg, config_request, Config};
 use rulogd_netlink::socket::NlSocket;
-use rulogd_plugin::{BuildError, OptionDef, Options};
+use rulogd_plugin::{BuildError, OptValue, OptionDef, Options};
 use std::io;
 
 /// Room a queued packet's message needs besides its payload: headers and
@@ -13,19 +13,47 @@ pub const MSG_OVERHEAD: usize = 4096;
 
 /// The options: NFLOG's where they mean the same, then the queue's own.
 pub static OPTIONS: [OptionDef; 12] = [
-    OptionDef::int("queue_num", "0", "NFQUEUE number to bind (nft `queue num N`, iptables `-j NFQUEUE --queue-num N`)"),
-    OptionDef::int("queue_maxlen", "0", "packets the kernel may hold waiting for a verdict; 0 keeps the kernel default (1024)"),
-    OptionDef::str("verdict", "accept", "what every packet is told after it was logged: `accept`, or `mark` (accept and set the packet mark to verdict_mark)"),
-    OptionDef::int("verdict_mark", "0", "the mark set with verdict=mark (32 bits, whole mark replaced)"),
-    OptionDef::int("fail_open", "1", "when the queue is full or the socket cannot take more, the kernel accepts packets instead of dropping them (they are not logged)"),
-    OptionDef::int("copy_range", "0xffff", "bytes of each packet copied to rulogd (1-65535; the kernel caps it at 65531)"),
-    OptionDef::int("gso", "1", "take GSO packets whole, as NFLOG logs them, instead of having the kernel segment them first"),
-    OptionDef::int("attach_conntrack", "0", "attach the packet's conntrack entry as key `ct`"),
-    OptionDef::int("numeric_label", "0", "constant exported as raw.label (0-255)"),
-    OptionDef::int("bufsize", "150000", "size of the userspace receive buffer in bytes; at least copy_range + 4096"),
-    OptionDef::int("netlink_socket_buffer_size", "0", "netlink socket receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF); 0 keeps the system default"),
-    OptionDef::int("netlink_socket_buffer_maxsize", "0", "on ENOBUFS, double the receive buffer up to this many bytes; 0 never grows it"),
+    OptionDef::int("queue_num", "0", "NFQUEUE number to bind (nft `queue num N`, iptables `-j NFQUEUE --queue-num N`)").range(0, 65535).unique(),
+    OptionDef::int("queue_maxlen", "0", "packets the kernel may hold waiting for a verdict; 0 keeps the kernel default (1024)").range(0, u32::MAX as i64),
+    OptionDef::str("verdict", "accept", "what every packet is told after it was logged: `accept`, or `mark` (accept and set the packet mark to verdict_mark)").check(verdict_word),
+    OptionDef::int("verdict_mark", "0", "the mark set with verdict=mark (32 bits, whole mark replaced)").range(0, u32::MAX as i64).check(mark_needs_verdict),
+    OptionDef::int("fail_open", "1", "when the queue is full or the socket cannot take more, the kernel accepts packets instead of dropping them (they are not logged)").flag(),
+    OptionDef::int("copy_range", "0xffff", "bytes of each packet copied to rulogd (1-65535; the kernel caps it at 65531)").range(1, 0xffff),
+    OptionDef::int("gso", "1", "take GSO packets whole, as NFLOG logs them, instead of having the kernel segment them first").flag(),
+    OptionDef::int("attach_conntrack", "0", "attach the packet's conntrack entry as key `ct`").flag(),
+    OptionDef::int("numeric_label", "0", "constant exported as raw.label (0-255)").range(0, 255),
+    OptionDef::int("bufsize", "150000", "size of the userspace receive buffer in bytes; at least copy_range + 4096").range(1, i32::MAX as i64).check(bufsize_fits_copy_range),
+    OptionDef::int("netlink_socket_buffer_size", "0", "netlink socket receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF); 0 keeps the system default").range(0, i32::MAX as i64),
+    OptionDef::int("netlink_socket_buffer_maxsize", "0", "on ENOBUFS, double the receive buffer up to this many bytes; 0 never grows it").range(0, i32::MAX as i64),
 ];
+
+/// `verdict` is matched exactly, as the builder does.
+fn verdict_word(v: &OptValue, _: &Options) -> Result<(), String> {
+    match v {
+        OptValue::Str(s) if s == "accept" || s == "mark" => Ok(()),
+        other => Err(format!("`{other}` is not one of: accept, mark")),
+    }
+}
+
+/// `verdict_mark` means something only with `verdict=mark`.
+fn mark_needs_verdict(_: &OptValue, o: &Options) -> Result<(), String> {
+    if o.is_set("verdict_mark") && o.str("verdict") != "mark" {
+        return Err("only used with verdict=mark; set verdict=mark or remove it".into());
+    }
+    Ok(())
+}
+
+/// A queued packet's message must fit in the receive buffer.
+fn bufsize_fits_copy_range(_: &OptValue, o: &Options) -> Result<(), String> {
+    let (b, c) = (o.int("bufsize"), o.int("copy_range"));
+    let need = c + MSG_OVERHEAD as i64;
+    if b < need {
+        return Err(format!(
+            "{b} is too small for copy_range {c}: needs at least {need}"
+        ));
+    }
+    Ok(())
+}
 
 /// Validated options of one NFQUEUE instance.
 #[derive(Clone, Debug, PartialEq, Eq)]

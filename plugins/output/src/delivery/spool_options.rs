@@ -22,7 +22,8 @@ pub const SPOOL_SIZE: OptionDef = OptionDef::int(
     "spool_size",
     "1073741824",
     "Most bytes spooled; beyond it when_full applies",
-);
+)
+.range(1 << 16, i64::MAX);
 
 /// Default longest wait between reconnects of a spooled delivery.
 pub const SPOOL_RETRY_MAX: Duration = Duration::from_secs(2);

@@ -20,8 +20,8 @@ use crate::delivery::{
     UdpTransport, WhenFull, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, OptionDef, Options, Output, OutputError, PluginInfo,
-    PluginKind, Record, Registration, Signal, Slot,
+    Binding, BuildCtx, BuildError, Builder, OptValue, OptionDef, Options, Output, OutputError,
+    PluginInfo, PluginKind, Record, Registration, Signal, Slot,
 };
 use std::sync::Once;
 
@@ -36,52 +36,89 @@ pub const JSON_BATCH_BYTES: usize = 256 * 1024;
 /// Longest unix socket path (`sun_path` holds 108 bytes with the NUL).
 const UNIX_PATH_MAX: usize = 108;
 
+/// In unix mode `file` is the socket path, which must fit a sockaddr_un.
+fn unix_path_fits(v: &OptValue, o: &Options) -> Result<(), String> {
+    let path = v.to_string();
+    if !o.str("mode").eq_ignore_ascii_case("unix") {
+        return Ok(());
+    }
+    if path.is_empty() {
+        return Err("missing unix socket path".into());
+    }
+    if path.len() >= UNIX_PATH_MAX {
+        return Err(format!(
+            "unix socket path is longer than {}",
+            UNIX_PATH_MAX - 1
+        ));
+    }
+    Ok(())
+}
+
+/// tcp and udp modes need a peer.
+fn peer_host_given(v: &OptValue, o: &Options) -> Result<(), String> {
+    let mode = o.str("mode");
+    let net = mode.eq_ignore_ascii_case("tcp") || mode.eq_ignore_ascii_case("udp");
+    if net && v.to_string().is_empty() {
+        return Err("missing peer host".into());
+    }
+    Ok(())
+}
+
 static OPTIONS: [OptionDef; 15] = [
     OptionDef::str(
         "file",
         "/var/log/ulogd.json",
         "Output file in file mode; socket path in unix mode",
-    ),
+    )
+    .check(unix_path_fits),
     OptionDef::int(
         "sync",
         "0",
         "Hand every line to the writer at once instead of in 256 KiB batches",
-    ),
-    OptionDef::int("timestamp", "1", "Add a timestamp field"),
+    )
+    .flag(),
+    OptionDef::int("timestamp", "1", "Add a timestamp field").flag(),
     OptionDef::int(
         "eventv1",
         "0",
         "Logstash event v1: add \"@version\": 1 and call the timestamp @timestamp",
-    ),
+    )
+    .flag(),
     OptionDef::str("device", "Netfilter", "Value of the \"dvc\" field"),
     OptionDef::int(
         "boolean_label",
         "0",
         "Write raw.label as \"action\": \"allowed\" (non-zero) or \"blocked\" (zero)",
-    ),
-    OptionDef::str("mode", "file", "Transport: file, tcp, udp or unix"),
-    OptionDef::str("host", "127.0.0.1", "Peer host in tcp and udp modes"),
+    )
+    .flag(),
+    OptionDef::str("mode", "file", "Transport: file, tcp, udp or unix")
+        .one_of(&["file", "tcp", "udp", "unix"]),
+    OptionDef::str("host", "127.0.0.1", "Peer host in tcp and udp modes").check(peer_host_given),
     OptionDef::str(
         "port",
         "12345",
         "Peer port (number or service name) in tcp and udp modes",
-    ),
+    )
+    .check(rulogd_plugin::options::check_port),
     OptionDef::str(
         "timestamp_format",
         "ulogd",
         "ulogd (local time as ulogd writes it), rfc3339 (UTC with Z) or epoch (a number)",
-    ),
-    OptionDef::int("queue_size", "64", "Batches queued for the writer thread"),
+    )
+    .one_of(&["ulogd", "rfc3339", "epoch"]),
+    OptionDef::int("queue_size", "64", "Batches queued for the writer thread").range(1, 1 << 20),
     OptionDef::str(
         "when_full",
         "auto",
         "Full queue: block or drop (auto: block in file mode, drop in network modes)",
-    ),
+    )
+    .one_of(&["auto", "block", "drop"]),
     OptionDef::int(
         "max_pending",
         "67108864",
         "Bytes held in memory while a peer is away; beyond it when_full applies",
-    ),
+    )
+    .range(0, i64::MAX),
     // tcp and unix modes only: a file does not go away, and UDP cannot tell.
     crate::delivery::SPOOL_DIR,
     crate::delivery::SPOOL_SIZE,

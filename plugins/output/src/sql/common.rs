@@ -29,17 +29,20 @@ pub const DB_OPTIONS: [OptionDef; 7] = [
         "",
         "Table or view whose columns name the keys to write",
     )
+    .check(rulogd_plugin::options::check_not_empty)
     .mandatory(),
     OptionDef::int(
         "reconnect",
         "2",
         "Longest wait in seconds between reconnect attempts",
-    ),
+    )
+    .range(0, i32::MAX as i64),
     OptionDef::int(
         "connect_timeout",
         "0",
         "Seconds a connection attempt may take (0: 10)",
-    ),
+    )
+    .range(0, i32::MAX as i64),
     OptionDef::str(
         "procedure",
         "",
@@ -50,17 +53,20 @@ pub const DB_OPTIONS: [OptionDef; 7] = [
         "backlog_memcap",
         "0",
         "Bytes of rows the memory queue holds (0: default)",
-    ),
+    )
+    .range(0, i64::MAX),
     OptionDef::int(
         "backlog_oneshot_requests",
         "10",
         "Accepted for ulogd configs; rows are written in batches",
-    ),
+    )
+    .range(0, i32::MAX as i64),
     OptionDef::int(
         "ring_buffer_size",
         "0",
         "Rows the memory queue holds (0: default)",
-    ),
+    )
+    .range(0, i64::MAX / 256),
 ];
 
 /// The option table of an SQL output that talks to a server (PGSQL,
@@ -88,6 +94,17 @@ macro_rules! server_options {
 #[cfg(any(feature = "pgsql", feature = "mysql"))]
 pub(crate) use server_options;
 
+/// A `table` with strftime fields is created from `template`.
+fn template_for_strftime(v: &rulogd_plugin::OptValue, o: &Options) -> Result<(), String> {
+    let table = o.str("table");
+    if table.contains('%') && v.to_string().is_empty() {
+        return Err(format!(
+            "table `{table}` has strftime fields: set template= to the table to copy"
+        ));
+    }
+    Ok(())
+}
+
 /// rulogd's own options of every SQL output.
 pub const OWN_OPTIONS: [OptionDef; 4] = [
     crate::delivery::SPOOL_DIR,
@@ -96,12 +113,14 @@ pub const OWN_OPTIONS: [OptionDef; 4] = [
         "when_full",
         "drop",
         "Spool (or memory queue) full: block the input, or drop and count",
-    ),
+    )
+    .one_of(&["block", "drop"]),
     OptionDef::str(
         "template",
         "",
         "Table copied to create a time-partitioned table (table with % fields)",
-    ),
+    )
+    .check(template_for_strftime),
 ];
 
 /// SQL outputs whose database is a local file: there is no server to lose,

@@ -27,7 +27,7 @@ static OPTIONS: &[OptionDef] = server_options![
     ),
     OptionDef::str("user", "", "User name").mandatory(),
     OptionDef::str("pass", "", "Password"),
-    OptionDef::int("port", "0", "Server port (0: 3306)"),
+    OptionDef::int("port", "0", "Server port (0: 3306)").range(0, 65535),
 ];
 
 /// `--info` description of MYSQL.

@@ -16,13 +16,16 @@ use rusqlite::{Connection, ErrorCode};
 use std::time::Duration;
 
 static OPTIONS: [OptionDef; 7] = [
-    OptionDef::str("db", "", "SQLite database file").mandatory(),
+    OptionDef::str("db", "", "SQLite database file")
+        .check(rulogd_plugin::options::check_not_empty)
+        .mandatory(),
     OptionDef::str("table", "", "Table whose columns name the keys to write").mandatory(),
     OptionDef::int(
         "create",
         "0",
         "1: create a missing table with rulogd's packet columns (conf/sql/sqlite3.sql)",
-    ),
+    )
+    .flag(),
     OWN_OPTIONS[0],
     OWN_OPTIONS[1],
     OWN_OPTIONS[2],

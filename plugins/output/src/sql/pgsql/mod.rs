@@ -24,6 +24,18 @@ use rulogd_plugin::{
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// `connstring` parses as libpq's syntax, as the builder will parse it.
+fn connstring_parses(
+    v: &rulogd_plugin::OptValue,
+    _: &rulogd_plugin::Options,
+) -> Result<(), String> {
+    let s = v.to_string();
+    if s.is_empty() {
+        return Ok(());
+    }
+    s.parse::<Config>().map(|_| ()).map_err(|e| e.to_string())
+}
+
 static OPTIONS: &[OptionDef] = server_options![
     OptionDef::str("db", "", "Database name").mandatory(),
     OptionDef::str(
@@ -33,13 +45,14 @@ static OPTIONS: &[OptionDef] = server_options![
     ),
     OptionDef::str("user", "", "User name").mandatory(),
     OptionDef::str("pass", "", "Password"),
-    OptionDef::int("port", "0", "Server port (0: 5432)"),
+    OptionDef::int("port", "0", "Server port (0: 5432)").range(0, 65535),
     OptionDef::str("schema", "public", "Schema of the table"),
     OptionDef::str(
         "connstring",
         "",
         "libpq connection string; replaces db, host, user, pass and port",
-    ),
+    )
+    .check(connstring_parses),
 ];
 
 /// `--info` description of PGSQL.
