@@ -2,7 +2,10 @@
 //! that accepts but never reads fills its queue and then drops (counted),
 //! while the NFLOG socket keeps being read and a second JSON output (a file,
 //! in a second stack of the same input) gets every record. ulogd2 writes on
-//! its only thread, so there the stalled peer would block everything.
+//! its only thread, so there the stalled peer would block everything. The
+//! durable spool (on by default) is turned off here: this is the memory-only
+//! path, whose losses must be counted; the spool's own tests are in
+//! tests/sql_faults.rs and the delivery unit tests.
 
 use rulogd_tests::traffic::udp_send_paced;
 use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
@@ -28,6 +31,7 @@ host=127.0.0.1
 port=7171
 queue_size=4
 max_pending=65536
+spool_dir=\"\"
 ";
 
 fn stat(log: &str, set: &str, key: &str) -> Option<u64> {
