@@ -152,6 +152,16 @@ fn start(args: &cli::Args) -> Result<i32> {
                 anyhow::anyhow!("cannot hand {} to user {u}: {e}", p.display())
             })?;
             process::drop_privileges(u)?;
+            for (dir, what) in shared.reopen_dirs() {
+                if let Err(e) = process::can_create_in(&dir) {
+                    log::warn!(
+                        "{what}, but user {u} cannot create files in {} ({e}): \
+                         a reopen there will fail (and be retried) until the directory \
+                         or a new file in it is writable by {u}",
+                        dir.display()
+                    );
+                }
+            }
         }
         for st in &cfg.stacks {
             log::info!("building new pluginstance stack: '{}'", st.text);
