@@ -268,22 +268,45 @@ fn sqlite_under_user_writes_after_sighup() {
 /// written again.
 #[test]
 fn sqlite_database_deleted_while_running() {
+    db_goes_away_while_running(false);
+}
+
+/// The same with the database renamed (rotated without SIGHUP): the rows
+/// before the rename stay in the renamed file, the later ones are in the
+/// new one, each row in exactly one of them.
+#[test]
+fn sqlite_database_renamed_while_running() {
+    db_goes_away_while_running(true);
+}
+
+fn db_goes_away_while_running(rename: bool) {
     if !lab::require_root() {
         return;
     }
-    let ns = Netns::new("rusqdel").unwrap();
-    ns.nft(&RULES.replace("{GROUP}", "62")).unwrap();
-    let tmp = TempDir::new("rusqdel");
+    let (tag, group) = if rename {
+        ("rusqmv", 65)
+    } else {
+        ("rusqdel", 62)
+    };
+    let ns = Netns::new(tag).unwrap();
+    ns.nft(&RULES.replace("{GROUP}", &group.to_string()))
+        .unwrap();
+    let tmp = TempDir::new(tag);
     let dir = nobody_dir(tmp.path(), "db");
     let db = dir.join("r.db");
-    let r = Run::start(&ns, tmp.path(), &sql_conf(&db, 62), 62);
+    let moved = dir.join("r.db.1");
+    let r = Run::start(&ns, tmp.path(), &sql_conf(&db, group), group);
     // Kept open to read what went into the deleted inode.
     let old = File::open(&db).unwrap();
     const N: usize = 2000;
     std::thread::scope(|s| {
         s.spawn(|| send(&ns, 9003, 0, N, 2000));
         std::thread::sleep(Duration::from_millis(500));
-        std::fs::remove_file(&db).unwrap();
+        if rename {
+            std::fs::rename(&db, &moved).unwrap();
+        } else {
+            std::fs::remove_file(&db).unwrap();
+        }
     });
     // Not read before the daemon made it: the shell would make it first.
     assert!(
@@ -293,7 +316,7 @@ fn sqlite_database_deleted_while_running() {
         "no new database\n{}",
         r.log()
     );
-    assert!(daemon::wait_drained(&ns, 62, Duration::from_secs(5)));
+    assert!(daemon::wait_drained(&ns, group, Duration::from_secs(5)));
     assert!(
         lab::wait_until(Duration::from_secs(10), || count(&db, 9003) > 0),
         "no rows in the new database\n{}",
@@ -301,13 +324,14 @@ fn sqlite_database_deleted_while_running() {
     );
     let log = r.log();
     r.stop();
-    let copy = dir.join("old.db");
-    let mut bytes = Vec::new();
-    (&old).read_to_end(&mut bytes).unwrap();
-    std::fs::write(&copy, bytes).unwrap();
-    let (u, g) = nobody();
-    std::os::unix::fs::chown(&copy, Some(u), Some(g)).unwrap();
-    let (o, o_rows) = packets(&copy, 9003);
+    if !rename {
+        let mut bytes = Vec::new();
+        (&old).read_to_end(&mut bytes).unwrap();
+        std::fs::write(&moved, bytes).unwrap();
+        let (u, g) = nobody();
+        std::os::unix::fs::chown(&moved, Some(u), Some(g)).unwrap();
+    }
+    let (o, o_rows) = packets(&moved, 9003);
     let (n, n_rows) = packets(&db, 9003);
     assert_eq!(o.len(), o_rows, "duplicates in the old file");
     assert_eq!(n.len(), n_rows, "duplicates in the new file");
@@ -325,7 +349,7 @@ fn sqlite_database_deleted_while_running() {
     assert_eq!(n, (first..N as i64).collect(), "new file not a suffix");
     assert!(first > 0 && (first as usize) < N, "first {first}");
     // Rows in both: committed into the deleted inode and written again;
-    // the log must say so, with that number.
+    // the log must say so, with that number. A renamed file keeps its rows.
     let both = o.intersection(&n).count();
     let said: usize = log
         .lines()
@@ -339,12 +363,58 @@ fn sqlite_database_deleted_while_running() {
         .filter_map(|x| x.trim().parse::<usize>().ok())
         .sum();
     assert_eq!(both, said, "{log}");
-    assert!(log.contains("was deleted while in use"), "{log}");
+    let what = if rename {
+        "renamed or replaced"
+    } else {
+        "deleted"
+    };
+    assert!(log.contains(&format!("was {what} while in use")), "{log}");
     eprintln!(
-        "deleted at ~{first}: {} rows in the old inode, {} in the new file, {both} written again",
+        "{what} at ~{first}: {} rows in the old inode, {} in the new file, {both} written again",
         o.len(),
         n.len()
     );
+}
+
+/// A user's own table (not rulogd's packet table) in a database deleted
+/// while running is not made up: the error says so, rows are held, and
+/// once the user has made the table they land.
+#[test]
+fn sqlite_user_table_in_a_deleted_database_is_waited_for() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = Netns::new("rusqusr").unwrap();
+    ns.nft(&RULES.replace("{GROUP}", "66")).unwrap();
+    let tmp = TempDir::new("rusqusr");
+    let dir = nobody_dir(tmp.path(), "db");
+    let db = dir.join("r.db");
+    const TABLE: &str = "create table pkt (raw_pktlen INTEGER, udp_dport INTEGER)";
+    sqlite(&db, TABLE);
+    let conf = sql_conf(&db, 66).replace("create=1\n", "");
+    let r = Run::start(&ns, tmp.path(), &conf, 66);
+    send(&ns, 9001, 0, 100, 0);
+    assert!(lab::wait_until(Duration::from_secs(10), || count(
+        &db, 9001
+    ) == 100));
+    std::fs::remove_file(&db).unwrap();
+    send(&ns, 9002, 0, 100, 0);
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || r.log().contains("is gone from")),
+        "{}",
+        r.log()
+    );
+    // The daemon left an empty database there; the user makes the table.
+    sqlite(&db, TABLE);
+    assert!(
+        lab::wait_until(Duration::from_secs(15), || count(&db, 9002) == 100),
+        "{} rows\n{}",
+        count(&db, 9002),
+        r.log()
+    );
+    r.stop();
+    assert_eq!(packets(&db, 9002), ((0..100).collect(), 100));
+    assert_eq!(count(&db, 9001), 0);
 }
 
 const FILES_CONF: &str = "\

@@ -407,3 +407,102 @@ impl Sqlite {
         tx.commit().map_err(sort)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::temp_dir;
+
+    fn open(path: &Path) -> Sqlite {
+        let mut d = Sqlite::new(path.to_str().unwrap().to_string());
+        d.connect().unwrap();
+        d
+    }
+
+    fn put(d: &mut Sqlite, vals: &[i64]) -> Result<(), DbError> {
+        let cols = vec!["raw_pktlen".to_string()];
+        let rows: Vec<Val<'_>> = vals.iter().map(|v| Val::Int(*v)).collect();
+        d.write("t", &cols, &rows)
+    }
+
+    fn rows(path: &Path) -> Vec<i64> {
+        let c = Connection::open(path).unwrap();
+        let mut st = c
+            .prepare("select raw_pktlen from t order by rowid")
+            .unwrap();
+        let v = st
+            .query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        v
+    }
+
+    /// A database deleted under the writer is noticed before the next
+    /// batch, and the new file gets rulogd's table (it had it) but none of
+    /// the old WAL's pages.
+    #[test]
+    fn deleted_database_is_noticed_and_made_again() {
+        let dir = temp_dir("sqlite-del");
+        let db = dir.join("r.db");
+        let mut d = open(&db);
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(&packet_table("t").unwrap())
+            .unwrap();
+        assert!(d.columns("t").unwrap().contains(&"raw_pktlen".to_string()));
+        assert!(d.default_schema);
+        put(&mut d, &[1, 2]).unwrap();
+        std::fs::remove_file(&db).unwrap();
+        let e = put(&mut d, &[3]).unwrap_err();
+        assert!(e.text().contains("deleted"), "{}", e.text());
+        d.close();
+        d.connect().unwrap();
+        d.columns("t").unwrap();
+        put(&mut d, &[3, 4]).unwrap();
+        d.close();
+        assert_eq!(rows(&db), vec![3, 4]);
+    }
+
+    /// A user's table is not made again: the error names it.
+    #[test]
+    fn user_table_is_not_made_up() {
+        let dir = temp_dir("sqlite-user");
+        let db = dir.join("r.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("create table t (raw_pktlen INTEGER)")
+            .unwrap();
+        let mut d = open(&db);
+        d.columns("t").unwrap();
+        assert!(!d.default_schema);
+        std::fs::remove_file(&db).unwrap();
+        assert!(put(&mut d, &[1]).is_err());
+        d.close();
+        d.connect().unwrap();
+        let e = d.columns("t").unwrap_err();
+        assert!(e.text().contains("table `t` is gone"), "{}", e.text());
+    }
+
+    /// A renamed database keeps the rows written before the rename; the
+    /// writer moves to a new file at the path.
+    #[test]
+    fn renamed_database_keeps_its_rows() {
+        let dir = temp_dir("sqlite-mv");
+        let db = dir.join("r.db");
+        let mut d = open(&db);
+        d.create = true;
+        d.columns("t").unwrap();
+        put(&mut d, &[1, 2]).unwrap();
+        std::fs::rename(&db, dir.join("r.db.1")).unwrap();
+        let e = put(&mut d, &[3]).unwrap_err();
+        assert!(e.text().contains("renamed"), "{}", e.text());
+        d.close();
+        d.connect().unwrap();
+        d.columns("t").unwrap();
+        put(&mut d, &[3]).unwrap();
+        d.close();
+        assert_eq!(rows(&dir.join("r.db.1")), vec![1, 2]);
+        assert_eq!(rows(&db), vec![3]);
+    }
+}
