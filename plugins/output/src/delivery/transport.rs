@@ -62,9 +62,11 @@ pub fn prepare_reopen(ctx: &BuildCtx, plugin: &str, path: &Path) {
     if ctx.shared.env().owner.is_none() {
         return;
     }
-    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        ctx.shared.hand_over_later(path.to_path_buf());
+    // /dev/stdout, a FIFO: nothing to hand over, nothing made on reopen.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return;
     }
+    ctx.shared.hand_over_later(path.to_path_buf());
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     ctx.shared.reopens_in(
         dir,

@@ -70,7 +70,8 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     // database deleted while running open the files again as the -u user:
     // hand it the database and its WAL files, and check that it can make
     // them anew in their directory.
-    if ctx.shared.env().owner.is_some() {
+    let special = db.as_os_str() == ":memory:" || db.starts_with("file:");
+    if ctx.shared.env().owner.is_some() && !special {
         for p in [db.clone(), side_file(&db, "-wal"), side_file(&db, "-shm")] {
             ctx.shared.hand_over_later(p);
         }
