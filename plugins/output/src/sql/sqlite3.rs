@@ -465,6 +465,37 @@ mod tests {
         assert_eq!(rows(&db), vec![3, 4]);
     }
 
+    /// A database deleted while a batch is being committed: the batch went
+    /// into the deleted file, so the write fails (the writer sends it again
+    /// into a new database) and says how many rows that is.
+    #[test]
+    fn batch_committed_into_a_deleted_database_is_refused() {
+        let dir = temp_dir("sqlite-mid");
+        let db = dir.join("r.db");
+        let mut d = open(&db);
+        d.create = true;
+        d.columns("t").unwrap();
+        put(&mut d, &[1]).unwrap();
+        let p = db.clone();
+        d.conn.as_ref().unwrap().commit_hook(Some(move || {
+            let _ = std::fs::remove_file(&p);
+            false
+        }));
+        let e = put(&mut d, &[2, 3, 4]).unwrap_err();
+        assert!(
+            e.text().contains("the 3 rows just committed"),
+            "{}",
+            e.text()
+        );
+        d.close();
+        assert!(!db.exists() && !dir.join("r.db-wal").exists());
+        d.connect().unwrap();
+        d.columns("t").unwrap();
+        put(&mut d, &[2, 3, 4]).unwrap();
+        d.close();
+        assert_eq!(rows(&db), vec![2, 3, 4]);
+    }
+
     /// A user's table is not made again: the error names it.
     #[test]
     fn user_table_is_not_made_up() {
