@@ -160,8 +160,8 @@ impl Sqlite {
         }
     }
 
-    /// Compares the open database file with what its path names now (two
-    /// stat calls, once per batch).
+    /// Compares the open database file with what its path names now (an
+    /// fstat and a stat; before and after each batch).
     fn fate(&self) -> Fate {
         let Some(f) = &self.file else {
             return Fate::Same;
