@@ -147,6 +147,18 @@ fn start(args: &cli::Args) -> Result<i32> {
             state_dir: Some(process::state_dir()),
             owner,
         }));
+        if let (Some((lf, _)), Some(_)) = (&cfg.logfile, &args.user) {
+            // SIGHUP reopens the daemon log as the -u user, as it does the
+            // outputs' files.
+            let p = Path::new(lf);
+            if !matches!(lf.as_str(), "stdout" | "syslog") && p.is_file() {
+                shared.hand_over_later(p.to_path_buf());
+                shared.reopens_in(
+                    p.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    format!("the daemon log {lf} is reopened after a rotation"),
+                );
+            }
+        }
         if cfg.path == Path::new(EMBEDDED_NAME) && !Path::new(DEFAULT_LOG_DIR).exists() {
             std::fs::create_dir_all(DEFAULT_LOG_DIR).with_context(|| {
                 format!("cannot make {DEFAULT_LOG_DIR} for the embedded default")
@@ -170,6 +182,16 @@ fn start(args: &cli::Args) -> Result<i32> {
                 anyhow::anyhow!("cannot hand {} to user {u}: {e}", p.display())
             })?;
             process::drop_privileges(u)?;
+            for (dir, what) in shared.reopen_dirs() {
+                if let Err(e) = process::can_create_in(&dir) {
+                    log::warn!(
+                        "{what}, but user {u} cannot create files in {} ({e}): \
+                         a reopen that must make a new file there fails until the \
+                         directory, or a file made there for {u}, is writable by {u}",
+                        dir.display()
+                    );
+                }
+            }
         }
         for st in &cfg.stacks {
             log::info!("building new pluginstance stack: '{}'", st.text);

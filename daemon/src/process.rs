@@ -148,6 +148,19 @@ pub fn state_dir() -> PathBuf {
 /// Where durable state (default spools) goes without `$STATE_DIRECTORY`.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/rulogd";
 
+/// Whether this process (after the privilege drop: the `-u` user, with its
+/// groups and any ACL) may create and remove files in `dir`.
+pub fn can_create_in(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: access(2) reads the NUL-terminated path only.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Switches to `user` (its uid, primary gid and supplementary groups).
 pub fn drop_privileges(user: &str) -> Result<()> {
     let c = CString::new(user).context("user name contains NUL")?;

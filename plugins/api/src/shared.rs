@@ -55,6 +55,7 @@ pub struct SharedRegistry {
     stats: Mutex<Vec<Arc<StatSet>>>,
     env: ProcessEnv,
     handovers: Mutex<Vec<PathBuf>>,
+    reopen_dirs: Mutex<Vec<(PathBuf, String)>>,
 }
 
 impl SharedRegistry {
@@ -72,7 +73,8 @@ impl SharedRegistry {
     }
 
     /// Remembers a file or directory tree created while building that the
-    /// instance writes after the privilege drop (a spool): the core hands
+    /// instance writes or reopens after the privilege drop (a spool, a log
+    /// file, an SQLite database and its `-wal`/`-shm`): the core hands
     /// it to the `-u` user just before dropping ([`Self::hand_over_all`]).
     pub fn hand_over_later(&self, path: PathBuf) {
         self.handovers
@@ -81,8 +83,38 @@ impl SharedRegistry {
             .push(path);
     }
 
+    /// Remembers that `what` (`json1 (JSON) reopens /var/log/x.json`)
+    /// creates files in `dir` after the privilege drop: on SIGHUP after a
+    /// rotation, or a database deleted while running. The core checks after
+    /// the drop that the `-u` user can do that and warns at start if not.
+    pub fn reopens_in(&self, dir: PathBuf, what: String) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        self.reopen_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((dir, what));
+    }
+
+    /// Every directory remembered by [`Self::reopens_in`], with what needs
+    /// it; empty without `-u` (root can create files anywhere it could at
+    /// start).
+    pub fn reopen_dirs(&self) -> Vec<(PathBuf, String)> {
+        if self.env.owner.is_none() {
+            return Vec::new();
+        }
+        self.reopen_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Hands every remembered path, and everything below it, to the `-u`
-    /// user. A no-op without `-u`.
+    /// user; a path that no longer exists (an SQLite `-wal` removed at
+    /// close) is skipped. A no-op without `-u`.
     pub fn hand_over_all(&self) -> Result<(), (PathBuf, std::io::Error)> {
         if self.env.owner.is_none() {
             return Ok(());
@@ -99,7 +131,10 @@ impl SharedRegistry {
     }
 
     fn hand_over_tree(&self, p: &Path) -> Result<(), (PathBuf, std::io::Error)> {
-        self.env.hand_over(p).map_err(|e| (p.to_path_buf(), e))?;
+        match self.env.hand_over(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            r => r.map_err(|e| (p.to_path_buf(), e))?,
+        }
         if p.is_dir() {
             let entries = std::fs::read_dir(p).map_err(|e| (p.to_path_buf(), e))?;
             for e in entries.flatten() {

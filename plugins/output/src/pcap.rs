@@ -110,6 +110,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         let mut t = FileTransport::new(path).on_open(hook);
         crate::delivery::Transport::open(&mut t)
             .map_err(|e| BuildError::io(format!("PCAP: can't open pcap file {path}"), e))?;
+        crate::delivery::prepare_reopen(ctx, "PCAP", std::path::Path::new(path));
         Ok(Box::new(t))
     })?;
     Ok(Box::new(Pcap {

@@ -2,7 +2,9 @@
 //! XML): local time as libc prints it, addresses as glibc's `inet_ntop`
 //! writes them, and C-string cuts. Nothing here allocates.
 
-use crate::delivery::{Delivery, DeliveryConfig, FileTransport, Producer, WhenFull};
+use crate::delivery::{
+    prepare_reopen, Delivery, DeliveryConfig, FileTransport, Producer, WhenFull,
+};
 use rulogd_plugin::{BuildCtx, BuildError, KeyType, Slot, UpstreamKey, Value};
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,6 +24,7 @@ pub(crate) fn file_producer(ctx: &BuildCtx, plugin: &str) -> Result<Producer, Bu
     let delivery = Delivery::shared(ctx, plugin, &cfg, || {
         let t = FileTransport::opened(path)
             .map_err(|e| BuildError::io(format!("{plugin}: can't open {path}"), e))?;
+        prepare_reopen(ctx, plugin, std::path::Path::new(path));
         Ok(Box::new(t))
     })?;
     Ok(delivery.producer(ctx.options.int("sync") != 0))

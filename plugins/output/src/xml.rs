@@ -92,6 +92,15 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         let mut t = XmlTransport::new(target, "pkt", "packet");
         t.open()
             .map_err(|e| BuildError::io(format!("XML: can't open {}", t.describe()), e))?;
+        if let Some(dir) = o.int("stdout").eq(&0).then(|| o.str("directory")) {
+            ctx.shared.reopens_in(
+                dir.into(),
+                format!(
+                    "{} (XML) starts a new file in {dir} on SIGHUP",
+                    ctx.instance
+                ),
+            );
+        }
         Ok(Box::new(t))
     })?;
     Ok(Box::new(Xml {

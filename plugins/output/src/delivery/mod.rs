@@ -47,7 +47,7 @@ pub use queue::{Delivery, Producer};
 pub use spool::{Spool, SpoolConfig};
 pub use spool_options::{spool_config, SPOOL_DIR, SPOOL_RETRY_MAX, SPOOL_SIZE};
 pub use stats::DeliveryStats;
-pub use transport::{write_records, FileTransport, OpenHook, SendError, Transport};
+pub use transport::{prepare_reopen, write_records, FileTransport, OpenHook, SendError, Transport};
 
 use rulogd_plugin::BuildError;
 use std::time::Duration;

@@ -3,10 +3,12 @@
 
 use super::batch::Batch;
 use super::stats::DeliveryStats;
+use rulogd_plugin::BuildCtx;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A write that stopped part-way through a batch.
 #[derive(Debug)]
@@ -40,6 +42,45 @@ pub trait Transport: Send {
     /// Bounds how long one send may block from now on (shutdown uses it so a
     /// peer that stopped reading cannot hold the daemon past its deadline).
     fn limit_send_time(&mut self, _limit: Duration) {}
+    /// Whether the destination was renamed or deleted under us (a rotation
+    /// without SIGHUP), so the writer should [`Self::reopen`] it. Called
+    /// before each batch; cheap.
+    fn moved(&mut self) -> bool {
+        false
+    }
+}
+
+/// How often a file output compares its path with the file it has open.
+const MOVED_CHECK: Duration = Duration::from_secs(1);
+
+/// Prepares a file that instance `ctx.instance` of `plugin` writes at
+/// `path` for the `-u` user: the file (if it is a regular file) is handed
+/// to the user before the drop, so a reopen after SIGHUP can open it
+/// again; its directory is checked after the drop, because a rotation
+/// makes the reopen create a new file there.
+pub fn prepare_reopen(ctx: &BuildCtx, plugin: &str, path: &Path) {
+    if ctx.shared.env().owner.is_none() {
+        return;
+    }
+    // /dev/stdout, a FIFO: nothing to hand over, nothing made on reopen.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return;
+    }
+    ctx.shared.hand_over_later(path.to_path_buf());
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    ctx.shared.reopens_in(
+        dir,
+        format!(
+            "{} ({plugin}) reopens {} after a rotation",
+            ctx.instance,
+            path.display()
+        ),
+    );
+}
+
+/// The device and inode of a file.
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
 }
 
 /// Writes records `from..` of `batch` to a byte stream with as few calls as
@@ -84,6 +125,9 @@ pub struct FileTransport {
     desc: String,
     file: Option<File>,
     on_open: Option<OpenHook>,
+    /// Device and inode of `file`, to notice the path pointing elsewhere.
+    id: Option<(u64, u64)>,
+    checked: Instant,
 }
 
 impl FileTransport {
@@ -95,6 +139,8 @@ impl FileTransport {
             path,
             file: None,
             on_open: None,
+            id: None,
+            checked: Instant::now(),
         }
     }
 
@@ -136,7 +182,8 @@ impl Transport for FileTransport {
     }
 
     fn open(&mut self) -> io::Result<()> {
-        self.file = Some(self.open_file()?);
+        let f = self.open_file()?;
+        self.set_file(f);
         Ok(())
     }
 
@@ -168,7 +215,26 @@ impl Transport for FileTransport {
         // Like ulogd: open the new file first and keep the old one on failure,
         // so a failed reopen does not lose lines.
         let f = self.open_file()?;
-        self.file = Some(f);
+        self.set_file(f);
         Ok(())
+    }
+
+    fn moved(&mut self) -> bool {
+        if self.file.is_none() || self.checked.elapsed() < MOVED_CHECK {
+            return false;
+        }
+        self.checked = Instant::now();
+        match std::fs::metadata(&self.path) {
+            Ok(m) => self.id.is_some_and(|id| id != file_id(&m)),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
+}
+
+impl FileTransport {
+    fn set_file(&mut self, f: File) {
+        self.id = f.metadata().ok().map(|m| file_id(&m));
+        self.checked = Instant::now();
+        self.file = Some(f);
     }
 }

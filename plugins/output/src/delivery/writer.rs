@@ -83,6 +83,9 @@ struct Run {
     /// before that, retrying at once would spin (a full disk, a peer that
     /// accepts and hangs up), so the retry waits for the backoff.
     proven: bool,
+    /// A file renamed or deleted under us could not be opened again; told
+    /// once, retried before every batch (at most once a second).
+    move_failing: bool,
 }
 
 impl Writer {
@@ -100,6 +103,7 @@ impl Writer {
             outage: None,
             opened_once,
             proven: false,
+            move_failing: false,
         };
         if !r.w.transport.is_open() {
             // Network modes connect here, not at build time, so a stack starts
@@ -185,10 +189,16 @@ impl Run {
 
     /// Writes pending batches while the destination is open.
     fn deliver(&mut self) {
-        while let Some(front) = self.pending.front() {
+        while !self.pending.is_empty() {
             if !self.w.transport.is_open() {
                 return;
             }
+            if self.w.transport.moved() {
+                self.follow_move();
+            }
+            let Some(front) = self.pending.front() else {
+                return;
+            };
             let from = self.front_next;
             let st = &self.w.stats;
             match self.w.transport.send(front, from, st) {
@@ -226,6 +236,29 @@ impl Run {
                     return;
                 }
             }
+        }
+    }
+
+    /// The file was renamed or deleted without SIGHUP (logrotate without
+    /// a signal): reopen it; if that fails the old file stays in use, so
+    /// nothing is lost, and the next check tries again.
+    fn follow_move(&mut self) {
+        let name = &self.w.name;
+        let desc = self.w.transport.describe().to_string();
+        match self.w.transport.reopen() {
+            Ok(()) => {
+                self.w.stats.reconnects.inc();
+                self.move_failing = false;
+                log::info!("{name}: {desc} was renamed or deleted; reopened it");
+            }
+            Err(e) if !std::mem::replace(&mut self.move_failing, true) => {
+                self.w.stats.write_errors.inc();
+                log::error!(
+                    "{name}: {desc} was renamed or deleted and cannot be opened again: {e}; \
+                     writing on into the old file and retrying"
+                );
+            }
+            Err(e) => log::debug!("{name}: cannot reopen {desc}: {e}"),
         }
     }
 

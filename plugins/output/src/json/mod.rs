@@ -325,7 +325,13 @@ impl Json {
         if matches!(cfg.mode, Mode::Tcp | Mode::Unix) {
             dc.spool = spool_config(ctx, SPOOL_RETRY_MAX)?;
         }
-        let delivery = Delivery::shared(ctx, "JSON", &dc, || cfg.transport())?;
+        let delivery = Delivery::shared(ctx, "JSON", &dc, || {
+            let t = cfg.transport()?;
+            if cfg.mode == Mode::File {
+                crate::delivery::prepare_reopen(ctx, "JSON", std::path::Path::new(&cfg.file));
+            }
+            Ok(t)
+        })?;
         let mut device = Vec::new();
         // A C string stops at NUL, and the option is UTF-8 already.
         let dev = cfg.device.as_bytes();

@@ -169,6 +169,9 @@ impl<D: Driver> Transport for SqlTransport<D> {
             .and_then(|()| self.driver.columns(&self.cfg.template));
         match res {
             Ok(cols) => {
+                // A new database (SQLite's file deleted and made again) has
+                // none of the partitions made before.
+                self.made.clear();
                 if self.cols.as_deref() != Some(&cols) {
                     self.maps.clear();
                     self.told_unmatched = false;
