@@ -50,7 +50,7 @@ fn start_capture(ns: &Netns, program: &str, args: &[&str], dir: &Path) -> Child 
 
 /// Stops a capture program with SIGINT, so it writes out its file.
 fn stop_capture(mut c: Child) {
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on a child we spawned.
     unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
     let st = c.wait().unwrap();
@@ -238,7 +238,7 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
     for (tag, path, args, program) in &files {
         let mut argv: Vec<String> = args.clone();
         match *program {
-            "tcpdump" => argv.extend(["--immediate-mode", "-U", "-n", "-w"].map(String::from)),
+            "tcpdump" => argv.extend(["--immediate-mode", "-B", "8192", "-U", "-n", "-w"].map(String::from)),
             _ => argv.extend(["-q", "-f", filter, "-w"].map(String::from)),
         }
         argv.push(lab::path_str(path));
@@ -247,6 +247,8 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
         }
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let c = start_capture(&ns, program, &argv, d);
+        // `-i any` binds its socket after saying it listens.
+        std::thread::sleep(Duration::from_millis(300));
         traffic(&ns);
         stop_capture(c);
         let want = tshark(path);
@@ -282,5 +284,92 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
     assert!(
         log.contains("bad.pcap: not a pcap or pcapng file: magic 0x74686973 at byte 0"),
         "{log}"
+    );
+}
+
+const LIVE_CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON
+
+[cap1]
+interface=\"rlv0\"
+filter=\"icmp or udp port 9999\"
+
+[json1]
+file=\"{JSON}\"
+sync=1
+";
+
+#[test]
+fn live_capture_on_a_veth_gives_one_record_per_packet_with_its_addresses() {
+    if !lab::require_root() {
+        return;
+    }
+    use rulogd_tests::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
+    let ns = Netns::with_peer("caplive").unwrap();
+    let dir = TempDir::new("caplive");
+    let json = dir.path().join("live.json");
+    let conf = lab::fill(LIVE_CONF, &[("JSON", lab::path_str(&json))]);
+    let mut d = rulogd_tests::Daemon::start(
+        &ns,
+        rulogd_tests::Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf,
+        &[],
+        &[&json],
+    );
+    // A listener, so the datagrams cause no ICMP errors.
+    let (v4, v6) = ns.run_in_thread(|| {
+        (
+            std::net::UdpSocket::bind(format!("{MAIN_V4}:9999")).unwrap(),
+            std::net::UdpSocket::bind(format!("[{MAIN_V6}]:9999")).unwrap(),
+        )
+    });
+    ns.run_in_peer(|| {
+        assert_eq!(icmp_echo(MAIN_V4.parse().unwrap(), 9, 1, 5).unwrap(), 5);
+        udp_send(format!("{MAIN_V4}:9999").parse().unwrap(), 7, 100).unwrap();
+        udp_send(format!("[{MAIN_V6}]:9999").parse().unwrap(), 3, 60).unwrap();
+    });
+    d.wait_lines(&json, 20, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop();
+    drop((v4, v6));
+    let recs = lab::read_records(&json);
+    assert_eq!(
+        recs.len(),
+        20,
+        "5 echo requests, 5 replies, 7 + 3 datagrams"
+    );
+    let count = |src: &str, proto: u64| {
+        recs.iter()
+            .filter(|r| {
+                r.req_str("src_ip") == src
+                    && r.u64("ip.protocol").or(r.u64("ip6.nexthdr")) == Some(proto)
+            })
+            .count()
+    };
+    assert_eq!(count(PEER_V4, 1), 5);
+    assert_eq!(count(MAIN_V4, 1), 5);
+    assert_eq!(count(PEER_V4, 17), 7);
+    assert_eq!(count(PEER_V6, 17), 3);
+    for r in &recs {
+        assert_eq!(r.req_u64("raw.mac_len"), 14, "{}", r.line);
+        if r.has("udp.len") {
+            assert_eq!(r.req_u64("dest_port"), 9999);
+            let want = if r.req_str("src_ip") == PEER_V4 { 108 } else { 68 };
+            assert_eq!(r.req_u64("udp.len"), want, "{}", r.line);
+        }
+    }
+    let log = std::fs::read_to_string(dir.path().join("rulogd.log")).unwrap();
+    let exit = log
+        .lines()
+        .find(|l| l.contains("exit: cap1 (CAPTURE):"))
+        .expect("exit summary");
+    assert!(
+        exit.contains("received=20 ") && exit.contains("kernel_drops=0"),
+        "{exit}"
     );
 }

@@ -8,6 +8,8 @@
 
 pub mod file;
 pub mod link;
+pub mod live;
 
 pub use file::{FileError, Next, Packet, Parser};
 pub use link::{decode, Frame};
+pub use live::{Live, LiveConfig, LiveError, LivePacket};

@@ -26,11 +26,42 @@ use std::path::PathBuf;
 const CHUNK: usize = 1 << 20;
 
 /// The options.
-pub static OPTIONS: [OptionDef; 1] = [OptionDef::str(
-    "file",
-    "",
-    "the pcap or pcapng file to read (mandatory)",
-)];
+pub static OPTIONS: [OptionDef; 7] = [
+    OptionDef::str(
+        "file",
+        "",
+        "a pcap or pcapng file to read (this or interface)",
+    ),
+    OptionDef::str(
+        "interface",
+        "",
+        "the interface to capture on live, `any` for all (this or file)",
+    ),
+    OptionDef::int(
+        "promisc",
+        "1",
+        "put the interface in promiscuous mode (live)",
+    )
+    .flag(),
+    OptionDef::int("snaplen", "65535", "bytes kept of each packet (live)").range(64, 262_144),
+    OptionDef::int(
+        "buffer_size",
+        "33554432",
+        "bytes of the kernel's capture ring (live)",
+    )
+    .range(65_536, 1 << 30),
+    OptionDef::int(
+        "read_timeout",
+        "100",
+        "longest wait in ms before captured packets are handed over (live)",
+    )
+    .range(1, 1000),
+    OptionDef::str(
+        "filter",
+        "",
+        "a BPF filter in tcpdump's syntax (live), e.g. \"not port 22\"",
+    ),
+];
 
 /// The output keys: NFLOG's names for the same facts.
 pub static KEYS: [KeyDef; 11] = [
@@ -82,30 +113,74 @@ struct Stats {
     received: Counter,
     bytes: Counter,
     unknown_link: Counter,
+    /// Live: packets the kernel's ring dropped (pcap_stats' ps_drop).
+    kernel_drops: Counter,
+    /// Live: packets the interface dropped (ps_ifdrop).
+    if_drops: Counter,
 }
 
-/// A capture file being read.
+/// Where the packets come from.
+enum Source {
+    File {
+        file: File,
+        parser: Parser,
+        /// Unparsed bytes: a partial record carried over from the last chunk.
+        buf: BytesMut,
+    },
+    Live(live::LiveSource),
+}
+
+/// A capture being read.
 pub struct CaptureInput {
+    src: Source,
+    out: Out,
+}
+
+/// What turns packets into records: the slots, the counters, the names.
+struct Out {
     name: String,
+    /// The file or the interface, for messages.
     path: PathBuf,
-    file: File,
-    parser: Parser,
-    /// Unparsed bytes: a partial record carried over from the last chunk.
-    buf: BytesMut,
     slots: [Option<Slot>; NKEYS],
     stats: Stats,
     unknown_warned: bool,
 }
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
-    let path = ctx.options.str("file");
-    if path.is_empty() {
-        return Err(BuildError::option(
-            "file",
-            "CAPTURE needs file=\"/path/to/capture.pcap\"",
-        ));
-    }
-    let path = PathBuf::from(path);
+    let o = ctx.options;
+    let (file, iface) = (o.str("file"), o.str("interface"));
+    let (path, src) = match (file.is_empty(), iface.is_empty()) {
+        (false, true) => (PathBuf::from(file), open_file(PathBuf::from(file))?),
+        (true, false) => (PathBuf::from(iface), Source::Live(live::open(ctx)?)),
+        _ => {
+            return Err(BuildError::option(
+                "file",
+                "CAPTURE needs one of file=\"/path/to/capture.pcap\" or interface=\"eth1\"",
+            ))
+        }
+    };
+    let set = StatSet::new(format!("{} (CAPTURE)", ctx.instance));
+    let stats = Stats {
+        received: set.counter("received"),
+        bytes: set.counter("bytes"),
+        unknown_link: set.counter("unknown_link"),
+        kernel_drops: set.counter("kernel_drops"),
+        if_drops: set.counter("if_drops"),
+    };
+    ctx.shared.add_stats(set);
+    Ok(Box::new(CaptureInput {
+        src,
+        out: Out {
+            name: ctx.instance.to_string(),
+            path,
+            slots: std::array::from_fn(|i| Some(i as Slot)),
+            stats,
+            unknown_warned: false,
+        },
+    }))
+}
+
+fn open_file(path: PathBuf) -> Result<Source, BuildError> {
     let mut file = File::open(&path)
         .map_err(|e| BuildError::io(format!("CAPTURE: cannot open {}", path.display()), e))?;
     // The header is read now, so a file that is not a capture stops the start.
@@ -129,23 +204,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
             return Err(file_error(&path, e));
         }
     };
-    let set = StatSet::new(format!("{} (CAPTURE)", ctx.instance));
-    let stats = Stats {
-        received: set.counter("received"),
-        bytes: set.counter("bytes"),
-        unknown_link: set.counter("unknown_link"),
-    };
-    ctx.shared.add_stats(set);
-    Ok(Box::new(CaptureInput {
-        name: ctx.instance.to_string(),
-        path,
-        file,
-        parser,
-        buf,
-        slots: std::array::from_fn(|i| Some(i as Slot)),
-        stats,
-        unknown_warned: false,
-    }))
+    Ok(Source::File { file, parser, buf })
 }
 
 fn file_error(path: &std::path::Path, e: FileError) -> BuildError {
@@ -177,18 +236,19 @@ fn fill(file: &mut File, buf: &mut BytesMut) -> io::Result<usize> {
     }
 }
 
-impl CaptureInput {
+impl Out {
     /// Emits every complete record in `chunk`; returns the bytes used and
     /// how many more the incomplete last record needs.
     fn process(
         &mut self,
+        parser: &mut Parser,
         chunk: &Bytes,
         em: &mut dyn Emitter,
     ) -> Result<(usize, usize), FileError> {
         let mut at = 0;
         let (mut packets, mut bytes) = (0u64, 0u64);
         let need = loop {
-            let n = self.parser.next(&chunk[at..]);
+            let n = parser.next(&chunk[at..]);
             let n = match n {
                 Ok(n) => n,
                 Err(e) => {
@@ -202,47 +262,69 @@ impl CaptureInput {
                 Next::Skip { consumed } => at += consumed,
                 Next::Packet { pkt, consumed } => {
                     let data = at + pkt.data_off;
-                    let frame = &chunk[data..data + pkt.caplen as usize];
                     at += consumed;
                     packets += 1;
                     bytes += u64::from(pkt.caplen);
-                    let Some(f) = decode(pkt.linktype, frame) else {
-                        self.unknown(pkt.linktype);
-                        continue;
-                    };
-                    let rec = em.record();
-                    let same =
-                        rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
-                    if !same {
-                        rec.set_buf(chunk.clone());
-                    }
-                    let s = &self.slots;
-                    if let Some((o, l)) = f.mac {
-                        rec.set_opt(s[K_MAC], Value::Raw(Span::new(data + o, l)));
-                        rec.set_opt(s[K_MAC_LEN], Value::U16(l as u16));
-                        rec.set_opt(s[K_TYPE], Value::U16(f.arphrd));
-                    }
-                    let l3len = frame.len().saturating_sub(f.l3);
-                    rec.set_opt(
-                        s[K_PKT],
-                        Value::Raw(Span::new(data + f.l3.min(frame.len()), l3len)),
+                    self.emit(
+                        em,
+                        chunk,
+                        data,
+                        pkt.caplen as usize,
+                        pkt.linktype,
+                        pkt.sec,
+                        pkt.nsec,
                     );
-                    rec.set_opt(s[K_PKTLEN], Value::U32(l3len as u32));
-                    rec.set_opt(s[K_PKTCOUNT], Value::U32(1));
-                    rec.set_opt(s[K_SEC], Value::U32(pkt.sec as u32));
-                    rec.set_opt(s[K_USEC], Value::U32(pkt.nsec / 1000));
-                    if let Some(i) = f.ifindex.filter(|&i| i > 0) {
-                        rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
-                    }
-                    rec.set_opt(s[K_FAMILY], Value::U8(f.family));
-                    rec.set_opt(s[K_PROTOCOL], Value::U16(f.ethertype));
-                    em.emit();
                 }
             }
         };
         self.stats.received.add(packets);
         self.stats.bytes.add(bytes);
         Ok((at, need))
+    }
+
+    /// Fills and emits the record of the frame at `chunk[data..data + len]`.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        em: &mut dyn Emitter,
+        chunk: &Bytes,
+        data: usize,
+        len: usize,
+        linktype: u16,
+        sec: u64,
+        nsec: u32,
+    ) {
+        let frame = &chunk[data..data + len];
+        let Some(f) = decode(linktype, frame) else {
+            self.unknown(linktype);
+            return;
+        };
+        let rec = em.record();
+        let same = rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
+        if !same {
+            rec.set_buf(chunk.clone());
+        }
+        let s = &self.slots;
+        if let Some((o, l)) = f.mac {
+            rec.set_opt(s[K_MAC], Value::Raw(Span::new(data + o, l)));
+            rec.set_opt(s[K_MAC_LEN], Value::U16(l as u16));
+            rec.set_opt(s[K_TYPE], Value::U16(f.arphrd));
+        }
+        let l3len = frame.len().saturating_sub(f.l3);
+        rec.set_opt(
+            s[K_PKT],
+            Value::Raw(Span::new(data + f.l3.min(frame.len()), l3len)),
+        );
+        rec.set_opt(s[K_PKTLEN], Value::U32(l3len as u32));
+        rec.set_opt(s[K_PKTCOUNT], Value::U32(1));
+        rec.set_opt(s[K_SEC], Value::U32(sec as u32));
+        rec.set_opt(s[K_USEC], Value::U32(nsec / 1000));
+        if let Some(i) = f.ifindex.filter(|&i| i > 0) {
+            rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
+        }
+        rec.set_opt(s[K_FAMILY], Value::U8(f.family));
+        rec.set_opt(s[K_PROTOCOL], Value::U16(f.ethertype));
+        em.emit();
     }
 
     fn unknown(&mut self, linktype: u16) {
@@ -260,21 +342,59 @@ impl CaptureInput {
 
 impl Input for CaptureInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        for (i, slot) in self.out.slots.iter_mut().enumerate() {
             *slot = b.output_if_active(i);
         }
         Ok(())
     }
 
     fn fd(&self) -> Option<RawFd> {
-        // A regular file always polls readable: the loop reads it flat out.
-        Some(self.file.as_raw_fd())
+        match &self.src {
+            // A regular file always polls readable: the loop reads it flat out.
+            Source::File { file, .. } => Some(file.as_raw_fd()),
+            Source::Live(l) => Some(l.fd()),
+        }
+    }
+
+    fn interval(&self) -> Option<std::time::Duration> {
+        matches!(self.src, Source::Live(_)).then_some(live::STATS_EVERY)
+    }
+
+    fn tick(&mut self, _now: std::time::Instant, _em: &mut dyn Emitter) {
+        if let Source::Live(l) = &self.src {
+            let st = &self.out.stats;
+            l.publish_stats(&self.out.name, &st.kernel_drops, &st.if_drops);
+        }
+    }
+
+    fn stop(&mut self, em: &mut dyn Emitter) {
+        // What the ring already holds is read; the kernel's drop counts go
+        // into the exit summary.
+        if matches!(self.src, Source::Live(_)) {
+            let _ = self.read(em);
+            self.tick(std::time::Instant::now(), em);
+        }
     }
 
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
-        let got = fill(&mut self.file, &mut self.buf)?;
-        let chunk = self.buf.split().freeze();
-        let result = self.process(&chunk, em);
+        match &mut self.src {
+            Source::File { file, parser, buf } => self.out.read_file(file, parser, buf, em),
+            Source::Live(l) => self.out.read_live(l, em),
+        }
+    }
+}
+
+impl Out {
+    fn read_file(
+        &mut self,
+        file: &mut File,
+        parser: &mut Parser,
+        buf: &mut BytesMut,
+        em: &mut dyn Emitter,
+    ) -> io::Result<ReadStatus> {
+        let got = fill(file, buf)?;
+        let chunk = buf.split().freeze();
+        let result = self.process(parser, &chunk, em);
         em.record().release_buf();
         let end = |this: &mut Self| {
             log::info!(
@@ -289,7 +409,7 @@ impl Input for CaptureInput {
             Ok((used, need)) => {
                 let left = chunk.len() - used;
                 if got == 0 {
-                    if let Err(e) = self.parser.finish(left, need) {
+                    if let Err(e) = parser.finish(left, need) {
                         log::error!(
                             "{} (CAPTURE): {}: {e}; the packets before it were read",
                             self.name,
@@ -299,8 +419,8 @@ impl Input for CaptureInput {
                     return end(self);
                 }
                 // The partial record goes to the front of the next chunk.
-                self.buf.reserve(CHUNK.max(need));
-                self.buf.extend_from_slice(&chunk[used..]);
+                buf.reserve(CHUNK.max(need));
+                buf.extend_from_slice(&chunk[used..]);
                 Ok(ReadStatus::More)
             }
             Err(e) => {
@@ -314,3 +434,5 @@ impl Input for CaptureInput {
         }
     }
 }
+
+mod live;
