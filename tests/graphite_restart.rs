@@ -141,8 +141,8 @@ fn graphite_loses_nothing_across_a_carbon_restart() {
     let f = dir.path().join("out.json");
     let conf = lab::fill(CONF, &[("FILE", lab::path_str(&f))]);
     let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[], &[&f]);
-    // Signals are handled once the daemon says it started; SIGUSR2 before
-    // that would end it.
+    // Signals are handled just after the daemon says it started; SIGUSR2
+    // before that would end it (the default action), hence the margin.
     let log_path = dir.path().join("rulogd.log");
     assert!(
         lab::wait_until(Duration::from_secs(10), || {
@@ -151,6 +151,7 @@ fn graphite_loses_nothing_across_a_carbon_restart() {
         "rulogd did not start\n{}",
         d.log_text()
     );
+    std::thread::sleep(Duration::from_millis(200));
     let stop = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let mut away = [Duration::ZERO; 2];
