@@ -287,4 +287,28 @@ mod tests {
         let bad = [("host", "h"), ("port", "1"), ("when_full", "spool")];
         assert!(try_build(REGISTRATION, &bad, &shared).is_err());
     }
+
+    #[test]
+    fn resend_options_are_range_checked() {
+        let shared = SharedRegistry::default();
+        for (k, v) in [
+            ("resend_window", "-1"),
+            ("resend_window", "86401"),
+            ("resend_max", "-1"),
+            ("resend_acked", "-2"),
+        ] {
+            let opts = [("host", "127.0.0.1"), ("port", "1"), (k, v)];
+            let e = try_build(REGISTRATION, &opts, &shared);
+            assert!(e.is_err(), "{k}={v} should be refused");
+        }
+        for (k, v) in [
+            ("resend_window", "0"),
+            ("resend_acked", "-1"),
+            ("resend_max", "0"),
+        ] {
+            let opts = [("host", "127.0.0.1"), ("port", "1"), (k, v)];
+            let shared = SharedRegistry::default();
+            assert!(try_build(REGISTRATION, &opts, &shared).is_ok(), "{k}={v}");
+        }
+    }
 }
