@@ -281,4 +281,7 @@ fn graphite_loses_nothing_across_a_carbon_restart() {
         );
     }
     assert!(pkts > 1000, "traffic ran the whole time: {pkts} packets");
+    for l in summary.lines().filter(|l| l.contains("(GRAPHITE resend):")) {
+        eprintln!("{l}");
+    }
 }
