@@ -141,17 +141,7 @@ fn graphite_loses_nothing_across_a_carbon_restart() {
     let f = dir.path().join("out.json");
     let conf = lab::fill(CONF, &[("FILE", lab::path_str(&f))]);
     let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[], &[&f]);
-    // Signals are handled just after the daemon says it started; SIGUSR2
-    // before that would end it (the default action), hence the margin.
-    let log_path = dir.path().join("rulogd.log");
-    assert!(
-        lab::wait_until(Duration::from_secs(10), || {
-            std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(" started: "))
-        }),
-        "rulogd did not start\n{}",
-        d.log_text()
-    );
-    std::thread::sleep(Duration::from_millis(200));
+    d.wait_signals();
     let stop = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let mut away = [Duration::ZERO; 2];

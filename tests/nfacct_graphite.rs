@@ -253,6 +253,8 @@ fn zerocounter_deltas_and_sigusr2() {
         &[],
         &[&f],
     );
+    // SIGUSR2 before the handlers are in would end the daemon.
+    d.wait_signals();
     let count = |name: &str| {
         records(&f)
             .iter()
@@ -331,6 +333,8 @@ fn graphite_into_carbon_survives_restarts() {
         &[],
         &[&f],
     );
+    // SIGUSR2 before the handlers are in would end the daemon.
+    d.wait_signals();
     let mut polls = 0;
     let mut poll = |pkts: usize| {
         send(&ns, pkts);
