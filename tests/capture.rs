@@ -238,7 +238,9 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
     for (tag, path, args, program) in &files {
         let mut argv: Vec<String> = args.clone();
         match *program {
-            "tcpdump" => argv.extend(["--immediate-mode", "-B", "8192", "-U", "-n", "-w"].map(String::from)),
+            "tcpdump" => {
+                argv.extend(["--immediate-mode", "-B", "8192", "-U", "-n", "-w"].map(String::from))
+            }
             _ => argv.extend(["-q", "-f", filter, "-w"].map(String::from)),
         }
         argv.push(lab::path_str(path));
@@ -359,7 +361,11 @@ fn live_capture_on_a_veth_gives_one_record_per_packet_with_its_addresses() {
         assert_eq!(r.req_u64("raw.mac_len"), 14, "{}", r.line);
         if r.has("udp.len") {
             assert_eq!(r.req_u64("dest_port"), 9999);
-            let want = if r.req_str("src_ip") == PEER_V4 { 108 } else { 68 };
+            let want = if r.req_str("src_ip") == PEER_V4 {
+                108
+            } else {
+                68
+            };
             assert_eq!(r.req_u64("udp.len"), want, "{}", r.line);
         }
     }

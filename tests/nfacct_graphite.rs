@@ -15,13 +15,12 @@
 //! -p rulogd-tests --test nfacct_graphite`.
 
 use rulogd_tests::daemon::oracle_mode;
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, Carbon, Daemon, Kind, Netns, Record, TempDir};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 /// 20 (IPv4) + 8 (UDP) + the payload.
 const PAYLOAD: usize = 100;
@@ -254,6 +253,8 @@ fn zerocounter_deltas_and_sigusr2() {
         &[],
         &[&f],
     );
+    // SIGUSR2 before the handlers are in would end the daemon.
+    d.wait_signals();
     let count = |name: &str| {
         records(&f)
             .iter()
@@ -284,120 +285,6 @@ fn zerocounter_deltas_and_sigusr2() {
     assert!(a
         .iter()
         .all(|x| x.has("oob.time.sec") && x.has("oob.time.usec")));
-}
-
-/// A carbon-cache of our own, in the namespace, storing under `dir`.
-struct Carbon {
-    conf: PathBuf,
-    child: Option<Child>,
-    whisper: PathBuf,
-}
-
-impl Carbon {
-    fn available() -> bool {
-        Path::new("/usr/bin/carbon-cache").exists() && Path::new("/usr/bin/whisper-fetch").exists()
-    }
-
-    fn new(dir: &Path) -> Carbon {
-        let d = lab::path_str(dir);
-        let conf = dir.join("carbon.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[cache]\nSTORAGE_DIR = {d}/storage/\nLOCAL_DATA_DIR = {d}/storage/whisper/\n\
-                 WHITELISTS_DIR = {d}/storage/lists/\nCONF_DIR = {d}/\nLOG_DIR = {d}/log/\n\
-                 PID_DIR = {d}/\nENABLE_LOGROTATION = False\nUSER =\nMAX_CACHE_SIZE = inf\n\
-                 MAX_UPDATES_PER_SECOND = inf\nMAX_CREATES_PER_MINUTE = inf\n\
-                 LINE_RECEIVER_INTERFACE = 127.0.0.1\nLINE_RECEIVER_PORT = 2003\n\
-                 ENABLE_UDP_LISTENER = False\nPICKLE_RECEIVER_INTERFACE = 127.0.0.1\n\
-                 PICKLE_RECEIVER_PORT = 2004\nCACHE_QUERY_INTERFACE = 127.0.0.1\n\
-                 CACHE_QUERY_PORT = 7002\nLOG_UPDATES = False\nWHISPER_AUTOFLUSH = True\n"
-            ),
-        )
-        .unwrap();
-        // One-second resolution: every poll is its own datapoint.
-        std::fs::write(
-            dir.join("storage-schemas.conf"),
-            "[all]\npattern = .*\nretentions = 1s:1h\n",
-        )
-        .unwrap();
-        Carbon {
-            conf,
-            child: None,
-            whisper: dir.join("storage/whisper"),
-        }
-    }
-
-    fn start(&mut self, ns: &Netns) {
-        let log = std::fs::File::create(self.conf.with_extension("out")).unwrap();
-        let _ = std::fs::remove_file(self.conf.with_file_name("carbon-cache-a.pid"));
-        let child = ns
-            .command("carbon-cache")
-            .arg(format!("--config={}", lab::path_str(&self.conf)))
-            .args(["--nodaemon", "start"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start carbon-cache");
-        self.child = Some(child);
-        let up = lab::wait_until(Duration::from_secs(20), || {
-            ns.read_proc_net("tcp")
-                .unwrap_or_default()
-                .lines()
-                .any(|l| {
-                    // 127.0.0.1:2003 (0100007F:07D3) in LISTEN (0A).
-                    l.contains("0100007F:07D3 00000000:0000 0A")
-                })
-        });
-        assert!(up, "carbon-cache did not listen on 2003: {}", self.log());
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our unreaped child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let t = Instant::now();
-            while c.try_wait().ok().flatten().is_none() && t.elapsed() < Duration::from_secs(15) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.conf.with_extension("out")).unwrap_or_default()
-    }
-
-    /// Every non-empty datapoint of `metric` (a.b.c) as (timestamp, value).
-    fn fetch(&self, metric: &str) -> BTreeMap<u64, f64> {
-        let path = self.whisper.join(metric.replace('.', "/") + ".wsp");
-        let mut m = BTreeMap::new();
-        let Ok(out) = Command::new("whisper-fetch")
-            .arg("--from=0")
-            .arg(&path)
-            .stderr(Stdio::null())
-            .output()
-        else {
-            return m;
-        };
-        for l in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut f = l.split_whitespace();
-            if let (Some(t), Some(v)) = (f.next(), f.next()) {
-                if let (Ok(t), Ok(v)) = (t.parse(), v.parse()) {
-                    m.insert(t, v);
-                }
-            }
-        }
-        m
-    }
-}
-
-impl Drop for Carbon {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// rulogd's datapoints (from the JSON twin stack) as metric → ts → value.
@@ -446,6 +333,8 @@ fn graphite_into_carbon_survives_restarts() {
         &[],
         &[&f],
     );
+    // SIGUSR2 before the handlers are in would end the daemon.
+    d.wait_signals();
     let mut polls = 0;
     let mut poll = |pkts: usize| {
         send(&ns, pkts);

@@ -258,6 +258,22 @@ impl Daemon {
         )
     }
 
+    /// Waits until rulogd handles signals: it installs its handlers just
+    /// after logging "started", and a SIGUSR2 or SIGHUP before that ends it
+    /// (the default action). Panics with the log on timeout.
+    pub fn wait_signals(&self) {
+        let ok = wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&self.log).is_ok_and(|l| l.contains(" started: "))
+        });
+        assert!(
+            ok,
+            "{} did not start\n{}",
+            self.kind.label(),
+            self.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     /// Waits until `path` has at least `n` lines (files written with
     /// `sync=1`). Returns the count; panics with the log on timeout.
     pub fn wait_lines(&mut self, path: &Path, n: usize, timeout: Duration) -> usize {

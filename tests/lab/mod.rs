@@ -22,6 +22,7 @@
 //! d.stop();
 //! ```
 
+pub mod carbon;
 pub mod daemon;
 pub mod json;
 pub mod maria;
@@ -30,6 +31,7 @@ pub mod nfproc;
 pub mod pg;
 pub mod traffic;
 
+pub use carbon::Carbon;
 pub use daemon::{rulogd_bin, Daemon, Kind, ULOGD_BIN};
 pub use json::{compare_streams, read_records, Record};
 pub use netns::Netns;

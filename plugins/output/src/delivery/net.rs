@@ -189,6 +189,26 @@ impl StreamTransport {
         }
     }
 
+    /// Bytes written on the current connection that the peer has not
+    /// acknowledged yet (SIOCOUTQ: unsent plus sent-but-unACKed for TCP,
+    /// not yet read by the peer for a unix socket). `None` when not connected
+    /// or when the kernel cannot tell. Bytes written before that many were
+    /// taken by the peer's kernel, which is all a plaintext protocol learns.
+    pub fn unacked_bytes(&self) -> Option<usize> {
+        let fd = self.conn.as_ref()?.fd();
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int through the pointer.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+        (rc == 0 && n >= 0).then_some(n as usize)
+    }
+
+    /// Writes all of `data` on the current connection, for a caller that
+    /// replays bytes it keeps itself (GRAPHITE's resend window).
+    pub fn write_raw(&mut self, data: &[u8]) -> io::Result<()> {
+        let conn = self.conn.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+        conn.stream().write_all(data)
+    }
+
     fn connect(&self) -> io::Result<Conn> {
         match &self.target {
             Target::Tcp { host, port } => {

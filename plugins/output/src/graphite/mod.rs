@@ -7,10 +7,15 @@
 //! ulogd: the connection is made by the shared delivery's writer thread, so
 //! rulogd starts while carbon is down, reconnects with backoff, and holds
 //! datapoints (bounded by `max_pending`, counted beyond) until carbon is
-//! back; both lines of a record travel as one unit, never torn.
+//! back; both lines of a record travel as one unit, never torn; and what was
+//! sent in the last `resend_window` seconds is sent again after a reconnect
+//! ([`window`]), so lines carbon's kernel took but carbon never read are not
+//! lost.
+
+mod window;
 
 use crate::delivery::{
-    spool_config, Delivery, DeliveryConfig, Producer, StreamTransport, WhenFull,
+    spool_config, Delivery, DeliveryConfig, Producer, StreamTransport, Transport, WhenFull,
     DEFAULT_BATCH_BYTES, SPOOL_RETRY_MAX,
 };
 use crate::text::{cstr, now};
@@ -19,7 +24,10 @@ use rulogd_plugin::{
     PluginInfo, PluginKind, Record, Registration, Slot,
 };
 
-static OPTIONS: [OptionDef; 8] = [
+use std::time::Duration;
+use window::{ResendTransport, WindowConfig, WindowStats};
+
+static OPTIONS: [OptionDef; 11] = [
     OptionDef::str("host", "", "carbon host (name or address)").check(rulogd_plugin::options::check_not_empty).mandatory(),
     OptionDef::str("port", "", "carbon plaintext port, number or service name (usually 2003)").check(rulogd_plugin::options::check_port).mandatory(),
     OptionDef::str("prefix", "", "metric name prefix, e.g. netfilter.nfacct"),
@@ -32,6 +40,24 @@ static OPTIONS: [OptionDef; 8] = [
     OptionDef::str("when_full", "drop", "rulogd only: full queue: drop (counted) or block").one_of(&["block", "drop"]),
     crate::delivery::SPOOL_DIR,
     crate::delivery::SPOOL_SIZE,
+    OptionDef::int(
+        "resend_window",
+        "60",
+        "rulogd only: seconds of sent datapoints re-sent after a reconnect; 0 turns it off",
+    )
+    .range(0, 86_400),
+    OptionDef::int(
+        "resend_max",
+        "8388608",
+        "rulogd only: bytes the resend window holds at most; beyond, the oldest are pushed out and counted",
+    )
+    .range(0, i64::MAX),
+    OptionDef::int(
+        "resend_acked",
+        "10",
+        "rulogd only: seconds a datapoint stays in the resend window once carbon's kernel ACKed it; -1 ignores ACKs",
+    )
+    .range(-1, 86_400),
 ];
 
 static INPUT: [KeyDef; 4] = [
@@ -100,9 +126,16 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     cfg.max_pending = usize::try_from(max_pending).unwrap_or(usize::MAX);
     cfg.batch_bytes = DEFAULT_BATCH_BYTES;
     cfg.spool = spool_config(ctx, SPOOL_RETRY_MAX)?;
+    let window = window_config(ctx)?;
     let delivery = Delivery::shared(ctx, "GRAPHITE", &cfg, || {
         // Connected by the writer thread, with backoff: carbon may be down.
-        Ok(Box::new(StreamTransport::tcp(&host, &port)))
+        let tcp = StreamTransport::tcp(&host, &port);
+        let Some(w) = window else {
+            return Ok(Box::new(tcp) as Box<dyn Transport>);
+        };
+        let stats = WindowStats::new(ctx.instance);
+        ctx.shared.add_stats(stats.set.clone());
+        Ok(Box::new(ResendTransport::new(tcp, w, stats, ctx.instance)))
     })?;
     Ok(Box::new(Graphite {
         producer: delivery.producer(false),
@@ -111,6 +144,39 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         pkts: None,
         bytes: None,
         sec: None,
+    }))
+}
+
+/// The resend window's bounds; `None` when `resend_window` or `resend_max`
+/// is 0.
+fn window_config(ctx: &BuildCtx) -> Result<Option<WindowConfig>, BuildError> {
+    let o = ctx.options;
+    let (secs, max, acked) = (
+        o.int("resend_window"),
+        o.int("resend_max"),
+        o.int("resend_acked"),
+    );
+    if !(0..=86_400).contains(&secs) {
+        return Err(BuildError::option(
+            "resend_window",
+            format!("{secs} is out of range 0..=86400 (seconds)"),
+        ));
+    }
+    let max = usize::try_from(max)
+        .map_err(|_| BuildError::option("resend_max", format!("{max} must not be negative")))?;
+    if !(-1..=86_400).contains(&acked) {
+        return Err(BuildError::option(
+            "resend_acked",
+            format!("{acked} is out of range -1..=86400 (seconds)"),
+        ));
+    }
+    if secs == 0 || max == 0 {
+        return Ok(None);
+    }
+    Ok(Some(WindowConfig {
+        keep: Duration::from_secs(secs as u64),
+        max_bytes: max,
+        acked_keep: u64::try_from(acked).ok().map(Duration::from_secs),
     }))
 }
 
@@ -223,5 +289,29 @@ mod tests {
         }
         let bad = [("host", "h"), ("port", "1"), ("when_full", "spool")];
         assert!(try_build(REGISTRATION, &bad, &shared).is_err());
+    }
+
+    #[test]
+    fn resend_options_are_range_checked() {
+        let shared = SharedRegistry::default();
+        for (k, v) in [
+            ("resend_window", "-1"),
+            ("resend_window", "86401"),
+            ("resend_max", "-1"),
+            ("resend_acked", "-2"),
+        ] {
+            let opts = [("host", "127.0.0.1"), ("port", "1"), (k, v)];
+            let e = try_build(REGISTRATION, &opts, &shared);
+            assert!(e.is_err(), "{k}={v} should be refused");
+        }
+        for (k, v) in [
+            ("resend_window", "0"),
+            ("resend_acked", "-1"),
+            ("resend_max", "0"),
+        ] {
+            let opts = [("host", "127.0.0.1"), ("port", "1"), (k, v)];
+            let shared = SharedRegistry::default();
+            assert!(try_build(REGISTRATION, &opts, &shared).is_ok(), "{k}={v}");
+        }
     }
 }
