@@ -335,9 +335,9 @@ impl Parser {
         let body = &buf[8..total - 4];
         match btype {
             1 => self.interface(body, big)?,
-            6 => return self.enhanced_packet(body, big, total),
+            6 => return self.timed_packet(body, big, total, true),
             3 => return self.simple_packet(body, big, total),
-            2 => return self.obsolete_packet(body, big, total),
+            2 => return self.timed_packet(body, big, total, false),
             _ => {}
         }
         Ok(Next::Skip { consumed: total })
@@ -440,34 +440,28 @@ impl Parser {
         })
     }
 
-    fn enhanced_packet(&self, body: &[u8], big: bool, total: usize) -> Result<Next, FileError> {
-        if body.len() < 20 {
-            return Err(self.corrupt("enhanced packet block too short".into()));
-        }
-        let ts = (u64::from(u32_at(body, 4, big)) << 32) | u64::from(u32_at(body, 8, big));
-        let (caplen, origlen) = (u32_at(body, 12, big), u32_at(body, 16, big));
-        let b = PacketBlock {
-            iface: u32_at(body, 0, big),
-            ts,
-            caplen,
-            origlen,
-            data_off: 28,
-            room: body.len() - 20,
-        };
-        self.packet(b, total)
-    }
-
-    fn obsolete_packet(&self, body: &[u8], big: bool, total: usize) -> Result<Next, FileError> {
+    /// An enhanced packet block, or the obsolete packet block (`wide_id`
+    /// false: a 16-bit interface id and a 16-bit drop count in its place).
+    fn timed_packet(
+        &self,
+        body: &[u8],
+        big: bool,
+        total: usize,
+        wide_id: bool,
+    ) -> Result<Next, FileError> {
         if body.len() < 20 {
             return Err(self.corrupt("packet block too short".into()));
         }
-        let ts = (u64::from(u32_at(body, 4, big)) << 32) | u64::from(u32_at(body, 8, big));
-        let (caplen, origlen) = (u32_at(body, 12, big), u32_at(body, 16, big));
+        let iface = if wide_id {
+            u32_at(body, 0, big)
+        } else {
+            u32::from(u16_at(body, 0, big))
+        };
         let b = PacketBlock {
-            iface: u32::from(u16_at(body, 0, big)),
-            ts,
-            caplen,
-            origlen,
+            iface,
+            ts: (u64::from(u32_at(body, 4, big)) << 32) | u64::from(u32_at(body, 8, big)),
+            caplen: u32_at(body, 12, big),
+            origlen: u32_at(body, 16, big),
             data_off: 28,
             room: body.len() - 20,
         };
