@@ -11,6 +11,7 @@ pub mod plugin;
 pub mod record;
 pub mod shared;
 pub mod stats;
+pub mod time;
 pub mod value;
 
 pub use error::{BuildError, OutputError};
@@ -23,4 +24,5 @@ pub use plugin::{
 pub use record::{Record, Slot};
 pub use shared::{ProcessEnv, Service, SharedRegistry};
 pub use stats::{Counter, Kind, StatSet};
+pub use time::now_sec_usec;
 pub use value::{InlineStr, Span, Value};

@@ -102,12 +102,10 @@ pub static INFO: PluginInfo = PluginInfo {
 };
 
 /// The registration for `registrations()`.
-pub fn registration() -> Registration {
-    Registration {
-        info: &INFO,
-        builder: Builder::Input(build),
-    }
-}
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Input(build),
+};
 
 struct Stats {
     received: Counter,

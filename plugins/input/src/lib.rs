@@ -12,11 +12,11 @@ use rulogd_plugin::Registration;
 /// Every built-in input plugin.
 pub fn registrations() -> Vec<Registration> {
     vec![
-        nflog::registration(),
-        nfct::registration(),
-        nfacct::registration(),
-        nfqueue::registration(),
-        unixsock::registration(),
-        capture::registration(),
+        nflog::REGISTRATION,
+        nfct::REGISTRATION,
+        nfacct::REGISTRATION,
+        nfqueue::REGISTRATION,
+        unixsock::REGISTRATION,
+        capture::REGISTRATION,
     ]
 }

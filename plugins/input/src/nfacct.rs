@@ -10,13 +10,14 @@
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::nfacct::{dump_request, messages, AcctObject, Message};
 use rulogd_netlink::socket::NlSocket;
+use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, OptionDef,
     PluginInfo, PluginKind, ReadStatus, Record, Registration, Signal, Slot, StatSet, Value,
 };
 use std::io;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Receives per `read()` call before yielding to the core.
 const RECV_BUDGET: usize = 64;
@@ -60,12 +61,10 @@ pub static INFO: PluginInfo = PluginInfo {
 };
 
 /// The registration for `registrations()`.
-pub fn registration() -> Registration {
-    Registration {
-        info: &INFO,
-        builder: Builder::Input(build),
-    }
-}
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Input(build),
+};
 
 /// Validated options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,13 +123,6 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
     let set = StatSet::new(format!("{} (NFACCT)", ctx.instance));
     ctx.shared.add_stats(set.clone());
     Ok(Box::new(NfacctInput::new(ctx.instance, s, sock, &set)))
-}
-
-fn now_sec_usec() -> (u32, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as u32, d.subsec_micros())
 }
 
 /// Fills `rec` with one object; `asked` is set as `oob.time.*` when given.

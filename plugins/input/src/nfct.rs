@@ -19,6 +19,7 @@
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::conntrack::{Conntrack, CtEvent, Tuple};
 use rulogd_netlink::socket::NlSocket;
+pub(crate) use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Signal, Slot, Span, StatSet, Value,
@@ -26,7 +27,7 @@ use rulogd_plugin::{
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod events;
 #[cfg(test)]
@@ -131,12 +132,10 @@ pub static INFO: PluginInfo = PluginInfo {
 };
 
 /// The registration for `registrations()`.
-pub fn registration() -> Registration {
-    Registration {
-        info: &INFO,
-        builder: Builder::Input(build),
-    }
-}
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Input(build),
+};
 
 /// One flow to log: the decoded entry, whichever way it was learnt.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -203,14 +202,6 @@ pub fn ns_to_sec_usec(ns: u64) -> (u32, u32) {
         (ns / 1_000_000_000) as u32,
         ((ns % 1_000_000_000) / 1000) as u32,
     )
-}
-
-/// Wall-clock time as ulogd's `gettimeofday` fallback gives it.
-pub fn now_sec_usec() -> (u32, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as u32, d.subsec_micros())
 }
 
 /// Whether ulogd exports ports for this layer-4 protocol.

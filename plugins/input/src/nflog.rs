@@ -11,13 +11,13 @@
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::nflog::{messages, Message, NflogPacket};
 use rulogd_netlink::socket::NlSocket;
+use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
 };
 use std::io;
 use std::os::fd::RawFd;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[cfg(test)]
 mod kernel_test;
@@ -135,12 +135,10 @@ pub static INFO: PluginInfo = PluginInfo {
 };
 
 /// The registration for `registrations()`.
-pub fn registration() -> Registration {
-    Registration {
-        info: &INFO,
-        builder: Builder::Input(build),
-    }
-}
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Input(build),
+};
 
 /// The counters of one instance, registered as `<instance> (NFLOG)`.
 struct Stats {
@@ -217,14 +215,6 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
     let mut inp = NflogInput::new(ctx.instance, &s, sock, &set);
     inp.proc_nflog = std::fs::File::open(stop::PROC_NFLOG).ok();
     Ok(Box::new(inp))
-}
-
-/// Wall-clock time as ulogd's `gettimeofday` fallback gives it.
-fn now_sec_usec() -> (u32, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as u32, d.subsec_micros())
 }
 
 /// Fills `rec` from one packet with ulogd's validity rules; `now` supplies

@@ -18,13 +18,14 @@ use rulogd_netlink::nfqueue::{
     config_request, messages, verdict_batch, Config, QueueMessage, QueuePacket, NF_ACCEPT,
 };
 use rulogd_netlink::socket::NlSocket;
+use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
 };
 use std::io;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod setup;
 #[cfg(test)]
@@ -86,12 +87,10 @@ pub static INFO: PluginInfo = PluginInfo {
 };
 
 /// The registration for `registrations()`.
-pub fn registration() -> Registration {
-    Registration {
-        info: &INFO,
-        builder: Builder::Input(build),
-    }
-}
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Input(build),
+};
 
 /// The counters of one instance, registered as `<instance> (NFQUEUE)`.
 struct Stats {
@@ -126,14 +125,6 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Input>, BuildError> {
     let set = StatSet::new(format!("{} (NFQUEUE)", ctx.instance));
     ctx.shared.add_stats(set.clone());
     Ok(Box::new(NfqueueInput::new(ctx.instance, &s, sock, &set)))
-}
-
-/// Wall-clock time, for packets the kernel gave no timestamp (as NFLOG).
-fn now_sec_usec() -> (u32, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as u32, d.subsec_micros())
 }
 
 /// Whether packet id `a` comes after `b`, across wrap-around (the kernel's

@@ -127,12 +127,10 @@ pub static INFO: PluginInfo = PluginInfo {
 };
 
 /// The registration for `registrations()`.
-pub fn registration() -> Registration {
-    Registration {
-        info: &INFO,
-        builder: Builder::Input(build),
-    }
-}
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Input(build),
+};
 
 /// Validated options of one UNIXSOCK instance.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -107,7 +107,7 @@ fn build_input(
         options: &o,
         shared,
     };
-    let Builder::Input(b) = registration().builder else {
+    let Builder::Input(b) = REGISTRATION.builder else {
         panic!("NFLOG is an input");
     };
     b(&ctx)
