@@ -135,10 +135,7 @@ fn twice(rule: &str, g: u16) -> String {
 /// Input and output chains of table `t` logging everything with prefixes
 /// IN and OUT, after `pre_in` (rules of the input chain that come first).
 fn in_out_rules(g: u16, pre_in: &str) -> String {
-    // Link-local multicast (MLD reports, neighbour discovery) is sent by the
-    // kernel at its own times: one sent as the daemons stop reaches rulogd
-    // (which reads the kernel's last batch at stop) and not ulogd2.
-    let quiet = "  ip6 daddr ff02::/16 accept\n";
+    let quiet = lab::QUIET_MULTICAST;
     format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{quiet}{pre_in}{}  udp dport 9999 drop\n }}\n\
          \x20chain out {{\n  type filter hook output priority 0;\n{quiet}{} }}\n}}\n",

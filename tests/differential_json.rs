@@ -192,10 +192,11 @@ fn all_traffic_in_and_out() {
     }
     let ns = Netns::with_peer("dmix").unwrap();
     let rules = format!(
-        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{}  udp dport 9999 drop\n }}\n\
-         \x20chain out {{\n  type filter hook output priority 0;\n{} }}\n}}\n",
+        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{q}{}  udp dport 9999 drop\n }}\n\
+         \x20chain out {{\n  type filter hook output priority 0;\n{q}{} }}\n}}\n",
         twice("log prefix \"IN\" group {G}", 21, 22),
         twice("log prefix \"OUT\" group {G}", 23, 24),
+        q = lab::QUIET_MULTICAST,
     );
     // The two-stack config: IN records get "allowed", OUT "blocked".
     let pair = Pair::start(&ns, "dmix", &[21, 23], &[22, 24], two_stack);

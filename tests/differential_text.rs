@@ -330,10 +330,11 @@ fn rules(ns: &Netns, g0: u16, n: u16) {
             .collect()
     };
     ns.nft(&format!(
-        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{}  udp dport 9999 drop\n }}\n\
-         \x20chain out {{\n  type filter hook output priority 0;\n{} }}\n}}\n",
+        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{q}{}  udp dport 9999 drop\n }}\n\
+         \x20chain out {{\n  type filter hook output priority 0;\n{q}{} }}\n}}\n",
         log("IN"),
-        log("OUT")
+        log("OUT"),
+        q = lab::QUIET_MULTICAST
     ))
     .unwrap();
 }

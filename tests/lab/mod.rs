@@ -116,6 +116,12 @@ fn leftover_placeholder(s: &str, ignore: &[&str]) -> Option<String> {
     None
 }
 
+/// An nft rule that lets link-local multicast (MLD reports, neighbour
+/// discovery) pass unlogged: the kernel sends it at its own times, and one
+/// sent as the daemons of a differential test stop reaches rulogd (which
+/// reads the kernel's last batch at stop) and not ulogd2.
+pub const QUIET_MULTICAST: &str = "  ip6 daddr ff02::/16 accept\n";
+
 /// The standard single-stack JSON config ([`JSON_CONF`]) for one group.
 pub fn json_conf(group: u16, file: &Path) -> String {
     fill(
