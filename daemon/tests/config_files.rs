@@ -176,3 +176,24 @@ fn man_page_documents_every_plugin_and_option() {
         }
     }
 }
+
+#[test]
+fn every_shipped_example_passes_the_check() {
+    let mut n = 0;
+    for e in std::fs::read_dir(root().join("conf/examples")).unwrap() {
+        let p = e.unwrap().path();
+        let out = Command::new(env!("CARGO_BIN_EXE_rulogd"))
+            .args(["-t", "-c"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        n += 1;
+    }
+    assert!(n >= 4, "only {n} examples");
+}
