@@ -2,8 +2,8 @@
 //!
 //! All runtime traits are synchronous: an input runs on its own thread and
 //! drives its stacks' filters and outputs inline; an output that does I/O
-//! hands rendered batches to its own writer thread (see the output crate's
-//! delivery module), so the input thread never waits on a disk or a peer.
+//! hands rendered batches to its own writer thread (see the rulogd-delivery
+//! crate), so the input thread never waits on a disk or a peer.
 
 use crate::error::{BuildError, OutputError};
 use crate::key::{KeyDef, UpstreamKey};

@@ -8,10 +8,10 @@
 //! `inet_ntop` writes them; raw data and keys of other types are left out.
 //! The last comma is removed. Nothing is escaped.
 
-use crate::delivery::Producer;
 use crate::text::{
     cstr, file_producer, local_tm, now, push_addr, push_number, wildcard_fields, Field,
 };
+use rulogd_delivery::Producer;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyType, OptionDef, Output, OutputError, PluginInfo,
     PluginKind, Record, Registration,

@@ -4,7 +4,6 @@
 
 use rulogd_plugin::Registration;
 
-pub mod delivery;
 pub mod gprint;
 pub mod graphite;
 pub mod json;

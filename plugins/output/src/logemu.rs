@@ -6,8 +6,8 @@
 //! time), else the current time; the host is the short host name (up to the
 //! first `.`), read once at start. `print` already ends with a newline.
 
-use crate::delivery::Producer;
 use crate::text::{cstr, file_producer, now, SyslogClock};
+use rulogd_delivery::Producer;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
     PluginInfo, PluginKind, Record, Registration, Slot,

@@ -8,8 +8,8 @@
 //! direction's, the traffic from `src` to `dst` (docs/COMPATIBILITY.md).
 //! Like ulogd, a key without a value prints as 0 (a string as `(null)`).
 
-use crate::delivery::Producer;
 use crate::text::{cstr, file_producer};
+use rulogd_delivery::Producer;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
     PluginInfo, PluginKind, Record, Registration, Signal, Slot,

@@ -8,8 +8,8 @@
 //! 64-bit signed integers as numbers (2.0.8 printed `default`), keys of
 //! unknown type as `<none>` and raw data as `default`.
 
-use crate::delivery::Producer;
 use crate::text::{cstr, file_producer, push_addr, push_number, wildcard_fields, Field};
+use rulogd_delivery::Producer;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyType, OptionDef, Output, OutputError, PluginInfo,
     PluginKind, Record, Registration,

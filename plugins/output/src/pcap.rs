@@ -7,8 +7,8 @@
 //! open hook, so it is ordered with the data like every reopen. Each record
 //! is the 16-byte pcap record header and the packet from its network header.
 
-use crate::delivery::{Delivery, DeliveryConfig, FileTransport, OpenHook, Producer, WhenFull};
 use crate::text::{now, tz_init};
+use rulogd_delivery::{Delivery, DeliveryConfig, FileTransport, OpenHook, Producer, WhenFull};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
     PluginInfo, PluginKind, Record, Registration, Slot,
@@ -108,9 +108,9 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
             Ok(())
         });
         let mut t = FileTransport::new(path).on_open(hook);
-        crate::delivery::Transport::open(&mut t)
+        rulogd_delivery::Transport::open(&mut t)
             .map_err(|e| BuildError::io(format!("PCAP: can't open pcap file {path}"), e))?;
-        crate::delivery::prepare_reopen(ctx, "PCAP", std::path::Path::new(path));
+        rulogd_delivery::prepare_reopen(ctx, "PCAP", std::path::Path::new(path));
         Ok(Box::new(t))
     })?;
     Ok(Box::new(Pcap {

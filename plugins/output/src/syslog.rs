@@ -14,10 +14,10 @@
 //! As with glibc, facility `LOG_KERN` (0, the default) means "the openlog
 //! facility", so the default is `daemon.notice` (PRI 29).
 
-use crate::delivery::{
+use crate::text::{cstr, now, SyslogClock};
+use rulogd_delivery::{
     Batch, Delivery, DeliveryConfig, DeliveryStats, Producer, SendError, Transport, WhenFull,
 };
-use crate::text::{cstr, now, SyslogClock};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptValue, OptionDef, Options, Output,
     OutputError, PluginInfo, PluginKind, Record, Registration, Slot,

@@ -2,7 +2,7 @@
 //! XML): local time as libc prints it, addresses as glibc's `inet_ntop`
 //! writes them, and C-string cuts. Nothing here allocates.
 
-use crate::delivery::{
+use rulogd_delivery::{
     prepare_reopen, Delivery, DeliveryConfig, FileTransport, Producer, WhenFull,
 };
 use rulogd_plugin::{BuildCtx, BuildError, KeyType, Slot, UpstreamKey, Value};

@@ -12,11 +12,11 @@
 //! conntrack id). Flow (`ct`, NFCT) and sum (NFACCT) documents are not
 //! written yet: a stack whose input is not NFLOG is refused when it is built.
 
-use crate::delivery::{
+use crate::text::{local_tm, now, push_u64};
+use rulogd_delivery::{
     write_records, Batch, Delivery, DeliveryConfig, DeliveryStats, Producer, SendError, Transport,
     WhenFull,
 };
-use crate::text::{local_tm, now, push_u64};
 use rulogd_netlink::nflog::{parse_packet, NflogPacket};
 use rulogd_netlink::Attrs;
 use rulogd_plugin::{

@@ -14,11 +14,11 @@
 
 mod window;
 
-use crate::delivery::{
+use crate::text::{cstr, now};
+use rulogd_delivery::{
     spool_config, Delivery, DeliveryConfig, Producer, StreamTransport, Transport, WhenFull,
     DEFAULT_BATCH_BYTES, SPOOL_RETRY_MAX,
 };
-use crate::text::{cstr, now};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
     PluginInfo, PluginKind, Record, Registration, Slot,
@@ -38,8 +38,8 @@ static OPTIONS: [OptionDef; 11] = [
         "rulogd only: bytes of datapoints held while carbon is away; beyond it new ones are dropped and counted",
     ).range(0, i64::MAX),
     OptionDef::str("when_full", "drop", "rulogd only: full queue: drop (counted) or block").one_of(&["block", "drop"]),
-    crate::delivery::SPOOL_DIR,
-    crate::delivery::SPOOL_SIZE,
+    rulogd_delivery::SPOOL_DIR,
+    rulogd_delivery::SPOOL_SIZE,
     OptionDef::int(
         "resend_window",
         "60",

@@ -10,7 +10,7 @@
 //! ago (carbon reads its socket promptly, so by then it has left the receive
 //! buffer), or when `max_bytes` pushes it out: only the last is possible loss.
 
-use crate::delivery::{Batch, DeliveryStats, SendError, StreamTransport, Transport};
+use rulogd_delivery::{Batch, DeliveryStats, SendError, StreamTransport, Transport};
 use rulogd_plugin::{Counter, StatSet};
 use std::collections::VecDeque;
 use std::io;

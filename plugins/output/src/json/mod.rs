@@ -15,7 +15,7 @@ mod timestamp;
 pub use render::{json_int, json_str, push_string, Plan, PlanOptions, RenderCtx, Src};
 pub use timestamp::{Timestamper, TsFormat};
 
-use crate::delivery::{
+use rulogd_delivery::{
     spool_config, Delivery, DeliveryConfig, FileTransport, Producer, StreamTransport, Transport,
     UdpTransport, WhenFull, SPOOL_RETRY_MAX,
 };
@@ -120,8 +120,8 @@ static OPTIONS: [OptionDef; 15] = [
     )
     .range(0, i64::MAX),
     // tcp and unix modes only: a file does not go away, and UDP cannot tell.
-    crate::delivery::SPOOL_DIR,
-    crate::delivery::SPOOL_SIZE,
+    rulogd_delivery::SPOOL_DIR,
+    rulogd_delivery::SPOOL_SIZE,
 ];
 
 /// The descriptor `rulogd --info` prints.
@@ -328,7 +328,7 @@ impl Json {
         let delivery = Delivery::shared(ctx, "JSON", &dc, || {
             let t = cfg.transport()?;
             if cfg.mode == Mode::File {
-                crate::delivery::prepare_reopen(ctx, "JSON", std::path::Path::new(&cfg.file));
+                rulogd_delivery::prepare_reopen(ctx, "JSON", std::path::Path::new(&cfg.file));
             }
             Ok(t)
         })?;

@@ -4,7 +4,7 @@
 
 use super::render::{Plan, PlanOptions, RenderCtx};
 use super::{push_string, JsonConfig, Mode, TsFormat};
-use crate::delivery::WhenFull;
+use rulogd_delivery::WhenFull;
 use rulogd_plugin::{KeyDef, KeyType, Options, Record, Slot, UpstreamKey, Value};
 use std::sync::Arc;
 

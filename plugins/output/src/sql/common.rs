@@ -11,7 +11,7 @@
 
 pub use super::row::{decode, layout_id, Layouts, Renderer, Val, ROW_HEAD};
 pub use super::transport::SqlTransport;
-use crate::delivery::{spool_config, Delivery, DeliveryConfig, Producer, Transport};
+use rulogd_delivery::{spool_config, Delivery, DeliveryConfig, Producer, Transport};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, OptionDef, Options, Output, OutputError, Record,
     Signal, StatSet, UpstreamKey,
@@ -107,8 +107,8 @@ fn template_for_strftime(v: &rulogd_plugin::OptValue, o: &Options) -> Result<(),
 
 /// rulogd's own options of every SQL output.
 pub const OWN_OPTIONS: [OptionDef; 4] = [
-    crate::delivery::SPOOL_DIR,
-    crate::delivery::SPOOL_SIZE,
+    rulogd_delivery::SPOOL_DIR,
+    rulogd_delivery::SPOOL_SIZE,
     OptionDef::str(
         "when_full",
         "drop",
@@ -210,7 +210,7 @@ pub struct SqlConfig {
     /// Memory queue length in batches.
     pub queue_size: usize,
     /// `when_full`.
-    pub when_full: crate::delivery::WhenFull,
+    pub when_full: rulogd_delivery::WhenFull,
 }
 
 /// Hand a batch over at this size: several thousand rows per transaction.
@@ -234,7 +234,7 @@ impl SqlConfig {
             ));
         }
         let wf = o.str("when_full");
-        let when_full = crate::delivery::WhenFull::parse(wf).ok_or_else(|| {
+        let when_full = rulogd_delivery::WhenFull::parse(wf).ok_or_else(|| {
             BuildError::option(
                 "when_full",
                 format!("unknown policy `{wf}`; valid: block, drop"),

@@ -2,7 +2,7 @@
 
 use super::common::{key_of_column, table_for, DbError, Driver, SqlConfig};
 use super::row::{decode, decode_time, Layouts, Val};
-use crate::delivery::{Batch, DeliveryStats, SendError, Transport};
+use rulogd_delivery::{Batch, DeliveryStats, SendError, Transport};
 use rulogd_plugin::Counter;
 use std::collections::HashMap;
 use std::io;

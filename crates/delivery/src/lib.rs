@@ -16,7 +16,7 @@
 //! Reuse from another output (in a builder, [`Delivery::shared`] does the
 //! start once per instance id and registers the service and counters):
 //! ```
-//! use rulogd_output::delivery::{Delivery, DeliveryConfig, FileTransport, WhenFull};
+//! use rulogd_delivery::{Delivery, DeliveryConfig, FileTransport, WhenFull};
 //! use rulogd_plugin::Service;
 //!
 //! let cfg = DeliveryConfig::new("graphite1", "GRAPHITE", WhenFull::Drop);

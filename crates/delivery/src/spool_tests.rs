@@ -2,7 +2,7 @@
 //! tails (crash), and a delivery with a spool against a scripted transport.
 
 use super::*;
-use crate::delivery::{Delivery, DeliveryConfig, DeliveryStats, SendError, Transport, WhenFull};
+use crate::{Delivery, DeliveryConfig, DeliveryStats, SendError, Transport, WhenFull};
 use rulogd_plugin::Service;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -94,22 +94,38 @@ fn spool_error(dir: &std::path::Path, e: std::io::Error) -> BuildError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::options;
-    use rulogd_plugin::{ProcessEnv, SharedRegistry};
+    use rulogd_plugin::{Options, PluginInfo, PluginKind, ProcessEnv, SharedRegistry};
 
-    fn spool_of(
-        reg: rulogd_plugin::Registration,
-        opts: &[(&str, &str)],
-        state: Option<&std::path::Path>,
-    ) -> Option<PathBuf> {
-        let o = options(reg, opts);
+    static OPTS: [OptionDef; 2] = [SPOOL_DIR, SPOOL_SIZE];
+    /// An output with only the spool options, as every spooling output has them.
+    static INFO: PluginInfo = PluginInfo {
+        name: "T",
+        kind: PluginKind::Output,
+        summary: "test",
+        options: &OPTS,
+        input_keys: &[],
+        output_keys: &[],
+        wildcard_input: false,
+    };
+
+    fn options(opts: &[(&str, &str)]) -> Options {
+        let mut o = Options::defaults(&OPTS).unwrap();
+        for (name, text) in opts {
+            let def = OPTS.iter().find(|d| d.name == *name).unwrap();
+            o.set(def, text, 1).unwrap();
+        }
+        o
+    }
+
+    fn spool_of(opts: &[(&str, &str)], state: Option<&std::path::Path>) -> Option<PathBuf> {
+        let o = options(opts);
         let shared = SharedRegistry::with_env(ProcessEnv {
             state_dir: state.map(PathBuf::from),
             owner: None,
         });
         let ctx = BuildCtx {
             instance: "out1",
-            info: reg.info,
+            info: &INFO,
             options: &o,
             shared: &shared,
         };
@@ -119,12 +135,8 @@ mod tests {
     #[test]
     fn on_by_default_under_the_state_dir_and_off_with_an_empty_value() {
         let tmp = std::env::temp_dir().join(format!("rulogd-spoolopt-{}", std::process::id()));
-        let reg = crate::graphite::REGISTRATION;
-        let opts = [("host", "127.0.0.1"), ("port", "2003")];
-        assert_eq!(
-            spool_of(reg, &opts, Some(&tmp)),
-            Some(tmp.join("spool/out1"))
-        );
+        let opts = [];
+        assert_eq!(spool_of(&opts, Some(&tmp)), Some(tmp.join("spool/out1")));
         // spool/ is made private at once; the instance dir when the spool opens.
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(tmp.join("spool"))
@@ -132,15 +144,12 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
-        let off = [("host", "h"), ("port", "1"), ("spool_dir", "")];
-        assert_eq!(spool_of(reg, &off, Some(&tmp)), None);
-        let own = [("host", "h"), ("port", "1"), ("spool_dir", "/x/y")];
-        assert_eq!(
-            spool_of(reg, &own, Some(&tmp)),
-            Some(PathBuf::from("/x/y/out1"))
-        );
+        let off = [("spool_dir", "")];
+        assert_eq!(spool_of(&off, Some(&tmp)), None);
+        let own = [("spool_dir", "/x/y")];
+        assert_eq!(spool_of(&own, Some(&tmp)), Some(PathBuf::from("/x/y/out1")));
         // Tools and unit tests have no state dir: no default spool.
-        assert_eq!(spool_of(reg, &opts, None), None);
+        assert_eq!(spool_of(&opts, None), None);
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 
@@ -156,15 +165,14 @@ mod tests {
         };
         let tmp = std::env::temp_dir().join(format!("rulogd-spoolown-{}", std::process::id()));
         std::fs::create_dir_all(&tmp).unwrap();
-        let reg = crate::graphite::REGISTRATION;
-        let o = options(reg, &[("host", "h"), ("port", "1")]);
+        let o = options(&[]);
         let shared = SharedRegistry::with_env(ProcessEnv {
             state_dir: Some(tmp.join("state")),
             owner: Some(owner),
         });
         let ctx = BuildCtx {
             instance: "out1",
-            info: reg.info,
+            info: &INFO,
             options: &o,
             shared: &shared,
         };
@@ -188,15 +196,14 @@ mod tests {
 
     #[test]
     fn an_unwritable_state_dir_names_the_way_out() {
-        let reg = crate::graphite::REGISTRATION;
-        let o = options(reg, &[("host", "h"), ("port", "1")]);
+        let o = options(&[]);
         let shared = SharedRegistry::with_env(ProcessEnv {
             state_dir: Some(PathBuf::from("/proc/rulogd-cannot-be-here")),
             owner: None,
         });
         let ctx = BuildCtx {
             instance: "out1",
-            info: reg.info,
+            info: &INFO,
             options: &o,
             shared: &shared,
         };
