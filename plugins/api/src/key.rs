@@ -164,3 +164,40 @@ pub struct UpstreamKey {
     /// The instance id of the plugin that declared this copy of the key.
     pub producer: String,
 }
+
+/// Declares a plugin's key table once, with an index constant per key, so
+/// the indices and the table cannot drift apart; the order of the list is
+/// the order `--info` prints and slots are bound in.
+///
+/// ```
+/// use rulogd_plugin::{key_table, KeyDef, KeyType};
+/// key_table! {
+///     /// The output keys.
+///     pub static KEYS: [KeyDef; NKEYS];
+///     K_A = KeyDef::new("a", KeyType::U8);
+///     K_B = KeyDef::new("b", KeyType::U16);
+/// }
+/// assert_eq!((K_A, K_B, NKEYS), (0, 1, 2));
+/// assert_eq!(KEYS[K_B].name, "b");
+/// ```
+#[macro_export]
+macro_rules! key_table {
+    (
+        $(#[$m:meta])*
+        $vis:vis static $table:ident: [KeyDef; $n:ident];
+        $($id:ident = $def:expr;)*
+    ) => {
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms, dead_code)]
+        #[repr(usize)]
+        enum KeyIdx { $($id),* }
+        $(
+            #[doc = concat!("Index of `", stringify!($id), "` in the key table.")]
+            #[allow(dead_code)]
+            $vis const $id: usize = KeyIdx::$id as usize;
+        )*
+        /// Number of keys in the table.
+        $vis const $n: usize = [$(stringify!($id)),*].len();
+        $(#[$m])*
+        $vis static $table: [$crate::KeyDef; $n] = [$($def),*];
+    };
+}

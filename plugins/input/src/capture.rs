@@ -63,32 +63,21 @@ pub static OPTIONS: [OptionDef; 7] = [
     ),
 ];
 
-/// The output keys: NFLOG's names for the same facts.
-pub static KEYS: [KeyDef; 11] = [
-    KeyDef::new("raw.mac", KeyType::Raw),
-    KeyDef::new("raw.pkt", KeyType::Raw),
-    KeyDef::new("raw.pktlen", KeyType::U32),
-    KeyDef::new("raw.pktcount", KeyType::U32),
-    KeyDef::new("oob.time.sec", KeyType::U32),
-    KeyDef::new("oob.time.usec", KeyType::U32),
-    KeyDef::new("oob.ifindex_in", KeyType::U32),
-    KeyDef::new("raw.mac_len", KeyType::U16),
-    KeyDef::new("oob.family", KeyType::U8),
-    KeyDef::new("oob.protocol", KeyType::U16),
-    KeyDef::new("raw.type", KeyType::U16),
-];
-const K_MAC: usize = 0;
-const K_PKT: usize = 1;
-const K_PKTLEN: usize = 2;
-const K_PKTCOUNT: usize = 3;
-const K_SEC: usize = 4;
-const K_USEC: usize = 5;
-const K_IFINDEX_IN: usize = 6;
-const K_MAC_LEN: usize = 7;
-const K_FAMILY: usize = 8;
-const K_PROTOCOL: usize = 9;
-const K_TYPE: usize = 10;
-const NKEYS: usize = 11;
+rulogd_plugin::key_table! {
+    /// The output keys: NFLOG's names for the same facts.
+    pub static KEYS: [KeyDef; NKEYS];
+    K_MAC = KeyDef::new("raw.mac", KeyType::Raw);
+    K_PKT = KeyDef::new("raw.pkt", KeyType::Raw);
+    K_PKTLEN = KeyDef::new("raw.pktlen", KeyType::U32);
+    K_PKTCOUNT = KeyDef::new("raw.pktcount", KeyType::U32);
+    K_SEC = KeyDef::new("oob.time.sec", KeyType::U32);
+    K_USEC = KeyDef::new("oob.time.usec", KeyType::U32);
+    K_IFINDEX_IN = KeyDef::new("oob.ifindex_in", KeyType::U32);
+    K_MAC_LEN = KeyDef::new("raw.mac_len", KeyType::U16);
+    K_FAMILY = KeyDef::new("oob.family", KeyType::U8);
+    K_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U16);
+    K_TYPE = KeyDef::new("raw.type", KeyType::U16);
+}
 
 /// The plugin descriptor.
 pub static INFO: PluginInfo = PluginInfo {

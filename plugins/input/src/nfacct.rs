@@ -31,23 +31,16 @@ pub static OPTIONS: [OptionDef; 3] = [
     OptionDef::int("timestamp", "0", "set oob.time.sec/usec to the time the counters were asked for").flag(),
 ];
 
-/// The output keys, in ulogd's order.
-pub static KEYS: [KeyDef; 6] = [
-    KeyDef::new("sum.name", KeyType::String),
-    KeyDef::new("sum.pkts", KeyType::U64),
-    KeyDef::new("sum.bytes", KeyType::U64),
-    KeyDef::new("sum", KeyType::Raw),
-    KeyDef::new("oob.time.sec", KeyType::U32),
-    KeyDef::new("oob.time.usec", KeyType::U32),
-];
-const K_NAME: usize = 0;
-const K_PKTS: usize = 1;
-const K_BYTES: usize = 2;
-const K_SUM: usize = 3;
-const K_SEC: usize = 4;
-const K_USEC: usize = 5;
-/// Number of output keys.
-pub const NKEYS: usize = 6;
+rulogd_plugin::key_table! {
+    /// The output keys, in ulogd's order.
+    pub static KEYS: [KeyDef; NKEYS];
+    K_NAME = KeyDef::new("sum.name", KeyType::String);
+    K_PKTS = KeyDef::new("sum.pkts", KeyType::U64);
+    K_BYTES = KeyDef::new("sum.bytes", KeyType::U64);
+    K_SUM = KeyDef::new("sum", KeyType::Raw);
+    K_SEC = KeyDef::new("oob.time.sec", KeyType::U32);
+    K_USEC = KeyDef::new("oob.time.usec", KeyType::U32);
+}
 
 /// The plugin descriptor.
 pub static INFO: PluginInfo = PluginInfo {

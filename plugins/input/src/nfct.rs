@@ -55,70 +55,40 @@ const STOP_DRAIN: Duration = Duration::from_millis(500);
 const IETF: u32 = 0;
 const NETFILTER: u32 = 21373;
 
-/// The output keys: ulogd's, in its order, with its IPFIX ids; the ICMPv6
-/// pair is 2.0.9's.
-pub static KEYS: [KeyDef; 28] = [
-    KeyDef::new("orig.ip.saddr", KeyType::IpAddr).ipfix(IETF, 8),
-    KeyDef::new("orig.ip.daddr", KeyType::IpAddr).ipfix(IETF, 12),
-    KeyDef::new("orig.ip.protocol", KeyType::U8).ipfix(IETF, 4),
-    KeyDef::new("orig.l4.sport", KeyType::U16).ipfix(IETF, 7),
-    KeyDef::new("orig.l4.dport", KeyType::U16).ipfix(IETF, 11),
-    KeyDef::new("orig.raw.pktlen", KeyType::U64).ipfix(IETF, 85),
-    KeyDef::new("orig.raw.pktcount", KeyType::U64).ipfix(IETF, 86),
-    KeyDef::new("reply.ip.saddr", KeyType::IpAddr).ipfix(IETF, 8),
-    KeyDef::new("reply.ip.daddr", KeyType::IpAddr).ipfix(IETF, 12),
-    KeyDef::new("reply.ip.protocol", KeyType::U8).ipfix(IETF, 4),
-    KeyDef::new("reply.l4.sport", KeyType::U16).ipfix(IETF, 7),
-    KeyDef::new("reply.l4.dport", KeyType::U16).ipfix(IETF, 11),
-    KeyDef::new("reply.raw.pktlen", KeyType::U64).ipfix(IETF, 85),
-    KeyDef::new("reply.raw.pktcount", KeyType::U64).ipfix(IETF, 86),
-    KeyDef::new("icmp.code", KeyType::U8).ipfix(IETF, 177),
-    KeyDef::new("icmp.type", KeyType::U8).ipfix(IETF, 176),
-    KeyDef::new("icmpv6.code", KeyType::U8).ipfix(IETF, 179),
-    KeyDef::new("icmpv6.type", KeyType::U8).ipfix(IETF, 178),
-    KeyDef::new("ct.mark", KeyType::U32).ipfix(NETFILTER, 4),
-    KeyDef::new("ct.id", KeyType::U32).ipfix(NETFILTER, 6),
-    KeyDef::new("ct.event", KeyType::U32),
-    KeyDef::new("flow.start.sec", KeyType::U32).ipfix(IETF, 150),
-    KeyDef::new("flow.start.usec", KeyType::U32).ipfix(IETF, 154),
-    KeyDef::new("flow.end.sec", KeyType::U32).ipfix(IETF, 151),
+rulogd_plugin::key_table! {
+    /// The output keys: ulogd's, in its order, with its IPFIX ids; the ICMPv6
+    /// pair is 2.0.9's.
+    pub static KEYS: [KeyDef; NKEYS];
+    K_ORIG_SADDR = KeyDef::new("orig.ip.saddr", KeyType::IpAddr).ipfix(IETF, 8);
+    K_ORIG_DADDR = KeyDef::new("orig.ip.daddr", KeyType::IpAddr).ipfix(IETF, 12);
+    K_ORIG_PROTO = KeyDef::new("orig.ip.protocol", KeyType::U8).ipfix(IETF, 4);
+    K_ORIG_SPORT = KeyDef::new("orig.l4.sport", KeyType::U16).ipfix(IETF, 7);
+    K_ORIG_DPORT = KeyDef::new("orig.l4.dport", KeyType::U16).ipfix(IETF, 11);
+    K_ORIG_BYTES = KeyDef::new("orig.raw.pktlen", KeyType::U64).ipfix(IETF, 85);
+    K_ORIG_PKTS = KeyDef::new("orig.raw.pktcount", KeyType::U64).ipfix(IETF, 86);
+    K_REPLY_SADDR = KeyDef::new("reply.ip.saddr", KeyType::IpAddr).ipfix(IETF, 8);
+    K_REPLY_DADDR = KeyDef::new("reply.ip.daddr", KeyType::IpAddr).ipfix(IETF, 12);
+    K_REPLY_PROTO = KeyDef::new("reply.ip.protocol", KeyType::U8).ipfix(IETF, 4);
+    K_REPLY_SPORT = KeyDef::new("reply.l4.sport", KeyType::U16).ipfix(IETF, 7);
+    K_REPLY_DPORT = KeyDef::new("reply.l4.dport", KeyType::U16).ipfix(IETF, 11);
+    K_REPLY_BYTES = KeyDef::new("reply.raw.pktlen", KeyType::U64).ipfix(IETF, 85);
+    K_REPLY_PKTS = KeyDef::new("reply.raw.pktcount", KeyType::U64).ipfix(IETF, 86);
+    K_ICMP_CODE = KeyDef::new("icmp.code", KeyType::U8).ipfix(IETF, 177);
+    K_ICMP_TYPE = KeyDef::new("icmp.type", KeyType::U8).ipfix(IETF, 176);
+    K_ICMPV6_CODE = KeyDef::new("icmpv6.code", KeyType::U8).ipfix(IETF, 179);
+    K_ICMPV6_TYPE = KeyDef::new("icmpv6.type", KeyType::U8).ipfix(IETF, 178);
+    K_MARK = KeyDef::new("ct.mark", KeyType::U32).ipfix(NETFILTER, 4);
+    K_ID = KeyDef::new("ct.id", KeyType::U32).ipfix(NETFILTER, 6);
+    K_EVENT = KeyDef::new("ct.event", KeyType::U32);
+    K_START_SEC = KeyDef::new("flow.start.sec", KeyType::U32).ipfix(IETF, 150);
+    K_START_USEC = KeyDef::new("flow.start.usec", KeyType::U32).ipfix(IETF, 154);
+    K_END_SEC = KeyDef::new("flow.end.sec", KeyType::U32).ipfix(IETF, 151);
     // ulogd gives the end microseconds flowEndSeconds' id too.
-    KeyDef::new("flow.end.usec", KeyType::U32).ipfix(IETF, 151),
-    KeyDef::new("oob.family", KeyType::U8),
-    KeyDef::new("oob.protocol", KeyType::U8),
-    KeyDef::new("ct", KeyType::Raw),
-];
-
-const K_ORIG_SADDR: usize = 0;
-const K_ORIG_DADDR: usize = 1;
-const K_ORIG_PROTO: usize = 2;
-const K_ORIG_SPORT: usize = 3;
-const K_ORIG_DPORT: usize = 4;
-const K_ORIG_BYTES: usize = 5;
-const K_ORIG_PKTS: usize = 6;
-const K_REPLY_SADDR: usize = 7;
-const K_REPLY_DADDR: usize = 8;
-const K_REPLY_PROTO: usize = 9;
-const K_REPLY_SPORT: usize = 10;
-const K_REPLY_DPORT: usize = 11;
-const K_REPLY_BYTES: usize = 12;
-const K_REPLY_PKTS: usize = 13;
-const K_ICMP_CODE: usize = 14;
-const K_ICMP_TYPE: usize = 15;
-const K_ICMPV6_CODE: usize = 16;
-const K_ICMPV6_TYPE: usize = 17;
-const K_MARK: usize = 18;
-const K_ID: usize = 19;
-const K_EVENT: usize = 20;
-const K_START_SEC: usize = 21;
-const K_START_USEC: usize = 22;
-const K_END_SEC: usize = 23;
-const K_END_USEC: usize = 24;
-const K_FAMILY: usize = 25;
-const K_PROTOCOL: usize = 26;
-const K_CT: usize = 27;
-/// Number of output keys.
-pub const NKEYS: usize = 28;
+    K_END_USEC = KeyDef::new("flow.end.usec", KeyType::U32).ipfix(IETF, 151);
+    K_FAMILY = KeyDef::new("oob.family", KeyType::U8);
+    K_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U8);
+    K_CT = KeyDef::new("ct", KeyType::Raw);
+}
 
 /// The plugin descriptor.
 pub static INFO: PluginInfo = PluginInfo {

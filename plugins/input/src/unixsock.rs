@@ -61,59 +61,41 @@ pub static OPTIONS: [OptionDef; 5] = [
     OptionDef::str("group", "", "group (name or gid) the socket file is given to; empty leaves it"),
 ];
 
-/// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids. Only
-/// the packet keys, `oob.prefix`/`in`/`out`/`time.sec`, the `nufw.*` keys
-/// and `raw.label` are ever set; the others exist so that stacks written for
-/// ulogd build.
-pub static KEYS: [KeyDef; 28] = [
-    KeyDef::new("raw.mac", KeyType::Raw),
-    KeyDef::new("raw.pkt", KeyType::Raw).ipfix(NETFILTER, 1),
-    KeyDef::new("raw.pktlen", KeyType::U32).ipfix(NETFILTER, 2),
-    KeyDef::new("raw.pktcount", KeyType::U32).ipfix(IETF, 2),
-    KeyDef::new("oob.prefix", KeyType::String).ipfix(NETFILTER, 3),
-    KeyDef::new("oob.time.sec", KeyType::U32).ipfix(IETF, 150),
-    KeyDef::new("oob.time.usec", KeyType::U32).ipfix(IETF, 154),
-    KeyDef::new("oob.mark", KeyType::U32).ipfix(NETFILTER, 4),
-    KeyDef::new("oob.in", KeyType::String).ipfix(IETF, 10),
-    KeyDef::new("oob.out", KeyType::String).ipfix(IETF, 14),
-    KeyDef::new("oob.hook", KeyType::U8).ipfix(NETFILTER, 5),
-    KeyDef::new("raw.mac_len", KeyType::U16),
-    KeyDef::new("oob.seq.local", KeyType::U32).ipfix(NETFILTER, 7),
-    KeyDef::new("oob.seq.global", KeyType::U32).ipfix(NETFILTER, 8),
-    KeyDef::new("oob.family", KeyType::U8),
-    KeyDef::new("oob.protocol", KeyType::U16),
-    KeyDef::new("oob.uid", KeyType::U32),
-    KeyDef::new("oob.gid", KeyType::U32),
-    KeyDef::new("raw.label", KeyType::U8),
-    KeyDef::new("raw.type", KeyType::U16),
-    KeyDef::new("raw.mac.saddr", KeyType::Raw).ipfix(IETF, 56),
-    KeyDef::new("raw.mac.addrlen", KeyType::U16),
-    KeyDef::new("nufw.user.name", KeyType::String),
-    KeyDef::new("nufw.user.id", KeyType::U32),
-    KeyDef::new("nufw.os.name", KeyType::String),
-    KeyDef::new("nufw.os.rel", KeyType::String),
-    KeyDef::new("nufw.os.vers", KeyType::String),
-    KeyDef::new("nufw.app.name", KeyType::String),
-];
-
-// Indices into KEYS (only those UNIXSOCK sets).
-const K_RAW_PKT: usize = 1;
-const K_RAW_PKTLEN: usize = 2;
-const K_RAW_PKTCOUNT: usize = 3;
-const K_PREFIX: usize = 4;
-const K_TIME_SEC: usize = 5;
-const K_IN: usize = 8;
-const K_OUT: usize = 9;
-const K_FAMILY: usize = 14;
-const K_LABEL: usize = 18;
-const K_USER_NAME: usize = 22;
-const K_USER_ID: usize = 23;
-const K_OS_NAME: usize = 24;
-const K_OS_REL: usize = 25;
-const K_OS_VERS: usize = 26;
-const K_APP_NAME: usize = 27;
-/// Number of output keys.
-pub const NKEYS: usize = 28;
+rulogd_plugin::key_table! {
+    /// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids. Only
+    /// the packet keys, `oob.prefix`/`in`/`out`/`time.sec`, the `nufw.*` keys
+    /// and `raw.label` are ever set; the others exist so that stacks written for
+    /// ulogd build.
+    pub static KEYS: [KeyDef; NKEYS];
+    K_RAW_MAC = KeyDef::new("raw.mac", KeyType::Raw);
+    K_RAW_PKT = KeyDef::new("raw.pkt", KeyType::Raw).ipfix(NETFILTER, 1);
+    K_RAW_PKTLEN = KeyDef::new("raw.pktlen", KeyType::U32).ipfix(NETFILTER, 2);
+    K_RAW_PKTCOUNT = KeyDef::new("raw.pktcount", KeyType::U32).ipfix(IETF, 2);
+    K_PREFIX = KeyDef::new("oob.prefix", KeyType::String).ipfix(NETFILTER, 3);
+    K_TIME_SEC = KeyDef::new("oob.time.sec", KeyType::U32).ipfix(IETF, 150);
+    K_OOB_TIME_USEC = KeyDef::new("oob.time.usec", KeyType::U32).ipfix(IETF, 154);
+    K_OOB_MARK = KeyDef::new("oob.mark", KeyType::U32).ipfix(NETFILTER, 4);
+    K_IN = KeyDef::new("oob.in", KeyType::String).ipfix(IETF, 10);
+    K_OUT = KeyDef::new("oob.out", KeyType::String).ipfix(IETF, 14);
+    K_OOB_HOOK = KeyDef::new("oob.hook", KeyType::U8).ipfix(NETFILTER, 5);
+    K_RAW_MAC_LEN = KeyDef::new("raw.mac_len", KeyType::U16);
+    K_OOB_SEQ_LOCAL = KeyDef::new("oob.seq.local", KeyType::U32).ipfix(NETFILTER, 7);
+    K_OOB_SEQ_GLOBAL = KeyDef::new("oob.seq.global", KeyType::U32).ipfix(NETFILTER, 8);
+    K_FAMILY = KeyDef::new("oob.family", KeyType::U8);
+    K_OOB_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U16);
+    K_OOB_UID = KeyDef::new("oob.uid", KeyType::U32);
+    K_OOB_GID = KeyDef::new("oob.gid", KeyType::U32);
+    K_LABEL = KeyDef::new("raw.label", KeyType::U8);
+    K_RAW_TYPE = KeyDef::new("raw.type", KeyType::U16);
+    K_RAW_MAC_SADDR = KeyDef::new("raw.mac.saddr", KeyType::Raw).ipfix(IETF, 56);
+    K_RAW_MAC_ADDRLEN = KeyDef::new("raw.mac.addrlen", KeyType::U16);
+    K_USER_NAME = KeyDef::new("nufw.user.name", KeyType::String);
+    K_USER_ID = KeyDef::new("nufw.user.id", KeyType::U32);
+    K_OS_NAME = KeyDef::new("nufw.os.name", KeyType::String);
+    K_OS_REL = KeyDef::new("nufw.os.rel", KeyType::String);
+    K_OS_VERS = KeyDef::new("nufw.os.vers", KeyType::String);
+    K_APP_NAME = KeyDef::new("nufw.app.name", KeyType::String);
+}
 
 /// The plugin descriptor.
 pub static INFO: PluginInfo = PluginInfo {

@@ -12,25 +12,9 @@ const fn ietf(k: KeyDef, id: u16) -> KeyDef {
     k.ipfix(0, id)
 }
 
-/// Declares the output keys once: the index constants and the table cannot
-/// drift apart, and the order of the list is the order `--info` prints.
-macro_rules! output_keys {
-    ($($id:ident = $def:expr;)*) => {
-        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-        #[repr(usize)]
-        enum Idx { $($id),* }
-        $(
-            #[doc = concat!("Index of `", stringify!($id), "` in [`OUTPUT_KEYS`].")]
-            pub(crate) const $id: usize = Idx::$id as usize;
-        )*
-        /// Number of output keys.
-        pub(crate) const N_OUT: usize = [$(stringify!($id)),*].len();
-        /// BASE's output keys.
-        pub(crate) static OUTPUT_KEYS: [KeyDef; N_OUT] = [$($def),*];
-    };
-}
-
-output_keys! {
+rulogd_plugin::key_table! {
+    /// BASE's output keys.
+    pub(crate) static OUTPUT_KEYS: [KeyDef; N_OUT];
     IP_SADDR = ietf(KeyDef::new("ip.saddr", IpAddr), 8);
     IP_DADDR = ietf(KeyDef::new("ip.daddr", IpAddr), 12);
     IP_PROTOCOL = ietf(KeyDef::new("ip.protocol", U8), 4);
