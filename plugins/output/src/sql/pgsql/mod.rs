@@ -14,6 +14,7 @@ use super::common::{
     build_output, ident, server_options, DbError, Driver, Procedure, SqlConfig, Val,
 };
 mod copy;
+mod setwise;
 mod stage;
 
 pub use copy::format;

@@ -44,9 +44,10 @@ pub(super) struct Staged {
 enum Apply {
     /// `SELECT f(s.a1, …) FROM stage s ORDER BY s.seq`, prepared.
     Select(Statement),
-    /// A `DO` block looping over the stage with `CALL p(…)` (a CALL cannot
-    /// take a set, and a DO block cannot be prepared).
-    Call(String),
+    /// Statements run as one simple query: a `DO` block looping over the
+    /// stage with `CALL p(…)` (a CALL cannot take a set, and a DO block
+    /// cannot be prepared), or ulogd2's INSERT_PACKET_FULL done set-wise.
+    Script(String),
 }
 
 /// One routine `pg_proc` finds under the configured name.
@@ -167,12 +168,18 @@ impl Pg {
         let args: Vec<String> = list.iter().map(|a| format!("s.{a}")).collect();
         let apply = if call {
             let args: Vec<String> = list.iter().map(|a| format!("r.{a}")).collect();
-            Apply::Call(format!(
+            Apply::Script(format!(
                 "DO $rulogd$ DECLARE r record; BEGIN \
                  FOR r IN SELECT * FROM {STAGE} ORDER BY seq LOOP \
                  CALL {name}({}); END LOOP; END $rulogd$",
                 args.join(", ")
             ))
+        } else if super::setwise::known(c, name, nargs)? {
+            c.batch_execute(super::setwise::SETUP_SQL).map_err(sort)?;
+            log::info!(
+                "{desc}: `{name}` is ulogd2's: its rows go in set-wise, a statement per table"
+            );
+            Apply::Script(super::setwise::APPLY_SQL.to_string())
         } else {
             let sql = format!(
                 "SELECT {name}({}) FROM {STAGE} s ORDER BY s.seq",
@@ -217,7 +224,7 @@ impl Pg {
             let apply = |tx: &mut Transaction<'_>| -> Result<(), DbError> {
                 match &st.apply {
                     Apply::Select(s) => tx.execute(s, &[]).map(|_| ()),
-                    Apply::Call(sql) => tx.batch_execute(sql),
+                    Apply::Script(sql) => tx.batch_execute(sql),
                 }
                 .map_err(sort)
             };
