@@ -44,10 +44,13 @@ pub(super) struct Staged {
 enum Apply {
     /// `SELECT f(s.a1, …) FROM stage s ORDER BY s.seq`, prepared.
     Select(Statement),
-    /// Statements run as one simple query: a `DO` block looping over the
-    /// stage with `CALL p(…)` (a CALL cannot take a set, and a DO block
-    /// cannot be prepared), or ulogd2's INSERT_PACKET_FULL done set-wise.
+    /// A `DO` block looping over the stage with `CALL p(…)` (a CALL cannot
+    /// take a set, and a DO block cannot be prepared).
     Script(String),
+    /// ulogd2's INSERT_PACKET_FULL done set-wise (`setwise.rs`), prepared:
+    /// the `mac` statements (all but the first only when it found rows),
+    /// then the one for the other tables.
+    SetWise(Vec<Statement>, Statement),
 }
 
 /// One routine `pg_proc` finds under the configured name.
@@ -179,7 +182,13 @@ impl Pg {
             log::info!(
                 "{desc}: `{name}` is ulogd2's: its rows go in set-wise, a statement per table"
             );
-            Apply::Script(super::setwise::APPLY_SQL.to_string())
+            let mac = super::setwise::MAC_SQL
+                .iter()
+                .map(|q| c.prepare(q))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sort)?;
+            let main = c.prepare(super::setwise::MAIN_SQL).map_err(sort)?;
+            Apply::SetWise(mac, main)
         } else {
             let sql = format!(
                 "SELECT {name}({}) FROM {STAGE} s ORDER BY s.seq",
@@ -225,6 +234,14 @@ impl Pg {
                 match &st.apply {
                     Apply::Select(s) => tx.execute(s, &[]).map(|_| ()),
                     Apply::Script(sql) => tx.batch_execute(sql),
+                    Apply::SetWise(mac, main) => (|| {
+                        if tx.execute(&mac[0], &[])? > 0 {
+                            for q in &mac[1..] {
+                                tx.execute(q, &[])?;
+                            }
+                        }
+                        tx.execute(main, &[]).map(|_| ())
+                    })(),
                 }
                 .map_err(sort)
             };

@@ -6,7 +6,7 @@
 //! `hwhdr` row each), and UDP and ICMP from a peer over a veth pair
 //! (Ethernet: a `mac` row looked up or made, shared by repeats).
 //!
-//! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test sql_pgsql_setwise`
+//! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test sql_pgsql_procedure`
 //! (root; PostgreSQL 15 server binaries, ulogd2 and ulogd2-pgsql).
 
 use rulogd_tests::netns::MAIN_V4;
@@ -145,4 +145,97 @@ fn set_wise_insert_packet_full_gives_the_tables_of_one_call_per_row() {
     assert!(n("udb", "select count(*) from mac") >= 1, "no mac row");
     assert!(n("udb", "select count(*) from ulog2 where mac_id is not null") >= 30);
     assert!(n("udb", "select count(*) from hwhdr") >= 30);
+}
+
+/// A table naming the columns (keys), and routines that write them into
+/// `got` with the order they were called in.
+const ROUTINES: &str = "\
+CREATE TABLE cols (ip_id integer, udp_dport integer);
+CREATE TABLE got (n bigserial PRIMARY KEY, ip_id integer, udp_dport integer, via text);
+CREATE PROCEDURE put_row(a integer, b integer) LANGUAGE sql
+  AS $$ INSERT INTO got (ip_id, udp_dport, via) VALUES (a, b, 'call') $$;
+CREATE FUNCTION twice(a integer, b integer) RETURNS integer LANGUAGE sql
+  AS $$ INSERT INTO got (ip_id, udp_dport, via) VALUES (a, b, 'f2'); SELECT 1 $$;
+CREATE FUNCTION twice(a text) RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
+";
+
+const SIMPLE: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=1
+stack=log1:NFLOG,base1:BASE,pg1:PGSQL
+
+[log1]
+group={GROUP}
+
+[pg1]
+db=\"r\"
+host=\"{HOST}\"
+port={PORT}
+user=\"postgres\"
+table=\"cols\"
+procedure=\"{PROC}\"
+";
+
+/// `CALL p` goes staged (a PL/pgSQL loop of CALLs over the batch); an
+/// overloaded function is called once per row. Either way every packet
+/// is one row, in the order the packets came (one connected socket: IP
+/// ids one apart).
+#[test]
+fn a_procedure_call_and_an_overloaded_function_write_every_row_in_order() {
+    if !lab::require_root() {
+        return;
+    }
+    let pg = Pg::start("pgproc");
+    pg.createdb("r");
+    pg.psql_script("r", ROUTINES);
+    for (g, proc_, via, mode) in [
+        (67, "CALL put_row", "call", "staging table"),
+        (68, "twice", "f2", "once per row"),
+    ] {
+        let ns = Netns::new("pgproc").unwrap();
+        ns.nft(&format!(
+            "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n\
+             \x20 udp dport 9999 log group {g}\n  udp dport 9999 drop\n }}\n}}\n"
+        ))
+        .unwrap();
+        let dir = TempDir::new("pgproc");
+        let conf = lab::fill(
+            SIMPLE,
+            &[
+                ("GROUP", g.to_string()),
+                ("HOST", pg.host()),
+                ("PORT", pg.port().to_string()),
+                ("PROC", proc_.to_string()),
+            ],
+        );
+        let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[g], &[]);
+        ns.run_in_thread(|| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.connect("127.0.0.1:9999").unwrap();
+            for _ in 0..300 {
+                s.send(b"p").unwrap();
+            }
+        });
+        assert!(daemon::wait_drained(&ns, g, Duration::from_secs(5)));
+        let q = format!("select count(*) from got where via = '{via}'");
+        let done = lab::wait_until(Duration::from_secs(15), || pg.count("r", &q) >= 300);
+        let log = d.log_text();
+        d.stop();
+        assert!(done, "{proc_}: {} rows\n{log}", pg.count("r", &q));
+        assert!(log.contains(mode), "{proc_}: not `{mode}`:\n{log}");
+        let ids: Vec<u16> = pg
+            .psql(
+                "r",
+                &format!("select ip_id from got where via = '{via}' order by n"),
+            )
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 300);
+        assert!(
+            ids.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 1),
+            "{proc_}: out of order: {ids:?}"
+        );
+    }
 }
