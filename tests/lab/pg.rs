@@ -32,6 +32,22 @@ pub fn available() -> bool {
     bin_dir().join("pg_ctl").exists()
 }
 
+/// ulogd2's own schema, pgsql-ulogd2.sql, as Debian ships it (in ulogd2's
+/// documentation or ulogd2-pgsql's).
+pub fn ulogd2_schema() -> String {
+    let paths = [
+        "/usr/share/doc/ulogd2-pgsql/pgsql-ulogd2.sql.gz",
+        "/usr/share/doc/ulogd2/pgsql-ulogd2.sql.gz",
+    ];
+    let path = paths
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .expect("pgsql-ulogd2.sql.gz from Debian's ulogd2-pgsql is not installed");
+    let out = Command::new("zcat").arg(path).output().expect("zcat");
+    assert!(out.status.success(), "zcat {path}");
+    String::from_utf8(out.stdout).expect("pgsql-ulogd2.sql is UTF-8")
+}
+
 impl Pg {
     /// Creates and starts a cluster (`fsync=off`: tests need no durability
     /// of the database itself).

@@ -368,6 +368,26 @@ impl Spool {
         Ok(true)
     }
 
+    /// Appends further whole frames to `batch` while it holds fewer than
+    /// `max_bytes`: frames are the batches producers spilled, often a few
+    /// records each, and a replay delivering them one by one pays a
+    /// destination's per-batch cost (an SQL transaction) per frame. Stops
+    /// quietly at a frame it cannot read: `read_next` reports it next.
+    pub fn read_more(&mut self, batch: &mut Batch, max_bytes: usize) {
+        let mut scratch = Batch::with_capacity(0);
+        while batch.bytes() < max_bytes && self.has_unread() {
+            match self.read_next(&mut scratch) {
+                Ok(true) => {
+                    for k in 0..scratch.records() {
+                        batch.buf().extend_from_slice(scratch.record(k));
+                        batch.commit();
+                    }
+                }
+                Ok(false) | Err(_) => break,
+            }
+        }
+    }
+
     /// Marks everything read so far as delivered.
     pub fn commit(&mut self) -> io::Result<()> {
         // Segments wholly before the read position are done with.

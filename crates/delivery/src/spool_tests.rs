@@ -354,3 +354,27 @@ fn crc32_is_the_ieee_checksum() {
     assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
     assert_eq!(super::crc32(b""), 0);
 }
+
+#[test]
+fn a_replay_gathers_small_frames_into_one_batch_and_rewinds_them_together() {
+    let dir = tmp("more");
+    let mut sp = Spool::open_segmented(&cfg(&dir, u64::MAX), 700).expect("open");
+    let all: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10]).collect();
+    for pair in all.chunks(2) {
+        sp.append(&batch(pair), 0).expect("append");
+    }
+    let mut b = Batch::with_capacity(64);
+    assert!(sp.read_next(&mut b).expect("read"));
+    assert_eq!(b.records(), 2);
+    sp.read_more(&mut b, 150);
+    // Whole frames until 150 bytes are reached, across segment ends (700).
+    assert_eq!(records(&b), all[..16].to_vec());
+    sp.rewind();
+    assert!(sp.read_next(&mut b).expect("read again"));
+    sp.read_more(&mut b, usize::MAX);
+    assert_eq!(records(&b), all);
+    sp.commit().expect("commit");
+    assert_eq!(sp.records(), 0);
+    assert!(!sp.has_unread());
+    let _ = fs::remove_dir_all(&dir);
+}

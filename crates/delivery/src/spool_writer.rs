@@ -27,6 +27,10 @@ enum Src {
     Spool,
 }
 
+/// Most bytes of spooled frames delivered as one batch in a replay (the
+/// SQL outputs' batch size).
+const REPLAY_BATCH_BYTES: usize = 1024 * 1024;
+
 /// The writer thread of a delivery with a spool.
 pub(crate) struct SpoolWriter {
     pub(crate) name: String,
@@ -128,6 +132,7 @@ impl Run {
                 let mut b = self.spare.take().unwrap_or_default();
                 match st.spool.read_next(&mut b) {
                     Ok(true) => {
+                        st.spool.read_more(&mut b, REPLAY_BATCH_BYTES);
                         self.hand = Some((b, Src::Spool));
                         self.from = 0;
                         return true;

@@ -2,7 +2,8 @@
 //! the columns of `table` (in `schema`) name the keys, a first column whose
 //! name starts with `_` (the serial id) is skipped, and `procedure` says how
 //! rows go in: `INSERT` (into the table), `INSERT INTO …`, `CALL p` or a
-//! function such as ulogd2's `INSERT_PACKET_FULL`, called once per row.
+//! function such as ulogd2's `INSERT_PACKET_FULL`, applied to each batch
+//! from a staging table (`stage.rs`) with the semantics of a call per row.
 //!
 //! Values are written as ulogd2 formats them (addresses as the number
 //! ulogd2 prints, booleans as 0/1) but never spliced into SQL: plain
@@ -13,6 +14,8 @@ use super::common::{
     build_output, ident, server_options, DbError, Driver, Procedure, SqlConfig, Val,
 };
 mod copy;
+mod setwise;
+mod stage;
 
 pub use copy::format;
 use copy::{copy_binary, copy_text, Text};
@@ -129,6 +132,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         stmts: HashMap::new(),
         buf: Vec::new(),
         unknown: None,
+        stage: None,
     })
 }
 
@@ -149,6 +153,8 @@ pub struct Pg {
     buf: Vec<u8>,
     /// The last transaction whose COMMIT got no answer.
     unknown: Option<Unknown>,
+    /// Procedure mode on this connection (found on its first write).
+    stage: Option<stage::Mode>,
 }
 
 fn sort(e: postgres::Error) -> DbError {
@@ -410,6 +416,7 @@ impl Driver for Pg {
         }
         self.stmts.clear();
         self.kinds.clear();
+        self.stage = None;
         self.client = Some(c);
         Ok(())
     }
@@ -421,6 +428,7 @@ impl Driver for Pg {
     fn close(&mut self) {
         self.client = None;
         self.stmts.clear();
+        self.stage = None;
     }
 
     fn columns(&mut self, table: &str) -> Result<Vec<String>, DbError> {
@@ -468,8 +476,8 @@ impl Driver for Pg {
             return Ok(());
         }
         match self.procedure.clone() {
-            Procedure::Select(f) => self.call_each("SELECT", &f, cols, rows),
-            Procedure::Call(p) => self.call_each("CALL", &p, cols, rows),
+            Procedure::Select(f) => self.call_batch(false, &f, cols, rows),
+            Procedure::Call(p) => self.call_batch(true, &p, cols, rows),
             p => {
                 let target = self.insert_target(table);
                 // COPY into tables (and partitioned tables); views and other

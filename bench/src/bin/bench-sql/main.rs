@@ -16,11 +16,20 @@
 //! started again, with the input idle (on a 2-core machine the NFLOG input
 //! and the sender otherwise bound the live rate). Each run also reports the
 //! CPU time per row of the daemon and of the database server, and how busy
-//! the machine was. Results: min / median / max of `--repeats` runs.
+//! the machine was. `rulogd-pgsql-full` and `ulogd2-pgsql-full` write into
+//! ulogd2's own schema (Debian's pgsql-ulogd2.sql) through its
+//! `INSERT_PACKET_FULL` function, with HWHDR in the stack as ulogd2's sample
+//! config has it: `--full-packets` packets for rulogd, a tenth for ulogd2,
+//! each run going to its end so that the rows missing (packets the log
+//! rule counted, less rows in `ulog2`) are reported. Results: min / median
+//! / max of `--repeats` runs.
 //!
 //! Run as root after `cargo build --release --bins`:
 //! `./target/release/bench-sql [--packets 2M] [--repeats 3] [--secs 20]`.
 
+mod cpu;
+
+use cpu::Cpu;
 use rulogd_bench::{min_med_max, Args};
 use rulogd_tests::maria::{self, Maria, PASS, USER};
 use rulogd_tests::pg::Pg;
@@ -30,8 +39,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: bench-sql [--packets 2M] [--repeats 3] [--secs 20] \
-[--targets rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite,\
-rulogd-mysql,ulogd2-mysql]";
+[--full-packets 200K] [--targets rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,\
+rulogd-pgsql-full,ulogd2-pgsql-full,rulogd-sqlite,ulogd2-sqlite,rulogd-mysql,ulogd2-mysql]";
 
 const COLUMNS: &str = "oob_time_sec bigint, oob_time_usec bigint, oob_prefix text, \
 oob_hook smallint, oob_mark bigint, oob_in text, oob_out text, oob_family smallint, \
@@ -43,7 +52,7 @@ const STACK: &str = "\
 [global]
 logfile=\"{LOGFILE}\"
 loglevel=5
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,sql1:{PLUGIN}
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,{HWHDR}sql1:{PLUGIN}
 
 [log1]
 group=7
@@ -60,6 +69,9 @@ enum Target {
     /// then written once it is back (the input no longer competes).
     RulogdPgDrain,
     UlogdPg,
+    /// ulogd2's own schema (pgsql-ulogd2.sql) through INSERT_PACKET_FULL.
+    RulogdPgFull,
+    UlogdPgFull,
     RulogdLite,
     UlogdLite,
     RulogdMy,
@@ -80,6 +92,8 @@ impl Target {
             Target::RulogdPg => "rulogd-pgsql",
             Target::RulogdPgDrain => "rulogd-pgsql-drain",
             Target::UlogdPg => "ulogd2-pgsql",
+            Target::RulogdPgFull => "rulogd-pgsql-full",
+            Target::UlogdPgFull => "ulogd2-pgsql-full",
             Target::RulogdLite => "rulogd-sqlite",
             Target::UlogdLite => "ulogd2-sqlite",
             Target::RulogdMy => "rulogd-mysql",
@@ -88,21 +102,31 @@ impl Target {
     }
     fn kind(self) -> Kind {
         match self {
-            Target::RulogdPg | Target::RulogdPgDrain | Target::RulogdLite | Target::RulogdMy => {
-                Kind::Rulogd
-            }
+            Target::RulogdPg
+            | Target::RulogdPgDrain
+            | Target::RulogdPgFull
+            | Target::RulogdLite
+            | Target::RulogdMy => Kind::Rulogd,
             _ => Kind::Ulogd,
         }
     }
     fn db(self) -> Db {
         match self {
-            Target::RulogdPg | Target::RulogdPgDrain | Target::UlogdPg => Db::Pg,
+            Target::RulogdPg
+            | Target::RulogdPgDrain
+            | Target::UlogdPg
+            | Target::RulogdPgFull
+            | Target::UlogdPgFull => Db::Pg,
             Target::RulogdLite | Target::UlogdLite => Db::Lite,
             Target::RulogdMy | Target::UlogdMy => Db::My,
         }
     }
     fn pg(self) -> bool {
         self.db() == Db::Pg
+    }
+    /// Into ulogd2's own schema (database `ulog2db`), not the flat table.
+    fn full(self) -> bool {
+        matches!(self, Target::RulogdPgFull | Target::UlogdPgFull)
     }
     /// The server's name in the report.
     fn server(self) -> Option<&'static str> {
@@ -144,9 +168,10 @@ impl RowCount {
         if t.pg() {
             if !matches!(&self.conn, Some(c) if !c.is_closed()) {
                 let url = format!(
-                    "host={} port={} user=postgres dbname=b",
+                    "host={} port={} user=postgres dbname={}",
                     pg.host(),
-                    pg.port()
+                    pg.port(),
+                    if t.full() { "ulog2db" } else { "b" }
                 );
                 self.conn = postgres::Client::connect(&url, postgres::NoTls).ok();
             }
@@ -154,7 +179,11 @@ impl RowCount {
                 .conn
                 .as_mut()?
                 .query_one(
-                    "select case when is_called then last_value else 0 end from bench__id_seq",
+                    if t.full() {
+                        "select case when is_called then last_value else 0 end from ulog2__id_seq"
+                    } else {
+                        "select case when is_called then last_value else 0 end from bench__id_seq"
+                    },
                     &[],
                 )
                 .ok()?;
@@ -172,79 +201,6 @@ impl RowCount {
     }
 }
 
-/// CPU clock ticks so far: the daemon's, the database server's (every
-/// process of the PostgreSQL cluster, or mariadbd) and the whole machine's
-/// busy and total time.
-#[derive(Clone, Copy, Default)]
-struct Cpu {
-    daemon: u64,
-    server: u64,
-    busy: u64,
-    total: u64,
-}
-
-impl Cpu {
-    fn now(t: Target, daemon: u32, pg: &Pg, my: Option<&Maria>) -> Cpu {
-        let (busy, total) = machine_ticks();
-        let server = match t.db() {
-            Db::Pg => pg_ticks(pg),
-            Db::My => my
-                .and_then(Maria::pid)
-                .map_or(0, |p| nfproc::cpu_ticks(p).unwrap_or(0)),
-            Db::Lite => 0,
-        };
-        Cpu {
-            daemon: nfproc::cpu_ticks(daemon).unwrap_or(0),
-            server,
-            busy,
-            total,
-        }
-    }
-}
-
-/// Busy and total ticks of all CPUs (`/proc/stat`); iowait counts as idle.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = f.iter().take(8).sum();
-    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
-/// utime + stime of the postmaster and its children (backends, WAL writer,
-/// checkpointer, …).
-fn pg_ticks(pg: &Pg) -> u64 {
-    let pm: u32 = std::fs::read_to_string(pg.dir().join("data/postmaster.pid"))
-        .ok()
-        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
-        .unwrap_or(0);
-    if pm == 0 {
-        return 0;
-    }
-    let mut sum = nfproc::cpu_ticks(pm).unwrap_or(0);
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u32>().ok());
-        if ppid == Some(pm) {
-            sum += nfproc::cpu_ticks(pid).unwrap_or(0);
-        }
-    }
-    sum
-}
-
 /// What one run measured.
 struct Measured {
     rate: f64,
@@ -254,6 +210,9 @@ struct Measured {
     server_us: f64,
     /// Share of the machine's CPU time that was busy, in percent.
     busy_pct: f64,
+    /// Packets the log rule saw but no row holds, when the run went to
+    /// its end (None: cut at `--secs`).
+    lost: Option<i64>,
 }
 
 fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path, my: Option<&Maria>) -> String {
@@ -262,8 +221,20 @@ fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path, my: Option<&Maria>) -> Stri
         Db::Lite => "SQLITE3",
         Db::My => "MYSQL",
     };
-    let mut c = STACK.replace("{PLUGIN}", plugin);
+    let mut c = STACK
+        .replace("{PLUGIN}", plugin)
+        .replace("{HWHDR}", if t.full() { "hw1:HWHDR," } else { "" });
     match (t.db(), my) {
+        (Db::Pg, _) if t.full() => {
+            // ulogd2's sample config for its own schema: the `ulog` view
+            // names the columns, the function takes them in that order.
+            c += &format!(
+                "db=\"ulog2db\"\nhost=\"{}\"\nport={}\nuser=\"postgres\"\ntable=\"ulog\"\n\
+                 procedure=\"INSERT_PACKET_FULL\"\n",
+                pg.host(),
+                pg.port()
+            );
+        }
         (Db::Pg, _) => {
             c += &format!(
                 "db=\"b\"\nhost=\"{}\"\nport={}\nuser=\"postgres\"\ntable=\"bench\"\nprocedure=\"INSERT\"\n",
@@ -293,7 +264,11 @@ fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path, my: Option<&Maria>) -> Stri
 fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<Measured, String> {
     let dir = TempDir::new("bsql");
     let db = dir.path().join("b.db");
-    if t.pg() {
+    if t.full() {
+        // The script drops and creates its tables: every run starts empty.
+        pg.psql_script("ulog2db", &rulogd_tests::pg::ulogd2_schema());
+        pg.psql("ulog2db", "checkpoint");
+    } else if t.pg() {
         pg.psql("b", "drop table if exists bench");
         pg.psql(
             "b",
@@ -312,7 +287,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
     // Every run starts from the same state: the previous run's WAL and
     // dirty pages on disk, and no timed checkpoint (every 5 min) due
     // during the measurement.
-    if t.pg() {
+    if t.pg() && !t.full() {
         pg.psql("b", "checkpoint");
     }
     let _ = Command::new("sync").status();
@@ -337,8 +312,11 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
         );
         my
     });
-    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  udp dport 9999 log group 7 drop\n }\n}\n")
-        .map_err(|e| e.to_string())?;
+    ns.nft(
+        "table inet t {\n counter c {}\n chain in {\n  type filter hook input priority 0;\n  \
+            udp dport 9999 counter name \"c\" log group 7 drop\n }\n}\n",
+    )
+    .map_err(|e| e.to_string())?;
     let c = conf(t, pg, &db, &dir.path().join("spool"), my.as_ref());
     let d = Daemon::start(&ns, t.kind(), dir.path(), t.name(), &c, &[7], &[]);
     if t == Target::RulogdPgDrain {
@@ -418,6 +396,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
             };
             let _ = sender.kill();
             let _ = sender.wait();
+            let logged = ns.counter("inet", "t", "c").unwrap_or(0);
             d.stop();
             let secs = end.duration_since(start).as_secs_f64().max(0.001);
             let rows = (last - n0).max(1) as f64;
@@ -429,6 +408,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
                 server_us: us(cpu1.server.saturating_sub(cpu0.server)),
                 busy_pct: 100.0 * (cpu1.busy - cpu0.busy) as f64
                     / (cpu1.total - cpu0.total).max(1) as f64,
+                lost: idle.then_some(logged as i64 - last as i64),
             });
         }
     }
@@ -442,6 +422,7 @@ fn main() {
     let packets: u64 = args.get("packets", 2_000_000);
     let repeats: usize = args.get("repeats", 3);
     let secs: u64 = args.get("secs", 20);
+    let full_packets: u64 = args.get("full-packets", 200_000);
     let exe_dir: PathBuf = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -451,14 +432,16 @@ fn main() {
         Target::RulogdPg,
         Target::RulogdPgDrain,
         Target::UlogdPg,
+        Target::RulogdPgFull,
+        Target::UlogdPgFull,
         Target::RulogdLite,
         Target::UlogdLite,
         Target::RulogdMy,
         Target::UlogdMy,
     ];
     let wanted = args.str("targets").unwrap_or(
-        "rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-sqlite,ulogd2-sqlite,\
-             rulogd-mysql,ulogd2-mysql",
+        "rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-pgsql-full,ulogd2-pgsql-full,\
+         rulogd-sqlite,ulogd2-sqlite,rulogd-mysql,ulogd2-mysql",
     );
     let targets: Vec<Target> = all
         .into_iter()
@@ -471,6 +454,7 @@ fn main() {
         &["-c", "synchronous_commit=off", "-c", "max_wal_size=4GB"],
     );
     pg.createdb("b");
+    pg.createdb("ulog2db");
     println!(
         "bench-sql: {packets} packets per run, {repeats} repeats, rows/s (min / median / max)"
     );
@@ -480,18 +464,22 @@ fn main() {
     for r in 0..repeats {
         for (i, &t) in targets.iter().enumerate() {
             // ulogd2 cannot keep up: a smaller burst measures its rate as well.
-            let n = if t.kind() == Kind::Ulogd {
-                packets / 5
-            } else {
-                packets
+            // Into ulogd2's schema every row must land: the run goes to its
+            // end (up to 10 × --secs) and the loss is counted.
+            let (n, secs) = match (t.full(), t.kind()) {
+                (true, Kind::Ulogd) => (full_packets / 10, secs * 10),
+                (true, _) => (full_packets, secs * 10),
+                (false, Kind::Ulogd) => (packets / 5, secs),
+                _ => (packets, secs),
             };
             match run(t, &mut pg, n, secs, &blast) {
                 Ok(m) => {
                     let pg = t
                         .server()
                         .map_or(String::new(), |s| format!(", {s} {:.2} us", m.server_us));
+                    let lost = m.lost.map_or(String::new(), |l| format!(", {l} lost"));
                     println!(
-                        "  run {} {:<18} {:>8.0} rows/s ({} rows)  CPU/row: daemon {:.2} us{pg}; \
+                        "  run {} {:<18} {:>8.0} rows/s ({} rows{lost})  CPU/row: daemon {:.2} us{pg}; \
                          machine {:.0} % busy",
                         r + 1,
                         t.name(),
@@ -535,6 +523,7 @@ fn main() {
     }
     for (ours, theirs) in [
         (Target::RulogdPg, Target::UlogdPg),
+        (Target::RulogdPgFull, Target::UlogdPgFull),
         (Target::RulogdLite, Target::UlogdLite),
         (Target::RulogdMy, Target::UlogdMy),
     ] {
