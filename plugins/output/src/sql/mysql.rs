@@ -10,7 +10,10 @@
 //! SQL; plain inserts go as multi-row `INSERT … VALUES (…),(…)`, a batch
 //! per transaction.
 
-use super::common::{build_output, server_options, DbError, Driver, Procedure, SqlConfig, Val};
+use super::config::{server_options, Procedure, SqlConfig};
+use super::driver::{DbError, Driver};
+use super::output::build_output;
+use super::row::Val;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Params, TxOpts, Value};
 use rulogd_plugin::{

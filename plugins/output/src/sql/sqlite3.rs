@@ -7,7 +7,10 @@
 //! of losing the row, and values keep their full width (ulogd 2.0.8 binds
 //! 32-bit unsigned and 64-bit signed keys as a signed 32-bit int).
 
-use super::common::{build_output, ident, DbError, Driver, SqlConfig, Val, OWN_OPTIONS};
+use super::config::{ident, SqlConfig, OWN_OPTIONS};
+use super::driver::{DbError, Driver};
+use super::output::build_output;
+use super::row::Val;
 use rulogd_plugin::{
     BuildCtx, BuildError, Builder, OptionDef, Output, PluginInfo, PluginKind, Registration,
 };

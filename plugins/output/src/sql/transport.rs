@@ -1,6 +1,7 @@
 //! The delivery transport every SQL output shares (writer thread side).
 
-use super::common::{key_of_column, table_for, DbError, Driver, SqlConfig};
+use super::config::{key_of_column, table_for, SqlConfig};
+use super::driver::{DbError, Driver};
 use super::row::{decode, decode_time, Layouts, Val};
 use rulogd_delivery::{Batch, DeliveryStats, SendError, Transport};
 use rulogd_plugin::Counter;

@@ -2,7 +2,8 @@
 //! COPY text fields and binary COPY tuples, and the two COPY loops.
 
 use super::sort;
-use crate::sql::common::{DbError, Val};
+use crate::sql::driver::DbError;
+use crate::sql::row::Val;
 use postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
 use postgres::Transaction;
 use std::io::Write;

@@ -10,9 +10,10 @@
 //! inserts go through COPY, everything else through text-format bound
 //! parameters, a batch per transaction.
 
-use super::common::{
-    build_output, ident, server_options, DbError, Driver, Procedure, SqlConfig, Val,
-};
+use super::config::{ident, server_options, Procedure, SqlConfig};
+use super::driver::{DbError, Driver};
+use super::output::build_output;
+use super::row::Val;
 mod copy;
 mod setwise;
 mod stage;

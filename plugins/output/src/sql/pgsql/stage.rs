@@ -17,7 +17,8 @@
 
 use super::copy::{copy_binary, copy_text};
 use super::{sort, Pg};
-use crate::sql::common::{DbError, Val};
+use crate::sql::driver::DbError;
+use crate::sql::row::Val;
 use postgres::{Client, Statement, Transaction};
 
 /// The temporary table, one per connection (temporary tables are).
