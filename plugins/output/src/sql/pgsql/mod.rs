@@ -244,32 +244,32 @@ impl Pg {
         Ok(true)
     }
 
-    /// Whether `rows` are those of a transaction whose COMMIT was not
-    /// confirmed and which the server reports committed: then they are in
-    /// the table and must not be written twice.
-    fn already_written(&mut self, rows: &[Val<'_>], n: usize) -> Result<bool, DbError> {
-        let Some(u) = self.unknown.as_ref() else {
-            return Ok(false);
+    /// How many leading values of `rows` a transaction whose COMMIT was
+    /// not confirmed wrote, when the server reports it committed: those are
+    /// in the table and must not be written twice. The retry may carry more
+    /// than the lost batch (a spool replay gathers frames into larger
+    /// batches), so the lost batch is matched as a prefix.
+    fn already_written(&mut self, rows: &[Val<'_>], n: usize) -> Result<usize, DbError> {
+        let Some(u) = self.unknown.take() else {
+            return Ok(0);
         };
-        if u.rows != rows.len() || u.mark != fingerprint(rows, n) {
-            self.unknown = None;
-            return Ok(false);
+        if u.rows > rows.len() || u.mark != fingerprint(&rows[..u.rows], n) {
+            return Ok(0);
         }
-        let xid = u.xid;
         let status: Option<String> = self
             .client()?
-            .query_one("SELECT txid_status($1)", &[&xid])
+            .query_one("SELECT txid_status($1)", &[&u.xid])
             .map_err(sort)?
             .get(0);
-        self.unknown = None;
-        let done = status.as_deref() == Some("committed");
-        if done {
-            log::info!(
-                "{}: a batch whose commit was not confirmed did commit; not writing it again",
-                self.desc
-            );
+        if status.as_deref() != Some("committed") {
+            return Ok(0);
         }
-        Ok(done)
+        log::info!(
+            "{}: a batch whose commit was not confirmed did commit; not writing its {} rows again",
+            self.desc,
+            u.rows / n.max(1)
+        );
+        Ok(u.rows)
     }
 
     fn copy(&mut self, target: &str, cols: &[String], rows: &[Val<'_>]) -> Result<(), DbError> {
@@ -473,7 +473,13 @@ impl Driver for Pg {
     }
 
     fn write(&mut self, table: &str, cols: &[String], rows: &[Val<'_>]) -> Result<(), DbError> {
-        if rows.is_empty() || self.already_written(rows, cols.len().max(1))? {
+        let done = if rows.is_empty() {
+            0
+        } else {
+            self.already_written(rows, cols.len().max(1))?
+        };
+        let rows = &rows[done..];
+        if rows.is_empty() {
             return Ok(());
         }
         match self.procedure.clone() {
