@@ -201,8 +201,8 @@ fn find<'a>(
             && row["da"] == da
             && ports
                 .as_ref()
-                .is_none_or(|(sp, dp)| row["sp"] == *sp && row["dp"] == *dp)
-            && icmp_dport(r).is_none_or(|dp| row["dp"] == dp.to_string())
+                .map_or(true, |(sp, dp)| row["sp"] == *sp && row["dp"] == *dp)
+            && icmp_dport(r).map_or(true, |dp| row["dp"] == dp.to_string())
     })
 }
 
