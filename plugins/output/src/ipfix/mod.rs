@@ -35,7 +35,12 @@ static OPTIONS: [OptionDef; 12] = [
         .mandatory(),
     OptionDef::int("port", "4739", "Collector port").range(1, 65535),
     OptionDef::str("proto", "tcp", "Transport: tcp or udp").one_of(&["tcp", "udp"]),
-    OptionDef::int("mtu", "512", "Largest IPFIX message, bytes").range(256, 65535),
+    OptionDef::int(
+        "mtu",
+        "512",
+        "Largest IPFIX message, bytes (at least MIN_MTU = 140 is used)",
+    )
+    .range(1, 65535),
     OptionDef::str(
         "send_template",
         "once",
@@ -60,6 +65,10 @@ static OPTIONS: [OptionDef; 12] = [
     crate::delivery::SPOOL_DIR,
     crate::delivery::SPOOL_SIZE,
 ];
+
+/// The smallest message that holds both templates of a mode (16-byte
+/// header, set header, two 60-byte templates) and so any one data record.
+const MIN_MTU: usize = 140;
 
 /// ulogd's input keys (all mandatory), then the ones rulogd reads when present.
 static INPUT: [KeyDef; 22] = [
@@ -163,8 +172,15 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     };
     let mtu = usize::try_from(o.int("mtu"))
         .ok()
-        .filter(|m| (256..=65535).contains(m))
-        .ok_or_else(|| BuildError::option("mtu", "out of range 256..=65535"))?;
+        .filter(|m| (1..=65535).contains(m))
+        .ok_or_else(|| BuildError::option("mtu", "out of range 1..=65535"))?;
+    if mtu < MIN_MTU {
+        log::warn!(
+            "{}: mtu {mtu} cannot hold the templates; using {MIN_MTU}",
+            ctx.instance
+        );
+    }
+    let mtu = mtu.max(MIN_MTU);
     let mode = TemplateMode::parse(o.str("send_template"));
     let biflow = o.int("biflow") != 0;
     let refresh = match o.int("template_refresh") {

@@ -116,13 +116,21 @@ fn ulogd_rules_for_oid_host_and_proto() {
     let bad: [&[(&str, &str)]; 3] = [
         &[("host", "127.0.0.1"), ("proto", "udp")],
         &[("oid", "1"), ("proto", "udp"), ("host", "")],
-        &[("oid", "1"), ("host", "127.0.0.1"), ("mtu", "100")],
+        &[("oid", "1"), ("host", "127.0.0.1"), ("mtu", "0")],
     ];
     for opts in bad {
         assert!(try_build(REGISTRATION, opts, &shared).is_err(), "{opts:?}");
     }
     let ok = [("oid", "1"), ("host", "127.0.0.1"), ("proto", "udp")];
     assert!(try_build(REGISTRATION, &ok, &shared).is_ok());
+    // A small ulogd mtu still runs, raised to what the templates need.
+    let small = [
+        ("oid", "1"),
+        ("host", "127.0.0.1"),
+        ("mtu", "60"),
+        ("proto", "udp"),
+    ];
+    assert!(try_build(REGISTRATION, &small, &shared).is_ok());
     assert_eq!(TemplateMode::parse("always"), TemplateMode::Always);
     assert_eq!(TemplateMode::parse("once"), TemplateMode::Once);
 }
