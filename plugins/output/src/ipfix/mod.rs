@@ -38,7 +38,7 @@ static OPTIONS: [OptionDef; 12] = [
     OptionDef::int(
         "mtu",
         "512",
-        "Largest IPFIX message, bytes (at least MIN_MTU = 140 is used)",
+        "Largest IPFIX message, bytes (below 140, 140 is used)",
     )
     .range(1, 65535),
     OptionDef::str(
