@@ -5,8 +5,14 @@
 //! records and IPFIX with one record per direction, each to its own
 //! nfcapd. After six flows (UDP, TCP and ICMP echo, IPv4 and IPv6) end,
 //! `nfdump -o csv` must show every flow with the JSON record's addresses,
-//! ports, protocol, packet and byte counts per direction and duration, and
-//! nfcapd must have counted no sequence failure.
+//! ports, protocol, packet and byte counts per direction and duration,
+//! nfcapd must have counted no sequence failure, and tshark must decode
+//! every datagram (all four templates, biflow reverse elements) without a
+//! malformed-packet or expert warning.
+//!
+//! A second test runs ulogd2's IPFIX output beside rulogd's on the same
+//! conntrack events, each to its own nfcapd, and compares what nfdump
+//! shows (docs/COMPATIBILITY.md lists the deliberate differences).
 //!
 //! Run: `cargo build -p rulogd && RULOGD_KERNEL_TESTS=1 cargo test -p
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
@@ -225,6 +231,60 @@ fn duration_ms(row: &HashMap<String, String>) -> u64 {
     (row["td"].parse::<f64>().unwrap() * 1000.0).round() as u64
 }
 
+/// tshark capturing the export to `ports` on the namespace's loopback.
+struct Tshark {
+    child: Child,
+    file: PathBuf,
+    ports: Vec<u16>,
+}
+
+impl Tshark {
+    fn start(ns: &Netns, dir: &Path, ports: &[u16]) -> Tshark {
+        let file = dir.join("export.pcap");
+        let err = dir.join("tshark.stderr");
+        let filter = ports
+            .iter()
+            .map(|p| format!("udp port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let args = ["-i", "lo", "-f", &filter, "-w", &lab::path_str(&file)];
+        let child = ns
+            .spawn_in(
+                "tshark",
+                args,
+                Stdio::null(),
+                Stdio::from(std::fs::File::create(&err).unwrap()),
+            )
+            .expect("tshark (Debian package tshark) must be installed");
+        assert!(
+            lab::wait_until(Duration::from_secs(20), || std::fs::read_to_string(&err)
+                .is_ok_and(|t| t.contains("Capturing on"))),
+            "tshark did not start: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        Tshark {
+            child,
+            file,
+            ports: ports.to_vec(),
+        }
+    }
+
+    /// Stops the capture and returns tshark's full decode of it, every
+    /// export port decoded as IPFIX.
+    fn decode(mut self) -> String {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let mut c = std::process::Command::new("tshark");
+        c.args(["-r", &lab::path_str(&self.file), "-V"]);
+        for p in &self.ports {
+            c.args(["-d", &format!("udp.port=={p},cflow")]);
+        }
+        lab::check_output("tshark -r", c.output())
+    }
+}
+
 fn six_flows(ns: &Netns, port: u16) {
     ns.run_in_thread(|| {
         udp_echo(SocketAddr::from(([127, 0, 0, 1], port)), 3, 64);
@@ -258,6 +318,7 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
             ("PORT_UNI", pu.to_string()),
         ],
     );
+    let cap = Tshark::start(&ns, dir.path(), &[pb, pu]);
     let d = Daemon::start(
         &ns,
         Kind::Rulogd,
@@ -282,6 +343,8 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
     d.stop();
     let flows = lab::read_records(&json);
     assert_eq!(flows.len(), 6, "{flows:?}");
+    let decoded = cap.decode();
+    check_tshark(&decoded);
     let (bi_rows, bi_stat) = bi.stop();
     let (uni_rows, uni_stat) = uni.stop();
     assert_eq!(bi_rows.len(), 6, "one biflow record per flow: {bi_rows:#?}");
@@ -372,6 +435,38 @@ port={PORT}
 proto=\"udp\"
 mtu=140
 ";
+
+/// tshark decodes every message, both templates and their data, with no
+/// malformed packet or expert warning.
+fn check_tshark(text: &str) {
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.contains("Malformed")
+                || l.contains("Expert Info (Warn")
+                || l.contains("Expert Info (Error")
+        })
+        .collect();
+    assert!(bad.is_empty(), "tshark complains: {bad:#?}\n{text}");
+    let frames = text.lines().filter(|l| l.starts_with("Frame ")).count();
+    let ipfix = text.lines().filter(|l| l.trim() == "Version: 10").count();
+    assert!(frames >= 4, "{text}");
+    assert_eq!(ipfix, frames, "every datagram is IPFIX version 10");
+    for tid in 256..=259 {
+        assert!(
+            text.contains(&format!("Template Id: {tid}")),
+            "template {tid} decoded\n{text}"
+        );
+    }
+    for want in [
+        "SrcAddr: ::1",
+        "SrcAddr: 127.0.0.1",
+        "(Reverse Type 1 BYTES)",
+        "StartTime",
+    ] {
+        assert!(text.contains(want), "{want} in the decode\n{text}");
+    }
+}
 
 /// The rows of the test's IPv4 flows, by 5-tuple: not the filler (port
 /// 9999) nor the daemons' own export to the collectors (`skip`).
