@@ -246,13 +246,14 @@ impl Ipfix {
     fn flow(&self, rec: &Record) -> Option<Flow> {
         let src = ip(rec, self.slots[ORIG_SADDR])?;
         let dst = ip(rec, self.slots[ORIG_DADDR])?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        // Without conntrack timestamps there are no times: take now.
         let end = ms(self.get(rec, END_SEC), self.get(rec, END_USEC));
         let start = ms(self.get(rec, START_SEC), self.get(rec, START_USEC));
-        let end_ms = end.or(start).unwrap_or(now);
+        // Without conntrack timestamps there are no times: take now.
+        let end_ms = end.or(start).unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        });
         let proto = self.get(rec, PROTO).unwrap_or(0) as u8;
         let (t, c) = if src.is_ipv4() {
             (ICMP_TYPE, ICMP_CODE)

@@ -134,3 +134,56 @@ fn ulogd_rules_for_oid_host_and_proto() {
     assert_eq!(TemplateMode::parse("always"), TemplateMode::Always);
     assert_eq!(TemplateMode::parse("once"), TemplateMode::Once);
 }
+
+/// Template sets (set id 2) in each received datagram.
+fn has_templates(msgs: &[Vec<u8>]) -> Vec<bool> {
+    msgs.iter().map(|m| m[16..18] == [0, 2]).collect()
+}
+
+fn udp_harness(extra: &[(&str, &str)]) -> (UdpSocket, Harness) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port().to_string();
+    let mut opts = vec![
+        ("host", "127.0.0.1"),
+        ("port", port.as_str()),
+        ("proto", "udp"),
+        ("oid", "1"),
+    ];
+    opts.extend_from_slice(extra);
+    let h = Harness::new(REGISTRATION, &opts, &KEYS);
+    (s, h)
+}
+
+/// Writes one flow and hands its message to the writer at once.
+fn one(h: &mut Harness, i: u32) {
+    set_flow(h, i);
+    h.write();
+    h.out.as_mut().unwrap().flush().unwrap();
+}
+
+#[test]
+fn udp_templates_again_after_template_refresh_and_as_send_template_says() {
+    let (s, mut h) = udp_harness(&[("template_refresh", "1")]);
+    one(&mut h, 0);
+    one(&mut h, 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    one(&mut h, 2);
+    h.stop();
+    let msgs = recv_all(&s);
+    assert_eq!(has_templates(&msgs), [true, false, false, true, false]);
+    // The template message after the refresh carries the next sequence number.
+    assert_eq!(be32(&msgs[3], 8), 2);
+    assert_eq!(be32(&msgs[4], 8), 2);
+
+    let (s, mut h) = udp_harness(&[("send_template", "always")]);
+    one(&mut h, 0);
+    one(&mut h, 1);
+    h.stop();
+    assert_eq!(has_templates(&recv_all(&s)), [true, false, true, false]);
+
+    let (s, mut h) = udp_harness(&[("send_template", "never")]);
+    one(&mut h, 0);
+    one(&mut h, 1);
+    h.stop();
+    assert_eq!(has_templates(&recv_all(&s)), [false, false]);
+}
