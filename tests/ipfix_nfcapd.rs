@@ -18,6 +18,7 @@
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
 
 use rulogd_tests::traffic::{icmp_echo, tcp_session};
+use rulogd_tests::tshark::{check_clean, Tshark};
 use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -231,60 +232,6 @@ fn duration_ms(row: &HashMap<String, String>) -> u64 {
     (row["td"].parse::<f64>().unwrap() * 1000.0).round() as u64
 }
 
-/// tshark capturing the export to `ports` on the namespace's loopback.
-struct Tshark {
-    child: Child,
-    file: PathBuf,
-    ports: Vec<u16>,
-}
-
-impl Tshark {
-    fn start(ns: &Netns, dir: &Path, ports: &[u16]) -> Tshark {
-        let file = dir.join("export.pcap");
-        let err = dir.join("tshark.stderr");
-        let filter = ports
-            .iter()
-            .map(|p| format!("udp port {p}"))
-            .collect::<Vec<_>>()
-            .join(" or ");
-        let args = ["-i", "lo", "-f", &filter, "-w", &lab::path_str(&file)];
-        let child = ns
-            .spawn_in(
-                "tshark",
-                args,
-                Stdio::null(),
-                Stdio::from(std::fs::File::create(&err).unwrap()),
-            )
-            .expect("tshark (Debian package tshark) must be installed");
-        assert!(
-            lab::wait_until(Duration::from_secs(20), || std::fs::read_to_string(&err)
-                .is_ok_and(|t| t.contains("Capturing on"))),
-            "tshark did not start: {}",
-            std::fs::read_to_string(&err).unwrap_or_default()
-        );
-        Tshark {
-            child,
-            file,
-            ports: ports.to_vec(),
-        }
-    }
-
-    /// Stops the capture and returns tshark's full decode of it, every
-    /// export port decoded as IPFIX.
-    fn decode(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        let mut c = std::process::Command::new("tshark");
-        c.args(["-r", &lab::path_str(&self.file), "-V"]);
-        for p in &self.ports {
-            c.args(["-d", &format!("udp.port=={p},cflow")]);
-        }
-        lab::check_output("tshark -r", c.output())
-    }
-}
-
 fn six_flows(ns: &Netns, port: u16) {
     ns.run_in_thread(|| {
         udp_echo(SocketAddr::from(([127, 0, 0, 1], port)), 3, 64);
@@ -318,7 +265,7 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
             ("PORT_UNI", pu.to_string()),
         ],
     );
-    let cap = Tshark::start(&ns, dir.path(), &[pb, pu]);
+    let cap = Tshark::start(&ns, dir.path(), "udp", &[pb, pu]);
     let d = Daemon::start(
         &ns,
         Kind::Rulogd,
@@ -344,7 +291,28 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
     let flows = lab::read_records(&json);
     assert_eq!(flows.len(), 6, "{flows:?}");
     let decoded = cap.decode();
-    check_tshark(&decoded);
+    check_clean(&decoded);
+    let frames = decoded.lines().filter(|l| l.starts_with("Frame ")).count();
+    let ipfix = decoded
+        .lines()
+        .filter(|l| l.trim() == "Version: 10")
+        .count();
+    assert!(frames >= 4, "{decoded}");
+    assert_eq!(ipfix, frames, "every datagram is IPFIX version 10");
+    for tid in 256..=259 {
+        assert!(
+            decoded.contains(&format!("Template Id: {tid}")),
+            "template {tid} decoded\n{decoded}"
+        );
+    }
+    for want in [
+        "SrcAddr: ::1",
+        "SrcAddr: 127.0.0.1",
+        "(Reverse Type 1 BYTES)",
+        "StartTime",
+    ] {
+        assert!(decoded.contains(want), "{want} in the decode\n{decoded}");
+    }
     let (bi_rows, bi_stat) = bi.stop();
     let (uni_rows, uni_stat) = uni.stop();
     assert_eq!(bi_rows.len(), 6, "one biflow record per flow: {bi_rows:#?}");
@@ -435,38 +403,6 @@ port={PORT}
 proto=\"udp\"
 mtu=140
 ";
-
-/// tshark decodes every message, both templates and their data, with no
-/// malformed packet or expert warning.
-fn check_tshark(text: &str) {
-    let bad: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            l.contains("Malformed")
-                || l.contains("Expert Info (Warn")
-                || l.contains("Expert Info (Error")
-        })
-        .collect();
-    assert!(bad.is_empty(), "tshark complains: {bad:#?}\n{text}");
-    let frames = text.lines().filter(|l| l.starts_with("Frame ")).count();
-    let ipfix = text.lines().filter(|l| l.trim() == "Version: 10").count();
-    assert!(frames >= 4, "{text}");
-    assert_eq!(ipfix, frames, "every datagram is IPFIX version 10");
-    for tid in 256..=259 {
-        assert!(
-            text.contains(&format!("Template Id: {tid}")),
-            "template {tid} decoded\n{text}"
-        );
-    }
-    for want in [
-        "SrcAddr: ::1",
-        "SrcAddr: 127.0.0.1",
-        "(Reverse Type 1 BYTES)",
-        "StartTime",
-    ] {
-        assert!(text.contains(want), "{want} in the decode\n{text}");
-    }
-}
 
 /// The rows of the test's IPv4 flows, by 5-tuple: not the filler (port
 /// 9999) nor the daemons' own export to the collectors (`skip`).
