@@ -265,6 +265,20 @@ fn collector_down_at_start_and_restarted_loses_nothing_and_numbers_continue() {
     );
     assert_eq!(got(&b), want(&second), "flows made while it restarted");
     // Biflow by default: the reverse counts (PEN 29305) are there, 0 here.
+    // flowId is conntrack's id: set, and different for every flow.
+    let mut ids: Vec<u64> = a
+        .records
+        .iter()
+        .chain(&b.records)
+        .filter(ours)
+        .map(|r| r[&(0, 148)])
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert!(
+        ids.len() == first.len() + second.len() && ids[0] != 0,
+        "{ids:?}"
+    );
     assert!(a
         .records
         .iter()

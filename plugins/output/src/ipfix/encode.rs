@@ -58,6 +58,8 @@ fn fields(tid: u16) -> Vec<Field> {
     f.extend_from_slice(&COMMON);
     // icmpTypeCodeIPv4 / icmpTypeCodeIPv6: type * 256 + code.
     f.push((if v6 { 139 } else { 32 }, 2, 0));
+    // flowId: conntrack's id, so a collector can tie records together.
+    f.push((148, 8, 0));
     if matches!(tid, TID_V4_BIFLOW | TID_V6_BIFLOW) {
         f.extend_from_slice(&REVERSE);
     }
@@ -168,6 +170,8 @@ pub struct Flow {
     pub end_ms: u64,
     /// ICMP type * 256 + code (0 for other protocols).
     pub icmp: u16,
+    /// flowId (conntrack's `ct.id`; 0 when unknown).
+    pub id: u64,
 }
 
 /// Appends the data record for `f` in template `tid`'s layout; the address
@@ -191,6 +195,7 @@ pub fn put_record(out: &mut Vec<u8>, tid: u16, f: &Flow) {
     out.extend_from_slice(&f.start_ms.to_be_bytes());
     out.extend_from_slice(&f.end_ms.to_be_bytes());
     out.extend_from_slice(&f.icmp.to_be_bytes());
+    out.extend_from_slice(&f.id.to_be_bytes());
     if matches!(tid, TID_V4_BIFLOW | TID_V6_BIFLOW) {
         out.extend_from_slice(&f.rev_bytes.to_be_bytes());
         out.extend_from_slice(&f.rev_pkts.to_be_bytes());

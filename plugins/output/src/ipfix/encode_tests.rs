@@ -15,13 +15,14 @@ fn flow4() -> Flow {
         start_ms: 1_700_000_000_123,
         end_ms: 1_700_000_001_456,
         icmp: 0,
+        id: 0x0a0b,
     }
 }
 
 #[test]
 fn the_ipv4_biflow_template_as_rfc_7011_and_5103_lay_it_out() {
     let s = template_set(&[TID_V4_BIFLOW]);
-    let mut want: Vec<u8> = vec![0, 2, 0, 64, 1, 0, 0, 12];
+    let mut want: Vec<u8> = vec![0, 2, 0, 68, 1, 0, 0, 13];
     for (id, len) in [
         (8u16, 4u16),
         (12, 4),
@@ -34,22 +35,22 @@ fn the_ipv4_biflow_template_as_rfc_7011_and_5103_lay_it_out() {
         want.extend_from_slice(&id.to_be_bytes());
         want.extend_from_slice(&len.to_be_bytes());
     }
-    want.extend_from_slice(&[0, 152, 0, 8, 0, 153, 0, 8, 0, 32, 0, 2]);
+    want.extend_from_slice(&[0, 152, 0, 8, 0, 153, 0, 8, 0, 32, 0, 2, 0, 148, 0, 8]);
     // Enterprise bit, IE 1 and 2, length 8, PEN 29305 (0x7279).
     want.extend_from_slice(&[0x80, 1, 0, 8, 0, 0, 0x72, 0x79]);
     want.extend_from_slice(&[0x80, 2, 0, 8, 0, 0, 0x72, 0x79]);
     assert_eq!(s, want);
-    assert_eq!(record_len(TID_V4_BIFLOW), Some(63));
-    assert_eq!(record_len(TID_V6_BIFLOW), Some(87));
-    assert_eq!(record_len(TID_V4_UNI), Some(47));
-    assert_eq!(record_len(TID_V6_UNI), Some(71));
+    assert_eq!(record_len(TID_V4_BIFLOW), Some(71));
+    assert_eq!(record_len(TID_V6_BIFLOW), Some(95));
+    assert_eq!(record_len(TID_V4_UNI), Some(55));
+    assert_eq!(record_len(TID_V6_UNI), Some(79));
     assert_eq!(record_len(2), None);
     // Two templates in one set: one header, both records.
     let both = template_set(&templates(false));
-    assert_eq!(&both[..4], &[0, 2, 0, 4 + 2 * 44]);
-    assert_eq!(&both[4..8], &[1, 2, 0, 10]);
-    assert_eq!(&both[48..52], &[1, 3, 0, 10]);
-    assert_eq!(&both[52..56], &[0, 27, 0, 16]);
+    assert_eq!(&both[..4], &[0, 2, 0, 4 + 2 * 48]);
+    assert_eq!(&both[4..8], &[1, 2, 0, 11]);
+    assert_eq!(&both[52..56], &[1, 3, 0, 11]);
+    assert_eq!(&both[56..60], &[0, 27, 0, 16]);
 }
 
 #[test]
@@ -62,6 +63,7 @@ fn a_data_record_byte_by_byte() {
     want.extend_from_slice(&1_700_000_000_123u64.to_be_bytes());
     want.extend_from_slice(&1_700_000_001_456u64.to_be_bytes());
     want.extend_from_slice(&[0, 0]);
+    want.extend_from_slice(&0x0a0bu64.to_be_bytes());
     want.extend_from_slice(&0x0405u64.to_be_bytes());
     want.extend_from_slice(&6u64.to_be_bytes());
     assert_eq!(out, want);
@@ -75,10 +77,11 @@ fn a_data_record_byte_by_byte() {
     };
     assert_eq!(template_for(&f6, false), TID_V6_UNI);
     put_record(&mut out, TID_V6_UNI, &f6);
-    assert_eq!(out.len(), 71);
+    assert_eq!(out.len(), 79);
     assert_eq!(&out[..16], &Ipv6Addr::LOCALHOST.octets());
     assert_eq!(&out[32..37], &[0x04, 0xd2, 0, 80, 58]);
     assert_eq!(&out[69..71], &[128, 0]);
+    assert_eq!(&out[71..79], &0x0a0bu64.to_be_bytes());
 }
 
 #[test]
@@ -90,24 +93,24 @@ fn messages_stay_within_the_mtu_and_sets_follow_the_family() {
         dst: Ipv6Addr::LOCALHOST.into(),
         ..flow4()
     };
-    // 16 + 4 + 7 * 63 = 461; an eighth does not fit in 512.
-    for _ in 0..8 {
+    // 16 + 4 + 6 * 71 = 446; a seventh (517) does not fit in 512.
+    for _ in 0..7 {
         b.push(TID_V4_BIFLOW, &flow4(), &mut |m| msgs.push(m.to_vec()));
     }
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].len(), 16 + 4 + 7 * 63);
-    assert_eq!(&msgs[0][..4], &[0, 10, 0x01, 0xcd]);
+    assert_eq!(msgs[0].len(), 16 + 4 + 6 * 71);
+    assert_eq!(&msgs[0][..4], &[0, 10, 0x01, 0xbe]);
     assert_eq!(&msgs[0][12..16], &7u32.to_be_bytes());
-    assert_eq!(&msgs[0][16..20], &[1, 0, 0x01, 0xbd]);
-    assert_eq!(data_records(&msgs[0]), 7);
-    // The eighth v4 record, then an IPv6 one: a second set in the message.
+    assert_eq!(&msgs[0][16..20], &[1, 0, 0x01, 0xae]);
+    assert_eq!(data_records(&msgs[0]), 6);
+    // The seventh v4 record, then an IPv6 one: a second set in the message.
     b.push(TID_V6_BIFLOW, &f6, &mut |m| msgs.push(m.to_vec()));
     b.finish(&mut |m| msgs.push(m.to_vec()));
     assert_eq!(msgs.len(), 2);
     let m = &msgs[1];
-    assert_eq!(m.len(), 16 + 4 + 63 + 4 + 87);
-    assert_eq!(&m[16..20], &[1, 0, 0, 67]);
-    assert_eq!(&m[83..87], &[1, 1, 0, 91]);
+    assert_eq!(m.len(), 16 + 4 + 71 + 4 + 95);
+    assert_eq!(&m[16..20], &[1, 0, 0, 75]);
+    assert_eq!(&m[91..95], &[1, 1, 0, 99]);
     assert_eq!(data_records(m), 2);
     // Nothing pending: finish sends nothing.
     b.finish(&mut |m| msgs.push(m.to_vec()));
@@ -130,6 +133,6 @@ fn restamping_sets_time_and_sequence() {
     t.extend_from_slice(&template_set(&templates(true)));
     let n = t.len();
     put_header(&mut t, 0, 0, 1);
-    assert_eq!(n, 16 + 4 + 2 * 60);
+    assert_eq!(n, 16 + 4 + 2 * 64);
     assert_eq!(data_records(&t), 0);
 }

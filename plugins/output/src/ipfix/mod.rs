@@ -38,7 +38,7 @@ static OPTIONS: [OptionDef; 12] = [
     OptionDef::int(
         "mtu",
         "512",
-        "Largest IPFIX message, bytes (below 140, 140 is used)",
+        "Largest IPFIX message, bytes (below 148, 148 is used)",
     )
     .range(1, 65535),
     OptionDef::str(
@@ -67,11 +67,11 @@ static OPTIONS: [OptionDef; 12] = [
 ];
 
 /// The smallest message that holds both templates of a mode (16-byte
-/// header, set header, two 60-byte templates) and so any one data record.
-const MIN_MTU: usize = 140;
+/// header, set header, two 64-byte templates) and so any one data record.
+const MIN_MTU: usize = 148;
 
 /// ulogd's input keys (all mandatory), then the ones rulogd reads when present.
-static INPUT: [KeyDef; 22] = [
+static INPUT: [KeyDef; 23] = [
     KeyDef::new("orig.ip.saddr", KeyType::IpAddr),
     KeyDef::new("orig.ip.daddr", KeyType::IpAddr),
     KeyDef::new("orig.raw.pktcount", KeyType::U64),
@@ -94,6 +94,7 @@ static INPUT: [KeyDef; 22] = [
     KeyDef::new("icmp.code", KeyType::U8).optional(),
     KeyDef::new("icmpv6.type", KeyType::U8).optional(),
     KeyDef::new("icmpv6.code", KeyType::U8).optional(),
+    KeyDef::new("ct.id", KeyType::U32).optional(),
 ];
 
 /// Slot indexes into `INPUT`.
@@ -118,6 +119,7 @@ const ICMP_TYPE: usize = 18;
 const ICMP_CODE: usize = 19;
 const ICMP6_TYPE: usize = 20;
 const ICMP6_CODE: usize = 21;
+const CT_ID: usize = 22;
 
 /// The descriptor `rulogd --info` prints.
 pub static INFO: PluginInfo = PluginInfo {
@@ -277,6 +279,7 @@ impl Ipfix {
             start_ms: start.unwrap_or(end_ms),
             end_ms,
             icmp,
+            id: self.get(rec, CT_ID).unwrap_or(0),
         })
     }
 

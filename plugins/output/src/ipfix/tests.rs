@@ -64,7 +64,7 @@ fn udp_templates_first_then_numbered_messages_within_the_mtu() {
         ("biflow", "0"),
     ];
     let mut h = Harness::new(REGISTRATION, &opts, &KEYS);
-    // 20 flows, two records each, 47 bytes: 10 records per 512-byte message.
+    // 20 flows, two records each, 55 bytes: 8 records per 512-byte message.
     for i in 0..20 {
         set_flow(&mut h, i);
         h.write();
@@ -74,8 +74,8 @@ fn udp_templates_first_then_numbered_messages_within_the_mtu() {
     let sizes: Vec<usize> = msgs.iter().map(|m| m.len()).collect();
     assert_eq!(
         msgs.len(),
-        1 + 4,
-        "template message then four data messages: {sizes:?}"
+        1 + 5,
+        "template message then five data messages: {sizes:?}"
     );
     let t = &msgs[0];
     assert_eq!(&t[16..18], &[0, 2], "a template set first");
@@ -102,7 +102,7 @@ fn udp_templates_first_then_numbered_messages_within_the_mtu() {
     let start = u64::from_be_bytes(r[29..37].try_into().unwrap());
     assert_eq!(start, 1_700_000_000_250);
     // Then the reply direction, reversed.
-    let r2 = &r[47..];
+    let r2 = &r[55..];
     assert_eq!(
         &r2[..13],
         &[10, 0, 0, 2, 10, 0, 0, 1, 0, 53, 0x9c, 0x40, 17]
