@@ -182,7 +182,8 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
             ctx.instance
         );
     }
-    let mtu = mtu.max(MIN_MTU);
+    // A UDP datagram holds at most 65507 bytes over IPv4.
+    let mtu = mtu.max(MIN_MTU).min(if tcp { 65535 } else { 65507 });
     let mode = TemplateMode::parse(o.str("send_template"));
     let biflow = o.int("biflow") != 0;
     let refresh = match o.int("template_refresh") {
