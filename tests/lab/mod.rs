@@ -30,6 +30,7 @@ pub mod netns;
 pub mod nfproc;
 pub mod pg;
 pub mod traffic;
+pub mod tshark;
 
 pub use carbon::Carbon;
 pub use daemon::{rulogd_bin, Daemon, Kind, ULOGD_BIN};

@@ -41,7 +41,7 @@ const ULOGD_EXAMPLE_SECTIONS: &[&str] = &[
 
 /// ulogd2 plugins rulogd does not build in, whose instances may still have
 /// sections in a migrated config.
-const OTHER_ULOGD_PLUGINS: &[&str] = &["ULOG", "DBI", "IPFIX", "IP2HBIN"];
+const OTHER_ULOGD_PLUGINS: &[&str] = &["ULOG", "DBI", "IP2HBIN"];
 
 /// Levenshtein distance (names are short: at most 30 characters).
 fn distance(a: &str, b: &str) -> usize {

@@ -6,6 +6,7 @@ use rulogd_plugin::Registration;
 
 pub mod gprint;
 pub mod graphite;
+pub mod ipfix;
 pub mod json;
 pub mod logemu;
 pub mod nacct;
@@ -30,6 +31,7 @@ pub fn registrations() -> Vec<Registration> {
         pcap::REGISTRATION,
         nacct::REGISTRATION,
         graphite::REGISTRATION,
+        ipfix::REGISTRATION,
         #[cfg(feature = "pgsql")]
         sql::pgsql::REGISTRATION,
         #[cfg(feature = "sqlite3")]
