@@ -345,3 +345,52 @@ fn verdict_mark_is_seen_by_later_rules() {
         assert_eq!(r.req_u64("raw.label"), 1, "{}", r.line);
     }
 }
+
+/// After `-u nobody` the verdicts still reach the kernel: every queued
+/// packet is delivered by the verdict, not by the queue's fail-open.
+#[test]
+fn verdicts_after_the_uid_drop_still_deliver() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = Netns::new("nfqu").unwrap();
+    ruleset(&ns);
+    let dir = TempDir::new("nfqu");
+    // nobody must be able to write its JSON file.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let listener = Listener::new(&ns);
+    let json = dir.path().join("out.json");
+    let conf = lab::fill(
+        CONF,
+        &[("EXTRA", String::new()), ("FILE", lab::path_str(&json))],
+    );
+    let mut d = Daemon::start_with_args(
+        &ns,
+        Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf,
+        &[],
+        &[&json],
+        &["-u", "nobody"],
+    );
+    assert!(lab::wait_until(Duration::from_secs(10), || bound(
+        &ns, QUEUE
+    )));
+    const N: u32 = 200;
+    send(&ns, 0..N, 2000);
+    assert_eq!(
+        listener.wait_for(0..N),
+        Vec::<u32>::new(),
+        "not delivered\n{}",
+        d.log_text()
+    );
+    d.wait_lines(&json, N as usize, Duration::from_secs(10));
+    let log = d.log_text();
+    d.stop();
+    assert!(!log.contains("verdict"), "verdict errors after -u:\n{log}");
+}

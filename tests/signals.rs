@@ -216,9 +216,9 @@ fn sigterm_writes_the_kernels_pending_batch() {
     assert!(!log.contains("cannot unbind"), "{log}");
 }
 
-/// After `-u nobody` the kernel refuses the unbind (no CAP_NET_ADMIN): the
-/// input reads until the kernel's flush timer (here 2 s after the first
-/// packet) has sent the batch.
+/// After `-u nobody` the daemon keeps CAP_NET_ADMIN, so the unbind still
+/// works and the kernel's batch comes at once (without it the input would
+/// wait for the kernel's flush timer).
 #[test]
 fn sigterm_writes_the_pending_batch_after_uid_drop() {
     if !lab::require_root() || daemon::oracle_mode() {
@@ -226,12 +226,11 @@ fn sigterm_writes_the_pending_batch_after_uid_drop() {
     }
     let (took, log) = sigterm_with_pending_batch("sbatchu", 64, 200, &["-u", "nobody"], 10);
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
-    assert!(log.contains("cannot unbind group 64"), "{log}");
+    assert!(!log.contains("cannot unbind"), "{log}");
 }
 
 /// After `-u nobody` with nothing batched the stop does not wait for the
-/// flush timeout (60 s, capped at 10 s): the batch length is read from
-/// /proc through a file opened before the drop.
+/// flush timeout (60 s, capped at 10 s).
 #[test]
 fn sigterm_after_uid_drop_with_nothing_pending_is_quick() {
     if !lab::require_root() || daemon::oracle_mode() {
@@ -239,5 +238,5 @@ fn sigterm_after_uid_drop_with_nothing_pending_is_quick() {
     }
     let (took, log) = sigterm_with_pending_batch("sbatchn", 65, 6000, &["-u", "nobody"], 0);
     assert!(took < Duration::from_secs(3), "stop took {took:?}");
-    assert!(log.contains("cannot unbind group 65"), "{log}");
+    assert!(!log.contains("cannot unbind"), "{log}");
 }

@@ -165,8 +165,20 @@ pub fn can_create_in(dir: &Path) -> std::io::Result<()> {
 pub fn drop_privileges(user: &str) -> Result<()> {
     let c = CString::new(user).context("user name contains NUL")?;
     let (uid, gid) = lookup_user(user)?;
-    // SAFETY: plain credential calls with values getpwnam gave.
+    // SAFETY: plain credential calls with values getpwnam gave; prctl with
+    // its documented integer arguments.
     unsafe {
+        // Netfilter checks CAP_NET_ADMIN on every nfnetlink request, not
+        // only at bind: NFQUEUE's verdicts, NFCT's and NFACCT's polls and
+        // NFLOG's unbind at stop would all fail after the drop. The main
+        // thread keeps that one capability across setuid (the input threads
+        // start after this and inherit it); everything else goes.
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            bail!(
+                "prctl(PR_SET_KEEPCAPS): {}",
+                std::io::Error::last_os_error()
+            );
+        }
         if libc::setgid(gid) != 0 {
             bail!("setgid({gid}): {}", std::io::Error::last_os_error());
         }
@@ -175,6 +187,54 @@ pub fn drop_privileges(user: &str) -> Result<()> {
         }
         if libc::setuid(uid) != 0 {
             bail!("setuid({uid}): {}", std::io::Error::last_os_error());
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    }
+    keep_only_net_admin()?;
+    log::info!("running as user {user} (uid {uid}), keeping only CAP_NET_ADMIN");
+    Ok(())
+}
+
+/// Sets this thread's capabilities to CAP_NET_ADMIN alone (permitted and
+/// effective), or none if it was not permitted.
+fn keep_only_net_admin() -> Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_ADMIN: u32 = 12;
+    let mut hdr = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut cur = [Data::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data structs, as the
+    // kernel's ABI for 64 capability bits asks.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut hdr, cur.as_mut_ptr()) != 0 {
+            bail!("capget: {}", std::io::Error::last_os_error());
+        }
+        let bit = 1u32 << CAP_NET_ADMIN;
+        let keep = cur[0].permitted & bit;
+        let new = [
+            Data {
+                effective: keep,
+                permitted: keep,
+                inheritable: 0,
+            },
+            Data::default(),
+        ];
+        if libc::syscall(libc::SYS_capset, &mut hdr, new.as_ptr()) != 0 {
+            bail!("capset: {}", std::io::Error::last_os_error());
         }
     }
     Ok(())

@@ -279,7 +279,18 @@ impl NfqueueInput {
                 // A verdict naming no queued packet (ENOENT) is harmless.
                 Ok(QueueMessage::Error { errno, .. }) if errno != 0 => {
                     self.stats.verdict_errors.inc();
-                    log::debug!("{} (NFQUEUE): kernel reported error {errno}", self.name);
+                    let n = self.stats.verdict_errors.get();
+                    let e = io::Error::from_raw_os_error(errno.abs());
+                    // ENOENT (a verdict for an id already answered) is
+                    // harmless; anything else leaves packets waiting.
+                    if errno.abs() != libc::ENOENT && n.is_power_of_two() {
+                        log::error!(
+                            "{} (NFQUEUE): the kernel refused a verdict ({n} so far): {e}; queued packets wait for it",
+                            self.name
+                        );
+                    } else {
+                        log::debug!("{} (NFQUEUE): kernel reported error {errno}", self.name);
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
