@@ -263,10 +263,13 @@ impl FlowFilter {
             (Some(t), Some(c)) if proto == 1 || proto == 58 => Some((t as u8, c as u8)),
             _ => None,
         };
-        // Echo request and reply share the identifier: it keeps concurrent
-        // pings between the same hosts apart, as Argus does.
+        // The echo identifier keeps concurrent pings between the same hosts
+        // apart; it sits on the requester's side of the key, so request and
+        // reply find one flow and tell their direction even when both ends
+        // have one address (loopback).
         let (sport, dport) = match (icmp, u16_of(ii)) {
-            (Some(_), Some(id)) => (Some(id), Some(id)),
+            (Some((8 | 128, _)), Some(id)) => (Some(id), Some(0)),
+            (Some((0 | 129, _)), Some(id)) => (Some(0), Some(id)),
             _ => (sport, dport),
         };
         let time = match rec.get_u64(s[I_SEC]) {
