@@ -22,6 +22,9 @@ stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
 [cap1]
 file=\"{PCAP}\"
 
+[flow1]
+{FLOWOPTS}
+
 [json1]
 file=\"{JSON}\"
 ";
@@ -61,8 +64,9 @@ fn start_tcpdump(ns: &Netns, pcap: &Path, dir: &Path) -> Child {
     }
 }
 
-/// One UDP request and its response, `n` times, on one socket pair.
-fn udp_exchange(server: SocketAddr, n: usize) {
+/// One UDP request and its response, `n` times, on one socket pair,
+/// `gap` apart.
+fn udp_exchange(server: SocketAddr, n: usize, gap: Duration) {
     let srv = UdpSocket::bind(server).unwrap();
     let any: SocketAddr = if server.is_ipv4() {
         "127.0.0.1:0".parse().unwrap()
@@ -74,6 +78,7 @@ fn udp_exchange(server: SocketAddr, n: usize) {
     cli.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 2048];
     for i in 0..n {
+        std::thread::sleep(if i == 0 { Duration::ZERO } else { gap });
         cli.send_to(&vec![b'q'; 20 + i], server).unwrap();
         let (_, from) = srv.recv_from(&mut buf).unwrap();
         srv.send_to(&[b'r'; 300], from).unwrap();
@@ -88,25 +93,35 @@ fn traffic(ns: &Netns) {
         tcp_session(v4, 5000, 70000).unwrap();
         tcp_session(v4, 100, 300).unwrap();
         tcp_session(v6, 20000, 1000).unwrap();
-        udp_exchange("127.0.0.1:5353".parse().unwrap(), 3);
-        udp_exchange("[::1]:5354".parse().unwrap(), 2);
+        udp_exchange("127.0.0.1:5353".parse().unwrap(), 3, Duration::ZERO);
+        udp_exchange("[::1]:5354".parse().unwrap(), 2, Duration::ZERO);
         assert_eq!(icmp_echo("127.0.0.1".parse().unwrap(), 7, 1, 3).unwrap(), 3);
         assert_eq!(icmp_echo("::1".parse().unwrap(), 8, 1, 2).unwrap(), 2);
+        // Last, 2 s long: the replayed clock passes the short timeouts of
+        // the second run on every flow before it.
+        let gap = Duration::from_millis(500);
+        udp_exchange("127.0.0.1:5355".parse().unwrap(), 5, gap);
     });
 }
 
-fn run_rulogd(dir: &Path, pcap: &Path) -> (Option<i32>, Vec<Record>, String) {
-    let json = dir.join("flows.json");
-    let log = dir.join("rulogd.log");
+fn run_rulogd(
+    dir: &Path,
+    tag: &str,
+    pcap: &Path,
+    flow_opts: &str,
+) -> (Option<i32>, Vec<Record>, String) {
+    let json = dir.join(format!("{tag}.json"));
+    let log = dir.join(format!("{tag}.log"));
     let conf = lab::fill(
         CONF,
         &[
             ("LOGFILE", lab::path_str(&log)),
             ("PCAP", lab::path_str(pcap)),
             ("JSON", lab::path_str(&json)),
+            ("FLOWOPTS", flow_opts.to_string()),
         ],
     );
-    let conf_path = dir.join("flow.conf");
+    let conf_path = dir.join(format!("{tag}.conf"));
     std::fs::write(&conf_path, conf).unwrap();
     let out = Command::new("timeout")
         .arg("60")
@@ -277,7 +292,7 @@ fn flows_of_a_capture_file_match_argus_and_tshark() {
     let mut c = c;
     c.wait().unwrap();
 
-    let (code, recs, log) = run_rulogd(d, &pcap);
+    let (code, recs, log) = run_rulogd(d, "defaults", &pcap, "");
     assert_eq!(
         code,
         Some(0),
@@ -290,11 +305,11 @@ fn flows_of_a_capture_file_match_argus_and_tshark() {
     }
     let ours = rulogd_flows(&recs);
     assert_eq!(ours.len(), recs.len(), "one record per flow: {ours:#?}");
-    // 3 TCP sessions, 2 UDP exchanges, 2 pings.
+    // 3 TCP sessions, 3 UDP exchanges, 2 pings.
     let count = |p: u8| ours.keys().filter(|k| k.0 == p).count();
     assert_eq!(
         (count(6), count(17), count(1), count(58)),
-        (3, 2, 1, 1),
+        (3, 3, 1, 1),
         "{ours:#?}"
     );
     // Every session was initiated by the client side, by SYN or first packet.
@@ -351,4 +366,41 @@ fn flows_of_a_capture_file_match_argus_and_tshark() {
             "bytes of {proto} {sa}:{sp} -> {da}:{dp}"
         );
     }
+
+    // The same file with short timeouts: the packets' own times end every
+    // flow before the last by its timer, the last sends updates, and the
+    // records of each flow sum to the totals of the first run.
+    let opts = "active_timeout=1\nudp_timeout=1\nicmp_timeout=1\ntcp_linger=1";
+    let (code, recs2, log) = run_rulogd(d, "short", &pcap, opts);
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(rulogd_flows(&recs2), ours, "totals with updates");
+    let mut by_id: BTreeMap<u64, Vec<&Record>> = BTreeMap::new();
+    for r in &recs2 {
+        by_id.entry(r.req_u64("flow.id")).or_default().push(r);
+    }
+    assert_eq!(by_id.len(), ours.len());
+    let mut paced_updates = 0;
+    for rs in by_id.values() {
+        let seqs: Vec<u64> = rs.iter().map(|r| r.req_u64("flow.seq")).collect();
+        assert_eq!(seqs, (1..=rs.len() as u64).collect::<Vec<_>>());
+        let last = rs.last().unwrap();
+        assert_eq!(last.req_str("flow.type"), "end", "{}", last.line);
+        let words: Vec<(&str, &str)> = rs
+            .iter()
+            .map(|r| (r.req_str("flow.type"), r.req_str("flow.end_reason")))
+            .collect();
+        let want_end = match (last.req_u64("orig.ip.protocol"), last.u64("orig.l4.dport")) {
+            (6, _) => "fin",
+            (17, Some(5355)) => {
+                paced_updates = rs.len() - 1;
+                "forced"
+            }
+            _ => "idle",
+        };
+        assert_eq!(words.last().unwrap().1, want_end, "{}", last.line);
+        for w in &words[..words.len() - 1] {
+            assert_eq!(*w, ("update", "active"), "{}", last.line);
+        }
+    }
+    assert!(paced_updates >= 1, "no update record: {recs2:#?}");
 }
