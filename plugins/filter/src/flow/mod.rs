@@ -5,8 +5,10 @@
 //! hook. Time is the packets' own (oob.time.*), so a replayed capture file
 //! expires its flows as the live link would have.
 
+pub mod frag;
 pub mod table;
 
+use frag::{FragCache, FragKey};
 use rulogd_plugin::{
     key_table, Binding, BuildCtx, BuildError, Builder, Counter, Filter, KeyDef, KeyType, OptionDef,
     PluginInfo, PluginKind, Record, Registration, Signal, Slot, StatSet, Value, Verdict,
@@ -88,7 +90,12 @@ mod input {
         I_ICMP6_TYPE = KeyDef::new("icmpv6.type", KeyType::U8).optional();
         I_ICMP6_CODE = KeyDef::new("icmpv6.code", KeyType::U8).optional();
         I_ICMP6_ID = KeyDef::new("icmpv6.echoid", KeyType::U16).optional();
-        I_SEC = KeyDef::new("oob.time.sec", KeyType::U32).optional();
+        I_NEXTHDR = KeyDef::new("ip6.nexthdr", KeyType::U8).optional();
+    I_IPID = KeyDef::new("ip.id", KeyType::U16).optional();
+    I_FRAGOFF = KeyDef::new("ip.fragoff", KeyType::U16).optional();
+    I_FRAGOFF6 = KeyDef::new("ip6.fragoff", KeyType::U16).optional();
+    I_FRAGID6 = KeyDef::new("ip6.fragid", KeyType::U32).optional();
+    I_SEC = KeyDef::new("oob.time.sec", KeyType::U32).optional();
         I_USEC = KeyDef::new("oob.time.usec", KeyType::U32).optional();
     }
 }
@@ -180,6 +187,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
         inputs: [None; NIN],
         out: [None; NKEYS],
         last_wall: None,
+        frags: FragCache::new(4096),
         counters: c,
     }))
 }
@@ -198,7 +206,18 @@ struct FlowFilter {
     /// The table's clock and the wall clock when it last moved with a
     /// packet: a quiet link's time goes on from there.
     last_wall: Option<(Usec, Instant)>,
+    frags: FragCache,
     counters: Counters,
+}
+
+/// Where a packet stands in fragmentation.
+enum Frag {
+    /// A whole datagram.
+    No,
+    /// The first fragment of datagram `FragKey`: it has the layer-4 header.
+    First(FragKey),
+    /// A later one: no layer-4 header.
+    Later(FragKey),
 }
 
 fn addr16(v: &Value) -> Option<(u8, [u8; 16])> {
@@ -222,12 +241,33 @@ fn addr_value(family: u8, a: &[u8; 16]) -> Value {
 }
 
 impl FlowFilter {
-    fn packet_of(&self, rec: &Record) -> Option<Packet> {
+    fn packet_of(&mut self, rec: &Record) -> Option<Packet> {
         let s = &self.inputs;
         let (family, src) = addr16(rec.get_opt(s[I_SADDR])?)?;
         let (_, dst) = addr16(rec.get_opt(s[I_DADDR])?)?;
-        let proto = rec.get_u64(s[I_PROTO])? as u8;
+        // BASE leaves ip.protocol unset past an IPv6 fragment header.
+        let proto = rec.get_u64(s[I_PROTO]).or(rec.get_u64(s[I_NEXTHDR]))? as u8;
         let u16_of = |i: usize| rec.get_u64(s[i]).map(|v| v as u16);
+        let fkey = |id: u32| FragKey {
+            family,
+            proto,
+            src,
+            dst,
+            id,
+        };
+        let frag = if family == AF_INET {
+            match u16_of(I_FRAGOFF) {
+                Some(f) if f & 0x1fff != 0 => Frag::Later(fkey(u16_of(I_IPID)? as u32)),
+                Some(f) if f & 0x2000 != 0 => Frag::First(fkey(u16_of(I_IPID)? as u32)),
+                _ => Frag::No,
+            }
+        } else {
+            match (u16_of(I_FRAGOFF6), rec.get_u64(s[I_FRAGID6])) {
+                (Some(0), Some(id)) => Frag::First(fkey(id as u32)),
+                (Some(_), Some(id)) => Frag::Later(fkey(id as u32)),
+                _ => Frag::No,
+            }
+        };
         let bytes = if family == AF_INET {
             u16_of(I_TOTLEN)? as u64
         } else {
@@ -271,6 +311,20 @@ impl FlowFilter {
             (Some((8 | 128, _)), Some(id)) => (Some(id), Some(0)),
             (Some((0 | 129, _)), Some(id)) => (Some(0), Some(id)),
             _ => (sport, dport),
+        };
+        // BASE decodes a later IPv4 fragment's payload as a layer-4 header
+        // (as ulogd does): those ports are data, never used.
+        let (sport, dport, icmp, flags) = match frag {
+            Frag::No => (sport, dport, icmp, flags),
+            Frag::First(k) => {
+                let l4 = (sport.unwrap_or(0), dport.unwrap_or(0), icmp);
+                self.frags.first(k, l4);
+                (sport, dport, icmp, flags)
+            }
+            Frag::Later(k) => match self.frags.later(&k) {
+                Some((sp, dp, ic)) => (Some(sp), Some(dp), ic, 0),
+                None => (None, None, None, 0),
+            },
         };
         let time = match rec.get_u64(s[I_SEC]) {
             Some(sec) => sec * 1_000_000 + rec.get_u64(s[I_USEC]).unwrap_or(0),
