@@ -219,3 +219,95 @@ fn a_full_table_evicts_the_least_recently_active_and_never_grows() {
     assert_eq!(t.stats.ended[3], 100_000 + 1 - 1000);
     assert_eq!(t.stats.created, 100_001);
 }
+
+mod plugin {
+    use crate::testutil::Harness;
+    use rulogd_plugin::{Value, Verdict};
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, Instant};
+
+    /// A UDP packet record as BASE leaves it.
+    fn udp(h: &mut Harness, src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, len: u16) {
+        h.clear();
+        h.set("oob.family", Value::U8(2));
+        h.set("ip.saddr", Value::Ipv4(Ipv4Addr::from(src)));
+        h.set("ip.daddr", Value::Ipv4(Ipv4Addr::from(dst)));
+        h.set("ip.protocol", Value::U8(17));
+        h.set("ip.totlen", Value::U16(len));
+        h.set("ip.id", Value::U16(77));
+        h.set("ip.fragoff", Value::U16(0x4000));
+        h.set("udp.sport", Value::U16(sp));
+        h.set("udp.dport", Value::U16(dp));
+        h.set("oob.time.sec", Value::U32(1_000));
+        h.set("oob.time.usec", Value::U32(250));
+    }
+
+    fn take(h: &mut Harness) -> bool {
+        h.clear();
+        h.filter.take(&mut h.rec)
+    }
+
+    #[test]
+    fn packets_stop_and_a_quiet_link_ends_its_flow_on_the_wall_clock() {
+        let mut h = Harness::new(super::super::REGISTRATION);
+        assert!(h.filter.emits());
+        let (client, server) = ([10, 0, 0, 9], [10, 0, 0, 1]);
+        udp(&mut h, client, 5000, server, 53, 60);
+        assert_eq!(h.run(), Verdict::Drop);
+        // The reply in two fragments: the first (MF set) has the ports.
+        udp(&mut h, server, 53, client, 5000, 200);
+        h.set("ip.fragoff", Value::U16(0x2000));
+        assert_eq!(h.run(), Verdict::Drop);
+        // The later one: BASE's "ports" are payload bytes.
+        udp(&mut h, server, 9, client, 9, 1500);
+        h.set("ip.fragoff", Value::U16(185));
+        assert_eq!(h.run(), Verdict::Drop);
+        let t0 = Instant::now();
+        h.filter.tick(t0);
+        assert!(!take(&mut h), "nothing has timed out");
+        h.filter.tick(t0 + Duration::from_secs(59));
+        assert!(!take(&mut h));
+        h.filter.tick(t0 + Duration::from_secs(61));
+        assert!(take(&mut h), "udp_timeout (60 s) passed on the wall clock");
+        let ip = |h: &Harness, k: &str| match h.out(k) {
+            Some(Value::Ipv4(a)) => a.octets(),
+            v => panic!("{k}: {v:?}"),
+        };
+        assert_eq!(ip(&h, "orig.ip.saddr"), client);
+        assert_eq!(ip(&h, "orig.ip.daddr"), server);
+        assert_eq!(ip(&h, "reply.ip.saddr"), server);
+        assert_eq!(ip(&h, "reply.ip.daddr"), client);
+        let u = |h: &Harness, k: &str| h.out(k).and_then(Value::as_u64);
+        assert_eq!(u(&h, "orig.l4.sport"), Some(5000));
+        assert_eq!(u(&h, "orig.l4.dport"), Some(53));
+        assert_eq!(u(&h, "reply.l4.sport"), Some(53));
+        assert_eq!(u(&h, "orig.raw.pktcount"), Some(1));
+        assert_eq!(u(&h, "orig.raw.pktlen"), Some(60));
+        assert_eq!(u(&h, "reply.raw.pktcount"), Some(2));
+        assert_eq!(u(&h, "reply.raw.pktlen"), Some(1700));
+        assert_eq!(u(&h, "flow.start.sec"), Some(1_000));
+        assert_eq!(u(&h, "flow.start.usec"), Some(250));
+        assert_eq!(u(&h, "flow.seq"), Some(1));
+        assert_eq!(u(&h, "oob.family"), Some(2));
+        assert_eq!(h.out_text("flow.type"), "end");
+        assert_eq!(h.out_text("flow.end_reason"), "idle");
+        assert!(h.out("orig.tcp.flags").is_none(), "UDP has no flags");
+        assert!(!take(&mut h), "one flow, one record");
+    }
+
+    #[test]
+    fn finish_ends_every_flow_as_forced() {
+        let mut h = Harness::new(super::super::REGISTRATION);
+        for port in [1, 2, 3] {
+            udp(&mut h, [10, 0, 0, 2], port, [10, 0, 0, 1], 53, 60);
+            h.run();
+        }
+        h.filter.finish();
+        let mut n = 0;
+        while take(&mut h) {
+            assert_eq!(h.out_text("flow.end_reason"), "forced");
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+}
