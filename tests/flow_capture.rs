@@ -4,6 +4,7 @@
 //! bidirectional record per session, rulogd exits 0 at the file's end, and
 //! every flow's per-direction packets equal Argus's (`argus -r`, `ra`) for
 //! the same file and its bytes equal the sum of IP lengths tshark reads.
+//! Live on a veth, SIGTERM ends every open flow with the counts sent.
 
 use rulogd_tests::traffic::{icmp_echo, tcp_session};
 use rulogd_tests::{self as lab, Netns, Record, TempDir};
@@ -468,4 +469,119 @@ fn flows_of_a_capture_file_match_argus_and_tshark() {
         }
     }
     assert!(paced_updates >= 1, "no update record: {recs2:#?}");
+}
+
+const LIVE_CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
+
+[cap1]
+interface=\"rlv0\"
+filter=\"tcp port 8080 or udp port 9999 or icmp\"
+
+[json1]
+file=\"{JSON}\"
+sync=1
+";
+
+/// Live on a veth, traffic from a peer namespace: one record per session
+/// when SIGTERM ends the open flows (`forced`), with the counts sent.
+#[test]
+fn live_flows_end_forced_at_sigterm_with_the_counts_sent() {
+    if !lab::require_root() {
+        return;
+    }
+    use rulogd_tests::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
+    use rulogd_tests::traffic::{tcp_client, tcp_listen, tcp_serve_once};
+    let ns = Netns::with_peer("flowlive").unwrap();
+    let dir = TempDir::new("flowlive");
+    let json = dir.path().join("live.json");
+    let conf = lab::fill(LIVE_CONF, &[("JSON", lab::path_str(&json))]);
+    let d = rulogd_tests::Daemon::start(
+        &ns,
+        rulogd_tests::Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf,
+        &[],
+        &[&json],
+    );
+    let tcp_addr: SocketAddr = format!("{MAIN_V4}:8080").parse().unwrap();
+    let (listener, u4, u6) = ns.run_in_thread(|| {
+        (
+            tcp_listen(tcp_addr).unwrap(),
+            UdpSocket::bind(format!("{MAIN_V4}:9999")).unwrap(),
+            UdpSocket::bind(format!("[{MAIN_V6}]:9999")).unwrap(),
+        )
+    });
+    let server = tcp_serve_once(listener, 70000);
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        for s in [&u4, &u4, &u4, &u6, &u6] {
+            let (_, from) = s.recv_from(&mut buf).unwrap();
+            s.send_to(&[b'r'; 50], from).unwrap();
+        }
+    });
+    ns.run_in_peer(|| {
+        tcp_client(tcp_addr, 5000).unwrap();
+        let v4 = UdpSocket::bind(format!("{PEER_V4}:0")).unwrap();
+        let v6 = UdpSocket::bind(format!("[{PEER_V6}]:0")).unwrap();
+        let mut buf = [0u8; 2048];
+        for (s, dst) in [(&v4, MAIN_V4), (&v4, MAIN_V4), (&v4, MAIN_V4)] {
+            s.send_to(&[b'q'; 100], format!("{dst}:9999")).unwrap();
+            s.recv_from(&mut buf).unwrap();
+        }
+        for _ in 0..2 {
+            v6.send_to(&[b'q'; 100], format!("[{MAIN_V6}]:9999"))
+                .unwrap();
+            v6.recv_from(&mut buf).unwrap();
+        }
+        assert_eq!(icmp_echo(MAIN_V4.parse().unwrap(), 9, 1, 5).unwrap(), 5);
+    });
+    assert_eq!(server.join().unwrap().unwrap(), 5000);
+    echo.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // No flow has timed out yet: SIGTERM ends them all.
+    assert_eq!(lab::count_lines(&json), 0);
+    d.stop();
+    let recs = lab::read_records(&json);
+    let flows = rulogd_flows(&recs);
+    assert_eq!(
+        recs.len(),
+        4,
+        "TCP, UDP over IPv4 and IPv6, ping: {flows:#?}"
+    );
+    for r in &recs {
+        assert_eq!(r.req_str("flow.end_reason"), "forced", "{}", r.line);
+        assert_eq!(r.req_u64("flow.guessed"), 0, "{}", r.line);
+    }
+    let get = |proto: u8, src: &str| {
+        let (k, v) = flows
+            .iter()
+            .find(|(k, _)| k.0 == proto && k.1 == src)
+            .unwrap_or_else(|| panic!("no flow {proto} from {src}: {flows:#?}"));
+        (k.clone(), *v)
+    };
+    // UDP: IP header + 8 + payload, each way.
+    assert_eq!(get(17, PEER_V4).1, (3, 3 * 128, 3, 3 * 78));
+    assert_eq!(get(17, PEER_V6).1, (2, 2 * 148, 2, 2 * 98));
+    let (k, ping) = get(1, PEER_V4);
+    assert_eq!(k.3, MAIN_V4);
+    assert_eq!((ping.0, ping.2), (5, 5));
+    assert_eq!(ping.1, ping.3, "echo replies are as long as the requests");
+    let (k, tcp) = get(6, PEER_V4);
+    assert_eq!((k.3.as_str(), k.4), (MAIN_V4, 8080));
+    // Data plus at least 20 + 20 bytes of headers per packet.
+    assert!(
+        tcp.1 >= 5000 + 40 * tcp.0 && tcp.3 >= 70000 + 40 * tcp.2,
+        "{tcp:?}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("rulogd.log")).unwrap();
+    let exit = log
+        .lines()
+        .find(|l| l.contains("exit: flow1 (FLOW):") || l.contains("(FLOW)"))
+        .unwrap_or_else(|| panic!("no FLOW counters in the log: {log}"));
+    assert!(exit.contains("ended_forced=4"), "{exit}");
 }
