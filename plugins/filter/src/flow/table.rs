@@ -7,7 +7,9 @@
 //! is ordered by the time of each flow's previous record, for the active
 //! timeout.
 
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashTable;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 
 /// Microseconds since the Unix epoch, from the packets' own timestamps.
 pub type Usec = u64;
@@ -198,16 +200,25 @@ struct List {
     tail: u32,
 }
 
+/// Packets and bytes since the flow's previous record: records carry
+/// deltas, so no running total is kept.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    pkts: u64,
+    bytes: u64,
+}
+
+/// One tracked flow (136 bytes; the index adds a slot position and a
+/// control byte).
 struct Flow {
     key: FlowKey,
     id: u64,
     start: Usec,
     last: Usec,
     rep_time: Usec,
-    orig: Dir,
-    reply: Dir,
-    rep_orig: Dir,
-    rep_reply: Dir,
+    orig: Counts,
+    reply: Counts,
+    flags: [u8; 2],
     icmp: Option<(u8, u8)>,
     seq: u32,
     links: [Link; 2],
@@ -232,7 +243,8 @@ pub struct Stats {
 
 /// The table.
 pub struct FlowTable {
-    map: HashMap<FlowKey, u32>,
+    index: HashTable<u32>,
+    hasher: RandomState,
     flows: Vec<Flow>,
     free: Vec<u32>,
     lists: [List; NCLASS + 1],
@@ -264,21 +276,14 @@ fn reason_index(r: Reason) -> usize {
     }
 }
 
-fn diff(now: Dir, then: Dir) -> Dir {
-    Dir {
-        pkts: now.pkts - then.pkts,
-        bytes: now.bytes - then.bytes,
-        flags: now.flags,
-    }
-}
-
 impl FlowTable {
     /// A table of at most `max_flows` flows (at least 1).
     pub fn new(to: Timeouts, max_flows: usize) -> Self {
         let max_flows = max_flows.max(1);
         let cap = max_flows.min(1 << 16);
         FlowTable {
-            map: HashMap::with_capacity(cap),
+            index: HashTable::with_capacity(cap),
+            hasher: RandomState::new(),
             flows: Vec::with_capacity(cap),
             free: Vec::new(),
             lists: [List {
@@ -296,12 +301,12 @@ impl FlowTable {
 
     /// Flows tracked now.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     /// Whether no flow is tracked.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.index.is_empty()
     }
 
     /// The table's clock: the latest time seen.
@@ -392,12 +397,14 @@ impl FlowTable {
     /// (an update with nothing new is skipped).
     fn report(&mut self, i: u32, kind: Kind, reason: Reason) {
         let f = &mut self.flows[i as usize];
-        let (orig, reply) = (diff(f.orig, f.rep_orig), diff(f.reply, f.rep_reply));
-        if kind == Kind::Update && orig.pkts == 0 && reply.pkts == 0 {
+        if kind == Kind::Update && f.orig.pkts == 0 && f.reply.pkts == 0 {
             return;
         }
-        f.rep_orig = f.orig;
-        f.rep_reply = f.reply;
+        let dir = |c: Counts, flags: u8| Dir {
+            pkts: c.pkts,
+            bytes: c.bytes,
+            flags,
+        };
         f.seq += 1;
         let r = Report {
             key: f.key,
@@ -407,12 +414,14 @@ impl FlowTable {
             seq: f.seq,
             start: f.start,
             end: f.last,
-            orig,
-            reply,
+            orig: dir(f.orig, f.flags[0]),
+            reply: dir(f.reply, f.flags[1]),
             icmp: f.icmp,
             kind,
             reason,
         };
+        f.orig = Counts::default();
+        f.reply = Counts::default();
         self.pending.push_back(r);
         if kind == Kind::Update {
             self.stats.updates += 1;
@@ -427,7 +436,10 @@ impl FlowTable {
             self.unlink(1, L_REPORT, i);
         }
         let key = self.flows[i as usize].key;
-        self.map.remove(&key);
+        let hash = self.hasher.hash_one(key);
+        if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
+            e.remove();
+        }
         self.free.push(i);
         self.stats.ended[reason_index(reason)] += 1;
     }
@@ -476,9 +488,12 @@ impl FlowTable {
             }
         };
         let now = self.now.max(p.time);
-        let i = match self.map.get(&key) {
+        let hash = self.hasher.hash_one(key);
+        let flows = &self.flows;
+        let found = self.index.find(hash, |&j| flows[j as usize].key == key);
+        let i = match found {
             Some(&i) => i,
-            None => self.create(key, p, src_is_a, now),
+            None => self.create(key, hash, p, src_is_a, now),
         };
         let f = &mut self.flows[i as usize];
         let mut from_orig = src_is_a == f.init_is_a;
@@ -486,17 +501,21 @@ impl FlowTable {
             // A pure SYN settles who initiated a flow first seen mid-stream.
             if !from_orig {
                 std::mem::swap(&mut f.orig, &mut f.reply);
-                std::mem::swap(&mut f.rep_orig, &mut f.rep_reply);
+                f.flags.swap(0, 1);
                 std::mem::swap(&mut f.fin_orig, &mut f.fin_reply);
                 f.init_is_a = !f.init_is_a;
                 from_orig = true;
             }
             f.guessed = false;
         }
-        let d = if from_orig { &mut f.orig } else { &mut f.reply };
+        let (d, side) = if from_orig {
+            (&mut f.orig, 0)
+        } else {
+            (&mut f.reply, 1)
+        };
         d.pkts += 1;
         d.bytes += p.bytes;
-        d.flags |= p.flags;
+        f.flags[side] |= p.flags;
         f.last = f.last.max(p.time);
         if f.icmp.is_none() {
             f.icmp = p.icmp;
@@ -523,8 +542,8 @@ impl FlowTable {
         self.push_back(0, class, i);
     }
 
-    fn create(&mut self, key: FlowKey, p: &Packet, src_is_a: bool, now: Usec) -> u32 {
-        while self.map.len() >= self.max_flows {
+    fn create(&mut self, key: FlowKey, hash: u64, p: &Packet, src_is_a: bool, now: Usec) -> u32 {
+        while self.index.len() >= self.max_flows {
             self.evict();
         }
         let syn_ack = tcp::SYN | tcp::ACK;
@@ -543,10 +562,9 @@ impl FlowTable {
             start: p.time,
             last: p.time,
             rep_time: now,
-            orig: Dir::default(),
-            reply: Dir::default(),
-            rep_orig: Dir::default(),
-            rep_reply: Dir::default(),
+            orig: Counts::default(),
+            reply: Counts::default(),
+            flags: [0; 2],
             icmp: None,
             seq: 0,
             links: [Link::default(); 2],
@@ -568,7 +586,9 @@ impl FlowTable {
                 (self.flows.len() - 1) as u32
             }
         };
-        self.map.insert(key, i);
+        let (flows, hasher) = (&self.flows, &self.hasher);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(flows[j as usize].key));
         // Linked into its class list here so `packet` can move it uniformly.
         let class = self.flows[i as usize].class as usize;
         self.push_back(0, class, i);
@@ -578,4 +598,15 @@ impl FlowTable {
         self.stats.created += 1;
         i
     }
+}
+
+#[cfg(test)]
+#[test]
+fn a_tracked_flow_stays_small() {
+    // The slab entry; the index adds 4 bytes and a control byte per slot.
+    assert!(
+        std::mem::size_of::<Flow>() <= 136,
+        "{}",
+        std::mem::size_of::<Flow>()
+    );
 }
