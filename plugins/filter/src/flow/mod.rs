@@ -189,6 +189,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
         last_wall: None,
         frags: FragCache::new(4096),
         counters: c,
+        publish_when_drained: false,
     }))
 }
 
@@ -208,6 +209,9 @@ struct FlowFilter {
     last_wall: Option<(Usec, Instant)>,
     frags: FragCache,
     counters: Counters,
+    /// `finish` ends the flows as they are taken: the counters are
+    /// published once the last is.
+    publish_when_drained: bool,
 }
 
 /// Where a packet stands in fragmentation.
@@ -439,7 +443,13 @@ impl Filter for FlowFilter {
                 self.fill(&r, rec);
                 true
             }
-            None => false,
+            None => {
+                if self.publish_when_drained {
+                    self.publish_when_drained = false;
+                    self.publish();
+                }
+                false
+            }
         }
     }
 
@@ -453,7 +463,7 @@ impl Filter for FlowFilter {
 
     fn finish(&mut self) {
         self.table.finish();
-        self.publish();
+        self.publish_when_drained = true;
     }
 
     fn signal(&mut self, sig: Signal) {

@@ -253,6 +253,8 @@ pub struct FlowTable {
     now: Usec,
     next_id: u64,
     pending: VecDeque<Report>,
+    /// `finish` was called: `pop` ends the flows one by one.
+    finishing: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -295,6 +297,7 @@ impl FlowTable {
             now: 0,
             next_id: 1,
             pending: VecDeque::with_capacity(64),
+            finishing: false,
             stats: Stats::default(),
         }
     }
@@ -316,6 +319,14 @@ impl FlowTable {
 
     /// The next record ready for output.
     pub fn pop(&mut self) -> Option<Report> {
+        if self.pending.is_empty() && self.finishing {
+            // One flow at a time, so ending half a million flows queues
+            // one record, not half a million.
+            match (0..NCLASS).map(|c| self.lists[c].head).find(|&h| h != NIL) {
+                Some(h) => self.end(h, Reason::Forced),
+                None => self.finishing = false,
+            }
+        }
         self.pending.pop_front()
     }
 
@@ -444,13 +455,9 @@ impl FlowTable {
         self.stats.ended[reason_index(reason)] += 1;
     }
 
-    /// Ends every flow (shutdown, end of file).
+    /// Ends every flow (shutdown, end of file): each as `pop` takes it.
     pub fn finish(&mut self) {
-        for c in 0..NCLASS {
-            while self.lists[c].head != NIL {
-                self.end(self.lists[c].head, Reason::Forced);
-            }
-        }
+        self.finishing = true;
     }
 
     /// Ends the least recently active flow: the oldest head of the lists.

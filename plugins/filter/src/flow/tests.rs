@@ -311,3 +311,19 @@ mod plugin {
         assert_eq!(n, 3);
     }
 }
+
+#[test]
+fn finish_ends_flows_one_at_a_time_as_they_are_taken() {
+    let mut t = FlowTable::new(to(), 100_000);
+    for port in 0..10_000u16 {
+        t.packet(&pkt(17, 1, port, 2, 53, 0, 60, 0));
+    }
+    t.finish();
+    assert_eq!(t.len(), 10_000, "nothing is queued up front");
+    let mut left = 10_000;
+    while let Some(r) = t.pop() {
+        left -= 1;
+        assert_eq!((r.reason, t.len()), (Reason::Forced, left));
+    }
+    assert_eq!((left, t.stats.ended[4]), (0, 10_000));
+}
