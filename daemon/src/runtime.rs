@@ -45,9 +45,17 @@ struct RtNode {
     children: Vec<RtNode>,
     stats: NodeStats,
     last_error_log: Option<Instant>,
+    /// For a filter that emits records of its own: the record they are
+    /// built in, allocated once with the stack's slot count.
+    scratch: Option<Record>,
 }
 
-fn convert(nodes: Vec<Node>, input_id: &str, shared: &SharedRegistry) -> Vec<RtNode> {
+fn convert(
+    nodes: Vec<Node>,
+    input_id: &str,
+    shared: &SharedRegistry,
+    nslots: usize,
+) -> Vec<RtNode> {
     nodes
         .into_iter()
         .filter_map(|n| {
@@ -58,11 +66,16 @@ fn convert(nodes: Vec<Node>, input_id: &str, shared: &SharedRegistry) -> Vec<RtN
                 set.counter("write_errors"),
             );
             shared.add_stats(set);
+            let inst = n.inst?;
+            let scratch = match &inst {
+                Instance::Filter(f) if f.emits() => Some(Record::with_slots(nslots)),
+                _ => None,
+            };
             Some(RtNode {
                 base: n.base,
                 len: n.reg.info.output_keys.len() as u32,
-                inst: n.inst?,
-                children: convert(n.children, input_id, shared),
+                inst,
+                children: convert(n.children, input_id, shared, nslots),
                 stats: NodeStats {
                     seen: 0,
                     dropped: 0,
@@ -72,6 +85,7 @@ fn convert(nodes: Vec<Node>, input_id: &str, shared: &SharedRegistry) -> Vec<RtN
                     c_errors,
                 },
                 last_error_log: None,
+                scratch,
             })
         })
         .collect()
@@ -82,10 +96,15 @@ fn run(nodes: &mut [RtNode], rec: &mut Record) {
         n.stats.seen += 1;
         rec.invalidate(n.base, n.len);
         match &mut n.inst {
-            Instance::Filter(f) => match f.process(rec) {
-                Verdict::Continue => run(&mut n.children, rec),
-                Verdict::Drop => n.stats.dropped += 1,
-            },
+            Instance::Filter(f) => {
+                match f.process(rec) {
+                    Verdict::Continue => run(&mut n.children, rec),
+                    Verdict::Drop => n.stats.dropped += 1,
+                }
+                if let Some(scratch) = &mut n.scratch {
+                    drain_own(f.as_mut(), scratch, &mut n.children);
+                }
+            }
             Instance::Output(o) => {
                 if let Err(e) = o.write(rec) {
                     n.stats.errors += 1;
@@ -104,6 +123,30 @@ fn run(nodes: &mut [RtNode], rec: &mut Record) {
                 }
             }
         }
+    }
+}
+
+/// Runs a filter's children on every record the filter emitted itself.
+fn drain_own(f: &mut dyn rulogd_plugin::Filter, scratch: &mut Record, children: &mut [RtNode]) {
+    while f.take(scratch) {
+        run(children, scratch);
+        scratch.clear();
+    }
+}
+
+/// Gives emitting filters their periodic turn (`finish`: end everything)
+/// and runs what they emit.
+fn tick_filters(nodes: &mut [RtNode], now: Instant, finish: bool) {
+    for n in nodes.iter_mut() {
+        if let (Instance::Filter(f), Some(scratch)) = (&mut n.inst, &mut n.scratch) {
+            if finish {
+                f.finish();
+            } else {
+                f.tick(now);
+            }
+            drain_own(f.as_mut(), scratch, &mut n.children);
+        }
+        tick_filters(&mut n.children, now, finish);
     }
 }
 
@@ -233,6 +276,8 @@ fn input_loop(
                     Ok(ReadStatus::Idle) => break,
                     Ok(ReadStatus::Finished) => {
                         finished = true;
+                        // Flows still open end now, before the daemon stops.
+                        tick_filters(em.roots, Instant::now(), true);
                         flush(em.roots);
                         last_flush = Instant::now();
                         let done = ctl.finished.fetch_add(1, Ordering::Relaxed) + 1;
@@ -262,6 +307,7 @@ fn input_loop(
                 next_tick = interval.map(|i| t.max(Instant::now() - i) + i);
             }
         }
+        tick_filters(em.roots, Instant::now(), false);
         let u = ctl.usr2.load(Ordering::Relaxed);
         if u != usr2_seen {
             usr2_seen = u;
@@ -288,6 +334,7 @@ fn input_loop(
     };
     input.stop(&mut em);
     total += em.emitted;
+    tick_filters(&mut roots, Instant::now(), true);
     flush(&mut roots);
     emitted.set(total);
     // Dropping the outputs hands over their last batches.
@@ -317,7 +364,7 @@ impl Runtime {
             let set = StatSet::new(format!("{} ({} stacks)", t.id, t.reg.info.name));
             let emitted = set.counter("records");
             shared.add_stats(set);
-            let roots = convert(t.children, &t.id, shared);
+            let roots = convert(t.children, &t.id, shared, t.nslots);
             let (id, ctl2, nslots) = (t.id.clone(), ctl.clone(), t.nslots);
             let beat = Arc::new(AtomicU64::new(0));
             beats.push(beat.clone());

@@ -173,6 +173,23 @@ pub trait Filter: Send {
     fn process(&mut self, rec: &mut Record) -> Verdict;
     /// A signal for this instance.
     fn signal(&mut self, _sig: Signal) {}
+    /// Whether this filter emits records of its own (FLOW); asked once when
+    /// the stack starts, so filters that do not pay nothing per record.
+    fn emits(&self) -> bool {
+        false
+    }
+    /// Fills the next pending record of its own into `rec` (its validity
+    /// bits clear); true if one was filled. The core runs the filter's
+    /// children on it and asks again until false.
+    fn take(&mut self, _rec: &mut Record) -> bool {
+        false
+    }
+    /// Periodic work on the input's thread (at least every 100 ms), so a
+    /// quiet input still ends its timed-out state.
+    fn tick(&mut self, _now: Instant) {}
+    /// The input has ended or the daemon stops: end every piece of state
+    /// held, queueing what must be emitted for `take`.
+    fn finish(&mut self) {}
 }
 
 /// A sink; `write` runs inline on the input thread and must not wait on I/O

@@ -1,6 +1,7 @@
 //! rulogd built-in filter plugins, one file each, named after the ulogd plugin.
 
 pub mod base;
+pub mod flow;
 pub mod hwhdr;
 pub mod ifindex;
 pub mod ip2bin;
@@ -28,5 +29,6 @@ pub fn registrations() -> Vec<Registration> {
         pwsniff::REGISTRATION,
         printpkt::REGISTRATION,
         printflow::REGISTRATION,
+        flow::REGISTRATION,
     ]
 }

@@ -1,0 +1,477 @@
+//! FLOW: turns packet records (after BASE) into bidirectional flow records
+//! with NFCT's key names, so everything that takes conntrack flows takes
+//! flows built from packets. Each packet stops here (Drop); the flow
+//! records go down the stack instead, through the core's emitting-filter
+//! hook. Time is the packets' own (oob.time.*), so a replayed capture file
+//! expires its flows as the live link would have.
+
+pub mod frag;
+pub mod table;
+
+use frag::{FragCache, FragKey};
+use rulogd_plugin::{
+    key_table, Binding, BuildCtx, BuildError, Builder, Counter, Filter, KeyDef, KeyType, OptionDef,
+    PluginInfo, PluginKind, Record, Registration, Signal, Slot, StatSet, Value, Verdict,
+};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+use table::{tcp, FlowTable, Kind, Packet, Report, Timeouts, Usec};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const DAY: i64 = 86400;
+
+static OPTIONS: [OptionDef; 7] = [
+    OptionDef::int(
+        "tcp_timeout",
+        "300",
+        "seconds an open TCP flow may stay idle",
+    )
+    .range(1, 7 * DAY),
+    OptionDef::int("udp_timeout", "60", "seconds a UDP flow may stay idle").range(1, 7 * DAY),
+    OptionDef::int(
+        "icmp_timeout",
+        "30",
+        "seconds an ICMP or ICMPv6 flow may stay idle",
+    )
+    .range(1, 7 * DAY),
+    OptionDef::int(
+        "generic_timeout",
+        "60",
+        "seconds a flow of any other protocol may stay idle",
+    )
+    .range(1, 7 * DAY),
+    OptionDef::int(
+        "tcp_linger",
+        "10",
+        "seconds a TCP flow lives on after RST, or FIN from both sides",
+    )
+    .range(0, DAY),
+    OptionDef::int(
+        "active_timeout",
+        "300",
+        "seconds between update records of a long flow (0: none)",
+    )
+    .range(0, 7 * DAY),
+    OptionDef::int(
+        "max_flows",
+        "65536",
+        "flows tracked at most; beyond, the least recently active ends (evicted)",
+    )
+    .range(1, 1 << 26),
+];
+
+/// Its own module: each key table declares an index enum of its own.
+mod input {
+    use rulogd_plugin::{key_table, KeyDef, KeyType};
+    key_table! {
+        /// The input keys (BASE's and the packet input's); all optional, a
+        /// packet without addresses is dropped uncounted.
+        pub(super) static INPUT_KEYS: [KeyDef; NIN];
+        I_FAMILY = KeyDef::new("oob.family", KeyType::U8).optional();
+        I_SADDR = KeyDef::new("ip.saddr", KeyType::IpAddr).optional();
+        I_DADDR = KeyDef::new("ip.daddr", KeyType::IpAddr).optional();
+        I_PROTO = KeyDef::new("ip.protocol", KeyType::U8).optional();
+        I_TOTLEN = KeyDef::new("ip.totlen", KeyType::U16).optional();
+        I_PLEN6 = KeyDef::new("ip6.payloadlen", KeyType::U16).optional();
+        I_TSPORT = KeyDef::new("tcp.sport", KeyType::U16).optional();
+        I_TDPORT = KeyDef::new("tcp.dport", KeyType::U16).optional();
+        I_USPORT = KeyDef::new("udp.sport", KeyType::U16).optional();
+        I_UDPORT = KeyDef::new("udp.dport", KeyType::U16).optional();
+        I_FIN = KeyDef::new("tcp.fin", KeyType::Bool).optional();
+        I_SYN = KeyDef::new("tcp.syn", KeyType::Bool).optional();
+        I_RST = KeyDef::new("tcp.rst", KeyType::Bool).optional();
+        I_PSH = KeyDef::new("tcp.psh", KeyType::Bool).optional();
+        I_ACK = KeyDef::new("tcp.ack", KeyType::Bool).optional();
+        I_URG = KeyDef::new("tcp.urg", KeyType::Bool).optional();
+        I_ICMP_TYPE = KeyDef::new("icmp.type", KeyType::U8).optional();
+        I_ICMP_CODE = KeyDef::new("icmp.code", KeyType::U8).optional();
+        I_ICMP_ID = KeyDef::new("icmp.echoid", KeyType::U16).optional();
+        I_ICMP6_TYPE = KeyDef::new("icmpv6.type", KeyType::U8).optional();
+        I_ICMP6_CODE = KeyDef::new("icmpv6.code", KeyType::U8).optional();
+        I_ICMP6_ID = KeyDef::new("icmpv6.echoid", KeyType::U16).optional();
+        I_NEXTHDR = KeyDef::new("ip6.nexthdr", KeyType::U8).optional();
+    I_IPID = KeyDef::new("ip.id", KeyType::U16).optional();
+    I_FRAGOFF = KeyDef::new("ip.fragoff", KeyType::U16).optional();
+    I_FRAGOFF6 = KeyDef::new("ip6.fragoff", KeyType::U16).optional();
+    I_FRAGID6 = KeyDef::new("ip6.fragid", KeyType::U32).optional();
+    I_SEC = KeyDef::new("oob.time.sec", KeyType::U32).optional();
+        I_USEC = KeyDef::new("oob.time.usec", KeyType::U32).optional();
+    }
+}
+use input::*;
+
+key_table! {
+    /// The output keys: NFCT's names and types where the meaning is the
+    /// same, then FLOW's own.
+    static KEYS: [KeyDef; NKEYS];
+    K_ORIG_SADDR = KeyDef::new("orig.ip.saddr", KeyType::IpAddr).ipfix(0, 8);
+    K_ORIG_DADDR = KeyDef::new("orig.ip.daddr", KeyType::IpAddr).ipfix(0, 12);
+    K_ORIG_PROTO = KeyDef::new("orig.ip.protocol", KeyType::U8).ipfix(0, 4);
+    K_ORIG_SPORT = KeyDef::new("orig.l4.sport", KeyType::U16).ipfix(0, 7);
+    K_ORIG_DPORT = KeyDef::new("orig.l4.dport", KeyType::U16).ipfix(0, 11);
+    K_ORIG_BYTES = KeyDef::new("orig.raw.pktlen", KeyType::U64).ipfix(0, 85);
+    K_ORIG_PKTS = KeyDef::new("orig.raw.pktcount", KeyType::U64).ipfix(0, 86);
+    K_REPLY_SADDR = KeyDef::new("reply.ip.saddr", KeyType::IpAddr).ipfix(0, 8);
+    K_REPLY_DADDR = KeyDef::new("reply.ip.daddr", KeyType::IpAddr).ipfix(0, 12);
+    K_REPLY_PROTO = KeyDef::new("reply.ip.protocol", KeyType::U8).ipfix(0, 4);
+    K_REPLY_SPORT = KeyDef::new("reply.l4.sport", KeyType::U16).ipfix(0, 7);
+    K_REPLY_DPORT = KeyDef::new("reply.l4.dport", KeyType::U16).ipfix(0, 11);
+    K_REPLY_BYTES = KeyDef::new("reply.raw.pktlen", KeyType::U64).ipfix(0, 85);
+    K_REPLY_PKTS = KeyDef::new("reply.raw.pktcount", KeyType::U64).ipfix(0, 86);
+    K_ICMP_CODE = KeyDef::new("icmp.code", KeyType::U8).ipfix(0, 177);
+    K_ICMP_TYPE = KeyDef::new("icmp.type", KeyType::U8).ipfix(0, 176);
+    K_ICMPV6_CODE = KeyDef::new("icmpv6.code", KeyType::U8).ipfix(0, 179);
+    K_ICMPV6_TYPE = KeyDef::new("icmpv6.type", KeyType::U8).ipfix(0, 178);
+    K_START_SEC = KeyDef::new("flow.start.sec", KeyType::U32).ipfix(0, 150);
+    K_START_USEC = KeyDef::new("flow.start.usec", KeyType::U32).ipfix(0, 154);
+    K_END_SEC = KeyDef::new("flow.end.sec", KeyType::U32).ipfix(0, 151);
+    K_END_USEC = KeyDef::new("flow.end.usec", KeyType::U32).ipfix(0, 151);
+    K_FAMILY = KeyDef::new("oob.family", KeyType::U8);
+    K_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U8);
+    K_FLOW_ID = KeyDef::new("flow.id", KeyType::U64).ipfix(0, 148);
+    K_FLOW_SEQ = KeyDef::new("flow.seq", KeyType::U32);
+    K_FLOW_TYPE = KeyDef::new("flow.type", KeyType::String);
+    K_END_REASON = KeyDef::new("flow.end_reason", KeyType::String);
+    K_GUESSED = KeyDef::new("flow.guessed", KeyType::Bool);
+    K_ORIG_FLAGS = KeyDef::new("orig.tcp.flags", KeyType::U8).ipfix(0, 6);
+    K_REPLY_FLAGS = KeyDef::new("reply.tcp.flags", KeyType::U8);
+}
+
+/// `--info` description of FLOW.
+pub static INFO: PluginInfo = PluginInfo {
+    name: "FLOW",
+    kind: PluginKind::Filter,
+    summary: "aggregates packet records into bidirectional flow records (NFCT's keys)",
+    options: &OPTIONS,
+    input_keys: &INPUT_KEYS,
+    output_keys: &KEYS,
+    wildcard_input: false,
+};
+
+/// FLOW's registration for the core.
+pub const REGISTRATION: Registration = Registration {
+    info: &INFO,
+    builder: Builder::Filter(build),
+};
+
+fn secs(ctx: &BuildCtx, name: &str) -> Usec {
+    ctx.options.int(name) as Usec * 1_000_000
+}
+
+fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
+    let to = Timeouts {
+        tcp: secs(ctx, "tcp_timeout"),
+        udp: secs(ctx, "udp_timeout"),
+        icmp: secs(ctx, "icmp_timeout"),
+        other: secs(ctx, "generic_timeout"),
+        linger: secs(ctx, "tcp_linger"),
+        active: secs(ctx, "active_timeout"),
+    };
+    let set = StatSet::new(format!("{} (FLOW)", ctx.instance));
+    let c = Counters {
+        flows: set.gauge("flows"),
+        created: set.counter("flows_created"),
+        updates: set.counter("update_records"),
+        ended: [
+            set.counter("ended_idle"),
+            set.counter("ended_fin"),
+            set.counter("ended_rst"),
+            set.counter("evicted"),
+            set.counter("ended_forced"),
+        ],
+    };
+    ctx.shared.add_stats(set);
+    Ok(Box::new(FlowFilter {
+        table: FlowTable::new(to, ctx.options.int("max_flows") as usize),
+        inputs: [None; NIN],
+        out: [None; NKEYS],
+        last_wall: None,
+        frags: FragCache::new(4096),
+        counters: c,
+        publish_when_drained: false,
+    }))
+}
+
+struct Counters {
+    flows: Counter,
+    created: Counter,
+    updates: Counter,
+    ended: [Counter; 5],
+}
+
+struct FlowFilter {
+    table: FlowTable,
+    inputs: [Option<Slot>; NIN],
+    out: [Option<Slot>; NKEYS],
+    /// The table's clock and the wall clock when it last moved with a
+    /// packet: a quiet link's time goes on from there.
+    last_wall: Option<(Usec, Instant)>,
+    frags: FragCache,
+    counters: Counters,
+    /// `finish` ends the flows as they are taken: the counters are
+    /// published once the last is.
+    publish_when_drained: bool,
+}
+
+/// Where a packet stands in fragmentation.
+enum Frag {
+    /// A whole datagram.
+    No,
+    /// The first fragment of datagram `FragKey`: it has the layer-4 header.
+    First(FragKey),
+    /// A later one: no layer-4 header.
+    Later(FragKey),
+}
+
+fn addr16(v: &Value) -> Option<(u8, [u8; 16])> {
+    let mut a = [0u8; 16];
+    match v {
+        Value::Ipv4(ip) => {
+            a[..4].copy_from_slice(&ip.octets());
+            Some((AF_INET, a))
+        }
+        Value::Ipv6(ip) => Some((AF_INET6, ip.octets())),
+        _ => None,
+    }
+}
+
+fn addr_value(family: u8, a: &[u8; 16]) -> Value {
+    if family == AF_INET {
+        Value::Ipv4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+    } else {
+        Value::Ipv6(Ipv6Addr::from(*a))
+    }
+}
+
+impl FlowFilter {
+    fn packet_of(&mut self, rec: &Record) -> Option<Packet> {
+        let s = &self.inputs;
+        let (family, src) = addr16(rec.get_opt(s[I_SADDR])?)?;
+        let (_, dst) = addr16(rec.get_opt(s[I_DADDR])?)?;
+        // BASE leaves ip.protocol unset past an IPv6 fragment header.
+        let proto = rec.get_u64(s[I_PROTO]).or(rec.get_u64(s[I_NEXTHDR]))? as u8;
+        let u16_of = |i: usize| rec.get_u64(s[i]).map(|v| v as u16);
+        let fkey = |id: u32| FragKey {
+            family,
+            proto,
+            src,
+            dst,
+            id,
+        };
+        let frag = if family == AF_INET {
+            match u16_of(I_FRAGOFF) {
+                Some(f) if f & 0x1fff != 0 => Frag::Later(fkey(u16_of(I_IPID)? as u32)),
+                Some(f) if f & 0x2000 != 0 => Frag::First(fkey(u16_of(I_IPID)? as u32)),
+                _ => Frag::No,
+            }
+        } else {
+            match (u16_of(I_FRAGOFF6), rec.get_u64(s[I_FRAGID6])) {
+                (Some(0), Some(id)) => Frag::First(fkey(id as u32)),
+                (Some(_), Some(id)) => Frag::Later(fkey(id as u32)),
+                _ => Frag::No,
+            }
+        };
+        let bytes = if family == AF_INET {
+            u16_of(I_TOTLEN)? as u64
+        } else {
+            u16_of(I_PLEN6)? as u64 + 40
+        };
+        let (sport, dport) = match proto {
+            6 => (u16_of(I_TSPORT), u16_of(I_TDPORT)),
+            17 => (u16_of(I_USPORT), u16_of(I_UDPORT)),
+            _ => (None, None),
+        };
+        let mut flags = 0u8;
+        if proto == 6 {
+            let bits = [
+                (I_FIN, tcp::FIN),
+                (I_SYN, tcp::SYN),
+                (I_RST, tcp::RST),
+                (I_PSH, tcp::PSH),
+                (I_ACK, tcp::ACK),
+                (I_URG, tcp::URG),
+            ];
+            for (i, bit) in bits {
+                if matches!(rec.get_opt(s[i]), Some(Value::Bool(true))) {
+                    flags |= bit;
+                }
+            }
+        }
+        let (ti, ci, ii) = if proto == 58 {
+            (I_ICMP6_TYPE, I_ICMP6_CODE, I_ICMP6_ID)
+        } else {
+            (I_ICMP_TYPE, I_ICMP_CODE, I_ICMP_ID)
+        };
+        let icmp = match (rec.get_u64(s[ti]), rec.get_u64(s[ci])) {
+            (Some(t), Some(c)) if proto == 1 || proto == 58 => Some((t as u8, c as u8)),
+            _ => None,
+        };
+        // The echo identifier keeps concurrent pings between the same hosts
+        // apart; it sits on the requester's side of the key, so request and
+        // reply find one flow and tell their direction even when both ends
+        // have one address (loopback).
+        let (sport, dport) = match (icmp, u16_of(ii)) {
+            (Some((8 | 128, _)), Some(id)) => (Some(id), Some(0)),
+            (Some((0 | 129, _)), Some(id)) => (Some(0), Some(id)),
+            _ => (sport, dport),
+        };
+        // BASE decodes a later IPv4 fragment's payload as a layer-4 header
+        // (as ulogd does): those ports are data, never used.
+        let (sport, dport, icmp, flags) = match frag {
+            Frag::No => (sport, dport, icmp, flags),
+            Frag::First(k) => {
+                let l4 = (sport.unwrap_or(0), dport.unwrap_or(0), icmp);
+                self.frags.first(k, l4);
+                (sport, dport, icmp, flags)
+            }
+            Frag::Later(k) => match self.frags.later(&k) {
+                Some((sp, dp, ic)) => (Some(sp), Some(dp), ic, 0),
+                None => (None, None, None, 0),
+            },
+        };
+        let time = match rec.get_u64(s[I_SEC]) {
+            Some(sec) => sec * 1_000_000 + rec.get_u64(s[I_USEC]).unwrap_or(0),
+            None => rulogd_plugin::now_sec_usec().0 as u64 * 1_000_000,
+        };
+        Some(Packet {
+            family,
+            proto,
+            src,
+            dst,
+            sport: sport.unwrap_or(0),
+            dport: dport.unwrap_or(0),
+            bytes,
+            flags,
+            icmp,
+            time,
+        })
+    }
+
+    fn fill(&self, r: &Report, rec: &mut Record) {
+        let o = &self.out;
+        let k = &r.key;
+        let ((is, ip), (rs, rp)) = if r.init_is_a {
+            ((&k.a, k.pa), (&k.b, k.pb))
+        } else {
+            ((&k.b, k.pb), (&k.a, k.pa))
+        };
+        let fam = k.family;
+        rec.set_opt(o[K_ORIG_SADDR], addr_value(fam, is));
+        rec.set_opt(o[K_ORIG_DADDR], addr_value(fam, rs));
+        rec.set_opt(o[K_REPLY_SADDR], addr_value(fam, rs));
+        rec.set_opt(o[K_REPLY_DADDR], addr_value(fam, is));
+        rec.set_opt(o[K_ORIG_PROTO], Value::U8(k.proto));
+        rec.set_opt(o[K_REPLY_PROTO], Value::U8(k.proto));
+        if k.proto == 6 || k.proto == 17 {
+            rec.set_opt(o[K_ORIG_SPORT], Value::U16(ip));
+            rec.set_opt(o[K_ORIG_DPORT], Value::U16(rp));
+            rec.set_opt(o[K_REPLY_SPORT], Value::U16(rp));
+            rec.set_opt(o[K_REPLY_DPORT], Value::U16(ip));
+        }
+        if k.proto == 6 {
+            rec.set_opt(o[K_ORIG_FLAGS], Value::U8(r.orig.flags));
+            rec.set_opt(o[K_REPLY_FLAGS], Value::U8(r.reply.flags));
+        }
+        rec.set_opt(o[K_ORIG_PKTS], Value::U64(r.orig.pkts));
+        rec.set_opt(o[K_ORIG_BYTES], Value::U64(r.orig.bytes));
+        rec.set_opt(o[K_REPLY_PKTS], Value::U64(r.reply.pkts));
+        rec.set_opt(o[K_REPLY_BYTES], Value::U64(r.reply.bytes));
+        if let Some((t, c)) = r.icmp {
+            let (kt, kc) = if k.proto == 58 {
+                (K_ICMPV6_TYPE, K_ICMPV6_CODE)
+            } else {
+                (K_ICMP_TYPE, K_ICMP_CODE)
+            };
+            rec.set_opt(o[kt], Value::U8(t));
+            rec.set_opt(o[kc], Value::U8(c));
+        }
+        rec.set_opt(o[K_START_SEC], Value::U32((r.start / 1_000_000) as u32));
+        rec.set_opt(o[K_START_USEC], Value::U32((r.start % 1_000_000) as u32));
+        rec.set_opt(o[K_END_SEC], Value::U32((r.end / 1_000_000) as u32));
+        rec.set_opt(o[K_END_USEC], Value::U32((r.end % 1_000_000) as u32));
+        rec.set_opt(o[K_FAMILY], Value::U8(fam));
+        rec.set_opt(o[K_PROTOCOL], Value::U8(0));
+        rec.set_opt(o[K_FLOW_ID], Value::U64(r.id));
+        rec.set_opt(o[K_FLOW_SEQ], Value::U32(r.seq));
+        let ty: &[u8] = match r.kind {
+            Kind::Update => b"update",
+            Kind::End => b"end",
+        };
+        rec.set_opt(o[K_FLOW_TYPE], Value::text(ty));
+        rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
+        rec.set_opt(o[K_GUESSED], Value::Bool(r.guessed));
+    }
+
+    fn publish(&self) {
+        let st = &self.table.stats;
+        self.counters.flows.set(self.table.len() as u64);
+        self.counters.created.set(st.created);
+        self.counters.updates.set(st.updates);
+        for (c, v) in self.counters.ended.iter().zip(st.ended) {
+            c.set(v);
+        }
+    }
+}
+
+impl Filter for FlowFilter {
+    fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
+        for (i, k) in INPUT_KEYS.iter().enumerate() {
+            self.inputs[i] = b.input(&k.name);
+        }
+        for i in 0..NKEYS {
+            self.out[i] = b.output_if_active(i);
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, rec: &mut Record) -> Verdict {
+        if let Some(p) = self.packet_of(rec) {
+            self.table.packet(&p);
+            self.last_wall = Some((self.table.now(), Instant::now()));
+        }
+        Verdict::Drop
+    }
+
+    fn emits(&self) -> bool {
+        true
+    }
+
+    fn take(&mut self, rec: &mut Record) -> bool {
+        match self.table.pop() {
+            Some(r) => {
+                self.fill(&r, rec);
+                true
+            }
+            None => {
+                if self.publish_when_drained {
+                    self.publish_when_drained = false;
+                    self.publish();
+                }
+                false
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if let Some((t, wall)) = self.last_wall {
+            let gone = now.saturating_duration_since(wall).as_micros() as Usec;
+            self.table.advance(t + gone);
+        }
+        self.publish();
+    }
+
+    fn finish(&mut self) {
+        self.table.finish();
+        self.publish_when_drained = true;
+    }
+
+    fn signal(&mut self, sig: Signal) {
+        if sig == Signal::Usr1 {
+            self.publish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

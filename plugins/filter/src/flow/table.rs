@@ -1,0 +1,619 @@
+//! The flow table: bidirectional flows in a slab, found through a hash map,
+//! and expired from intrusive lists kept in expiry order, so neither a
+//! packet nor a timer turn ever scans the whole table.
+//!
+//! Every flow of one timeout class has the same idle timeout, so the class
+//! list ordered by last activity is also ordered by expiry; the report list
+//! is ordered by the time of each flow's previous record, for the active
+//! timeout.
+
+use hashbrown::HashTable;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+
+/// Microseconds since the Unix epoch, from the packets' own timestamps.
+pub type Usec = u64;
+
+/// TCP flag bits as on the wire.
+pub mod tcp {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+}
+
+const NIL: u32 = u32::MAX;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
+
+/// Timeout classes: one idle list each.
+const C_TCP: usize = 0;
+const C_UDP: usize = 1;
+const C_ICMP: usize = 2;
+const C_OTHER: usize = 3;
+/// TCP after RST, or FIN from both sides.
+const C_LINGER: usize = 4;
+const NCLASS: usize = 5;
+/// The report list (active timeout).
+const L_REPORT: usize = NCLASS;
+
+/// A flow's key: both endpoints in canonical order, so the two directions
+/// of one conversation find the same entry.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct FlowKey {
+    /// AF_INET or AF_INET6.
+    pub family: u8,
+    /// IP protocol.
+    pub proto: u8,
+    /// The lower endpoint's address (IPv4 in the first 4 bytes).
+    pub a: [u8; 16],
+    /// The higher endpoint's address.
+    pub b: [u8; 16],
+    /// The lower endpoint's port (ICMP echo: the identifier).
+    pub pa: u16,
+    /// The higher endpoint's port.
+    pub pb: u16,
+}
+
+/// One packet as the table sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Packet {
+    /// AF_INET or AF_INET6.
+    pub family: u8,
+    /// IP protocol.
+    pub proto: u8,
+    /// Source address (IPv4 in the first 4 bytes).
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Source port (0 without one).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP total length.
+    pub bytes: u64,
+    /// TCP flags (0 for other protocols).
+    pub flags: u8,
+    /// ICMP or ICMPv6 type and code.
+    pub icmp: Option<(u8, u8)>,
+    /// Capture time.
+    pub time: Usec,
+}
+
+/// One direction's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dir {
+    /// Packets.
+    pub pkts: u64,
+    /// Bytes (IP total length).
+    pub bytes: u64,
+    /// OR of TCP flags.
+    pub flags: u8,
+}
+
+/// What kind of record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The active timeout: counters since the previous record.
+    Update,
+    /// The flow ended.
+    End,
+}
+
+/// Why a record was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// No packet for the class's idle timeout.
+    Idle,
+    /// The active timeout (update records).
+    Active,
+    /// FIN seen from both sides, then the linger.
+    Fin,
+    /// RST seen, then the linger.
+    Rst,
+    /// The table was full; least recently active flow ended.
+    Evicted,
+    /// Shutdown, end of the capture file.
+    Forced,
+}
+
+impl Reason {
+    /// The word in `flow.end_reason`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Reason::Idle => "idle",
+            Reason::Active => "active",
+            Reason::Fin => "fin",
+            Reason::Rst => "rst",
+            Reason::Evicted => "evicted",
+            Reason::Forced => "forced",
+        }
+    }
+}
+
+/// A record ready for output: counters are deltas since the flow's
+/// previous record.
+#[derive(Clone, Copy, Debug)]
+pub struct Report {
+    /// The flow's key.
+    pub key: FlowKey,
+    /// Whether endpoint `a` of the key initiated.
+    pub init_is_a: bool,
+    /// Whether the initiator was guessed (the first packet was no SYN).
+    pub guessed: bool,
+    /// Flow id, unique per table.
+    pub id: u64,
+    /// Record number within the flow, from 1.
+    pub seq: u32,
+    /// The flow's first packet.
+    pub start: Usec,
+    /// The flow's last packet so far.
+    pub end: Usec,
+    /// Initiator → responder.
+    pub orig: Dir,
+    /// Responder → initiator.
+    pub reply: Dir,
+    /// ICMP type and code of the first ICMP packet.
+    pub icmp: Option<(u8, u8)>,
+    /// Update or end.
+    pub kind: Kind,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Timeouts in microseconds (0: the active timeout is off).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Idle TCP.
+    pub tcp: Usec,
+    /// Idle UDP.
+    pub udp: Usec,
+    /// Idle ICMP and ICMPv6.
+    pub icmp: Usec,
+    /// Idle, any other protocol.
+    pub other: Usec,
+    /// After RST, or FIN from both sides.
+    pub linger: Usec,
+    /// Interval of update records; 0 disables them.
+    pub active: Usec,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+/// Packets and bytes since the flow's previous record: records carry
+/// deltas, so no running total is kept.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    pkts: u64,
+    bytes: u64,
+}
+
+/// One tracked flow (136 bytes; the index adds a slot position and a
+/// control byte).
+struct Flow {
+    key: FlowKey,
+    id: u64,
+    start: Usec,
+    last: Usec,
+    rep_time: Usec,
+    orig: Counts,
+    reply: Counts,
+    flags: [u8; 2],
+    icmp: Option<(u8, u8)>,
+    seq: u32,
+    links: [Link; 2],
+    class: u8,
+    init_is_a: bool,
+    guessed: bool,
+    fin_orig: bool,
+    fin_reply: bool,
+    rst: bool,
+}
+
+/// Counters the plugin publishes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    /// Flows created.
+    pub created: u64,
+    /// Flows ended, by reason (idle, fin, rst, evicted, forced).
+    pub ended: [u64; 5],
+    /// Update records.
+    pub updates: u64,
+}
+
+/// The table.
+pub struct FlowTable {
+    index: HashTable<u32>,
+    hasher: RandomState,
+    flows: Vec<Flow>,
+    free: Vec<u32>,
+    lists: [List; NCLASS + 1],
+    to: Timeouts,
+    max_flows: usize,
+    now: Usec,
+    next_id: u64,
+    pending: VecDeque<Report>,
+    /// `finish` was called: `pop` ends the flows one by one.
+    finishing: bool,
+    /// Counters.
+    pub stats: Stats,
+}
+
+fn class_of(proto: u8) -> usize {
+    match proto {
+        PROTO_TCP => C_TCP,
+        PROTO_UDP => C_UDP,
+        PROTO_ICMP | PROTO_ICMPV6 => C_ICMP,
+        _ => C_OTHER,
+    }
+}
+
+fn reason_index(r: Reason) -> usize {
+    match r {
+        Reason::Idle | Reason::Active => 0,
+        Reason::Fin => 1,
+        Reason::Rst => 2,
+        Reason::Evicted => 3,
+        Reason::Forced => 4,
+    }
+}
+
+impl FlowTable {
+    /// A table of at most `max_flows` flows (at least 1).
+    pub fn new(to: Timeouts, max_flows: usize) -> Self {
+        let max_flows = max_flows.max(1);
+        let cap = max_flows.min(1 << 16);
+        FlowTable {
+            index: HashTable::with_capacity(cap),
+            hasher: RandomState::new(),
+            flows: Vec::with_capacity(cap),
+            free: Vec::new(),
+            lists: [List {
+                head: NIL,
+                tail: NIL,
+            }; NCLASS + 1],
+            to,
+            max_flows,
+            now: 0,
+            next_id: 1,
+            pending: VecDeque::with_capacity(64),
+            finishing: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Flows tracked now.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no flow is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The table's clock: the latest time seen.
+    pub fn now(&self) -> Usec {
+        self.now
+    }
+
+    /// The next record ready for output.
+    pub fn pop(&mut self) -> Option<Report> {
+        if self.pending.is_empty() && self.finishing {
+            // One flow at a time, so ending half a million flows queues
+            // one record, not half a million.
+            match (0..NCLASS).map(|c| self.lists[c].head).find(|&h| h != NIL) {
+                Some(h) => self.end(h, Reason::Forced),
+                None => self.finishing = false,
+            }
+        }
+        self.pending.pop_front()
+    }
+
+    fn unlink(&mut self, which: usize, list: usize, i: u32) {
+        let Link { prev, next } = self.flows[i as usize].links[which];
+        match prev {
+            NIL => self.lists[list].head = next,
+            p => self.flows[p as usize].links[which].next = next,
+        }
+        match next {
+            NIL => self.lists[list].tail = prev,
+            n => self.flows[n as usize].links[which].prev = prev,
+        }
+    }
+
+    fn push_back(&mut self, which: usize, list: usize, i: u32) {
+        let tail = self.lists[list].tail;
+        self.flows[i as usize].links[which] = Link {
+            prev: tail,
+            next: NIL,
+        };
+        match tail {
+            NIL => self.lists[list].head = i,
+            t => self.flows[t as usize].links[which].next = i,
+        }
+        self.lists[list].tail = i;
+    }
+
+    fn idle_timeout(&self, class: usize) -> Usec {
+        match class {
+            C_TCP => self.to.tcp,
+            C_UDP => self.to.udp,
+            C_ICMP => self.to.icmp,
+            C_LINGER => self.to.linger,
+            _ => self.to.other,
+        }
+    }
+
+    /// Advances the clock to `t` (never backwards) and ends or updates
+    /// every flow whose timer has passed.
+    pub fn advance(&mut self, t: Usec) {
+        if t <= self.now {
+            return;
+        }
+        self.now = t;
+        for c in 0..NCLASS {
+            let to = self.idle_timeout(c);
+            while let Some(h) = Some(self.lists[c].head).filter(|&h| h != NIL) {
+                let f = &self.flows[h as usize];
+                if f.last.saturating_add(to) > t {
+                    break;
+                }
+                let reason = match c {
+                    C_LINGER if f.rst => Reason::Rst,
+                    C_LINGER => Reason::Fin,
+                    _ => Reason::Idle,
+                };
+                self.end(h, reason);
+            }
+        }
+        if self.to.active > 0 {
+            while let Some(h) = Some(self.lists[L_REPORT].head).filter(|&h| h != NIL) {
+                if self.flows[h as usize]
+                    .rep_time
+                    .saturating_add(self.to.active)
+                    > t
+                {
+                    break;
+                }
+                self.report(h, Kind::Update, Reason::Active);
+                self.flows[h as usize].rep_time = t;
+                self.unlink(1, L_REPORT, h);
+                self.push_back(1, L_REPORT, h);
+            }
+        }
+    }
+
+    /// Queues a record of flow `i` with the counters since its previous one
+    /// (an update with nothing new is skipped).
+    fn report(&mut self, i: u32, kind: Kind, reason: Reason) {
+        let f = &mut self.flows[i as usize];
+        if kind == Kind::Update && f.orig.pkts == 0 && f.reply.pkts == 0 {
+            return;
+        }
+        let dir = |c: Counts, flags: u8| Dir {
+            pkts: c.pkts,
+            bytes: c.bytes,
+            flags,
+        };
+        f.seq += 1;
+        let r = Report {
+            key: f.key,
+            init_is_a: f.init_is_a,
+            guessed: f.guessed,
+            id: f.id,
+            seq: f.seq,
+            start: f.start,
+            end: f.last,
+            orig: dir(f.orig, f.flags[0]),
+            reply: dir(f.reply, f.flags[1]),
+            icmp: f.icmp,
+            kind,
+            reason,
+        };
+        f.orig = Counts::default();
+        f.reply = Counts::default();
+        self.pending.push_back(r);
+        if kind == Kind::Update {
+            self.stats.updates += 1;
+        }
+    }
+
+    fn end(&mut self, i: u32, reason: Reason) {
+        self.report(i, Kind::End, reason);
+        let class = self.flows[i as usize].class as usize;
+        self.unlink(0, class, i);
+        if self.to.active > 0 {
+            self.unlink(1, L_REPORT, i);
+        }
+        let key = self.flows[i as usize].key;
+        let hash = self.hasher.hash_one(key);
+        if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
+            e.remove();
+        }
+        self.free.push(i);
+        self.stats.ended[reason_index(reason)] += 1;
+    }
+
+    /// Ends every flow (shutdown, end of file): each as `pop` takes it.
+    pub fn finish(&mut self) {
+        self.finishing = true;
+    }
+
+    /// Ends the least recently active flow: the oldest head of the lists.
+    fn evict(&mut self) {
+        let victim = (0..NCLASS)
+            .map(|c| self.lists[c].head)
+            .filter(|&h| h != NIL)
+            .min_by_key(|&h| self.flows[h as usize].last);
+        if let Some(h) = victim {
+            self.end(h, Reason::Evicted);
+        }
+    }
+
+    /// Counts one packet into its flow, creating the flow if needed.
+    pub fn packet(&mut self, p: &Packet) {
+        self.advance(p.time);
+        let src_is_a = (p.src, p.sport) <= (p.dst, p.dport);
+        let key = if src_is_a {
+            FlowKey {
+                family: p.family,
+                proto: p.proto,
+                a: p.src,
+                b: p.dst,
+                pa: p.sport,
+                pb: p.dport,
+            }
+        } else {
+            FlowKey {
+                family: p.family,
+                proto: p.proto,
+                a: p.dst,
+                b: p.src,
+                pa: p.dport,
+                pb: p.sport,
+            }
+        };
+        let now = self.now.max(p.time);
+        let hash = self.hasher.hash_one(key);
+        let flows = &self.flows;
+        let found = self.index.find(hash, |&j| flows[j as usize].key == key);
+        let i = match found {
+            Some(&i) => i,
+            None => self.create(key, hash, p, src_is_a, now),
+        };
+        let f = &mut self.flows[i as usize];
+        let mut from_orig = src_is_a == f.init_is_a;
+        if p.proto == PROTO_TCP && f.guessed && p.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+            // A pure SYN settles who initiated a flow first seen mid-stream.
+            if !from_orig {
+                std::mem::swap(&mut f.orig, &mut f.reply);
+                f.flags.swap(0, 1);
+                std::mem::swap(&mut f.fin_orig, &mut f.fin_reply);
+                f.init_is_a = !f.init_is_a;
+                from_orig = true;
+            }
+            f.guessed = false;
+        }
+        let (d, side) = if from_orig {
+            (&mut f.orig, 0)
+        } else {
+            (&mut f.reply, 1)
+        };
+        d.pkts += 1;
+        d.bytes += p.bytes;
+        f.flags[side] |= p.flags;
+        f.last = f.last.max(p.time);
+        if f.icmp.is_none() {
+            f.icmp = p.icmp;
+        }
+        let mut class = f.class as usize;
+        if p.proto == PROTO_TCP {
+            if p.flags & tcp::RST != 0 {
+                f.rst = true;
+            }
+            if p.flags & tcp::FIN != 0 {
+                if from_orig {
+                    f.fin_orig = true;
+                } else {
+                    f.fin_reply = true;
+                }
+            }
+            if f.rst || (f.fin_orig && f.fin_reply) {
+                class = C_LINGER;
+            }
+        }
+        let old = f.class as usize;
+        f.class = class as u8;
+        self.unlink(0, old, i);
+        self.push_back(0, class, i);
+    }
+
+    fn create(&mut self, key: FlowKey, hash: u64, p: &Packet, src_is_a: bool, now: Usec) -> u32 {
+        while self.index.len() >= self.max_flows {
+            self.evict();
+        }
+        let syn_ack = tcp::SYN | tcp::ACK;
+        let (src_init, guessed) = if p.proto == PROTO_TCP {
+            match p.flags & syn_ack {
+                f if f == syn_ack => (false, true),
+                tcp::SYN => (true, false),
+                _ => (true, true),
+            }
+        } else {
+            (true, false)
+        };
+        let flow = Flow {
+            key,
+            id: self.next_id,
+            start: p.time,
+            last: p.time,
+            rep_time: now,
+            orig: Counts::default(),
+            reply: Counts::default(),
+            flags: [0; 2],
+            icmp: None,
+            seq: 0,
+            links: [Link::default(); 2],
+            class: class_of(p.proto) as u8,
+            init_is_a: src_init == src_is_a,
+            guessed,
+            fin_orig: false,
+            fin_reply: false,
+            rst: false,
+        };
+        self.next_id += 1;
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.flows[i as usize] = flow;
+                i
+            }
+            None => {
+                self.flows.push(flow);
+                (self.flows.len() - 1) as u32
+            }
+        };
+        let (flows, hasher) = (&self.flows, &self.hasher);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(flows[j as usize].key));
+        // Linked into its class list here so `packet` can move it uniformly.
+        let class = self.flows[i as usize].class as usize;
+        self.push_back(0, class, i);
+        if self.to.active > 0 {
+            self.push_back(1, L_REPORT, i);
+        }
+        self.stats.created += 1;
+        i
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn a_tracked_flow_stays_small() {
+    // The slab entry; the index adds 4 bytes and a control byte per slot.
+    assert!(
+        std::mem::size_of::<Flow>() <= 136,
+        "{}",
+        std::mem::size_of::<Flow>()
+    );
+}
