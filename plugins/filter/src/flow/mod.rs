@@ -7,6 +7,7 @@
 
 pub mod frag;
 pub mod table;
+pub mod types;
 
 use frag::{FragCache, FragKey};
 use rulogd_plugin::{
