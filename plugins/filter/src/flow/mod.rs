@@ -130,6 +130,8 @@ key_table! {
     K_END_USEC = KeyDef::new("flow.end.usec", KeyType::U32).ipfix(0, 151);
     K_FAMILY = KeyDef::new("oob.family", KeyType::U8);
     K_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U8);
+    // NFCT's event types: an update record is an UPDATE, an end a DESTROY.
+    K_EVENT = KeyDef::new("ct.event", KeyType::U32);
     K_FLOW_ID = KeyDef::new("flow.id", KeyType::U64).ipfix(0, 148);
     K_FLOW_SEQ = KeyDef::new("flow.seq", KeyType::U32);
     K_FLOW_TYPE = KeyDef::new("flow.type", KeyType::String);
@@ -333,7 +335,10 @@ impl FlowFilter {
         };
         let time = match rec.get_u64(s[I_SEC]) {
             Some(sec) => sec * 1_000_000 + rec.get_u64(s[I_USEC]).unwrap_or(0),
-            None => rulogd_plugin::now_sec_usec().0 as u64 * 1_000_000,
+            None => {
+                let (sec, usec) = rulogd_plugin::now_sec_usec();
+                sec as u64 * 1_000_000 + usec as u64
+            }
         };
         Some(Packet {
             family,
@@ -400,6 +405,8 @@ impl FlowFilter {
             Kind::End => b"end",
         };
         rec.set_opt(o[K_FLOW_TYPE], Value::text(ty));
+        let event = if r.kind == Kind::Update { 2 } else { 4 };
+        rec.set_opt(o[K_EVENT], Value::U32(event));
         rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
         rec.set_opt(o[K_GUESSED], Value::Bool(r.guessed));
     }

@@ -291,6 +291,7 @@ mod plugin {
         assert_eq!(u(&h, "oob.family"), Some(2));
         assert_eq!(h.out_text("flow.type"), "end");
         assert_eq!(h.out_text("flow.end_reason"), "idle");
+        assert_eq!(u(&h, "ct.event"), Some(4), "NFCT's DESTROY");
         assert!(h.out("orig.tcp.flags").is_none(), "UDP has no flags");
         assert!(!take(&mut h), "one flow, one record");
     }
