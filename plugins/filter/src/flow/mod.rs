@@ -22,7 +22,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const DAY: i64 = 86400;
 
-static OPTIONS: [OptionDef; 7] = [
+static OPTIONS: [OptionDef; 8] = [
     OptionDef::int(
         "tcp_timeout",
         "300",
@@ -60,6 +60,12 @@ static OPTIONS: [OptionDef; 7] = [
         "flows tracked at most; beyond, the least recently active ends (evicted)",
     )
     .range(1, 1 << 26),
+    OptionDef::int(
+        "start_records",
+        "0",
+        "1: a start record at each flow's first packet",
+    )
+    .flag(),
 ];
 
 /// Its own module: each key table declares an index enum of its own.
@@ -186,7 +192,11 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     };
     ctx.shared.add_stats(set);
     Ok(Box::new(FlowFilter {
-        table: FlowTable::new(to, ctx.options.int("max_flows") as usize),
+        table: {
+            let mut t = FlowTable::new(to, ctx.options.int("max_flows") as usize);
+            t.set_start_records(ctx.options.int("start_records") != 0);
+            t
+        },
         inputs: [None; NIN],
         out: [None; NKEYS],
         last_wall: None,
@@ -401,13 +411,20 @@ impl FlowFilter {
         rec.set_opt(o[K_FLOW_ID], Value::U64(r.id));
         rec.set_opt(o[K_FLOW_SEQ], Value::U32(r.seq));
         let ty: &[u8] = match r.kind {
+            Kind::Start => b"start",
             Kind::Update => b"update",
             Kind::End => b"end",
         };
         rec.set_opt(o[K_FLOW_TYPE], Value::text(ty));
-        let event = if r.kind == Kind::Update { 2 } else { 4 };
+        let event = match r.kind {
+            Kind::Start => 1,
+            Kind::Update => 2,
+            Kind::End => 4,
+        };
         rec.set_opt(o[K_EVENT], Value::U32(event));
-        rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
+        if r.kind != Kind::Start {
+            rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
+        }
         rec.set_opt(o[K_GUESSED], Value::Bool(r.guessed));
     }
 

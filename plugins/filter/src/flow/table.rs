@@ -97,6 +97,8 @@ pub struct FlowTable {
     pending: VecDeque<Report>,
     /// `finish` was called: `pop` ends the flows one by one.
     finishing: bool,
+    /// Whether a flow's first packet makes a start record.
+    start_records: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -112,7 +114,7 @@ fn class_of(proto: u8) -> usize {
 
 fn reason_index(r: Reason) -> usize {
     match r {
-        Reason::Idle | Reason::Active => 0,
+        Reason::New | Reason::Idle | Reason::Active => 0,
         Reason::Fin => 1,
         Reason::Rst => 2,
         Reason::Evicted => 3,
@@ -140,6 +142,7 @@ impl FlowTable {
             next_id: 1,
             pending: VecDeque::with_capacity(64),
             finishing: false,
+            start_records: false,
             stats: Stats::default(),
         }
     }
@@ -157,6 +160,11 @@ impl FlowTable {
     /// The table's clock: the latest time seen.
     pub fn now(&self) -> Usec {
         self.now
+    }
+
+    /// Makes each flow's first packet queue a start record.
+    pub fn set_start_records(&mut self, on: bool) {
+        self.start_records = on;
     }
 
     /// The next record ready for output.
@@ -340,9 +348,9 @@ impl FlowTable {
         let hash = self.hasher.hash_one(key);
         let flows = &self.flows;
         let found = self.index.find(hash, |&j| flows[j as usize].key == key);
-        let i = match found {
-            Some(&i) => i,
-            None => self.create(key, hash, p, src_is_a, now),
+        let (i, new) = match found {
+            Some(&i) => (i, false),
+            None => (self.create(key, hash, p, src_is_a, now), true),
         };
         let f = &mut self.flows[i as usize];
         let mut from_orig = src_is_a == f.init_is_a;
@@ -389,6 +397,9 @@ impl FlowTable {
         f.class = class as u8;
         self.unlink(0, old, i);
         self.push_back(0, class, i);
+        if new && self.start_records {
+            self.report(i, Kind::Start, Reason::New);
+        }
     }
 
     fn create(&mut self, key: FlowKey, hash: u64, p: &Packet, src_is_a: bool, now: Usec) -> u32 {

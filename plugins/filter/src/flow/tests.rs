@@ -328,3 +328,27 @@ fn finish_ends_flows_one_at_a_time_as_they_are_taken() {
     }
     assert_eq!((left, t.stats.ended[4]), (0, 10_000));
 }
+
+#[test]
+fn start_records_come_at_the_first_packet_and_keep_the_sums() {
+    let mut t = FlowTable::new(to(), 10);
+    t.set_start_records(true);
+    t.packet(&pkt(6, 1, 80, 9, 40000, SA, 60, 0));
+    let r = drain(&mut t);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].kind, r[0].seq, initiator(&r[0])),
+        (Kind::Start, 1, (9, 40000))
+    );
+    assert_eq!((r[0].orig.pkts, r[0].reply.pkts), (0, 1));
+    t.packet(&pkt(6, 9, 40000, 1, 80, tcp::ACK, 52, 0));
+    assert!(drain(&mut t).is_empty(), "one start record a flow");
+    t.finish();
+    let e = drain(&mut t);
+    assert_eq!((e[0].kind, e[0].seq), (Kind::End, 2));
+    assert_eq!(
+        (e[0].orig.pkts, e[0].reply.pkts),
+        (1, 0),
+        "deltas after the start"
+    );
+}

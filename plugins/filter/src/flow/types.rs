@@ -76,6 +76,8 @@ pub struct Dir {
 /// What kind of record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// The flow's first packet (with `start_records`).
+    Start,
     /// The active timeout: counters since the previous record.
     Update,
     /// The flow ended.
@@ -85,6 +87,8 @@ pub enum Kind {
 /// Why a record was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
+    /// A start record.
+    New,
     /// No packet for the class's idle timeout.
     Idle,
     /// The active timeout (update records).
@@ -103,6 +107,7 @@ impl Reason {
     /// The word in `flow.end_reason`.
     pub fn word(self) -> &'static str {
         match self {
+            Reason::New => "new",
             Reason::Idle => "idle",
             Reason::Active => "active",
             Reason::Fin => "fin",
