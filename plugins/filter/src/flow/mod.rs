@@ -22,7 +22,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const DAY: i64 = 86400;
 
-static OPTIONS: [OptionDef; 8] = [
+static OPTIONS: [OptionDef; 9] = [
     OptionDef::int(
         "tcp_timeout",
         "300",
@@ -54,6 +54,12 @@ static OPTIONS: [OptionDef; 8] = [
         "seconds between update records of a long flow (0: none)",
     )
     .range(0, 7 * DAY),
+    OptionDef::int(
+        "max_life",
+        "0",
+        "seconds after its first packet a flow ends (reason active) and the next packet starts a new one (0: never)",
+    )
+    .range(0, 365 * DAY),
     OptionDef::int(
         "max_flows",
         "65536",
@@ -176,6 +182,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
         other: secs(ctx, "generic_timeout"),
         linger: secs(ctx, "tcp_linger"),
         active: secs(ctx, "active_timeout"),
+        max_life: secs(ctx, "max_life"),
     };
     let set = StatSet::new(format!("{} (FLOW)", ctx.instance));
     let c = Counters {
@@ -188,6 +195,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
             set.counter("ended_rst"),
             set.counter("evicted"),
             set.counter("ended_forced"),
+            set.counter("ended_max_life"),
         ],
     };
     ctx.shared.add_stats(set);
@@ -210,7 +218,7 @@ struct Counters {
     flows: Counter,
     created: Counter,
     updates: Counter,
-    ended: [Counter; 5],
+    ended: [Counter; 6],
 }
 
 struct FlowFilter {

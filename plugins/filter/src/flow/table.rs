@@ -77,8 +77,8 @@ struct Flow {
 pub struct Stats {
     /// Flows created.
     pub created: u64,
-    /// Flows ended, by reason (idle, fin, rst, evicted, forced).
-    pub ended: [u64; 5],
+    /// Flows ended, by reason (idle, fin, rst, evicted, forced, max life).
+    pub ended: [u64; 6],
     /// Update records.
     pub updates: u64,
 }
@@ -114,7 +114,8 @@ fn class_of(proto: u8) -> usize {
 
 fn reason_index(r: Reason) -> usize {
     match r {
-        Reason::New | Reason::Idle | Reason::Active => 0,
+        Reason::New | Reason::Idle => 0,
+        Reason::Active => 5,
         Reason::Fin => 1,
         Reason::Rst => 2,
         Reason::Evicted => 3,
@@ -347,9 +348,19 @@ impl FlowTable {
         let now = self.now.max(p.time);
         let hash = self.hasher.hash_one(key);
         let flows = &self.flows;
-        let found = self.index.find(hash, |&j| flows[j as usize].key == key);
+        let mut found = self
+            .index
+            .find(hash, |&j| flows[j as usize].key == key)
+            .copied();
+        if let Some(i) = found {
+            let start = self.flows[i as usize].start;
+            if self.to.max_life > 0 && p.time >= start.saturating_add(self.to.max_life) {
+                self.end(i, Reason::Active);
+                found = None;
+            }
+        }
         let (i, new) = match found {
-            Some(&i) => (i, false),
+            Some(i) => (i, false),
             None => (self.create(key, hash, p, src_is_a, now), true),
         };
         let f = &mut self.flows[i as usize];

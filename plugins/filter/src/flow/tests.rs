@@ -13,6 +13,7 @@ fn to() -> Timeouts {
         other: 60 * S,
         linger: 10 * S,
         active: 0,
+        max_life: 0,
     }
 }
 
@@ -144,7 +145,7 @@ fn rst_ends_after_the_linger_and_idle_timeouts_are_per_protocol() {
     assert_eq!(ended(&mut t, 300), [(6, Reason::Idle)]);
     assert!(t.is_empty());
     assert_eq!(t.stats.created, 5);
-    assert_eq!(t.stats.ended, [4, 0, 1, 0, 0]);
+    assert_eq!(t.stats.ended, [4, 0, 1, 0, 0, 0]);
 }
 
 #[test]
@@ -350,5 +351,34 @@ fn start_records_come_at_the_first_packet_and_keep_the_sums() {
         (e[0].orig.pkts, e[0].reply.pkts),
         (1, 0),
         "deltas after the start"
+    );
+}
+
+#[test]
+fn max_life_ends_a_busy_flow_and_the_next_packet_starts_another() {
+    let mut t = FlowTable::new(
+        Timeouts {
+            max_life: 100 * S,
+            ..to()
+        },
+        10,
+    );
+    for s in 0..250 {
+        t.packet(&pkt(17, 1, 5000, 2, 53, 0, 60, s));
+    }
+    t.finish();
+    let r = drain(&mut t);
+    let got: Vec<_> = r.iter().map(|r| (r.reason, r.orig.pkts, r.start)).collect();
+    assert_eq!(
+        got,
+        [
+            (Reason::Active, 100, T0),
+            (Reason::Active, 100, T0 + 100 * S),
+            (Reason::Forced, 50, T0 + 200 * S)
+        ]
+    );
+    assert!(
+        r[0].id != r[1].id && r[1].id != r[2].id,
+        "each a flow entry of its own"
     );
 }

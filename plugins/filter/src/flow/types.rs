@@ -163,4 +163,7 @@ pub struct Timeouts {
     pub linger: Usec,
     /// Interval of update records; 0 disables them.
     pub active: Usec,
+    /// Longest life of one flow entry; the next packet starts a new one.
+    /// 0: none.
+    pub max_life: Usec,
 }
