@@ -19,9 +19,13 @@ const CONF: &str = "\
 logfile=\"{LOGFILE}\"
 loglevel=3
 stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
+stack=cap1:CAPTURE,base1:BASE,flow2:FLOW,ip2str2:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU
 
 [cap1]
 file=\"{PCAP}\"
+
+[emu1]
+file=\"{EMU}\"
 
 [flow1]
 {FLOWOPTS}
@@ -135,6 +139,7 @@ fn run_rulogd(
             ("PCAP", lab::path_str(pcap)),
             ("JSON", lab::path_str(&json)),
             ("FLOWOPTS", flow_opts.to_string()),
+            ("EMU", lab::path_str(&dir.join(format!("{tag}.emu")))),
         ],
     );
     let conf_path = dir.join(format!("{tag}.conf"));
@@ -346,6 +351,15 @@ fn flows_of_a_capture_file_match_argus_and_tshark() {
     }
     let ours = rulogd_flows(&recs);
     assert_eq!(ours.len(), recs.len(), "one record per flow: {ours:#?}");
+    // PRINTFLOW takes FLOW's records as NFCT's: one DESTROY line a flow.
+    let emu = std::fs::read_to_string(d.join("defaults.emu")).unwrap();
+    assert_eq!(emu.lines().count(), recs.len(), "{emu}");
+    for l in emu.lines() {
+        assert!(
+            lab::after_syslog_head(l).starts_with("[DESTROY] ORIG: SRC="),
+            "{l}"
+        );
+    }
     // 3 TCP sessions, 5 UDP exchanges (2 fragmented), 2 pings.
     let count = |p: u8| ours.keys().filter(|k| k.0 == p).count();
     assert_eq!(

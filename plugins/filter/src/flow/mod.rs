@@ -7,6 +7,7 @@
 
 pub mod frag;
 pub mod table;
+pub mod types;
 
 use frag::{FragCache, FragKey};
 use rulogd_plugin::{
@@ -21,7 +22,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const DAY: i64 = 86400;
 
-static OPTIONS: [OptionDef; 7] = [
+static OPTIONS: [OptionDef; 9] = [
     OptionDef::int(
         "tcp_timeout",
         "300",
@@ -54,11 +55,23 @@ static OPTIONS: [OptionDef; 7] = [
     )
     .range(0, 7 * DAY),
     OptionDef::int(
+        "max_life",
+        "0",
+        "seconds after its first packet a flow ends (reason active) and the next packet starts a new one (0: never)",
+    )
+    .range(0, 365 * DAY),
+    OptionDef::int(
         "max_flows",
         "65536",
         "flows tracked at most; beyond, the least recently active ends (evicted)",
     )
     .range(1, 1 << 26),
+    OptionDef::int(
+        "start_records",
+        "0",
+        "1: a start record at each flow's first packet",
+    )
+    .flag(),
 ];
 
 /// Its own module: each key table declares an index enum of its own.
@@ -129,6 +142,8 @@ key_table! {
     K_END_USEC = KeyDef::new("flow.end.usec", KeyType::U32).ipfix(0, 151);
     K_FAMILY = KeyDef::new("oob.family", KeyType::U8);
     K_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U8);
+    // NFCT's event types: an update record is an UPDATE, an end a DESTROY.
+    K_EVENT = KeyDef::new("ct.event", KeyType::U32);
     K_FLOW_ID = KeyDef::new("flow.id", KeyType::U64).ipfix(0, 148);
     K_FLOW_SEQ = KeyDef::new("flow.seq", KeyType::U32);
     K_FLOW_TYPE = KeyDef::new("flow.type", KeyType::String);
@@ -167,6 +182,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
         other: secs(ctx, "generic_timeout"),
         linger: secs(ctx, "tcp_linger"),
         active: secs(ctx, "active_timeout"),
+        max_life: secs(ctx, "max_life"),
     };
     let set = StatSet::new(format!("{} (FLOW)", ctx.instance));
     let c = Counters {
@@ -179,11 +195,16 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
             set.counter("ended_rst"),
             set.counter("evicted"),
             set.counter("ended_forced"),
+            set.counter("ended_max_life"),
         ],
     };
     ctx.shared.add_stats(set);
     Ok(Box::new(FlowFilter {
-        table: FlowTable::new(to, ctx.options.int("max_flows") as usize),
+        table: {
+            let mut t = FlowTable::new(to, ctx.options.int("max_flows") as usize);
+            t.set_start_records(ctx.options.int("start_records") != 0);
+            t
+        },
         inputs: [None; NIN],
         out: [None; NKEYS],
         last_wall: None,
@@ -197,7 +218,7 @@ struct Counters {
     flows: Counter,
     created: Counter,
     updates: Counter,
-    ended: [Counter; 5],
+    ended: [Counter; 6],
 }
 
 struct FlowFilter {
@@ -332,7 +353,10 @@ impl FlowFilter {
         };
         let time = match rec.get_u64(s[I_SEC]) {
             Some(sec) => sec * 1_000_000 + rec.get_u64(s[I_USEC]).unwrap_or(0),
-            None => rulogd_plugin::now_sec_usec().0 as u64 * 1_000_000,
+            None => {
+                let (sec, usec) = rulogd_plugin::now_sec_usec();
+                sec as u64 * 1_000_000 + usec as u64
+            }
         };
         Some(Packet {
             family,
@@ -395,11 +419,20 @@ impl FlowFilter {
         rec.set_opt(o[K_FLOW_ID], Value::U64(r.id));
         rec.set_opt(o[K_FLOW_SEQ], Value::U32(r.seq));
         let ty: &[u8] = match r.kind {
+            Kind::Start => b"start",
             Kind::Update => b"update",
             Kind::End => b"end",
         };
         rec.set_opt(o[K_FLOW_TYPE], Value::text(ty));
-        rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
+        let event = match r.kind {
+            Kind::Start => 1,
+            Kind::Update => 2,
+            Kind::End => 4,
+        };
+        rec.set_opt(o[K_EVENT], Value::U32(event));
+        if r.kind != Kind::Start {
+            rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
+        }
         rec.set_opt(o[K_GUESSED], Value::Bool(r.guessed));
     }
 

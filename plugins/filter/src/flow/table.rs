@@ -11,24 +11,7 @@ use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 
-/// Microseconds since the Unix epoch, from the packets' own timestamps.
-pub type Usec = u64;
-
-/// TCP flag bits as on the wire.
-pub mod tcp {
-    /// FIN.
-    pub const FIN: u8 = 0x01;
-    /// SYN.
-    pub const SYN: u8 = 0x02;
-    /// RST.
-    pub const RST: u8 = 0x04;
-    /// PSH.
-    pub const PSH: u8 = 0x08;
-    /// ACK.
-    pub const ACK: u8 = 0x10;
-    /// URG.
-    pub const URG: u8 = 0x20;
-}
+pub use super::types::*;
 
 const NIL: u32 = u32::MAX;
 const PROTO_TCP: u8 = 6;
@@ -46,147 +29,6 @@ const C_LINGER: usize = 4;
 const NCLASS: usize = 5;
 /// The report list (active timeout).
 const L_REPORT: usize = NCLASS;
-
-/// A flow's key: both endpoints in canonical order, so the two directions
-/// of one conversation find the same entry.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct FlowKey {
-    /// AF_INET or AF_INET6.
-    pub family: u8,
-    /// IP protocol.
-    pub proto: u8,
-    /// The lower endpoint's address (IPv4 in the first 4 bytes).
-    pub a: [u8; 16],
-    /// The higher endpoint's address.
-    pub b: [u8; 16],
-    /// The lower endpoint's port (ICMP echo: the identifier).
-    pub pa: u16,
-    /// The higher endpoint's port.
-    pub pb: u16,
-}
-
-/// One packet as the table sees it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Packet {
-    /// AF_INET or AF_INET6.
-    pub family: u8,
-    /// IP protocol.
-    pub proto: u8,
-    /// Source address (IPv4 in the first 4 bytes).
-    pub src: [u8; 16],
-    /// Destination address.
-    pub dst: [u8; 16],
-    /// Source port (0 without one).
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
-    /// IP total length.
-    pub bytes: u64,
-    /// TCP flags (0 for other protocols).
-    pub flags: u8,
-    /// ICMP or ICMPv6 type and code.
-    pub icmp: Option<(u8, u8)>,
-    /// Capture time.
-    pub time: Usec,
-}
-
-/// One direction's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Dir {
-    /// Packets.
-    pub pkts: u64,
-    /// Bytes (IP total length).
-    pub bytes: u64,
-    /// OR of TCP flags.
-    pub flags: u8,
-}
-
-/// What kind of record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// The active timeout: counters since the previous record.
-    Update,
-    /// The flow ended.
-    End,
-}
-
-/// Why a record was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// No packet for the class's idle timeout.
-    Idle,
-    /// The active timeout (update records).
-    Active,
-    /// FIN seen from both sides, then the linger.
-    Fin,
-    /// RST seen, then the linger.
-    Rst,
-    /// The table was full; least recently active flow ended.
-    Evicted,
-    /// Shutdown, end of the capture file.
-    Forced,
-}
-
-impl Reason {
-    /// The word in `flow.end_reason`.
-    pub fn word(self) -> &'static str {
-        match self {
-            Reason::Idle => "idle",
-            Reason::Active => "active",
-            Reason::Fin => "fin",
-            Reason::Rst => "rst",
-            Reason::Evicted => "evicted",
-            Reason::Forced => "forced",
-        }
-    }
-}
-
-/// A record ready for output: counters are deltas since the flow's
-/// previous record.
-#[derive(Clone, Copy, Debug)]
-pub struct Report {
-    /// The flow's key.
-    pub key: FlowKey,
-    /// Whether endpoint `a` of the key initiated.
-    pub init_is_a: bool,
-    /// Whether the initiator was guessed (the first packet was no SYN).
-    pub guessed: bool,
-    /// Flow id, unique per table.
-    pub id: u64,
-    /// Record number within the flow, from 1.
-    pub seq: u32,
-    /// The flow's first packet.
-    pub start: Usec,
-    /// The flow's last packet so far.
-    pub end: Usec,
-    /// Initiator → responder.
-    pub orig: Dir,
-    /// Responder → initiator.
-    pub reply: Dir,
-    /// ICMP type and code of the first ICMP packet.
-    pub icmp: Option<(u8, u8)>,
-    /// Update or end.
-    pub kind: Kind,
-    /// Why.
-    pub reason: Reason,
-}
-
-/// Timeouts in microseconds (0: the active timeout is off).
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// Idle TCP.
-    pub tcp: Usec,
-    /// Idle UDP.
-    pub udp: Usec,
-    /// Idle ICMP and ICMPv6.
-    pub icmp: Usec,
-    /// Idle, any other protocol.
-    pub other: Usec,
-    /// After RST, or FIN from both sides.
-    pub linger: Usec,
-    /// Interval of update records; 0 disables them.
-    pub active: Usec,
-}
 
 #[derive(Clone, Copy, Default)]
 struct Link {
@@ -235,8 +77,8 @@ struct Flow {
 pub struct Stats {
     /// Flows created.
     pub created: u64,
-    /// Flows ended, by reason (idle, fin, rst, evicted, forced).
-    pub ended: [u64; 5],
+    /// Flows ended, by reason (idle, fin, rst, evicted, forced, max life).
+    pub ended: [u64; 6],
     /// Update records.
     pub updates: u64,
 }
@@ -255,6 +97,8 @@ pub struct FlowTable {
     pending: VecDeque<Report>,
     /// `finish` was called: `pop` ends the flows one by one.
     finishing: bool,
+    /// Whether a flow's first packet makes a start record.
+    start_records: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -270,7 +114,8 @@ fn class_of(proto: u8) -> usize {
 
 fn reason_index(r: Reason) -> usize {
     match r {
-        Reason::Idle | Reason::Active => 0,
+        Reason::New | Reason::Idle => 0,
+        Reason::Active => 5,
         Reason::Fin => 1,
         Reason::Rst => 2,
         Reason::Evicted => 3,
@@ -298,6 +143,7 @@ impl FlowTable {
             next_id: 1,
             pending: VecDeque::with_capacity(64),
             finishing: false,
+            start_records: false,
             stats: Stats::default(),
         }
     }
@@ -315,6 +161,11 @@ impl FlowTable {
     /// The table's clock: the latest time seen.
     pub fn now(&self) -> Usec {
         self.now
+    }
+
+    /// Makes each flow's first packet queue a start record.
+    pub fn set_start_records(&mut self, on: bool) {
+        self.start_records = on;
     }
 
     /// The next record ready for output.
@@ -497,10 +348,20 @@ impl FlowTable {
         let now = self.now.max(p.time);
         let hash = self.hasher.hash_one(key);
         let flows = &self.flows;
-        let found = self.index.find(hash, |&j| flows[j as usize].key == key);
-        let i = match found {
-            Some(&i) => i,
-            None => self.create(key, hash, p, src_is_a, now),
+        let mut found = self
+            .index
+            .find(hash, |&j| flows[j as usize].key == key)
+            .copied();
+        if let Some(i) = found {
+            let start = self.flows[i as usize].start;
+            if self.to.max_life > 0 && p.time >= start.saturating_add(self.to.max_life) {
+                self.end(i, Reason::Active);
+                found = None;
+            }
+        }
+        let (i, new) = match found {
+            Some(i) => (i, false),
+            None => (self.create(key, hash, p, src_is_a, now), true),
         };
         let f = &mut self.flows[i as usize];
         let mut from_orig = src_is_a == f.init_is_a;
@@ -547,6 +408,9 @@ impl FlowTable {
         f.class = class as u8;
         self.unlink(0, old, i);
         self.push_back(0, class, i);
+        if new && self.start_records {
+            self.report(i, Kind::Start, Reason::New);
+        }
     }
 
     fn create(&mut self, key: FlowKey, hash: u64, p: &Packet, src_is_a: bool, now: Usec) -> u32 {

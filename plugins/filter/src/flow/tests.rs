@@ -13,6 +13,7 @@ fn to() -> Timeouts {
         other: 60 * S,
         linger: 10 * S,
         active: 0,
+        max_life: 0,
     }
 }
 
@@ -144,7 +145,7 @@ fn rst_ends_after_the_linger_and_idle_timeouts_are_per_protocol() {
     assert_eq!(ended(&mut t, 300), [(6, Reason::Idle)]);
     assert!(t.is_empty());
     assert_eq!(t.stats.created, 5);
-    assert_eq!(t.stats.ended, [4, 0, 1, 0, 0]);
+    assert_eq!(t.stats.ended, [4, 0, 1, 0, 0, 0]);
 }
 
 #[test]
@@ -291,6 +292,7 @@ mod plugin {
         assert_eq!(u(&h, "oob.family"), Some(2));
         assert_eq!(h.out_text("flow.type"), "end");
         assert_eq!(h.out_text("flow.end_reason"), "idle");
+        assert_eq!(u(&h, "ct.event"), Some(4), "NFCT's DESTROY");
         assert!(h.out("orig.tcp.flags").is_none(), "UDP has no flags");
         assert!(!take(&mut h), "one flow, one record");
     }
@@ -326,4 +328,57 @@ fn finish_ends_flows_one_at_a_time_as_they_are_taken() {
         assert_eq!((r.reason, t.len()), (Reason::Forced, left));
     }
     assert_eq!((left, t.stats.ended[4]), (0, 10_000));
+}
+
+#[test]
+fn start_records_come_at_the_first_packet_and_keep_the_sums() {
+    let mut t = FlowTable::new(to(), 10);
+    t.set_start_records(true);
+    t.packet(&pkt(6, 1, 80, 9, 40000, SA, 60, 0));
+    let r = drain(&mut t);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].kind, r[0].seq, initiator(&r[0])),
+        (Kind::Start, 1, (9, 40000))
+    );
+    assert_eq!((r[0].orig.pkts, r[0].reply.pkts), (0, 1));
+    t.packet(&pkt(6, 9, 40000, 1, 80, tcp::ACK, 52, 0));
+    assert!(drain(&mut t).is_empty(), "one start record a flow");
+    t.finish();
+    let e = drain(&mut t);
+    assert_eq!((e[0].kind, e[0].seq), (Kind::End, 2));
+    assert_eq!(
+        (e[0].orig.pkts, e[0].reply.pkts),
+        (1, 0),
+        "deltas after the start"
+    );
+}
+
+#[test]
+fn max_life_ends_a_busy_flow_and_the_next_packet_starts_another() {
+    let mut t = FlowTable::new(
+        Timeouts {
+            max_life: 100 * S,
+            ..to()
+        },
+        10,
+    );
+    for s in 0..250 {
+        t.packet(&pkt(17, 1, 5000, 2, 53, 0, 60, s));
+    }
+    t.finish();
+    let r = drain(&mut t);
+    let got: Vec<_> = r.iter().map(|r| (r.reason, r.orig.pkts, r.start)).collect();
+    assert_eq!(
+        got,
+        [
+            (Reason::Active, 100, T0),
+            (Reason::Active, 100, T0 + 100 * S),
+            (Reason::Forced, 50, T0 + 200 * S)
+        ]
+    );
+    assert!(
+        r[0].id != r[1].id && r[1].id != r[2].id,
+        "each a flow entry of its own"
+    );
 }
