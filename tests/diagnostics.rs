@@ -126,6 +126,11 @@ fn conntrack_accounting_and_timestamps_off_are_named_with_the_sysctl() {
         &[],
         &[&json],
     );
+    // The output's file can exist before NFCT has said its piece.
+    lab::wait_until(std::time::Duration::from_secs(10), || {
+        let l = d.log_text();
+        l.contains("nf_conntrack_acct is 0") && l.contains("nf_conntrack_timestamp is 0")
+    });
     let log = d.log_text();
     d.stop();
     for k in ["acct", "timestamp"] {
