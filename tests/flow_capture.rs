@@ -142,24 +142,8 @@ fn run_rulogd(
             ("EMU", lab::path_str(&dir.join(format!("{tag}.emu")))),
         ],
     );
-    let conf_path = dir.join(format!("{tag}.conf"));
-    std::fs::write(&conf_path, conf).unwrap();
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .env("STATE_DIRECTORY", dir.join("state"))
-        .output()
-        .unwrap();
-    let recs = if json.exists() {
-        lab::read_records(&json)
-    } else {
-        Vec::new()
-    };
-    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), recs, text)
+    let f = rulogd_tests::daemon::run_to_exit(dir, tag, &conf, &json, &log);
+    (f.code, f.records, f.log)
 }
 
 fn rulogd_flows(recs: &[Record]) -> Flows {

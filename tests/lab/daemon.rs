@@ -356,3 +356,43 @@ pub fn drops_note(ns: &Netns, group: u16) -> String {
 pub fn wait_drained(ns: &Netns, group: u16, timeout: Duration) -> bool {
     wait_until(timeout, || ns.nflog_drained(group))
 }
+
+/// What a run of rulogd that ends by itself (a capture file read to its
+/// end) left: its exit code, the records of its JSON file, its log and
+/// stderr.
+pub struct Finished {
+    /// The exit code, `None` if a signal ended it.
+    pub code: Option<i32>,
+    /// The JSON file's records (none if it was not made).
+    pub records: Vec<crate::Record>,
+    /// The daemon's log followed by its stderr.
+    pub log: String,
+}
+
+/// Writes `conf` to `dir/<tag>.conf` and runs rulogd on it until it exits
+/// (at most 60 s), its state under `dir/state`; `json` and `log` are the
+/// paths the config names.
+pub fn run_to_exit(dir: &Path, tag: &str, conf: &str, json: &Path, log: &Path) -> Finished {
+    let conf_path = dir.join(format!("{tag}.conf"));
+    std::fs::write(&conf_path, conf).expect("write config");
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(rulogd_bin())
+        .arg("-c")
+        .arg(&conf_path)
+        .env("STATE_DIRECTORY", dir.join("state"))
+        .output()
+        .expect("run rulogd");
+    let records = if json.exists() {
+        crate::read_records(json)
+    } else {
+        Vec::new()
+    };
+    let mut text = std::fs::read_to_string(log).unwrap_or_default();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Finished {
+        code: out.status.code(),
+        records,
+        log: text,
+    }
+}
