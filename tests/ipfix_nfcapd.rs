@@ -498,3 +498,81 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
         .any(|r| r["pr"] == "ICMP6" && r["sa"] == "0.0.0.0"));
     assert!(rrows.iter().any(|r| r["pr"] == "ICMP6" && r["sa"] == "::1"));
 }
+
+/// FLOW records (CAPTURE over a capture file → BASE → FLOW) go out as IPFIX
+/// just as NFCT's do: nfdump shows every flow the JSON output of the same
+/// stack wrote, with its packets and bytes per direction.
+#[test]
+fn flow_records_from_a_capture_file_reach_nfcapd() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = Netns::new("ipfix-flow").unwrap();
+    let dir = TempDir::new("ipfix-flow");
+    let port = lab::free_port();
+    let col = Nfcapd::start(&ns, port, &dir.path().join("col"));
+    let pcap =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/capture_file/seed-eth-us.pcap");
+    let json = dir.path().join("flows.json");
+    let conf = format!(
+        "[global]\nstack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON\n\
+         stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ipfix1:IPFIX\n\
+         [cap1]\nfile=\"{}\"\n[json1]\nfile=\"{}\"\n\
+         [ipfix1]\nhost=\"127.0.0.1\"\nport={port}\nproto=\"udp\"\noid=7\n",
+        lab::path_str(&pcap),
+        lab::path_str(&json)
+    );
+    let conf_path = dir.path().join("rulogd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = ns
+        .command("env")
+        .arg(format!(
+            "STATE_DIRECTORY={}",
+            dir.path().join("state").display()
+        ))
+        .args(["timeout", "60"])
+        .arg(lab::rulogd_bin())
+        .arg("-c")
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (rows, stat) = col.stop();
+    let flows = lab::read_records(&json);
+    assert!(flows.len() >= 2, "{flows:?}");
+    assert_eq!(
+        rows.len(),
+        flows.len(),
+        "nfdump rows vs flow records\n{rows:?}\n{stat}"
+    );
+    for r in &flows {
+        let row = find(&rows, r, false)
+            .unwrap_or_else(|| panic!("no nfdump row for {}\n{rows:?}", r.line));
+        assert_eq!(
+            num(row, "ipkt"),
+            r.req_u64("orig.raw.pktcount"),
+            "{}",
+            r.line
+        );
+        assert_eq!(num(row, "ibyt"), r.req_u64("orig.raw.pktlen"), "{}", r.line);
+        assert_eq!(
+            num(row, "opkt"),
+            r.req_u64("reply.raw.pktcount"),
+            "{}",
+            r.line
+        );
+        assert_eq!(
+            num(row, "obyt"),
+            r.req_u64("reply.raw.pktlen"),
+            "{}",
+            r.line
+        );
+    }
+    assert!(stat.contains("Sequence failures: 0"), "{stat}");
+}

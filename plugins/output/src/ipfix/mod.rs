@@ -85,7 +85,8 @@ static INPUT: [KeyDef; 23] = [
     KeyDef::new("orig.l4.sport", KeyType::U16),
     KeyDef::new("orig.l4.dport", KeyType::U16),
     KeyDef::new("orig.ip.protocol", KeyType::U8),
-    KeyDef::new("ct.mark", KeyType::U32),
+    // Required by ulogd2, never exported: optional, so FLOW records bind too.
+    KeyDef::new("ct.mark", KeyType::U32).optional(),
     KeyDef::new("reply.ip.saddr", KeyType::IpAddr).optional(),
     KeyDef::new("reply.ip.daddr", KeyType::IpAddr).optional(),
     KeyDef::new("reply.l4.sport", KeyType::U16).optional(),
