@@ -10,8 +10,8 @@ use rulogd_tests::traffic::{icmp_echo, udp_send};
 use rulogd_tests::{self as lab, Netns, Record, TempDir};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const CONF: &str = "\
 [global]
@@ -25,40 +25,6 @@ file=\"{PCAP}\"
 [json1]
 file=\"{JSON}\"
 ";
-
-/// Starts a capture program in `ns` and waits until it listens.
-fn start_capture(ns: &Netns, program: &str, args: &[&str], dir: &Path) -> Child {
-    let err = dir.join(format!("{program}.stderr"));
-    let mut c = ns
-        .command(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&err).unwrap_or_default();
-        if text.contains("listening on") || text.contains("Capturing on") {
-            return c;
-        }
-        assert!(c.try_wait().unwrap().is_none(), "{program} exited: {text}");
-        assert!(Instant::now() < until, "{program} did not start: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Stops a capture program with SIGINT, so it writes out its file.
-fn stop_capture(mut c: Child) {
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: kill(2) on a child we spawned.
-    unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-    let st = c.wait().unwrap();
-    assert!(
-        st.success() || st.code() == Some(0) || st.code().is_none(),
-        "{st:?}"
-    );
-}
 
 /// Some pings and UDP datagrams over loopback, IPv4 and IPv6.
 fn traffic(ns: &Netns) {
@@ -232,11 +198,11 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
             argv.push(filter.to_string());
         }
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let c = start_capture(&ns, program, &argv, d);
+        let c = lab::capture::start(&ns, program, &argv, d);
         // `-i any` binds its socket after saying it listens.
         std::thread::sleep(Duration::from_millis(300));
         traffic(&ns);
-        stop_capture(c);
+        lab::capture::stop(c);
         let want = tshark(path);
         assert!(
             want.len() >= 6,

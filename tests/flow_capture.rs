@@ -11,8 +11,8 @@ use rulogd_tests::{self as lab, Netns, Record, TempDir};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const CONF: &str = "\
 [global]
@@ -37,37 +37,6 @@ file=\"{JSON}\"
 /// Per flow, keyed by (proto, initiator addr, port, responder addr, port):
 /// (orig packets, orig bytes, reply packets, reply bytes).
 type Flows = BTreeMap<(u8, String, u16, String, u16), (u64, u64, u64, u64)>;
-
-fn start_tcpdump(ns: &Netns, pcap: &Path, dir: &Path) -> Child {
-    let err = dir.join("tcpdump.stderr");
-    let mut c = ns
-        .command("tcpdump")
-        .args([
-            "-i",
-            "lo",
-            "--immediate-mode",
-            "-B",
-            "8192",
-            "-U",
-            "-n",
-            "-w",
-        ])
-        .arg(pcap)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("tcpdump");
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&err).unwrap_or_default();
-        if text.contains("listening on") {
-            return c;
-        }
-        assert!(c.try_wait().unwrap().is_none(), "tcpdump exited: {text}");
-        assert!(Instant::now() < until, "tcpdump did not start: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// One UDP request and its response (`req` + i and `rep` bytes), `n`
 /// times, on one socket pair, `gap` apart.
@@ -314,13 +283,9 @@ fn flows_of_a_capture_file_match_argus_and_tshark() {
         .status()
         .unwrap();
     assert!(st.success());
-    let c = start_tcpdump(&ns, &pcap, d);
+    let c = lab::capture::tcpdump_lo(&ns, &pcap, d);
     traffic(&ns);
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: kill(2) on a child we spawned.
-    unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-    let mut c = c;
-    c.wait().unwrap();
+    lab::capture::stop(c);
 
     let (code, recs, log) = run_rulogd(d, "defaults", &pcap, "");
     assert_eq!(

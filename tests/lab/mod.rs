@@ -22,6 +22,7 @@
 //! d.stop();
 //! ```
 
+pub mod capture;
 pub mod carbon;
 pub mod daemon;
 pub mod json;
