@@ -13,9 +13,9 @@
 //! `RULOGD_BIN=/usr/sbin/ulogd` compares ulogd with itself.
 
 use rulogd_tests::daemon::oracle_mode;
-use rulogd_tests::traffic::{icmp_echo, tcp_session};
+use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
 use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -158,27 +158,6 @@ impl Pair {
         self.ulogd.stop();
         self.rulogd.stop();
         (lab::read_records(u), lab::read_records(r), self.dir)
-    }
-}
-
-/// UDP both ways: `n` datagrams of `len` bytes, each echoed.
-fn udp_echo(server: SocketAddr, n: usize, len: usize) {
-    let srv = UdpSocket::bind(server).unwrap();
-    let any: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .unwrap();
-    let c = UdpSocket::bind(any).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut buf = vec![0u8; 2048];
-    for _ in 0..n {
-        c.send_to(&vec![7u8; len], server).unwrap();
-        let (k, from) = srv.recv_from(&mut buf).unwrap();
-        srv.send_to(&buf[..k], from).unwrap();
-        c.recv_from(&mut buf).unwrap();
     }
 }
 

@@ -17,11 +17,11 @@
 //! Run: `cargo build -p rulogd && RULOGD_KERNEL_TESTS=1 cargo test -p
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
 
-use rulogd_tests::traffic::{icmp_echo, tcp_session};
+use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
 use rulogd_tests::tshark::{check_clean, Tshark};
 use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -124,27 +124,6 @@ impl Nfcapd {
             })
             .collect();
         (rows, stat)
-    }
-}
-
-/// UDP both ways: `n` datagrams of `len` bytes, each echoed.
-fn udp_echo(server: SocketAddr, n: usize, len: usize) {
-    let srv = UdpSocket::bind(server).unwrap();
-    let any: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .unwrap();
-    let c = UdpSocket::bind(any).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut buf = vec![0u8; 2048];
-    for _ in 0..n {
-        c.send_to(&vec![7u8; len], server).unwrap();
-        let (k, from) = srv.recv_from(&mut buf).unwrap();
-        srv.send_to(&buf[..k], from).unwrap();
-        c.recv_from(&mut buf).unwrap();
     }
 }
 

@@ -245,3 +245,24 @@ pub fn icmp_echo(dst: IpAddr, id: u16, seq0: u16, count: u16) -> io::Result<usiz
     }
     Ok(replies)
 }
+
+/// UDP both ways: `n` datagrams of `len` bytes, each echoed.
+pub fn udp_echo(server: SocketAddr, n: usize, len: usize) {
+    let srv = UdpSocket::bind(server).unwrap();
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .unwrap();
+    let c = UdpSocket::bind(any).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..n {
+        c.send_to(&vec![7u8; len], server).unwrap();
+        let (k, from) = srv.recv_from(&mut buf).unwrap();
+        srv.send_to(&buf[..k], from).unwrap();
+        c.recv_from(&mut buf).unwrap();
+    }
+}
