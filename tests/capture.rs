@@ -189,9 +189,13 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
         let mut argv: Vec<String> = args.clone();
         match *program {
             "tcpdump" => {
-                argv.extend(["--immediate-mode", "-B", "8192", "-U", "-n", "-w"].map(String::from))
+                argv.extend(lab::capture::TCPDUMP_ARGS.map(String::from));
+                argv.push("-w".into());
             }
-            _ => argv.extend(["-q", "-f", filter, "-w"].map(String::from)),
+            // The same snap length and ring room as tcpdump's (-B in MiB).
+            _ => {
+                argv.extend(["-q", "-s", "65600", "-B", "64", "-f", filter, "-w"].map(String::from))
+            }
         }
         argv.push(lab::path_str(path));
         if *program == "tcpdump" {
