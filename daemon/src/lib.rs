@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod external;
 pub mod info;
 pub mod logging;
 pub mod metrics;
@@ -49,8 +50,29 @@ pub fn check(cfg: &config::Config) -> Result<Vec<stack::Tree>, config::ConfigErr
     Ok(trees)
 }
 
-fn info(name: &str) -> i32 {
+fn info(name: &str, config: Option<&Path>) -> i32 {
+    if external::is_external(name) {
+        return match external::load(Path::new(name)) {
+            Ok(i) => {
+                print!("{}", info::describe(i));
+                0
+            }
+            Err(e) => {
+                eprintln!("rulogd: plugin {name}: {e}");
+                1
+            }
+        };
+    }
     let n = registry::name_from_path(name);
+    if registry::find(n).is_none() {
+        // An external plugin by name: the config's plugin= lines say where.
+        if let Some(Err(e)) =
+            config.map(|c| config::load(c).and_then(|c| external::load_config_plugins(&c)))
+        {
+            eprintln!("rulogd: {e}");
+            return 1;
+        }
+    }
     match registry::find(n) {
         Some(r) => {
             print!("{}", info::describe(r.info));
@@ -58,7 +80,7 @@ fn info(name: &str) -> i32 {
         }
         None => {
             eprintln!(
-                "rulogd: no plugin `{n}`; built-in plugins: {}",
+                "rulogd: no plugin `{n}`; known plugins: {}",
                 registry::names(None).join(", ")
             );
             1
@@ -84,7 +106,7 @@ pub fn run(argv: Vec<String>) -> i32 {
         return 0;
     }
     if let Some(p) = &args.info {
-        return info(p);
+        return info(p, args.config.as_deref());
     }
     logging::init(args.loglevel.unwrap_or(5));
     logging::set_mirror(args.verbose && !args.daemon);

@@ -10,13 +10,15 @@ pub fn builtins() -> Vec<Registration> {
     v
 }
 
-/// The plugin with ulogd name `name` (exact, then case-insensitive).
+/// The plugin with ulogd name `name` (exact, then case-insensitive): a
+/// built-in, else an external plugin loaded from a `plugin=` line.
 pub fn find(name: &str) -> Option<Registration> {
     let all = builtins();
     all.iter()
         .find(|r| r.info.name == name)
         .or_else(|| all.iter().find(|r| r.info.name.eq_ignore_ascii_case(name)))
         .copied()
+        .or_else(|| crate::external::find(name))
 }
 
 /// Maps a ulogd plugin path such as `/usr/lib/ulogd/ulogd_output_JSON.so`
@@ -27,13 +29,16 @@ pub fn name_from_path(path: &str) -> &str {
     stem.rsplit('_').next().unwrap_or(stem)
 }
 
-/// Names of every built-in of a kind, for error messages.
+/// Names of every built-in (then every loaded external plugin) of a kind,
+/// for error messages.
 pub fn names(kind: Option<PluginKind>) -> Vec<&'static str> {
-    builtins()
+    let mut v: Vec<&'static str> = builtins()
         .iter()
         .filter(|r| kind.is_none_or(|k| r.info.kind == k))
         .map(|r| r.info.name)
-        .collect()
+        .collect();
+    v.extend(crate::external::names(kind));
+    v
 }
 
 #[cfg(test)]

@@ -80,7 +80,10 @@ fn kind_name(k: PluginKind) -> &'static str {
 }
 
 /// Checks names, shapes and options and lays out the trees (no side effects).
+/// External plugins named by `plugin=` lines are loaded first, so their
+/// names work in stack lines.
 pub fn plan(cfg: &Config) -> Result<Vec<Tree>, ConfigError> {
+    crate::external::load_config_plugins(cfg)?;
     plan_with(cfg, &registry::find)
 }
 
@@ -92,7 +95,11 @@ pub fn plan_with(
     if cfg.stacks.is_empty() {
         return Err(cfg.err(0, "no stack= line in [global]: nothing to do"));
     }
-    for p in &cfg.plugins {
+    for p in cfg
+        .plugins
+        .iter()
+        .filter(|p| !crate::external::is_external(&p.path))
+    {
         let name = registry::name_from_path(&p.path);
         if find(name).is_none() {
             log::warn!(
@@ -114,7 +121,7 @@ pub fn plan_with(
                 cfg.err(
                     st.line,
                     format!(
-                        "stack `{}`: unknown plugin `{}` for instance `{}`; built-in plugins: {}",
+                        "stack `{}`: unknown plugin `{}` for instance `{}`; known plugins: {}",
                         st.text,
                         e.plugin,
                         e.id,
