@@ -20,7 +20,7 @@
  *   - main thread, before any record:  configure, start, writer_open
  *   - input thread (one per input instance; an instance is only ever
  *     called from one thread):          process, tick, signal, format,
- *                                        flush, destroy
+ *                                        destroy
  *   - the output's writer thread (one per output instance id):
  *                                        writer_write, writer_reopen,
  *                                        writer_close
@@ -168,8 +168,6 @@ struct rulogd_host {
 #define RULOGD_CONTINUE 0
 #define RULOGD_DROP 1
 
-/* Descriptor flags (none in ABI 1). */
-
 struct rulogd_plugin {
 	uint32_t abi_version; /* RULOGD_PLUGIN_ABI_VERSION: always first */
 	uint32_t size;        /* sizeof(struct rulogd_plugin) */
@@ -191,9 +189,10 @@ struct rulogd_plugin {
 			   char *err, size_t errlen);
 	/* Main thread, after key binding: 0, or -1 with a message in err. May be NULL. */
 	int (*start)(void *inst, char *err, size_t errlen);
-	/* Input thread; the instance is gone after it. May be NULL. */
+	/* Input thread (the main thread if start-up failed); the instance is
+	 * gone after it. May be NULL. */
 	void (*destroy)(void *inst);
-	/* Input thread, at least every 100 ms. May be NULL. */
+	/* Filters, input thread, at least every 100 ms. May be NULL. */
 	void (*tick)(void *inst);
 	/* Input thread: SIGHUP (1), SIGUSR1 (10), SIGUSR2 (12). May be NULL. */
 	void (*signal)(void *inst, int signo);

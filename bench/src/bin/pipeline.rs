@@ -31,12 +31,15 @@ usage: pipeline --replay FILE [options]
   --records N       records per repeat (default 2M; the capture is replayed in a loop)
   --repeats N       repeats (default 5); min / median / max are printed
   --out PATH        JSON file (default /dev/null)
-  --conf-extra TEXT extra lines for the [json1] section (\\n separated)";
+  --conf-extra TEXT extra lines for the [json1] section (\\n separated)
+  --filters LIST    the filters after BASE (default ifi1:IFINDEX,ip2str1:IP2STR; \"\" for none)
+  --plugin PATH     an external filter (.so) run right after BASE as ext1, to
+                    measure what crossing the plugin ABI costs";
 
 const CONF: &str = "\
 [global]
 loglevel=5
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
+stack=log1:NFLOG,base1:BASE{EXT}{FILTERS},json1:JSON
 
 [log1]
 group=5
@@ -178,8 +181,25 @@ struct Result1 {
     wall: Duration,
 }
 
-fn run_once(dump: &[Vec<u8>], per_pass: u64, records: u64, out: &str, extra: &str) -> Result1 {
-    let text = CONF.replace("{FILE}", out) + extra;
+/// The stack between BASE and JSON: an external filter, then built-ins.
+struct Middle {
+    ext: String,
+    filters: String,
+}
+
+fn run_once(
+    dump: &[Vec<u8>],
+    per_pass: u64,
+    records: u64,
+    out: &str,
+    extra: &str,
+    mid: &Middle,
+) -> Result1 {
+    let text = CONF
+        .replace("{FILE}", out)
+        .replace("{EXT}", &mid.ext)
+        .replace("{FILTERS}", &mid.filters)
+        + extra;
     let cfg = config::parse_ulogd(Path::new("<pipeline>"), &text).expect("config");
     let (rx, tx) = socketpair();
     *SOCK.lock().unwrap() = Some(rx);
@@ -237,6 +257,26 @@ fn main() -> io::Result<()> {
         .map(|e| e.replace("\\n", "\n") + "\n")
         .unwrap_or_default();
     rulogd::logging::init(4);
+    let filters = args.str("filters").unwrap_or("ifi1:IFINDEX,ip2str1:IP2STR");
+    let mid = Middle {
+        ext: match args.str("plugin") {
+            Some(p) => {
+                let info = rulogd::external::load(Path::new(p))
+                    .unwrap_or_else(|e| panic!("plugin {p}: {e}"));
+                format!(",ext1:{}", info.name)
+            }
+            None => String::new(),
+        },
+        filters: if filters.is_empty() {
+            String::new()
+        } else {
+            format!(",{filters}")
+        },
+    };
+    println!(
+        "stack: log1:NFLOG,base1:BASE{}{},json1:JSON",
+        mid.ext, mid.filters
+    );
     println!(
         "capture: {} datagrams, {per_pass} records, {:.1} records per datagram",
         dump.len(),
@@ -246,7 +286,7 @@ fn main() -> io::Result<()> {
     let mut rate = Vec::new();
     let mut wr = Vec::new();
     for i in 0..repeats {
-        let r = run_once(&dump, per_pass, records, &out, &extra);
+        let r = run_once(&dump, per_pass, records, &out, &extra, &mid);
         let ns = r.input_ns as f64 / r.records as f64;
         let wns = r.writer_ns as f64 / r.records as f64;
         println!(
