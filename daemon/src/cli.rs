@@ -39,7 +39,7 @@ Netfilter userspace logging daemon (a drop-in successor to ulogd2)
   -p, --pidfile FILE     write the pid to FILE (refuses to start if another holds it)
   -v, --verbose          mirror log lines to stderr
   -l, --loglevel N       log level: 1 debug, 3 info, 5 notice (default), 7 error, 8 fatal
-  -i, --info PLUGIN      describe a plugin (name such as JSON, or a ulogd .so path)
+  -i, --info PLUGIN      describe a plugin (name such as JSON, a ulogd .so path, or a plugin file)
   -t, --check            check the config, print every stack with its key bindings, exit
   -h, --help             this text
   -V, --version          version
