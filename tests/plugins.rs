@@ -57,9 +57,9 @@ fn csv_plugin(dir: &Path) -> PathBuf {
     gcc(dir, "csv", &root().join("examples/plugins/csv_output.c"))
 }
 
-/// The Rust cdylibs (PORTDROP, PANICKY), built once with cargo.
-fn rust_plugins() -> &'static (PathBuf, PathBuf) {
-    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+/// The Rust cdylibs (PORTDROP, PANICKY, LINES), built once with cargo.
+fn rust_plugins() -> &'static (PathBuf, PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf, PathBuf)> = OnceLock::new();
     BUILT.get_or_init(|| {
         let st = Command::new(env!("CARGO"))
             .args([
@@ -68,6 +68,8 @@ fn rust_plugins() -> &'static (PathBuf, PathBuf) {
                 "rulogd-example-portdrop",
                 "-p",
                 "rulogd-test-panicky",
+                "-p",
+                "rulogd-test-lines",
             ])
             .current_dir(root())
             .status()
@@ -80,6 +82,7 @@ fn rust_plugins() -> &'static (PathBuf, PathBuf) {
         (
             d.join("librulogd_portdrop.so"),
             d.join("librulogd_panicky.so"),
+            d.join("librulogd_lines.so"),
         )
     })
 }
@@ -143,7 +146,7 @@ fn c_output_and_rust_filter_match_json_record_by_record() {
     .unwrap();
     let dir = TempDir::new("plugins");
     let csv = csv_plugin(dir.path());
-    let (portdrop, _) = rust_plugins();
+    let (portdrop, _, _) = rust_plugins();
     let (kept, all, rows) = (
         dir.path().join("kept.json"),
         dir.path().join("all.json"),
@@ -250,17 +253,26 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
     )))
     .unwrap();
     let dir = TempDir::new("plugpanic");
-    let (_, panicky) = rust_plugins();
-    let (boom, all) = (dir.path().join("boom.json"), dir.path().join("all.json"));
+    let (_, panicky, lines) = rust_plugins();
+    let (boom, all, rows) = (
+        dir.path().join("boom.json"),
+        dir.path().join("all.json"),
+        dir.path().join("lines.txt"),
+    );
+    // LINES, the SDK's output side, rides along on the full stream.
     let conf = format!(
-        "[global]\nlogfile=\"{{LOGFILE}}\"\nloglevel=3\nplugin=\"{}\"\n\
+        "[global]\nlogfile=\"{{LOGFILE}}\"\nloglevel=3\nplugin=\"{}\"\nplugin=\"{}\"\n\
          stack=log1:NFLOG,base1:BASE,boom1:PANICKY,json1:JSON\n\
          stack=log1:NFLOG,base1:BASE,json2:JSON\n\
+         stack=log1:NFLOG,base1:BASE,lines1:LINES\n\
          [log1]\ngroup={group}\n[boom1]\nport=5353\n\
-         [json1]\nfile=\"{}\"\nsync=1\n[json2]\nfile=\"{}\"\nsync=1\n",
+         [json1]\nfile=\"{}\"\nsync=1\n[json2]\nfile=\"{}\"\nsync=1\n\
+         [lines1]\nfile=\"{}\"\n",
         s(panicky),
+        s(lines),
         s(&boom),
-        s(&all)
+        s(&all),
+        s(&rows)
     );
     let mut d = Daemon::start(
         &ns,
@@ -285,7 +297,15 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
     let boom = lab::read_records(&boom);
     assert_eq!(boom.len(), 4);
     assert!(boom.iter().all(|r| r.u64("dest_port") == Some(9999)));
-    assert_eq!(lab::read_records(&all).len(), 7);
+    let all = lab::read_records(&all);
+    assert_eq!(all.len(), 7);
+    let want: Vec<String> = all
+        .iter()
+        .map(|r| format!("{} {}", field(r, "oob.prefix"), field(r, "dest_port")))
+        .collect();
+    let text = std::fs::read_to_string(&rows).unwrap();
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(got, want, "the Rust output's lines against JSON");
     assert!(
         log.contains("panic in process: record to port 5353 (as asked)"),
         "{log}"
@@ -359,7 +379,7 @@ fn plugins_are_checked_at_their_plugin_line() {
 fn loaded_plugins_work_in_toml_with_info_and_check() {
     let dir = TempDir::new("plugtoml");
     let csv = csv_plugin(dir.path());
-    let (portdrop, _) = rust_plugins();
+    let (portdrop, _, _) = rust_plugins();
     let conf = format!(
         "[global]\nplugin = [\"{}\", \"{}\"]\n\
          stack = [\"log1:NFLOG,base1:BASE,drop1:PORTDROP,csv1:CSV\"]\n\
