@@ -153,8 +153,10 @@ struct rulogd_host {
 	/* Whether input key number `key` holds a value for this record. */
 	int (*is_valid)(const struct rulogd_record *rec, uint32_t key);
 	/* Sets output key number `key` (filters only): 0, or -1 if the key or
-	 * the value is unusable. Strings and bytes are copied unless they point
-	 * into the record's receive buffer (then they stay a reference). */
+	 * the value is unusable or not of the key's declared type (STRING and
+	 * RAWSTR go for each other; a key declared NONE takes any). Strings and
+	 * bytes are copied unless they point into the record's receive buffer
+	 * (then they stay a reference). */
 	int (*set)(struct rulogd_record *rec, uint32_t key, const struct rulogd_value *v);
 	/* The receive buffer the record's strings point into (the packet). */
 	int (*packet)(const struct rulogd_record *rec, const uint8_t **ptr, size_t *len);

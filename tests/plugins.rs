@@ -311,7 +311,7 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
         "{log}"
     );
     assert!(log.contains("boom1 (PANICKY)"), "{log}");
-    assert!(log.contains("boom1 (PANICKY) plugin: failed=3"), "{log}");
+    assert!(log.contains("boom1 (PANICKY plugin): failed=3"), "{log}");
 }
 
 #[test]
@@ -419,4 +419,187 @@ fn loaded_plugins_work_in_toml_with_info_and_check() {
         .unwrap();
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(info.contains("Var: ports (String"), "{info}");
+}
+
+/// (what, C expression, Rust value): gcc and the Rust mirror must agree.
+fn layout_items() -> Vec<(&'static str, String, usize)> {
+    use rulogd_plugin_abi as abi;
+    use std::mem::{offset_of, size_of};
+    macro_rules! item {
+        ($c:literal, $v:expr) => {
+            ($c, $c.to_string(), $v)
+        };
+    }
+    vec![
+        item!("sizeof(struct rulogd_key)", size_of::<abi::key>()),
+        item!(
+            "offsetof(struct rulogd_key, type)",
+            offset_of!(abi::key, ty)
+        ),
+        item!(
+            "offsetof(struct rulogd_key, flags)",
+            offset_of!(abi::key, flags)
+        ),
+        item!(
+            "offsetof(struct rulogd_key, cim_name)",
+            offset_of!(abi::key, cim_name)
+        ),
+        item!("sizeof(struct rulogd_option)", size_of::<abi::option>()),
+        item!(
+            "offsetof(struct rulogd_option, default_value)",
+            offset_of!(abi::option, default_value)
+        ),
+        item!(
+            "offsetof(struct rulogd_option, max)",
+            offset_of!(abi::option, max)
+        ),
+        item!("sizeof(struct rulogd_optval)", size_of::<abi::optval>()),
+        item!(
+            "offsetof(struct rulogd_optval, len)",
+            offset_of!(abi::optval, len)
+        ),
+        item!("sizeof(struct rulogd_config)", size_of::<abi::config>()),
+        item!(
+            "offsetof(struct rulogd_config, options)",
+            offset_of!(abi::config, options)
+        ),
+        item!("sizeof(struct rulogd_value)", size_of::<abi::value>()),
+        item!(
+            "offsetof(struct rulogd_value, len)",
+            offset_of!(abi::value, len)
+        ),
+        item!(
+            "offsetof(struct rulogd_value, v)",
+            offset_of!(abi::value, v)
+        ),
+        item!("sizeof(struct rulogd_host)", size_of::<abi::host>()),
+        item!(
+            "offsetof(struct rulogd_host, set)",
+            offset_of!(abi::host, set)
+        ),
+        item!(
+            "offsetof(struct rulogd_host, log)",
+            offset_of!(abi::host, log)
+        ),
+        item!("sizeof(struct rulogd_plugin)", size_of::<abi::plugin>()),
+        item!(
+            "offsetof(struct rulogd_plugin, name)",
+            offset_of!(abi::plugin, name)
+        ),
+        item!(
+            "offsetof(struct rulogd_plugin, n_output_keys)",
+            offset_of!(abi::plugin, n_output_keys)
+        ),
+        item!(
+            "offsetof(struct rulogd_plugin, options)",
+            offset_of!(abi::plugin, options)
+        ),
+        item!(
+            "offsetof(struct rulogd_plugin, configure)",
+            offset_of!(abi::plugin, configure)
+        ),
+        item!(
+            "offsetof(struct rulogd_plugin, process)",
+            offset_of!(abi::plugin, process)
+        ),
+        item!(
+            "offsetof(struct rulogd_plugin, writer_open)",
+            offset_of!(abi::plugin, writer_open)
+        ),
+        item!(
+            "offsetof(struct rulogd_plugin, writer_close)",
+            offset_of!(abi::plugin, writer_close)
+        ),
+        item!("RULOGD_PLUGIN_ABI_VERSION", abi::ABI_VERSION as usize),
+        item!("RULOGD_TYPE_IPADDR", abi::TYPE_IPADDR as usize),
+        item!("RULOGD_TYPE_RAWSTR", abi::TYPE_RAWSTR as usize),
+        item!("RULOGD_KEYF_INACTIVE", abi::KEYF_INACTIVE as usize),
+        item!("RULOGD_KIND_OUTPUT", abi::KIND_OUTPUT as usize),
+    ]
+}
+
+#[test]
+fn the_header_and_the_rust_mirror_have_one_layout() {
+    let dir = TempDir::new("pluglayout");
+    let items = layout_items();
+    let mut src = String::from("#include \"rulogd_plugin.h\"\n#include <stddef.h>\n#include <stdio.h>\nint main(void)\n{\n");
+    for (_, c, _) in &items {
+        src.push_str(&format!("\tprintf(\"%zu\\n\", (size_t)({c}));\n"));
+    }
+    src.push_str("\treturn 0;\n}\n");
+    let c = dir.path().join("layout.c");
+    std::fs::write(&c, src).unwrap();
+    let exe = dir.path().join("layout");
+    let out = Command::new("gcc")
+        .args(["-Wall", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(&c)
+        .output()
+        .expect("run gcc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&exe).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let got: Vec<usize> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got.len(), items.len());
+    for ((what, _, rust), c) in items.iter().zip(got) {
+        assert_eq!(*rust, c, "{what}: Rust {rust}, gcc {c}");
+    }
+}
+
+#[test]
+fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = Netns::new("plughup").unwrap();
+    let group = GROUP + 2;
+    ns.nft(&ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log prefix \"h\" group {group}"
+    )))
+    .unwrap();
+    let dir = TempDir::new("plughup");
+    let csv = csv_plugin(dir.path());
+    let (rows, old) = (dir.path().join("rows.csv"), dir.path().join("rows.csv.1"));
+    let conf = format!(
+        "[global]\nlogfile=\"{{LOGFILE}}\"\nloglevel=3\nplugin=\"{}\"\n\
+         stack=log1:NFLOG,base1:BASE,csv1:CSV\n[log1]\ngroup={group}\n[csv1]\nfile=\"{}\"\n",
+        s(&csv),
+        s(&rows)
+    );
+    let mut d = Daemon::start(
+        &ns,
+        Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf,
+        &[group],
+        &[&rows],
+    );
+    d.wait_signals();
+    let send = |n| {
+        ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), n, 10).unwrap());
+    };
+    send(3);
+    d.wait_lines(&rows, 3, Duration::from_secs(10));
+    std::fs::rename(&rows, &old).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || rows.exists()),
+        "no new file after SIGHUP\n{}",
+        d.log_text()
+    );
+    send(2);
+    d.wait_lines(&rows, 2, Duration::from_secs(10));
+    d.stop();
+    assert_eq!(lab::count_lines(&old), 3);
+    assert_eq!(lab::count_lines(&rows), 2);
+    for l in std::fs::read_to_string(&rows).unwrap().lines() {
+        assert_eq!(csv_fields(l)[5], "9999", "{l}");
+    }
 }

@@ -183,6 +183,16 @@ unsafe extern "C" fn set(r: *mut abi::record, key: u32, v: *const abi::value) ->
     if !h.writable || v.is_null() || key as usize >= h.out_types.len() {
         return -1;
     }
+    let (want, got) = (h.out_types[key as usize], super::key_type((*v).ty));
+    let strings = [Some(KeyType::String), Some(KeyType::RawStr)];
+    let fits = want == KeyType::None
+        || got == Some(want)
+        || (strings.contains(&Some(want)) && strings.contains(&got));
+    if !fits {
+        // A value of another type than declared would reach consumers that
+        // bound the key by its declared type.
+        return -1;
+    }
     let rec = &mut *h.rec;
     match from_c(rec, &*v) {
         Some(val) => {
@@ -267,6 +277,11 @@ mod tests {
                 v: abi::value_u { u: 53 },
             };
             assert_eq!((HOST.set)(h.as_c(), 1, &port), 0);
+            assert_eq!(
+                (HOST.set)(h.as_c(), 0, &port),
+                -1,
+                "a u16 into a string key"
+            );
             assert_eq!((HOST.set)(h.as_c(), 2, &port), -1, "no output key 2");
         }
         assert!(matches!(rec.get(2), Some(Value::StrSpan(s)) if *s == Span::new(6, 5)));

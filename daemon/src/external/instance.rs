@@ -125,7 +125,8 @@ unsafe impl Send for Common {}
 impl Common {
     fn new(ctx: &BuildCtx, plugin: &'static Loaded, state: *mut c_void) -> Self {
         let who = format!("{} ({})", ctx.instance, ctx.info.name);
-        let set = StatSet::new(format!("{who} plugin"));
+        // `<id> (<PLUGIN> <part>)`: the metrics endpoint reads the labels.
+        let set = StatSet::new(format!("{} ({} plugin)", ctx.instance, ctx.info.name));
         let failed = set.counter("failed");
         ctx.shared.add_stats(set);
         Common {

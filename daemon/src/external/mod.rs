@@ -206,7 +206,8 @@ fn text(p: *const c_char, what: &str) -> Result<String, LoadError> {
         .map_err(|_| LoadError::Descriptor(format!("{what} is not UTF-8")))
 }
 
-fn key_type(t: u16) -> Option<KeyType> {
+/// The key type of an ABI type number.
+pub(crate) fn key_type(t: u16) -> Option<KeyType> {
     Some(match t {
         abi::TYPE_NONE => KeyType::None,
         abi::TYPE_INT8 => KeyType::I8,
