@@ -603,3 +603,53 @@ fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
         assert_eq!(csv_fields(l)[5], "9999", "{l}");
     }
 }
+
+#[test]
+fn a_plugin_that_refuses_its_config_stops_the_start_with_its_reason() {
+    if !lab::require_root() {
+        return;
+    }
+    let ns = Netns::new("plugcfg").unwrap();
+    let dir = TempDir::new("plugcfg");
+    let csv = csv_plugin(dir.path());
+    let (portdrop, _, _) = rust_plugins();
+    let run = |name: &str, conf: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, conf).unwrap();
+        let out = ns
+            .command(lab::rulogd_bin())
+            .arg("-c")
+            .arg(&path)
+            .env("STATE_DIRECTORY", dir.path().join("state"))
+            .output()
+            .expect("run rulogd");
+        assert_eq!(out.status.code(), Some(1), "{name} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The C writer cannot open its file: writer_open's message.
+    let err = run(
+        "csv.conf",
+        format!(
+            "[global]\nplugin=\"{}\"\nstack=log1:NFLOG,csv1:CSV\n[log1]\ngroup=40\n\
+             [csv1]\nfile=\"/nonexistent/dir/x.csv\"\n",
+            s(&csv)
+        ),
+    );
+    assert!(
+        err.contains("csv1 (CSV): writer_open failed: cannot open /nonexistent/dir/x.csv"),
+        "{err}"
+    );
+    // The Rust filter refuses an option value: configure's message.
+    let err = run(
+        "drop.conf",
+        format!(
+            "[global]\nplugin=\"{}\"\nstack=log1:NFLOG,base1:BASE,drop1:PORTDROP,json1:JSON\n\
+             [log1]\ngroup=41\n[drop1]\nports=\"53,dns\"\n[json1]\nfile=\"/dev/null\"\n",
+            s(portdrop)
+        ),
+    );
+    assert!(
+        err.contains("drop1 (PORTDROP): configure failed: ports: `dns` is not a port number"),
+        "{err}"
+    );
+}
