@@ -30,6 +30,7 @@ pub mod maria;
 pub mod netns;
 pub mod nfproc;
 pub mod pg;
+pub mod plugins;
 pub mod traffic;
 pub mod tshark;
 
