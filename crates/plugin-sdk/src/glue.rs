@@ -348,3 +348,63 @@ unsafe extern "C" fn w_reopen<W: Writer>(st: *mut c_void) -> c_int {
         None => -libc_eio(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Type, Value};
+
+    struct T;
+    impl Filter for T {
+        const NAME: &'static str = "SDKTEST";
+        const SUMMARY: &'static str = "s";
+        const INPUT_KEYS: &'static [Key] = &[Key::new("ip.saddr", Type::IpAddr).optional()];
+        const OUTPUT_KEYS: &'static [Key] = &[Key::new("x.y", Type::String)];
+        const OPTIONS: &'static [Opt] = &[Opt::int("n", "3", 1, 9, "h").mandatory()];
+        fn configure(_: &Config) -> Result<Self, String> {
+            Ok(T)
+        }
+        fn process(&mut self, _: &mut Record) -> Verdict {
+            Verdict::Continue
+        }
+    }
+
+    #[test]
+    fn the_descriptor_carries_the_traits_tables() {
+        // SAFETY: the descriptor and its tables are leaked, never freed.
+        let d = unsafe { &*filter_descriptor::<T>() };
+        assert_eq!(
+            (d.abi_version, d.kind),
+            (abi::ABI_VERSION, abi::KIND_FILTER)
+        );
+        assert_eq!(d.size as usize, std::mem::size_of::<abi::plugin>());
+        // SAFETY: NUL-terminated strings and tables of the declared lengths.
+        unsafe {
+            assert_eq!(CStr::from_ptr(d.name).to_str(), Ok("SDKTEST"));
+            let k = &*d.input_keys;
+            assert_eq!((k.ty, k.flags), (abi::TYPE_IPADDR, abi::KEYF_OPTIONAL));
+            assert_eq!(CStr::from_ptr(k.name).to_str(), Ok("ip.saddr"));
+            assert_eq!((*d.output_keys).ty, abi::TYPE_STRING);
+            let o = &*d.options;
+            assert_eq!(
+                (o.ty, o.flags, o.min, o.max),
+                (abi::OPT_INT, abi::OPTF_MANDATORY, 1, 9)
+            );
+        }
+        assert_eq!((d.n_input_keys, d.n_output_keys, d.n_options), (1, 1, 1));
+        assert!(d.configure.is_some() && d.process.is_some() && d.format.is_none());
+    }
+
+    #[test]
+    fn values_keep_their_width_across_the_abi() {
+        let v = Value::I16(-2).to_abi_for_test();
+        // SAFETY: an INT16 travels in `i`.
+        assert_eq!((v.ty, unsafe { v.v.i }), (abi::TYPE_INT16, -2));
+        let v = Value::Ipv4([10, 0, 0, 1]).to_abi_for_test();
+        // SAFETY: an address travels in `addr`.
+        assert_eq!(
+            (v.len, unsafe { v.v.addr[..4].to_vec() }),
+            (4, vec![10, 0, 0, 1])
+        );
+    }
+}

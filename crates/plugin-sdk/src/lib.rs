@@ -8,7 +8,7 @@
 //! call is logged by the daemon for that instance and its record counted as
 //! failed, and the other stacks go on.
 //!
-//! ```ignore
+//! ```no_run
 //! use rulogd_plugin_sdk::{export_filter, Config, Filter, Key, Record, Type, Verdict};
 //! struct Pass;
 //! impl Filter for Pass {

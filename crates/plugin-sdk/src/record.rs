@@ -83,6 +83,12 @@ impl<'a> Value<'a> {
         })
     }
 
+    /// The C form, for the SDK's own tests.
+    #[cfg(test)]
+    pub(crate) fn to_abi_for_test(self) -> abi::value {
+        self.to_abi()
+    }
+
     fn to_abi(self) -> abi::value {
         let mut v = abi::value::none();
         let (ty, u) = match self {
