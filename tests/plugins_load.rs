@@ -246,3 +246,33 @@ fn the_header_and_the_rust_mirror_have_one_layout() {
         assert_eq!(*rust, c, "{what}: Rust {rust}, gcc {c}");
     }
 }
+
+#[test]
+fn ulogd2_plugin_files_map_to_built_ins_and_are_never_run() {
+    let dir = TempDir::new("plugulogd");
+    let debian = std::path::Path::new("/usr/lib/x86_64-linux-gnu/ulogd/ulogd_filter_MARK.so");
+    // Debian's own files, as ulogd.conf names them: nothing is dlopened.
+    let conf = format!(
+        "[global]\nplugin=\"{}\"\nplugin=\"/usr/lib/x86_64-linux-gnu/ulogd/ulogd_output_JSON.so\"\n\
+         stack=log1:NFLOG,mark1:MARK,json1:JSON\n[json1]\nfile=\"/dev/null\"\n",
+        s(debian)
+    );
+    let (ok, text) = check(dir.path(), "u.conf", &conf);
+    assert!(ok, "{text}");
+    if !debian.exists() {
+        eprintln!("skipped the renamed-file half: ulogd2 is not installed");
+        return;
+    }
+    // The same file renamed is loaded as an external plugin: it needs
+    // ulogd2's symbols, so loading fails cleanly, with a hint.
+    let renamed = dir.path().join("libmarker.so");
+    std::fs::copy(debian, &renamed).unwrap();
+    let conf = conf.replace(&s(debian), &s(&renamed));
+    let (ok, text) = check(dir.path(), "r.conf", &conf);
+    assert!(!ok, "{text}");
+    assert!(text.contains("r.conf:2: plugin "), "{text}");
+    assert!(
+        text.contains("undefined symbol") && text.contains("a ulogd2 plugin?"),
+        "{text}"
+    );
+}

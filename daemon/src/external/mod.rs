@@ -77,11 +77,16 @@ fn loaded() -> Vec<&'static Loaded> {
 }
 
 /// Whether a `plugin=` value names an external plugin to load, rather than
-/// a ulogd2 plugin (`ulogd_*.so`, or a bare name) that maps to a built-in.
+/// a ulogd2 plugin that maps to a built-in: a `ulogd_*.so` file, a bare
+/// name, or any file whose ulogd-style name (`…_JSON.so`) is a built-in's.
 pub fn is_external(path: &str) -> bool {
     let file = path.rsplit('/').next().unwrap_or(path);
     let so = file.ends_with(".so") || file.contains(".so.");
-    so && !file.starts_with("ulogd_")
+    let name = crate::registry::name_from_path(path);
+    let builtin = crate::registry::builtins()
+        .iter()
+        .any(|r| r.info.name.eq_ignore_ascii_case(name));
+    so && !file.starts_with("ulogd_") && !builtin
 }
 
 /// Loads every external plugin the config names; errors name the line.
@@ -131,10 +136,21 @@ pub fn load(path: &Path) -> Result<&'static PluginInfo, LoadError> {
     if let Some(l) = loaded().iter().find(|l| l.path == path) {
         return Ok(l.info);
     }
-    // SAFETY: running a library's initialisers is what loading a plugin
-    // means; the operator named the file.
-    let lib =
-        unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open(e.to_string()))?;
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // RTLD_NOW: a library with an unresolved symbol (a ulogd2 plugin wants
+    // ulogd's own functions) fails here, cleanly, instead of killing the
+    // daemon at its first call. SAFETY: running a library's initialisers is
+    // what loading a plugin means; the operator named the file.
+    let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+        let mut m = e.to_string();
+        if m.contains("undefined symbol") {
+            m.push_str(
+                " (a ulogd2 plugin? rulogd has ulogd2's plugins built in: \
+                 name the ulogd_*.so file, or the plugin)",
+            );
+        }
+        LoadError::Open(m)
+    })?;
     // SAFETY: the symbol has the signature the header declares.
     let entry: abi::descriptor_fn = unsafe {
         *lib.get::<abi::descriptor_fn>(abi::SYMBOL)
@@ -415,6 +431,7 @@ mod tests {
         ));
         assert!(!is_external("ulogd_raw2packet_BASE.so"));
         assert!(!is_external("JSON"));
+        assert!(!is_external("/opt/ulogd2/lib/output_JSON.so"));
         assert!(is_external("/opt/site/libcsv.so"));
         assert!(is_external("./librulogd_portdrop.so.1"));
     }
