@@ -110,6 +110,7 @@ mod input {
     I_FRAGID6 = KeyDef::new("ip6.fragid", KeyType::U32).optional();
     I_SEC = KeyDef::new("oob.time.sec", KeyType::U32).optional();
         I_USEC = KeyDef::new("oob.time.usec", KeyType::U32).optional();
+        I_VLAN = KeyDef::new("oob.vlan", KeyType::U16).optional();
     }
 }
 use input::*;
@@ -151,6 +152,8 @@ key_table! {
     K_GUESSED = KeyDef::new("flow.guessed", KeyType::Bool);
     K_ORIG_FLAGS = KeyDef::new("orig.tcp.flags", KeyType::U8).ipfix(0, 6);
     K_REPLY_FLAGS = KeyDef::new("reply.tcp.flags", KeyType::U8);
+    // Part of the flow key: one 5-tuple on two VLANs is two flows.
+    K_VLAN = KeyDef::new("oob.vlan", KeyType::U16).ipfix(0, 58);
 }
 
 /// `--info` description of FLOW.
@@ -365,6 +368,7 @@ impl FlowFilter {
             dst,
             sport: sport.unwrap_or(0),
             dport: dport.unwrap_or(0),
+            vlan: u16_of(I_VLAN).unwrap_or(0) & 0x0fff,
             bytes,
             flags,
             icmp,
@@ -434,6 +438,9 @@ impl FlowFilter {
             rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
         }
         rec.set_opt(o[K_GUESSED], Value::Bool(r.guessed));
+        if k.vlan != 0 {
+            rec.set_opt(o[K_VLAN], Value::U16(k.vlan));
+        }
     }
 
     fn publish(&self) {

@@ -33,6 +33,7 @@ fn pkt(proto: u8, s: u8, sp: u16, d: u8, dp: u16, flags: u8, bytes: u64, t: Usec
         dst: v4(d),
         sport: sp,
         dport: dp,
+        vlan: 0,
         bytes,
         flags,
         icmp: None,
@@ -295,6 +296,30 @@ mod plugin {
         assert_eq!(u(&h, "ct.event"), Some(4), "NFCT's DESTROY");
         assert!(h.out("orig.tcp.flags").is_none(), "UDP has no flags");
         assert!(!take(&mut h), "one flow, one record");
+    }
+
+    #[test]
+    fn one_five_tuple_on_two_vlans_is_two_flows_with_their_vlan_ids() {
+        let mut h = Harness::new(super::super::REGISTRATION);
+        for vlan in [Some(10), Some(20), None, Some(10)] {
+            udp(&mut h, [10, 0, 0, 2], 999, [10, 0, 0, 1], 53, 60);
+            if let Some(v) = vlan {
+                h.set("oob.vlan", Value::U16(v));
+            }
+            h.run();
+        }
+        h.filter.finish();
+        let mut seen = Vec::new();
+        while take(&mut h) {
+            let v = h.out("oob.vlan").and_then(Value::as_u64);
+            let pkts = h.out("orig.raw.pktcount").and_then(Value::as_u64);
+            seen.push((v, pkts));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [(None, Some(1)), (Some(10), Some(2)), (Some(20), Some(1))]
+        );
     }
 
     #[test]
