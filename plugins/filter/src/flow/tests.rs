@@ -323,6 +323,44 @@ mod plugin {
     }
 
     #[test]
+    fn home_net_gives_each_flow_its_initiators_direction() {
+        let reg = super::super::REGISTRATION;
+        let mut h = Harness::with_options(reg, &[("home_net", "10.1.0.0/16")], |_| true, |_| true);
+        // (client, server): the client speaks first, so it is the source.
+        let flows = [
+            ([10, 1, 0, 5], [8, 8, 8, 8], "outbound"),
+            ([8, 8, 4, 4], [10, 1, 2, 3], "inbound"),
+            ([10, 1, 0, 5], [10, 1, 9, 9], "internal"),
+            ([10, 2, 0, 5], [8, 8, 8, 8], "external"),
+        ];
+        for (i, (c, s, _)) in flows.iter().enumerate() {
+            let port = 2000 + i as u16;
+            udp(&mut h, *c, port, *s, 53, 60);
+            h.run();
+            udp(&mut h, *s, 53, *c, port, 60);
+            h.run();
+        }
+        h.filter.finish();
+        let mut got = Vec::new();
+        while take(&mut h) {
+            let port = h.out("orig.l4.sport").and_then(Value::as_u64).unwrap();
+            got.push((port, h.out_text("flow.direction")));
+        }
+        got.sort();
+        let want: Vec<_> = (0..4)
+            .map(|i| (2000 + i as u64, flows[i].2.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // Without home_net there is no direction.
+        let mut h = Harness::new(reg);
+        udp(&mut h, [10, 1, 0, 5], 1, [8, 8, 8, 8], 53, 60);
+        h.run();
+        h.filter.finish();
+        assert!(take(&mut h));
+        assert!(h.out("flow.direction").is_none());
+    }
+
+    #[test]
     fn finish_ends_every_flow_as_forced() {
         let mut h = Harness::new(super::super::REGISTRATION);
         for port in [1, 2, 3] {
