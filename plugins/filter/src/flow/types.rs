@@ -171,3 +171,18 @@ pub struct Timeouts {
     /// 0: none.
     pub max_life: Usec,
 }
+
+/// Emergency mode: when the table fills to `enter_at` flows, the idle
+/// timeouts become `to`'s (Suricata's pattern), so idle flows make room
+/// before busy ones are evicted; at `leave_at` flows or fewer the normal
+/// timeouts return.
+#[derive(Clone, Copy, Debug)]
+pub struct Emergency {
+    /// The idle timeouts and the linger in emergency (active and max_life
+    /// are not used from here).
+    pub to: Timeouts,
+    /// Flows tracked at which emergency begins.
+    pub enter_at: usize,
+    /// Flows tracked at which it ends.
+    pub leave_at: usize,
+}
