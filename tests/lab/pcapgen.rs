@@ -190,6 +190,25 @@ impl Pcap {
         l4: L4,
         frag: usize,
     ) -> Vec<u64> {
+        let frames = self.frames(vlans, src, dst, l4, frag);
+        let mut sizes = Vec::new();
+        for (i, (f, ip_len)) in frames.into_iter().enumerate() {
+            sizes.push(ip_len);
+            self.frame(usec + i as u64, &f);
+        }
+        sizes
+    }
+
+    /// The Ethernet frames of one packet (see [`Pcap::packet`]), each with
+    /// its IP length, not written to the file: for a raw socket.
+    pub fn frames(
+        &mut self,
+        vlans: &[u16],
+        src: End,
+        dst: End,
+        l4: L4,
+        frag: usize,
+    ) -> Vec<(Vec<u8>, u64)> {
         let (proto, mut seg) = self.l4(src, dst, l4);
         Self::checksum(proto, src.0, dst.0, &mut seg);
         self.ip_id = self.ip_id.wrapping_add(1);
@@ -201,7 +220,7 @@ impl Pcap {
             seg.chunks(frag / 8 * 8).collect()
         };
         let n = pieces.len();
-        let mut sizes = Vec::new();
+        let mut out = Vec::new();
         let mut off = 0usize;
         for (i, p) in pieces.into_iter().enumerate() {
             let more = i + 1 < n;
@@ -220,11 +239,10 @@ impl Pcap {
                 Self::ipv6(44, src.0, dst.0, &fh)
             };
             off += p.len();
-            sizes.push(ip.len() as u64);
             let ethertype = if v4 { 0x0800 } else { 0x86dd };
-            let f = Self::ether(vlans, ethertype, &ip);
-            self.frame(usec + i as u64, &f);
+            let len = ip.len() as u64;
+            out.push((Self::ether(vlans, ethertype, &ip), len));
         }
-        sizes
+        out
     }
 }
