@@ -6,6 +6,7 @@
 //! expires its flows as the live link would have.
 
 pub mod frag;
+pub mod fuzz;
 mod options;
 pub mod table;
 pub mod types;
@@ -127,6 +128,10 @@ pub const REGISTRATION: Registration = Registration {
 };
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
+    Ok(Box::new(build_flow(ctx)?))
+}
+
+fn build_flow(ctx: &BuildCtx) -> Result<FlowFilter, BuildError> {
     let to = options::timeouts(ctx.options);
     let max_flows = ctx.options.int("max_flows") as usize;
     let emergency = options::emergency(ctx.options, &to, max_flows)?;
@@ -150,7 +155,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     ctx.shared.add_stats(set);
     let home = HomeNet::parse(ctx.options.str("home_net"))
         .map_err(|e| BuildError::option("home_net", e.to_string()))?;
-    Ok(Box::new(FlowFilter {
+    Ok(FlowFilter {
         home: (!home.is_empty()).then_some(home),
         table: {
             let mut t = FlowTable::new(to, max_flows);
@@ -170,7 +175,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
         second_half: None,
         was_emergency: false,
         name: ctx.instance.to_string(),
-    }))
+    })
 }
 
 struct Counters {
