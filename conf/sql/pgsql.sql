@@ -83,3 +83,44 @@ CREATE TABLE IF NOT EXISTS ulog (
 CREATE INDEX IF NOT EXISTS ulog_time ON ulog (oob_time_sec);
 CREATE INDEX IF NOT EXISTS ulog_saddr ON ulog (ip_saddr_str);
 CREATE INDEX IF NOT EXISTS ulog_daddr ON ulog (ip_daddr_str);
+
+-- Flows from FLOW -> IP2STR (conf/examples/sensor.conf), procedure="INSERT":
+--   [pgsql2]
+--   table="ulog_flow"            (or "ulog_flow_%Y_%m_%d" with
+--   procedure="INSERT"            template="ulog_flow": a table a day,
+--                                 by each row's flow_end_sec, local time)
+-- One row per flow record (start, update, end); counters are deltas since
+-- the flow's previous record, so SUM(...) GROUP BY flow_id gives totals.
+CREATE TABLE IF NOT EXISTS ulog_flow (
+    _id                 bigserial PRIMARY KEY,
+    flow_id             bigint,       -- the same for every record of a flow
+    flow_seq            bigint,       -- 1, 2, ... within the flow
+    flow_type           varchar(8),   -- start, update, end
+    flow_end_reason     varchar(8),   -- idle, active, fin, rst, evicted, forced
+    flow_guessed        boolean,      -- the initiator was guessed (no SYN seen)
+    flow_direction      varchar(8),   -- inbound, outbound, internal, external
+    flow_start_sec      bigint,       -- first packet, seconds since 1970
+    flow_start_usec     integer,
+    flow_end_sec        bigint,       -- last packet so far
+    flow_end_usec       integer,
+    oob_family          smallint,     -- 2 IPv4, 10 IPv6
+    oob_vlan            integer,      -- outermost VLAN id, NULL untagged
+    orig_ip_protocol    smallint,
+    orig_ip_saddr_str   inet,         -- the initiator
+    orig_ip_daddr_str   inet,         -- the responder
+    orig_l4_sport       integer,      -- TCP and UDP only
+    orig_l4_dport       integer,
+    orig_raw_pktcount   bigint,       -- initiator -> responder
+    orig_raw_pktlen     bigint,       -- bytes (IP length)
+    reply_raw_pktcount  bigint,       -- responder -> initiator
+    reply_raw_pktlen    bigint,
+    orig_tcp_flags      smallint,     -- OR of the TCP flags, per direction
+    reply_tcp_flags     smallint,
+    icmp_type           smallint,
+    icmp_code           smallint,
+    icmpv6_type         smallint,
+    icmpv6_code         smallint
+);
+
+CREATE INDEX IF NOT EXISTS ulog_flow_end ON ulog_flow (flow_end_sec);
+CREATE INDEX IF NOT EXISTS ulog_flow_id ON ulog_flow (flow_id);

@@ -29,6 +29,7 @@ pub mod json;
 pub mod maria;
 pub mod netns;
 pub mod nfproc;
+pub mod pcapgen;
 pub mod pg;
 pub mod plugins;
 pub mod traffic;

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rulogd_netlink::nflog::{messages, parse_packet, Message, NflogPacket};
-use rulogd_input::nflog::fill_record;
+use rulogd_input::nflog::{fill_record, NKEYS};
 use rulogd_plugin::{Record, Slot, Span};
 
 fn shift(s: Span, by: u32) -> Span {
@@ -30,8 +30,8 @@ fn shifted(p: &NflogPacket, by: u32) -> NflogPacket {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let slots: [Option<Slot>; 24] = std::array::from_fn(|i| Some(i as Slot));
-    let mut rec = Record::with_slots(24);
+    let slots: [Option<Slot>; NKEYS] = std::array::from_fn(|i| Some(i as Slot));
+    let mut rec = Record::with_slots(NKEYS);
     rec.set_buf(Bytes::copy_from_slice(data));
     for m in messages(data) {
         let Ok(Message::Packet(p)) = m else { continue };
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         let alone = parse_packet(msg).expect("parsed in place, so parses alone");
         assert_eq!(alone, shifted(&p, p.msg.off));
         fill_record(&mut rec, &slots, &p, 0, &mut || (0, 0));
-        for i in 0..24 {
+        for i in 0..NKEYS as Slot {
             if let Some(v) = rec.get(i) {
                 let _ = rec.bytes_of(v);
             }

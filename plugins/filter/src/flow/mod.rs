@@ -6,73 +6,23 @@
 //! expires its flows as the live link would have.
 
 pub mod frag;
+pub mod fuzz;
+mod options;
 pub mod table;
 pub mod types;
 
 use frag::{FragCache, FragKey};
+use options::OPTIONS;
 use rulogd_plugin::{
-    key_table, Binding, BuildCtx, BuildError, Builder, Counter, Filter, KeyDef, KeyType, OptionDef,
+    key_table, Binding, BuildCtx, BuildError, Builder, Counter, Filter, HomeNet, KeyDef, KeyType,
     PluginInfo, PluginKind, Record, Registration, Signal, Slot, StatSet, Value, Verdict,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
-use table::{tcp, FlowTable, Kind, Packet, Report, Timeouts, Usec};
+use table::{tcp, Dir, FlowTable, Kind, Packet, Report, Usec};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-const DAY: i64 = 86400;
-
-static OPTIONS: [OptionDef; 9] = [
-    OptionDef::int(
-        "tcp_timeout",
-        "300",
-        "seconds an open TCP flow may stay idle",
-    )
-    .range(1, 7 * DAY),
-    OptionDef::int("udp_timeout", "60", "seconds a UDP flow may stay idle").range(1, 7 * DAY),
-    OptionDef::int(
-        "icmp_timeout",
-        "30",
-        "seconds an ICMP or ICMPv6 flow may stay idle",
-    )
-    .range(1, 7 * DAY),
-    OptionDef::int(
-        "generic_timeout",
-        "60",
-        "seconds a flow of any other protocol may stay idle",
-    )
-    .range(1, 7 * DAY),
-    OptionDef::int(
-        "tcp_linger",
-        "10",
-        "seconds a TCP flow lives on after RST, or FIN from both sides",
-    )
-    .range(0, DAY),
-    OptionDef::int(
-        "active_timeout",
-        "300",
-        "seconds between update records of a long flow (0: none)",
-    )
-    .range(0, 7 * DAY),
-    OptionDef::int(
-        "max_life",
-        "0",
-        "seconds after its first packet a flow ends (reason active) and the next packet starts a new one (0: never)",
-    )
-    .range(0, 365 * DAY),
-    OptionDef::int(
-        "max_flows",
-        "65536",
-        "flows tracked at most; beyond, the least recently active ends (evicted)",
-    )
-    .range(1, 1 << 26),
-    OptionDef::int(
-        "start_records",
-        "0",
-        "1: a start record at each flow's first packet",
-    )
-    .flag(),
-];
 
 /// Its own module: each key table declares an index enum of its own.
 mod input {
@@ -110,6 +60,7 @@ mod input {
     I_FRAGID6 = KeyDef::new("ip6.fragid", KeyType::U32).optional();
     I_SEC = KeyDef::new("oob.time.sec", KeyType::U32).optional();
         I_USEC = KeyDef::new("oob.time.usec", KeyType::U32).optional();
+        I_VLAN = KeyDef::new("oob.vlan", KeyType::U16).optional();
     }
 }
 use input::*;
@@ -151,6 +102,12 @@ key_table! {
     K_GUESSED = KeyDef::new("flow.guessed", KeyType::Bool);
     K_ORIG_FLAGS = KeyDef::new("orig.tcp.flags", KeyType::U8).ipfix(0, 6);
     K_REPLY_FLAGS = KeyDef::new("reply.tcp.flags", KeyType::U8);
+    // Part of the flow key: one 5-tuple on two VLANs is two flows.
+    K_VLAN = KeyDef::new("oob.vlan", KeyType::U16).ipfix(0, 58);
+    // With home_net: DIRECTION's key, by the same rule.
+    K_DIRECTION = KeyDef::new("flow.direction", KeyType::String);
+    // With unidirectional: whether this record is the responder's half.
+    K_REVERSED = KeyDef::new("flow.reversed", KeyType::Bool);
 }
 
 /// `--info` description of FLOW.
@@ -170,20 +127,14 @@ pub const REGISTRATION: Registration = Registration {
     builder: Builder::Filter(build),
 };
 
-fn secs(ctx: &BuildCtx, name: &str) -> Usec {
-    ctx.options.int(name) as Usec * 1_000_000
+fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
+    Ok(Box::new(build_flow(ctx)?))
 }
 
-fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    let to = Timeouts {
-        tcp: secs(ctx, "tcp_timeout"),
-        udp: secs(ctx, "udp_timeout"),
-        icmp: secs(ctx, "icmp_timeout"),
-        other: secs(ctx, "generic_timeout"),
-        linger: secs(ctx, "tcp_linger"),
-        active: secs(ctx, "active_timeout"),
-        max_life: secs(ctx, "max_life"),
-    };
+fn build_flow(ctx: &BuildCtx) -> Result<FlowFilter, BuildError> {
+    let to = options::timeouts(ctx.options);
+    let max_flows = ctx.options.int("max_flows") as usize;
+    let emergency = options::emergency(ctx.options, &to, max_flows)?;
     let set = StatSet::new(format!("{} (FLOW)", ctx.instance));
     let c = Counters {
         flows: set.gauge("flows"),
@@ -197,12 +148,21 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
             set.counter("ended_forced"),
             set.counter("ended_max_life"),
         ],
+        emergency: set.gauge("emergency"),
+        emergencies: set.counter("emergencies"),
+        emergency_ended: set.counter("ended_in_emergency"),
     };
     ctx.shared.add_stats(set);
-    Ok(Box::new(FlowFilter {
+    let home = HomeNet::parse(ctx.options.str("home_net"))
+        .map_err(|e| BuildError::option("home_net", e.to_string()))?;
+    Ok(FlowFilter {
+        home: (!home.is_empty()).then_some(home),
         table: {
-            let mut t = FlowTable::new(to, ctx.options.int("max_flows") as usize);
+            let mut t = FlowTable::new(to, max_flows);
             t.set_start_records(ctx.options.int("start_records") != 0);
+            if let Some(e) = emergency {
+                t.set_emergency(e);
+            }
             t
         },
         inputs: [None; NIN],
@@ -211,7 +171,11 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
         frags: FragCache::new(4096),
         counters: c,
         publish_when_drained: false,
-    }))
+        unidirectional: ctx.options.int("unidirectional") != 0,
+        second_half: None,
+        was_emergency: false,
+        name: ctx.instance.to_string(),
+    })
 }
 
 struct Counters {
@@ -219,9 +183,14 @@ struct Counters {
     created: Counter,
     updates: Counter,
     ended: [Counter; 6],
+    emergency: Counter,
+    emergencies: Counter,
+    emergency_ended: Counter,
 }
 
 struct FlowFilter {
+    /// `home_net`, when set.
+    home: Option<HomeNet>,
     table: FlowTable,
     inputs: [Option<Slot>; NIN],
     out: [Option<Slot>; NKEYS],
@@ -233,6 +202,14 @@ struct FlowFilter {
     /// `finish` ends the flows as they are taken: the counters are
     /// published once the last is.
     publish_when_drained: bool,
+    /// One record per direction.
+    unidirectional: bool,
+    /// Unidirectional: the responder's half of the last report, taken next.
+    second_half: Option<Report>,
+    /// Emergency mode at the last tick, to log its changes once.
+    was_emergency: bool,
+    /// The instance, for messages.
+    name: String,
 }
 
 /// Where a packet stands in fragmentation.
@@ -254,6 +231,14 @@ fn addr16(v: &Value) -> Option<(u8, [u8; 16])> {
         }
         Value::Ipv6(ip) => Some((AF_INET6, ip.octets())),
         _ => None,
+    }
+}
+
+fn ip_addr(family: u8, a: &[u8; 16]) -> std::net::IpAddr {
+    if family == AF_INET {
+        Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()
+    } else {
+        Ipv6Addr::from(*a).into()
     }
 }
 
@@ -365,6 +350,7 @@ impl FlowFilter {
             dst,
             sport: sport.unwrap_or(0),
             dport: dport.unwrap_or(0),
+            vlan: u16_of(I_VLAN).unwrap_or(0) & 0x0fff,
             bytes,
             flags,
             icmp,
@@ -372,7 +358,9 @@ impl FlowFilter {
         })
     }
 
-    fn fill(&self, r: &Report, rec: &mut Record) {
+    /// Fills a record of `r`; `half`: unidirectional, `Some(reversed)`,
+    /// with the orig.* keys only.
+    fn fill(&self, r: &Report, half: Option<bool>, rec: &mut Record) {
         let o = &self.out;
         let k = &r.key;
         let ((is, ip), (rs, rp)) = if r.init_is_a {
@@ -381,26 +369,38 @@ impl FlowFilter {
             ((&k.b, k.pb), (&k.a, k.pa))
         };
         let fam = k.family;
+        let bi = half.is_none();
         rec.set_opt(o[K_ORIG_SADDR], addr_value(fam, is));
         rec.set_opt(o[K_ORIG_DADDR], addr_value(fam, rs));
-        rec.set_opt(o[K_REPLY_SADDR], addr_value(fam, rs));
-        rec.set_opt(o[K_REPLY_DADDR], addr_value(fam, is));
         rec.set_opt(o[K_ORIG_PROTO], Value::U8(k.proto));
-        rec.set_opt(o[K_REPLY_PROTO], Value::U8(k.proto));
+        if bi {
+            rec.set_opt(o[K_REPLY_SADDR], addr_value(fam, rs));
+            rec.set_opt(o[K_REPLY_DADDR], addr_value(fam, is));
+            rec.set_opt(o[K_REPLY_PROTO], Value::U8(k.proto));
+        }
         if k.proto == 6 || k.proto == 17 {
             rec.set_opt(o[K_ORIG_SPORT], Value::U16(ip));
             rec.set_opt(o[K_ORIG_DPORT], Value::U16(rp));
-            rec.set_opt(o[K_REPLY_SPORT], Value::U16(rp));
-            rec.set_opt(o[K_REPLY_DPORT], Value::U16(ip));
+            if bi {
+                rec.set_opt(o[K_REPLY_SPORT], Value::U16(rp));
+                rec.set_opt(o[K_REPLY_DPORT], Value::U16(ip));
+            }
         }
         if k.proto == 6 {
             rec.set_opt(o[K_ORIG_FLAGS], Value::U8(r.orig.flags));
-            rec.set_opt(o[K_REPLY_FLAGS], Value::U8(r.reply.flags));
+            if bi {
+                rec.set_opt(o[K_REPLY_FLAGS], Value::U8(r.reply.flags));
+            }
         }
         rec.set_opt(o[K_ORIG_PKTS], Value::U64(r.orig.pkts));
         rec.set_opt(o[K_ORIG_BYTES], Value::U64(r.orig.bytes));
-        rec.set_opt(o[K_REPLY_PKTS], Value::U64(r.reply.pkts));
-        rec.set_opt(o[K_REPLY_BYTES], Value::U64(r.reply.bytes));
+        if bi {
+            rec.set_opt(o[K_REPLY_PKTS], Value::U64(r.reply.pkts));
+            rec.set_opt(o[K_REPLY_BYTES], Value::U64(r.reply.bytes));
+        }
+        if let Some(rev) = half {
+            rec.set_opt(o[K_REVERSED], Value::Bool(rev));
+        }
         if let Some((t, c)) = r.icmp {
             let (kt, kc) = if k.proto == 58 {
                 (K_ICMPV6_TYPE, K_ICMPV6_CODE)
@@ -434,6 +434,13 @@ impl FlowFilter {
             rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
         }
         rec.set_opt(o[K_GUESSED], Value::Bool(r.guessed));
+        if k.vlan != 0 {
+            rec.set_opt(o[K_VLAN], Value::U16(k.vlan));
+        }
+        if let Some(h) = &self.home {
+            let d = h.direction(ip_addr(fam, is), ip_addr(fam, rs));
+            rec.set_opt(o[K_DIRECTION], Value::text(d.word().as_bytes()));
+        }
     }
 
     fn publish(&self) {
@@ -444,6 +451,42 @@ impl FlowFilter {
         for (c, v) in self.counters.ended.iter().zip(st.ended) {
             c.set(v);
         }
+        self.counters
+            .emergency
+            .set(u64::from(self.table.in_emergency()));
+        self.counters.emergencies.set(st.emergencies);
+        self.counters.emergency_ended.set(st.emergency_ended);
+    }
+}
+
+/// Unidirectional mode: a report as the initiator's half and the
+/// responder's, each as a one-direction report (its sender the initiator,
+/// its counts in `orig`). A half without packets is left out, unless both
+/// are empty (an end with nothing new since the last update): then the
+/// initiator's half alone says the flow ended. The first comes with
+/// whether it is the responder's.
+fn halves(r: &Report) -> ((Report, bool), Option<Report>) {
+    let fwd = Report {
+        reply: Dir::default(),
+        ..*r
+    };
+    // ICMP echo: the reply's type is the responder's.
+    let icmp = match r.icmp {
+        Some((8, c)) => Some((0, c)),
+        Some((128, c)) => Some((129, c)),
+        x => x,
+    };
+    let rev = Report {
+        init_is_a: !r.init_is_a,
+        orig: r.reply,
+        reply: Dir::default(),
+        icmp,
+        ..*r
+    };
+    match (r.orig.pkts > 0, r.reply.pkts > 0) {
+        (_, false) => ((fwd, false), None),
+        (false, true) => ((rev, true), None),
+        (true, true) => ((fwd, false), Some(rev)),
     }
 }
 
@@ -471,9 +514,19 @@ impl Filter for FlowFilter {
     }
 
     fn take(&mut self, rec: &mut Record) -> bool {
+        if let Some(r) = self.second_half.take() {
+            self.fill(&r, Some(true), rec);
+            return true;
+        }
         match self.table.pop() {
+            Some(r) if self.unidirectional => {
+                let ((first, reversed), second) = halves(&r);
+                self.second_half = second;
+                self.fill(&first, Some(reversed), rec);
+                true
+            }
             Some(r) => {
-                self.fill(&r, rec);
+                self.fill(&r, None, rec);
                 true
             }
             None => {
@@ -490,6 +543,23 @@ impl Filter for FlowFilter {
         if let Some((t, wall)) = self.last_wall {
             let gone = now.saturating_duration_since(wall).as_micros() as Usec;
             self.table.advance(t + gone);
+        }
+        let e = self.table.in_emergency();
+        if e != self.was_emergency {
+            self.was_emergency = e;
+            if e {
+                log::warn!(
+                    "{} (FLOW): {} flows tracked: emergency mode, the emergency_* idle timeouts apply until enough flows have ended",
+                    self.name,
+                    self.table.len()
+                );
+            } else {
+                log::info!(
+                    "{} (FLOW): {} flows tracked: emergency mode over, normal timeouts again",
+                    self.name,
+                    self.table.len()
+                );
+            }
         }
         self.publish();
     }

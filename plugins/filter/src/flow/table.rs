@@ -81,6 +81,11 @@ pub struct Stats {
     pub ended: [u64; 6],
     /// Update records.
     pub updates: u64,
+    /// Times emergency mode began.
+    pub emergencies: u64,
+    /// Flows ended by a timeout while in emergency mode (also counted by
+    /// their reason).
+    pub emergency_ended: u64,
 }
 
 /// The table.
@@ -99,6 +104,10 @@ pub struct FlowTable {
     finishing: bool,
     /// Whether a flow's first packet makes a start record.
     start_records: bool,
+    /// Emergency mode's settings, when on.
+    emergency: Option<Emergency>,
+    /// Whether the table is in emergency mode now.
+    in_emergency: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -144,6 +153,8 @@ impl FlowTable {
             pending: VecDeque::with_capacity(64),
             finishing: false,
             start_records: false,
+            emergency: None,
+            in_emergency: false,
             stats: Stats::default(),
         }
     }
@@ -166,6 +177,16 @@ impl FlowTable {
     /// Makes each flow's first packet queue a start record.
     pub fn set_start_records(&mut self, on: bool) {
         self.start_records = on;
+    }
+
+    /// Turns emergency mode on with these settings (off by default).
+    pub fn set_emergency(&mut self, e: Emergency) {
+        self.emergency = Some(e);
+    }
+
+    /// Whether the table is in emergency mode now.
+    pub fn in_emergency(&self) -> bool {
+        self.in_emergency
     }
 
     /// The next record ready for output.
@@ -207,12 +228,18 @@ impl FlowTable {
     }
 
     fn idle_timeout(&self, class: usize) -> Usec {
+        // Every class list is ordered by last activity, so shorter timeouts
+        // apply from the head just as the normal ones do.
+        let to = match self.emergency {
+            Some(e) if self.in_emergency => e.to,
+            _ => self.to,
+        };
         match class {
-            C_TCP => self.to.tcp,
-            C_UDP => self.to.udp,
-            C_ICMP => self.to.icmp,
-            C_LINGER => self.to.linger,
-            _ => self.to.other,
+            C_TCP => to.tcp,
+            C_UDP => to.udp,
+            C_ICMP => to.icmp,
+            C_LINGER => to.linger,
+            _ => to.other,
         }
     }
 
@@ -224,8 +251,9 @@ impl FlowTable {
         }
         self.now = t;
         for c in 0..NCLASS {
-            let to = self.idle_timeout(c);
             while let Some(h) = Some(self.lists[c].head).filter(|&h| h != NIL) {
+                // Read each turn: emergency mode may end with this flow.
+                let to = self.idle_timeout(c);
                 let f = &self.flows[h as usize];
                 if f.last.saturating_add(to) > t {
                     break;
@@ -304,6 +332,17 @@ impl FlowTable {
         }
         self.free.push(i);
         self.stats.ended[reason_index(reason)] += 1;
+        if self.in_emergency {
+            if matches!(reason, Reason::Idle | Reason::Fin | Reason::Rst) {
+                self.stats.emergency_ended += 1;
+            }
+            if self
+                .emergency
+                .is_some_and(|e| self.index.len() <= e.leave_at)
+            {
+                self.in_emergency = false;
+            }
+        }
     }
 
     /// Ends every flow (shutdown, end of file): each as `pop` takes it.
@@ -334,6 +373,7 @@ impl FlowTable {
                 b: p.dst,
                 pa: p.sport,
                 pb: p.dport,
+                vlan: p.vlan,
             }
         } else {
             FlowKey {
@@ -343,6 +383,7 @@ impl FlowTable {
                 b: p.src,
                 pa: p.dport,
                 pb: p.sport,
+                vlan: p.vlan,
             }
         };
         let now = self.now.max(p.time);
@@ -467,6 +508,14 @@ impl FlowTable {
             self.push_back(1, L_REPORT, i);
         }
         self.stats.created += 1;
+        if !self.in_emergency
+            && self
+                .emergency
+                .is_some_and(|e| self.index.len() >= e.enter_at)
+        {
+            self.in_emergency = true;
+            self.stats.emergencies += 1;
+        }
         i
     }
 }

@@ -1,6 +1,6 @@
 //! The flow table driven with synthetic packets on a replayed clock.
 
-use super::table::{tcp, Dir, FlowTable, Kind, Packet, Reason, Report, Timeouts, Usec};
+use super::table::{tcp, Dir, Emergency, FlowTable, Kind, Packet, Reason, Report, Timeouts, Usec};
 
 const S: Usec = 1_000_000;
 const T0: Usec = 1_700_000_000 * S;
@@ -33,6 +33,7 @@ fn pkt(proto: u8, s: u8, sp: u16, d: u8, dp: u16, flags: u8, bytes: u64, t: Usec
         dst: v4(d),
         sport: sp,
         dport: dp,
+        vlan: 0,
         bytes,
         flags,
         icmp: None,
@@ -221,6 +222,42 @@ fn a_full_table_evicts_the_least_recently_active_and_never_grows() {
     assert_eq!(t.stats.created, 100_001);
 }
 
+#[test]
+fn emergency_mode_shortens_idle_timeouts_near_the_limit_until_the_table_empties_enough() {
+    let mut t = FlowTable::new(to(), 100);
+    t.set_emergency(Emergency {
+        to: Timeouts {
+            tcp: 100 * S,
+            ..to()
+        },
+        enter_at: 95,
+        leave_at: 70,
+    });
+    for port in 0..94u16 {
+        t.packet(&pkt(6, 9, 1000 + port, 1, 80, tcp::ACK, 60, port as u64));
+    }
+    assert!(!t.in_emergency());
+    t.advance(T0 + 150 * S);
+    assert_eq!(t.len(), 94, "the normal TCP idle timeout is 300 s");
+    t.packet(&pkt(6, 9, 5000, 1, 80, tcp::ACK, 60, 150));
+    assert!(t.in_emergency(), "95 of 100 flows");
+    assert_eq!(t.stats.emergencies, 1);
+    // Flows idle for 100 s end, the oldest first, until 70 are left.
+    t.advance(T0 + 151 * S);
+    assert!(!t.in_emergency());
+    assert_eq!(t.len(), 70);
+    assert_eq!(t.stats.emergency_ended, 25);
+    let ended = drain(&mut t);
+    assert_eq!(ended.len(), 25);
+    assert!(ended.iter().all(|r| r.reason == Reason::Idle));
+    // Ports 1000..1025 (idle since 0..24 s) went; 1025 (idle since 25 s,
+    // 126 s ago) stays now that the normal timeouts are back.
+    let mut ports: Vec<u16> = ended.iter().map(|r| initiator(r).1).collect();
+    ports.sort();
+    assert_eq!(ports, (1000..1025).collect::<Vec<_>>());
+    assert_eq!(t.stats.ended[3], 0, "nothing evicted");
+}
+
 mod plugin {
     use crate::testutil::Harness;
     use rulogd_plugin::{Value, Verdict};
@@ -295,6 +332,140 @@ mod plugin {
         assert_eq!(u(&h, "ct.event"), Some(4), "NFCT's DESTROY");
         assert!(h.out("orig.tcp.flags").is_none(), "UDP has no flags");
         assert!(!take(&mut h), "one flow, one record");
+    }
+
+    #[test]
+    fn one_five_tuple_on_two_vlans_is_two_flows_with_their_vlan_ids() {
+        let mut h = Harness::new(super::super::REGISTRATION);
+        for vlan in [Some(10), Some(20), None, Some(10)] {
+            udp(&mut h, [10, 0, 0, 2], 999, [10, 0, 0, 1], 53, 60);
+            if let Some(v) = vlan {
+                h.set("oob.vlan", Value::U16(v));
+            }
+            h.run();
+        }
+        h.filter.finish();
+        let mut seen = Vec::new();
+        while take(&mut h) {
+            let v = h.out("oob.vlan").and_then(Value::as_u64);
+            let pkts = h.out("orig.raw.pktcount").and_then(Value::as_u64);
+            seen.push((v, pkts));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [(None, Some(1)), (Some(10), Some(2)), (Some(20), Some(1))]
+        );
+    }
+
+    #[test]
+    fn home_net_gives_each_flow_its_initiators_direction() {
+        let reg = super::super::REGISTRATION;
+        let mut h = Harness::with_options(reg, &[("home_net", "10.1.0.0/16")], |_| true, |_| true);
+        // (client, server): the client speaks first, so it is the source.
+        let flows = [
+            ([10, 1, 0, 5], [8, 8, 8, 8], "outbound"),
+            ([8, 8, 4, 4], [10, 1, 2, 3], "inbound"),
+            ([10, 1, 0, 5], [10, 1, 9, 9], "internal"),
+            ([10, 2, 0, 5], [8, 8, 8, 8], "external"),
+        ];
+        for (i, (c, s, _)) in flows.iter().enumerate() {
+            let port = 2000 + i as u16;
+            udp(&mut h, *c, port, *s, 53, 60);
+            h.run();
+            udp(&mut h, *s, 53, *c, port, 60);
+            h.run();
+        }
+        h.filter.finish();
+        let mut got = Vec::new();
+        while take(&mut h) {
+            let port = h.out("orig.l4.sport").and_then(Value::as_u64).unwrap();
+            got.push((port, h.out_text("flow.direction")));
+        }
+        got.sort();
+        let want: Vec<_> = (0..4)
+            .map(|i| (2000 + i as u64, flows[i].2.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // Without home_net there is no direction.
+        let mut h = Harness::new(reg);
+        udp(&mut h, [10, 1, 0, 5], 1, [8, 8, 8, 8], 53, 60);
+        h.run();
+        h.filter.finish();
+        assert!(take(&mut h));
+        assert!(h.out("flow.direction").is_none());
+    }
+
+    #[test]
+    fn unidirectional_mode_gives_one_record_per_direction_with_orig_keys_only() {
+        let reg = super::super::REGISTRATION;
+        let opts = [("unidirectional", "1"), ("home_net", "10.0.0.0/24")];
+        let mut h = Harness::with_options(reg, &opts, |_| true, |_| true);
+        let (client, server) = ([10, 0, 0, 9], [192, 0, 2, 1]);
+        udp(&mut h, client, 5000, server, 53, 60);
+        h.run();
+        udp(&mut h, client, 5000, server, 53, 70);
+        h.run();
+        udp(&mut h, server, 53, client, 5000, 200);
+        h.run();
+        // A one-way flow: one record.
+        udp(&mut h, client, 5001, server, 514, 80);
+        h.run();
+        h.filter.finish();
+        let mut got = Vec::new();
+        while take(&mut h) {
+            let u = |k: &str| h.out(k).and_then(Value::as_u64).unwrap();
+            let src = match h.out("orig.ip.saddr") {
+                Some(Value::Ipv4(a)) => a.octets(),
+                v => panic!("{v:?}"),
+            };
+            assert!(h.out("reply.ip.saddr").is_none());
+            assert!(h.out("reply.raw.pktcount").is_none());
+            let rev = matches!(h.out("flow.reversed"), Some(Value::Bool(true)));
+            got.push((
+                u("flow.id"),
+                rev,
+                src,
+                u("orig.l4.sport"),
+                u("orig.l4.dport"),
+                u("orig.raw.pktcount"),
+                u("orig.raw.pktlen"),
+                h.out_text("flow.direction"),
+            ));
+        }
+        got.sort_by_key(|g| (g.0, g.1));
+        let out = "outbound".to_string();
+        assert_eq!(
+            got,
+            [
+                (1, false, client, 5000, 53, 2, 130, out.clone()),
+                (1, true, server, 53, 5000, 1, 200, "inbound".to_string()),
+                (2, false, client, 5001, 514, 1, 80, out),
+            ]
+        );
+    }
+
+    #[test]
+    fn emergency_settings_are_checked_and_follow_max_flows() {
+        use super::super::options::{emergency, timeouts, OPTIONS};
+        let set = |kv: &[(&str, &str)]| {
+            let mut o = rulogd_plugin::Options::defaults(&OPTIONS).unwrap();
+            for (k, v) in kv {
+                let def = OPTIONS.iter().find(|d| d.name == *k).unwrap();
+                o.set(def, v, 1).unwrap();
+            }
+            o
+        };
+        let o = set(&[("tcp_timeout", "60")]);
+        let e = emergency(&o, &timeouts(&o), 1000).unwrap().unwrap();
+        assert_eq!((e.enter_at, e.leave_at), (950, 700));
+        assert_eq!(e.to.tcp, 60_000_000, "emergency never lengthens a timeout");
+        assert_eq!(e.to.udp, 60_000_000);
+        assert_eq!(e.to.other, 60_000_000);
+        let o = set(&[("emergency_threshold", "0")]);
+        assert!(emergency(&o, &timeouts(&o), 1000).unwrap().is_none());
+        let o = set(&[("emergency_threshold", "50"), ("emergency_recovery", "40")]);
+        assert!(emergency(&o, &timeouts(&o), 1000).is_err());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct FlowKey {
     pub pa: u16,
     /// The higher endpoint's port.
     pub pb: u16,
+    /// The outermost VLAN id (0: untagged, or a priority tag only).
+    pub vlan: u16,
 }
 
 /// One packet as the table sees it.
@@ -52,6 +54,8 @@ pub struct Packet {
     pub sport: u16,
     /// Destination port.
     pub dport: u16,
+    /// The outermost VLAN id, 0 for none.
+    pub vlan: u16,
     /// IP total length.
     pub bytes: u64,
     /// TCP flags (0 for other protocols).
@@ -166,4 +170,19 @@ pub struct Timeouts {
     /// Longest life of one flow entry; the next packet starts a new one.
     /// 0: none.
     pub max_life: Usec,
+}
+
+/// Emergency mode: when the table fills to `enter_at` flows, the idle
+/// timeouts become `to`'s (Suricata's pattern), so idle flows make room
+/// before busy ones are evicted; at `leave_at` flows or fewer the normal
+/// timeouts return.
+#[derive(Clone, Copy, Debug)]
+pub struct Emergency {
+    /// The idle timeouts and the linger in emergency (active and max_life
+    /// are not used from here).
+    pub to: Timeouts,
+    /// Flows tracked at which emergency begins.
+    pub enter_at: usize,
+    /// Flows tracked at which it ends.
+    pub leave_at: usize,
 }

@@ -129,6 +129,23 @@ pub fn key_of_column(col: &str) -> String {
     k
 }
 
+/// Whether a column whose key (after [`key_of_column`]) is `col_key` takes
+/// key `name`: the same name, or one with `_` where the column has `.`
+/// (column `flow_end_reason` takes key `flow.end_reason`, which ulogd's
+/// rule alone could never feed). An exact name wins: see [`column_key`].
+pub fn column_takes(col_key: &str, name: &str) -> bool {
+    name == col_key || (name.contains('_') && name.replace('_', ".") == col_key)
+}
+
+/// The key of `keys` a column feeds from: the exact name if there is one,
+/// else the first that [`column_takes`].
+pub fn column_key<'a>(col: &str, keys: impl Iterator<Item = &'a str> + Clone) -> Option<&'a str> {
+    let k = key_of_column(col);
+    keys.clone()
+        .find(|n| *n == k)
+        .or_else(|| keys.into_iter().find(|n| column_takes(&k, n)))
+}
+
 /// How rows go in (`procedure`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Procedure {
@@ -255,4 +272,25 @@ pub fn table_for(pattern: &str, t: i64) -> String {
         let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm);
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
+}
+
+#[cfg(test)]
+#[test]
+fn a_column_takes_its_key_with_dots_or_with_underscores_the_exact_name_first() {
+    let keys = [
+        "flow.end_reason",
+        "oob.ifindex_in",
+        "raw.mac.len",
+        "raw.mac_len",
+    ];
+    let k = |c: &str| column_key(c, keys.iter().copied());
+    assert_eq!(k("flow_end_reason"), Some("flow.end_reason"));
+    assert_eq!(k("oob_ifindex_in"), Some("oob.ifindex_in"));
+    assert_eq!(
+        k("raw_mac_len"),
+        Some("raw.mac.len"),
+        "ulogd's reading wins"
+    );
+    assert_eq!(k("flow_end"), None);
+    assert!(!column_takes("flow.end", "flow_end_reason"));
 }

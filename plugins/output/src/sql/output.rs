@@ -9,7 +9,7 @@
 //! or spooled by an earlier run against an older table, still land in the
 //! right columns.
 
-use super::config::{key_of_column, SqlConfig, LOCAL_DATABASES, SQL_BATCH_BYTES};
+use super::config::{column_key, key_of_column, SqlConfig, LOCAL_DATABASES, SQL_BATCH_BYTES};
 use super::driver::Driver;
 pub use super::row::{decode, layout_id, Layouts, Renderer, Val, ROW_HEAD};
 pub use super::transport::SqlTransport;
@@ -173,15 +173,16 @@ pub fn check_columns(
     cols: &[String],
     upstream: &[UpstreamKey],
 ) -> Result<Vec<String>, BuildError> {
-    let keys: Vec<String> = cols.iter().map(|c| key_of_column(c)).collect();
+    let names = upstream.iter().map(|u| &*u.def.name);
+    let found: Vec<Option<&str>> = cols.iter().map(|c| column_key(c, names.clone())).collect();
     let missing: Vec<String> = cols
         .iter()
-        .zip(&keys)
-        .filter(|(_, k)| !upstream.iter().any(|u| u.def.name == k.as_str()))
-        .map(|(c, k)| format!("{c} (key {k})"))
+        .zip(&found)
+        .filter(|(_, k)| k.is_none())
+        .map(|(c, _)| format!("{c} (key {})", key_of_column(c)))
         .collect();
     if missing.is_empty() {
-        Ok(keys)
+        Ok(found.into_iter().flatten().map(str::to_string).collect())
     } else {
         Err(BuildError::Other(format!(
             "{instance}: table `{table}`: no key of the stack feeds column{} {}",

@@ -128,7 +128,10 @@ pub struct Renderer {
     id: u64,
     /// Each key's slot, and whether it is a RAWSTR key.
     slots: Vec<Option<(Slot, bool)>>,
-    time: Option<Slot>,
+    /// Where a row's time is, best first: a flow record's end (FLOW's
+    /// records sit below a packet input whose oob.time.sec they do not
+    /// carry), then the packet's time.
+    time: [Option<Slot>; 2],
     partitioned: bool,
 }
 
@@ -148,9 +151,7 @@ impl Renderer {
                 .map(|k| (k.slot, k.def.ty == KeyType::RawStr))
         };
         let slots = keys.iter().map(|k| key(k)).collect();
-        let time = key("oob.time.sec")
-            .or_else(|| key("flow.end.sec"))
-            .map(|k| k.0);
+        let time = [key("flow.end.sec"), key("oob.time.sec")].map(|k| k.map(|k| k.0));
         let id = layouts
             .register(keys)
             .map_err(|e| BuildError::io("cannot record the row layout", e))?;
@@ -166,7 +167,8 @@ impl Renderer {
     pub fn render(&self, rec: &Record, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.id.to_le_bytes());
         let t = if self.partitioned {
-            rec.get_u64(self.time)
+            rec.get_u64(self.time[0])
+                .or_else(|| rec.get_u64(self.time[1]))
                 .map(|s| s as i64)
                 .unwrap_or_else(now_secs)
         } else {

@@ -1,6 +1,6 @@
 //! The delivery transport every SQL output shares (writer thread side).
 
-use super::config::{key_of_column, table_for, SqlConfig};
+use super::config::{column_key, table_for, SqlConfig};
 use super::driver::{DbError, Driver};
 use super::row::{decode, decode_time, Layouts, Val};
 use rulogd_delivery::{Batch, DeliveryStats, SendError, Transport};
@@ -59,7 +59,7 @@ impl<D: Driver> SqlTransport<D> {
         let map: Vec<Option<usize>> = cols
             .iter()
             .map(|c| {
-                let k = key_of_column(c);
+                let k = column_key(c, keys.iter().map(String::as_str))?;
                 keys.iter().position(|x| *x == k)
             })
             .collect();

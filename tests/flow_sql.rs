@@ -1,0 +1,270 @@
+//! Flow records into SQL: CAPTURE → BASE → FLOW → IP2STR on a capture file
+//! the test writes, branching to JSON, to SQLITE3 (one table a day, made
+//! from conf/sql/sqlite3.sql's ulog_flow) and to PGSQL (conf/sql/pgsql.sql's
+//! ulog_flow, in a throw-away PostgreSQL). Every row of both databases
+//! equals a JSON record of the same run, column by column, and no record
+//! is missing: start, update and end records, IPv4 and IPv6, TCP flags,
+//! VLAN, direction.
+//!
+//! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
+//! flow_sql` (root needed for PostgreSQL).
+
+use rulogd_tests::pcapgen::{tcp, Pcap, L4};
+use rulogd_tests::pg::{self, Pg};
+use rulogd_tests::{self as lab, Record, TempDir};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::Command;
+
+const CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
+stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,sql1:SQLITE3
+stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,pg1:PGSQL
+
+[cap1]
+file=\"{PCAP}\"
+
+[flow1]
+home_net=\"10.1.0.0/16\"
+active_timeout=1
+tcp_linger=1
+start_records=1
+
+[json1]
+file=\"{JSON}\"
+
+[sql1]
+db=\"{DB}\"
+table=\"ulog_flow_%Y_%m_%d\"
+template=\"ulog_flow\"
+
+[pg1]
+db=\"rdb\"
+host=\"{HOST}\"
+port={PORT}
+user=\"postgres\"
+table=\"ulog_flow\"
+procedure=\"INSERT\"
+";
+
+/// The columns compared, with the JSON key each one's value is under.
+const COLUMNS: &[(&str, &str)] = &[
+    ("flow_id", "flow.id"),
+    ("flow_seq", "flow.seq"),
+    ("flow_type", "flow.type"),
+    ("flow_end_reason", "flow.end_reason"),
+    ("flow_guessed", "flow.guessed"),
+    ("flow_direction", "flow.direction"),
+    ("flow_start_sec", "flow.start.sec"),
+    ("flow_start_usec", "flow.start.usec"),
+    ("flow_end_sec", "flow.end.sec"),
+    ("flow_end_usec", "flow.end.usec"),
+    ("oob_family", "oob.family"),
+    ("oob_vlan", "oob.vlan"),
+    ("orig_ip_protocol", "orig.ip.protocol"),
+    ("orig_ip_saddr_str", "src_ip"),
+    ("orig_ip_daddr_str", "dest_ip"),
+    ("orig_l4_sport", "orig.l4.sport"),
+    ("orig_l4_dport", "orig.l4.dport"),
+    ("orig_raw_pktcount", "orig.raw.pktcount"),
+    ("orig_raw_pktlen", "orig.raw.pktlen"),
+    ("reply_raw_pktcount", "reply.raw.pktcount"),
+    ("reply_raw_pktlen", "reply.raw.pktlen"),
+    ("orig_tcp_flags", "orig.tcp.flags"),
+    ("reply_tcp_flags", "reply.tcp.flags"),
+    ("icmp_type", "icmp.type"),
+    ("icmp_code", "icmp.code"),
+    ("icmpv6_type", "icmpv6.type"),
+    ("icmpv6_code", "icmpv6.code"),
+];
+
+const T0: u64 = 1_600_000_000_000_000;
+const SEC: u64 = 1_000_000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A TCP session with FIN, a long UDP exchange (updates), an IPv6 UDP
+/// flow on VLAN 7, and a one-packet flow that ends the file 4 s later.
+fn write_pcap(path: &Path) {
+    let mut p = Pcap::new(65535);
+    let (c, s) = ((ip("10.1.0.5"), 40000), (ip("93.184.216.34"), 443));
+    let tcp = |flags, len| L4::Tcp { flags, len };
+    let a = tcp::ACK;
+    for (i, (fwd, l4)) in [
+        (true, tcp(tcp::SYN, 0)),
+        (false, tcp(tcp::SYN | a, 0)),
+        (true, tcp(a | tcp::PSH, 700)),
+        (false, tcp(a, 0)),
+        (true, tcp(tcp::FIN | a, 0)),
+        (false, tcp(tcp::FIN | a, 0)),
+        (true, tcp(a, 0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (src, dst) = if fwd { (c, s) } else { (s, c) };
+        p.packet(T0 + i as u64 * 1000, &[], src, dst, l4, 0);
+    }
+    let (c, s) = ((ip("10.1.0.5"), 5353), (ip("10.1.0.9"), 53));
+    for i in 0..4u64 {
+        let t = T0 + i * 700_000;
+        p.packet(
+            t,
+            &[],
+            c,
+            s,
+            L4::Udp {
+                len: 30 + i as usize,
+            },
+            0,
+        );
+        p.packet(t + 500, &[], s, c, L4::Udp { len: 200 }, 0);
+    }
+    let (c6, s6) = ((ip("2001:db8:5::1"), 9000), (ip("2001:db8:6::1"), 9001));
+    p.packet(T0 + SEC, &[7], c6, s6, L4::Udp { len: 10 }, 0);
+    p.packet(T0 + SEC + 10, &[7], s6, c6, L4::Udp { len: 1000 }, 0);
+    let (c, s) = ((ip("198.51.100.1"), 1234), (ip("10.1.0.2"), 80));
+    p.packet(T0 + 4 * SEC, &[], c, s, tcp(tcp::SYN, 0), 0);
+    std::fs::write(path, p.bytes()).unwrap();
+}
+
+/// A JSON value as the databases print it (NULL as "").
+fn json_text(r: &Record, key: &str) -> String {
+    match r.get(key) {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Bool(b)) => (*b as u8).to_string(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn sqlite_rows(db: &Path) -> Vec<Vec<String>> {
+    let q = |sql: &str| {
+        let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 5000", "-separator", "\x1f"])
+            .arg(db)
+            .arg(sql)
+            .output()
+            .expect("sqlite3");
+        assert!(out.status.success(), "{sql}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let tables = q("select name from sqlite_master where type = 'table' and name like 'ulog_flow_%' order by name");
+    let tables: Vec<&str> = tables.lines().collect();
+    assert!(!tables.is_empty(), "no dated table was made");
+    // Dated by the flows' own times (2020-09-13 in any time zone give or
+    // take a day), not by the clock of the run.
+    for t in &tables {
+        assert!(t.starts_with("ulog_flow_2020_09_1"), "{t}");
+    }
+    let cols: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    let mut rows = Vec::new();
+    for t in tables {
+        let text = q(&format!("select {} from \"{t}\"", cols.join(", ")));
+        rows.extend(
+            text.lines()
+                .map(|l| l.split('\x1f').map(str::to_string).collect::<Vec<_>>()),
+        );
+    }
+    assert_eq!(
+        q("select count(*) from ulog_flow").trim(),
+        "0",
+        "the template stays empty"
+    );
+    rows
+}
+
+fn pg_rows(pg: &Pg) -> Vec<Vec<String>> {
+    let cols: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    let mut rows = pg.rows("rdb", &format!("select {} from ulog_flow", cols.join(", ")));
+    let g = COLUMNS.iter().position(|c| c.0 == "flow_guessed").unwrap();
+    for r in &mut rows {
+        r[g] = match r[g].as_str() {
+            "t" => "1".into(),
+            "f" => "0".into(),
+            x => x.into(),
+        };
+    }
+    rows
+}
+
+#[test]
+fn every_flow_row_in_sqlite_and_postgresql_equals_its_json_record() {
+    if !lab::require_root() || !pg::available() {
+        return;
+    }
+    let dir = TempDir::new("flowsql");
+    let d = dir.path();
+    let pcap = d.join("flows.pcap");
+    write_pcap(&pcap);
+    let db = d.join("flows.sqlite3");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schema = std::fs::read_to_string(root.join("conf/sql/sqlite3.sql")).unwrap();
+    // On stdin: the file starts with `--`, which the shell would take for
+    // an option.
+    let mut child = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), schema.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "sqlite3 < sqlite3.sql");
+    let pg = Pg::start("flowsql");
+    pg.createdb("rdb");
+    pg.psql_script(
+        "rdb",
+        &std::fs::read_to_string(root.join("conf/sql/pgsql.sql")).unwrap(),
+    );
+    let json = d.join("flows.json");
+    let log = d.join("rulogd.log");
+    let conf = lab::fill(
+        CONF,
+        &[
+            ("LOGFILE", lab::path_str(&log)),
+            ("PCAP", lab::path_str(&pcap)),
+            ("JSON", lab::path_str(&json)),
+            ("DB", lab::path_str(&db)),
+            ("HOST", pg.host()),
+            ("PORT", pg.port().to_string()),
+        ],
+    );
+    let f = rulogd_tests::daemon::run_to_exit(d, "flowsql", &conf, &json, &log);
+    assert_eq!(f.code, Some(0), "{}", f.log);
+    let mut want: Vec<Vec<String>> = f
+        .records
+        .iter()
+        .map(|r| COLUMNS.iter().map(|(_, k)| json_text(r, k)).collect())
+        .collect();
+    want.sort();
+    // The run made every kind of record the table has columns for.
+    let col = |name: &str| COLUMNS.iter().position(|c| c.0 == name).unwrap();
+    let has = |c: &str, v: &str| want.iter().any(|r| r[col(c)] == v);
+    for (c, v) in [
+        ("flow_type", "start"),
+        ("flow_type", "update"),
+        ("flow_type", "end"),
+        ("flow_end_reason", "fin"),
+        ("flow_end_reason", "forced"),
+        ("flow_direction", "inbound"),
+        ("flow_direction", "outbound"),
+        ("flow_direction", "internal"),
+        ("flow_direction", "external"),
+        ("oob_vlan", "7"),
+        ("oob_family", "10"),
+        ("flow_guessed", "0"),
+    ] {
+        assert!(has(c, v), "no record with {c} = {v}: {want:#?}");
+    }
+    for (name, mut got) in [("SQLite", sqlite_rows(&db)), ("PostgreSQL", pg_rows(&pg))] {
+        got.sort();
+        assert_eq!(got.len(), want.len(), "{name}: rows vs JSON records");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w, "{name} row vs JSON record (columns {COLUMNS:?})");
+        }
+    }
+}
