@@ -30,13 +30,14 @@
 //! assert_eq!(delivery.stats().records.get(), 1);
 //! ```
 
+mod backlog_memory;
+mod backlog_spool;
 mod batch;
 mod net;
+mod overflow;
 mod queue;
 mod spool;
 mod spool_options;
-mod spool_submit;
-mod spool_writer;
 mod stats;
 mod transport;
 mod writer;
