@@ -230,7 +230,10 @@ impl Run {
                 b.clear();
                 o.spare = Some(b);
             }
-            debug_assert!(older.is_empty(), "a queue holds nothing while the spool is read");
+            debug_assert!(
+                older.is_empty(),
+                "a queue holds nothing while the spool is read"
+            );
         }
         if older.is_empty() {
             shared.gauges(&st, &self.w.stats);
