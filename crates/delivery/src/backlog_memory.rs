@@ -6,7 +6,7 @@
 
 use super::batch::Batch;
 use super::stats::DeliveryStats;
-use super::writer::{Backlog, Run};
+use super::writer::Run;
 use super::WhenFull;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -70,16 +70,6 @@ impl Memory {
     }
 }
 
-/// The memory backlog of a run, borrowing only that field.
-macro_rules! mem {
-    ($run:expr) => {
-        match &mut $run.backlog {
-            Backlog::Memory(m) => m,
-            Backlog::Spool(_) => unreachable!("memory backlog expected"),
-        }
-    };
-}
-
 impl Run {
     /// Waits for the next message: without a backlog for as long as it
     /// takes; while away until the next attempt, and not at all while the
@@ -87,7 +77,7 @@ impl Run {
     /// pushes back on the input), though shutdown is still looked for.
     pub(crate) fn take_memory(&mut self) -> bool {
         let (empty, held) = {
-            let m = mem!(self);
+            let m = variant!(self, Memory);
             (
                 m.is_empty(),
                 m.when_full == WhenFull::Block && m.pending_bytes >= m.max_pending,
@@ -121,7 +111,7 @@ impl Run {
     /// backlog full.
     pub(crate) fn accept_memory(&mut self, b: Batch) {
         let closing = self.w.closing.load(Ordering::Acquire);
-        let m = mem!(self);
+        let m = variant!(self, Memory);
         // While away the writer holds at least one batch even with
         // max_pending = 0: holding something is what drives reconnecting.
         let away = !m.is_empty();
@@ -160,7 +150,7 @@ impl Run {
 
     /// Shutdown: whether to try once more, reconnecting until the deadline.
     pub(crate) fn more_memory(&mut self, deadline: Instant) -> bool {
-        if mem!(self).is_empty() {
+        if variant!(self, Memory).is_empty() {
             return false;
         }
         let now = Instant::now();
@@ -177,7 +167,7 @@ impl Run {
 
     /// Shutdown: what the destination did not take by the deadline is lost.
     pub(crate) fn left_memory(&mut self) {
-        let m = mem!(self);
+        let m = variant!(self, Memory);
         if !m.is_empty() {
             let n = m.pending_records - m.front_next;
             m.pending.clear();
@@ -189,7 +179,7 @@ impl Run {
                 self.w.transport.describe()
             );
         }
-        let m = mem!(self);
+        let m = variant!(self, Memory);
         m.pending_bytes = 0;
         m.pending_records = 0;
         m.update_pending(&self.w.stats);

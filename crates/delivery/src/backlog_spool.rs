@@ -90,16 +90,6 @@ impl Overflow {
     }
 }
 
-/// The spool backlog of a run, borrowing only that field.
-macro_rules! ov {
-    ($run:expr) => {
-        match &mut $run.backlog {
-            Backlog::Spool(o) => o,
-            Backlog::Memory(_) => unreachable!("spool backlog expected"),
-        }
-    };
-}
-
 impl Run {
     /// Says at start whether an earlier run left records to deliver.
     pub(crate) fn started(&mut self) {
@@ -116,7 +106,7 @@ impl Run {
     }
 
     pub(crate) fn sync_if_due(&mut self) {
-        let o = ov!(self);
+        let o = variant!(self, Spool);
         if o.last_sync.elapsed() < SYNC_EVERY {
             return;
         }
@@ -131,7 +121,7 @@ impl Run {
     /// newer than the queue's.
     pub(crate) fn take_spool(&mut self) -> bool {
         let open = self.w.transport.is_open();
-        let o = ov!(self);
+        let o = variant!(self, Spool);
         if o.closing {
             return false;
         }
@@ -151,7 +141,7 @@ impl Run {
             Err(TryRecvError::Empty) => {}
         }
         if open {
-            let o = ov!(self);
+            let o = variant!(self, Spool);
             let shared = o.shared.clone();
             let mut st = shared.lock();
             if !st.away && st.spool.has_unread() {
@@ -194,7 +184,7 @@ impl Run {
     /// batches are older than anything producers spooled (they spool only
     /// once the queue was full), so they go in front.
     pub(crate) fn spill(&mut self) {
-        let o = ov!(self);
+        let o = variant!(self, Spool);
         let shared = o.shared.clone();
         let mut st = shared.lock();
         st.away = true;
@@ -272,7 +262,7 @@ impl Run {
             if Instant::now() >= deadline || !self.w.transport.is_open() {
                 return false;
             }
-            let o = ov!(self);
+            let o = variant!(self, Spool);
             if o.hand.is_some() {
                 return true;
             }
@@ -308,7 +298,7 @@ impl Run {
     /// nothing accepted is lost.
     pub(crate) fn left_spool(&mut self) {
         self.spill();
-        let o = ov!(self);
+        let o = variant!(self, Spool);
         let mut st = o.shared.lock();
         let left = st.spool.records();
         if let Err(e) = st.spool.sync() {

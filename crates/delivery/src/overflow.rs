@@ -49,6 +49,15 @@ pub(crate) struct SpoolState {
     pub(crate) broken: bool,
 }
 
+impl SpoolState {
+    /// Warns once per episode that the spool is full, and what happens now.
+    fn tell_full(&mut self, name: &str, doing: &str) {
+        if !std::mem::replace(&mut self.told_full, true) {
+            log::warn!("{name}: spool full ({} bytes), {doing}", self.spool.bytes());
+        }
+    }
+}
+
 impl SpoolShared {
     pub(crate) fn new(spool: Spool, stats: &DeliveryStats) -> Arc<Self> {
         let sh = SpoolShared {
@@ -141,25 +150,11 @@ pub(crate) fn submit(
                 };
             }
             d.stats.dropped_full.add(records);
-            if !st.told_full {
-                st.told_full = true;
-                log::warn!(
-                    "{}: spool full ({} bytes), dropping records",
-                    d.name,
-                    st.spool.bytes()
-                );
-            }
+            st.tell_full(&d.name, "dropping records");
             batch.clear();
             return Err((batch, OutputError::QueueFull));
         }
-        if !st.told_full {
-            st.told_full = true;
-            log::warn!(
-                "{}: spool full ({} bytes), holding the input back",
-                d.name,
-                st.spool.bytes()
-            );
-        }
+        st.tell_full(&d.name, "holding the input back");
         st = sh
             .room
             .wait_timeout(st, ROOM_WAIT)
