@@ -203,7 +203,7 @@ impl Run {
 
     /// Writes the backlog while the destination is open.
     pub(crate) fn deliver(&mut self) {
-        loop {
+        while self.backlog.front().is_some() {
             if !self.w.transport.is_open() {
                 return;
             }
