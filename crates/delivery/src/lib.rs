@@ -30,13 +30,25 @@
 //! assert_eq!(delivery.stats().records.get(), 1);
 //! ```
 
+/// The backlog variant of a writer run, borrowing only that field so the
+/// run's other fields stay usable beside it.
+macro_rules! variant {
+    ($run:expr, $v:ident) => {
+        match &mut $run.backlog {
+            $crate::writer::Backlog::$v(x) => x,
+            _ => unreachable!(concat!(stringify!($v), " backlog expected")),
+        }
+    };
+}
+
+mod backlog_memory;
+mod backlog_spool;
 mod batch;
 mod net;
+mod overflow;
 mod queue;
 mod spool;
 mod spool_options;
-mod spool_submit;
-mod spool_writer;
 mod stats;
 mod transport;
 mod writer;

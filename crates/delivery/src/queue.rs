@@ -1,12 +1,13 @@
 //! The producer side of a delivery: the bounded queue, the when-full policy,
 //! batch recycling, and the [`Service`] the core reopens and stops.
 
+use super::backlog_memory::Memory;
+use super::backlog_spool::Overflow;
 use super::batch::Batch;
-use super::spool_submit::{self, SpoolShared, SubmitCtx};
-use super::spool_writer::Job;
+use super::overflow::{self, SpoolShared};
 use super::stats::DeliveryStats;
 use super::transport::Transport;
-use super::writer::{Msg, Writer};
+use super::writer::{Backlog, Msg, Writer, BACKOFF_MAX, BACKOFF_MIN};
 use super::{DeliveryConfig, DeliveryError, WhenFull};
 use rulogd_plugin::{BuildCtx, BuildError, OutputError, Service};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -22,18 +23,26 @@ const REOPEN_WAIT: Duration = Duration::from_secs(1);
 /// One writer thread and its queue, shared by every stack that names the
 /// same output instance.
 pub struct Delivery {
-    name: String,
+    pub(crate) name: String,
     tx: SyncSender<Msg>,
     recycled: Mutex<Receiver<Batch>>,
-    when_full: WhenFull,
+    pub(crate) when_full: WhenFull,
     batch_bytes: usize,
-    stats: DeliveryStats,
+    pub(crate) stats: DeliveryStats,
     depth: Arc<AtomicI64>,
-    closing: Arc<AtomicBool>,
+    pub(crate) closing: Arc<AtomicBool>,
     dropping: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// The durable spool behind the queue, if configured.
+    /// The durable overflow stage behind the queue, if configured.
     spool: Option<Arc<SpoolShared>>,
+}
+
+/// Why the queue did not take a batch; the batch comes back.
+pub(crate) enum Refused {
+    /// The queue is full (only when not waiting for room).
+    Full(Batch),
+    /// The writer is gone.
+    Closed(Batch),
 }
 
 impl Delivery {
@@ -56,8 +65,20 @@ impl Delivery {
         let depth = Arc::new(AtomicI64::new(0));
         let closing = Arc::new(AtomicBool::new(false));
         let spool = match &cfg.spool {
-            Some(sc) => Some(spool_submit::open(sc, &stats)?),
+            Some(sc) => Some(overflow::open(sc, &stats)?),
             None => None,
+        };
+        // One writer loop; only its backlog differs: memory only, or with
+        // the spool as an overflow stage.
+        let (backlog, backoff_max) = match (&spool, &cfg.spool) {
+            (Some(sh), Some(sc)) => (
+                Backlog::Spool(Overflow::new(sh.clone())),
+                sc.retry_max.max(BACKOFF_MIN),
+            ),
+            _ => (
+                Backlog::Memory(Memory::new(cfg.when_full, cfg.max_pending)),
+                BACKOFF_MAX,
+            ),
         };
         let writer = Writer {
             name: cfg.name.clone(),
@@ -67,14 +88,12 @@ impl Delivery {
             stats: stats.clone(),
             depth: depth.clone(),
             closing: closing.clone(),
-            when_full: cfg.when_full,
-            max_pending: cfg.max_pending,
             close_timeout: cfg.close_timeout,
+            backoff_max,
         };
-        let (spool_job, cfg_spool) = (spool.clone(), cfg.spool.clone());
         let thread = std::thread::Builder::new()
             .name(thread_name(&cfg.name))
-            .spawn(move || Job::new(writer, spool_job, cfg_spool).run())
+            .spawn(move || writer.run(backlog))
             .map_err(DeliveryError::Spawn)?;
         Ok(Arc::new(Delivery {
             name: cfg.name.clone(),
@@ -131,54 +150,64 @@ impl Delivery {
         recycled.unwrap_or_else(|| Batch::with_capacity(self.batch_bytes + self.batch_bytes / 4))
     }
 
-    /// Queues a non-empty batch. On failure the batch comes back (cleared when
-    /// its records were dropped) with the reason.
+    /// Queues a non-empty batch, the one submit path: through the overflow
+    /// stage when there is one, else straight to the queue under the
+    /// when-full policy. On failure the batch comes back (cleared when its
+    /// records were dropped) with the reason.
     fn submit(&self, batch: Batch) -> Result<(), (Batch, OutputError)> {
         if let Some(sh) = &self.spool {
-            let c = SubmitCtx {
-                name: &self.name,
-                tx: &self.tx,
-                when_full: self.when_full,
-                stats: &self.stats,
-                depth: &self.depth,
-                closing: &self.closing,
-            };
-            return spool_submit::submit(sh, &c, batch);
+            return overflow::submit(sh, self, batch);
         }
         let records = batch.records() as u64;
-        let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        let res = match self.when_full {
-            WhenFull::Block => self.tx.send(Msg::Data(batch)).map_err(|e| (e.0, false)),
-            WhenFull::Drop => self.tx.try_send(Msg::Data(batch)).map_err(|e| match e {
-                TrySendError::Full(m) => (m, true),
-                TrySendError::Disconnected(m) => (m, false),
-            }),
-        };
-        match res {
+        match self.enqueue(batch, self.when_full == WhenFull::Block) {
             Ok(()) => {
-                self.stats.queue_depth.set(d.max(0) as u64);
                 if self.dropping.swap(false, Ordering::Relaxed) {
                     log::info!("{}: queue accepts records again", self.name);
                 }
                 Ok(())
             }
-            Err((msg, full)) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                // Only data is sent here, so the batch always comes back.
-                let mut b = match msg {
-                    Msg::Data(b) => b,
-                    _ => Batch::default(),
-                };
+            Err(Refused::Full(mut b)) => {
                 b.clear();
-                if full {
-                    self.stats.dropped_full.add(records);
-                    if !self.dropping.swap(true, Ordering::Relaxed) {
-                        log::warn!("{}: queue full, dropping records", self.name);
-                    }
-                    Err((b, OutputError::QueueFull))
-                } else {
-                    Err((b, OutputError::Closed))
+                self.stats.dropped_full.add(records);
+                if !self.dropping.swap(true, Ordering::Relaxed) {
+                    log::warn!("{}: queue full, dropping records", self.name);
                 }
+                Err((b, OutputError::QueueFull))
+            }
+            Err(Refused::Closed(mut b)) => {
+                b.clear();
+                Err((b, OutputError::Closed))
+            }
+        }
+    }
+
+    /// Puts a batch on the queue, waiting for room or not, and keeps the
+    /// queue-depth gauge.
+    pub(crate) fn enqueue(&self, batch: Batch, wait: bool) -> Result<(), Refused> {
+        let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        // Only data is sent here, so the batch always comes back.
+        let data = |m: Msg| match m {
+            Msg::Data(b) => b,
+            _ => Batch::default(),
+        };
+        let res = if wait {
+            self.tx
+                .send(Msg::Data(batch))
+                .map_err(|e| Refused::Closed(data(e.0)))
+        } else {
+            self.tx.try_send(Msg::Data(batch)).map_err(|e| match e {
+                TrySendError::Full(m) => Refused::Full(data(m)),
+                TrySendError::Disconnected(m) => Refused::Closed(data(m)),
+            })
+        };
+        match res {
+            Ok(()) => {
+                self.stats.queue_depth.set(d.max(0) as u64);
+                Ok(())
+            }
+            Err(r) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(r)
             }
         }
     }

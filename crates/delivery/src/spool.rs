@@ -5,7 +5,7 @@
 //! the destination is there; when the queue is full or the destination is
 //! away they append to the spool instead, and once anything is in it every
 //! later batch goes there too, so the order of one producer's records is
-//! kept. The writer thread ([`super::spool_writer`]) delivers the queue
+//! kept. The writer thread ([`super::backlog_spool`]) delivers the queue
 //! first, then the spool, and marks a spooled batch done (`commit`) only
 //! after the destination took it. What is in the spool survives a crash or
 //! a restart and is delivered first on the next start.

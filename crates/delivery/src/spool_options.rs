@@ -117,7 +117,11 @@ mod tests {
         o
     }
 
-    fn spool_of(opts: &[(&str, &str)], state: Option<&std::path::Path>) -> Option<PathBuf> {
+    /// What `spool_config` makes of `opts` with the state directory `state`.
+    fn config(
+        opts: &[(&str, &str)],
+        state: Option<&std::path::Path>,
+    ) -> Result<Option<SpoolConfig>, BuildError> {
         let o = options(opts);
         let shared = SharedRegistry::with_env(ProcessEnv {
             state_dir: state.map(PathBuf::from),
@@ -129,7 +133,11 @@ mod tests {
             options: &o,
             shared: &shared,
         };
-        spool_config(&ctx, SPOOL_RETRY_MAX).unwrap().map(|s| s.dir)
+        spool_config(&ctx, SPOOL_RETRY_MAX)
+    }
+
+    fn spool_of(opts: &[(&str, &str)], state: Option<&std::path::Path>) -> Option<PathBuf> {
+        config(opts, state).unwrap().map(|s| s.dir)
     }
 
     #[test]
@@ -196,18 +204,8 @@ mod tests {
 
     #[test]
     fn an_unwritable_state_dir_names_the_way_out() {
-        let o = options(&[]);
-        let shared = SharedRegistry::with_env(ProcessEnv {
-            state_dir: Some(PathBuf::from("/proc/rulogd-cannot-be-here")),
-            owner: None,
-        });
-        let ctx = BuildCtx {
-            instance: "out1",
-            info: &INFO,
-            options: &o,
-            shared: &shared,
-        };
-        let e = spool_config(&ctx, SPOOL_RETRY_MAX).unwrap_err().to_string();
+        let state = std::path::Path::new("/proc/rulogd-cannot-be-here");
+        let e = config(&[], Some(state)).unwrap_err().to_string();
         assert!(e.contains("/proc/rulogd-cannot-be-here/spool/out1"), "{e}");
         assert!(e.contains("spool_dir=\"\""), "{e}");
     }

@@ -1,15 +1,18 @@
-//! The writer thread: takes batches off the queue in order and writes them,
-//! holding them in memory and reconnecting with backoff while the destination
-//! is away.
+//! The writer thread: one loop that takes batches off the queue in order and
+//! writes them, over one backlog of what the destination has not taken yet.
+//! The backlog is memory only ([`super::backlog_memory`]: held while the
+//! destination is away, up to `max_pending`) or has a durable overflow stage
+//! ([`super::backlog_spool`]: moved to the spool while it is away). The loop
+//! reconnects with backoff and resends from the record a failure interrupted.
 
+use super::backlog_memory::Memory;
+use super::backlog_spool::Overflow;
 use super::batch::Batch;
 use super::stats::DeliveryStats;
 use super::transport::Transport;
-use super::WhenFull;
-use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,32 +27,52 @@ pub(crate) enum Msg {
 }
 
 /// First reconnect delay after a failed attempt.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest reconnect delay.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How often a writer that may not take more data looks for a shutdown.
-const IDLE_POLL: Duration = Duration::from_millis(50);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest reconnect delay of a delivery without a spool (with one, the
+/// spool's `retry_max`).
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Exponential backoff: 100 ms doubling up to 5 s.
-struct Backoff(Duration);
+/// Exponential backoff: 100 ms doubling up to its maximum.
+pub(crate) struct Backoff {
+    cur: Duration,
+    max: Duration,
+}
 
 impl Backoff {
     fn next(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        let d = self.cur;
+        self.cur = (self.cur * 2).min(self.max);
         d
     }
 
     fn reset(&mut self) {
-        self.0 = BACKOFF_MIN;
+        self.cur = BACKOFF_MIN;
     }
 }
 
 /// The state of a destination that is away, so it is logged once, not per line.
-struct Outage {
-    since: Instant,
-    dropped_at_start: u64,
-    told_dropping: bool,
+pub(crate) struct Outage {
+    pub(crate) since: Instant,
+    pub(crate) dropped_at_start: u64,
+    pub(crate) told_dropping: bool,
+}
+
+/// What the destination has not taken yet, in order.
+pub(crate) enum Backlog {
+    /// Held in memory while the destination is away.
+    Memory(Memory),
+    /// Moved to the durable spool while the destination is away.
+    Spool(Overflow),
+}
+
+impl Backlog {
+    /// The batch to send next and its first record not yet delivered.
+    fn front(&self) -> Option<(&Batch, usize)> {
+        match self {
+            Backlog::Memory(m) => m.front(),
+            Backlog::Spool(o) => o.front(),
+        }
+    }
 }
 
 /// Everything the writer thread owns.
@@ -61,27 +84,24 @@ pub(crate) struct Writer {
     pub(crate) stats: DeliveryStats,
     pub(crate) depth: Arc<AtomicI64>,
     pub(crate) closing: Arc<AtomicBool>,
-    pub(crate) when_full: WhenFull,
-    pub(crate) max_pending: usize,
     pub(crate) close_timeout: Duration,
+    /// Longest reconnect delay.
+    pub(crate) backoff_max: Duration,
 }
 
 /// The writer's working state, apart from its configuration.
-struct Run {
-    w: Writer,
-    pending: VecDeque<Batch>,
-    /// First record of `pending.front()` not yet delivered.
-    front_next: usize,
-    pending_bytes: usize,
-    pending_records: usize,
+pub(crate) struct Run {
+    pub(crate) w: Writer,
+    pub(crate) backlog: Backlog,
     backoff: Backoff,
     /// When the destination is closed: when to try opening it again.
-    next_attempt: Instant,
-    outage: Option<Outage>,
+    pub(crate) next_attempt: Instant,
+    pub(crate) outage: Option<Outage>,
     opened_once: bool,
     /// Whether the current connection has taken a whole batch: if it fails
     /// before that, retrying at once would spin (a full disk, a peer that
-    /// accepts and hangs up), so the retry waits for the backoff.
+    /// accepts and hangs up), so the retry waits for the backoff. A spooled
+    /// delivery always waits: its backlog is on disk, not growing in memory.
     proven: bool,
     /// A file renamed or deleted under us could not be opened again; told
     /// once, retried before every batch (at most once a second).
@@ -90,21 +110,23 @@ struct Run {
 
 impl Writer {
     /// Runs until Close (or until every sender is gone).
-    pub(crate) fn run(self) {
+    pub(crate) fn run(self, backlog: Backlog) {
         let opened_once = self.transport.is_open();
+        let backoff = Backoff {
+            cur: BACKOFF_MIN,
+            max: self.backoff_max,
+        };
         let mut r = Run {
             w: self,
-            pending: VecDeque::new(),
-            front_next: 0,
-            pending_bytes: 0,
-            pending_records: 0,
-            backoff: Backoff(BACKOFF_MIN),
+            backlog,
+            backoff,
             next_attempt: Instant::now(),
             outage: None,
             opened_once,
             proven: false,
             move_failing: false,
         };
+        r.started();
         if !r.w.transport.is_open() {
             // Network modes connect here, not at build time, so a stack starts
             // while its peer is still down.
@@ -117,102 +139,87 @@ impl Writer {
 impl Run {
     fn main_loop(&mut self) {
         loop {
-            self.deliver();
-            let msg = if self.pending.is_empty() {
-                match self.w.rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => return self.finish(),
-                }
-            } else {
-                let now = Instant::now();
-                if now >= self.next_attempt {
-                    self.try_open();
-                    continue;
-                }
-                let wait = self.next_attempt - now;
-                let closing = self.w.closing.load(Ordering::Acquire);
-                if self.w.when_full == WhenFull::Block
-                    && self.pending_bytes >= self.w.max_pending
-                    && !closing
-                {
-                    // Leave batches in the queue so that it fills and pushes
-                    // back on the input, but keep an eye on shutdown.
-                    std::thread::sleep(wait.min(IDLE_POLL));
-                    continue;
-                }
-                match self.w.rx.recv_timeout(wait) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return self.finish(),
-                }
-            };
-            match msg {
-                Msg::Data(b) => self.accept(b),
-                Msg::Reopen => self.reopen(),
-                Msg::Close => return self.finish(),
+            if let Backlog::Spool(_) = self.backlog {
+                self.sync_if_due();
+            }
+            if !self.w.transport.is_open()
+                && Instant::now() >= self.next_attempt
+                && self.wants_open()
+            {
+                self.try_open();
+            }
+            if !self.take() {
+                return self.finish();
+            }
+            if self.w.transport.is_open() {
+                self.deliver();
+            } else if self.backlog.front().is_some() {
+                self.gone();
             }
         }
     }
 
-    fn accept(&mut self, b: Batch) {
-        let d = self.w.depth.fetch_sub(1, Ordering::Relaxed) - 1;
-        self.w.stats.queue_depth.set(d.max(0) as u64);
-        if b.is_empty() {
-            return self.recycle(b);
+    /// Whether a closed destination is worth opening now: a memory backlog
+    /// waits for something to send, so an idle output keeps no connection.
+    fn wants_open(&self) -> bool {
+        match &self.backlog {
+            Backlog::Memory(m) => !m.is_empty(),
+            Backlog::Spool(_) => true,
         }
-        // While away the writer holds at least one batch even with
-        // max_pending = 0: holding something is what drives reconnecting.
-        let away = !self.pending.is_empty();
-        if away
-            && self.pending_bytes + b.bytes() > self.w.max_pending
-            && !self.w.closing.load(Ordering::Acquire)
-        {
-            self.w.stats.dropped_full.add(b.records() as u64);
-            if let Some(o) = self.outage.as_mut() {
-                if !o.told_dropping {
-                    o.told_dropping = true;
-                    log::warn!(
-                        "{}: {} bytes held for {}; dropping records until it is back",
-                        self.w.name,
-                        self.pending_bytes,
-                        self.w.transport.describe()
-                    );
-                }
-            }
-            return self.recycle(b);
-        }
-        self.pending_bytes += b.bytes();
-        self.pending_records += b.records();
-        self.pending.push_back(b);
-        self.update_pending();
     }
 
-    /// Writes pending batches while the destination is open.
-    fn deliver(&mut self) {
-        while !self.pending.is_empty() {
+    /// Takes the next message off the queue (or out of the spool) into the
+    /// backlog, waiting as the backlog allows; false on Close.
+    fn take(&mut self) -> bool {
+        match self.backlog {
+            Backlog::Memory(_) => self.take_memory(),
+            Backlog::Spool(_) => self.take_spool(),
+        }
+    }
+
+    /// Acts on one message from the queue; false on Close.
+    pub(crate) fn handle(&mut self, m: Msg) -> bool {
+        match m {
+            Msg::Data(b) => {
+                let d = self.w.depth.fetch_sub(1, Ordering::Relaxed) - 1;
+                self.w.stats.queue_depth.set(d.max(0) as u64);
+                if b.is_empty() {
+                    self.recycle(b);
+                } else {
+                    match self.backlog {
+                        Backlog::Memory(_) => self.accept_memory(b),
+                        Backlog::Spool(ref mut o) => o.hold(b),
+                    }
+                }
+                true
+            }
+            Msg::Reopen => {
+                self.reopen();
+                true
+            }
+            Msg::Close => false,
+        }
+    }
+
+    /// Writes the backlog while the destination is open.
+    pub(crate) fn deliver(&mut self) {
+        while self.backlog.front().is_some() {
             if !self.w.transport.is_open() {
                 return;
             }
             if self.w.transport.moved() {
                 self.follow_move();
             }
-            let Some(front) = self.pending.front() else {
+            let Some((front, from)) = self.backlog.front() else {
                 return;
             };
-            let from = self.front_next;
             let st = &self.w.stats;
             match self.w.transport.send(front, from, st) {
                 Ok(()) => {
                     st.records.add((front.records() - from) as u64);
                     st.bytes.add((front.bytes() - front.start_of(from)) as u64);
                     st.batches.inc();
-                    if let Some(b) = self.pending.pop_front() {
-                        self.pending_bytes -= b.bytes();
-                        self.pending_records -= b.records();
-                        self.recycle(b);
-                    }
-                    self.front_next = 0;
-                    self.update_pending();
+                    self.sent();
                     self.proven = true;
                     self.backoff.reset();
                     self.back();
@@ -222,20 +229,43 @@ impl Run {
                     st.bytes
                         .add((front.start_of(e.next) - front.start_of(from)) as u64);
                     st.write_errors.inc();
-                    self.front_next = e.next;
                     self.w.transport.close();
                     self.lost(&e.error);
                     // After a connection that worked, the first retry is
                     // immediate: a restarted peer is usually there already.
-                    self.next_attempt = if std::mem::take(&mut self.proven) {
+                    let at_once = matches!(self.backlog, Backlog::Memory(_));
+                    self.next_attempt = if at_once && std::mem::take(&mut self.proven) {
                         Instant::now()
                     } else {
                         Instant::now() + self.backoff.next()
                     };
-                    self.update_pending();
+                    match &mut self.backlog {
+                        Backlog::Memory(m) => m.resend_from(e.next, &self.w.stats),
+                        Backlog::Spool(o) => o.resend_from(e.next),
+                    }
+                    self.gone();
                     return;
                 }
             }
+        }
+    }
+
+    /// The front of the backlog was delivered.
+    fn sent(&mut self) {
+        let b = match &mut self.backlog {
+            Backlog::Memory(m) => m.pop(&self.w.stats),
+            Backlog::Spool(o) => o.pop(&self.w.name, &self.w.stats),
+        };
+        if let Some(b) = b {
+            self.recycle(b);
+        }
+    }
+
+    /// The destination is away: a spooled backlog moves to the spool (and
+    /// producers spool directly); a memory backlog just holds on.
+    fn gone(&mut self) {
+        if let Backlog::Spool(_) = self.backlog {
+            self.spill();
         }
     }
 
@@ -262,7 +292,7 @@ impl Run {
         }
     }
 
-    fn try_open(&mut self) {
+    pub(crate) fn try_open(&mut self) {
         match self.w.transport.open() {
             Ok(()) => {
                 self.proven = false;
@@ -270,12 +300,18 @@ impl Run {
                     self.w.stats.reconnects.inc();
                 }
                 self.opened_once = true;
+                if let Backlog::Spool(o) = &self.backlog {
+                    o.shared.lock().away = false;
+                }
                 log::debug!("{}: opened {}", self.w.name, self.w.transport.describe());
             }
             Err(e) => {
                 self.w.stats.write_errors.inc();
                 self.lost(&e);
                 self.next_attempt = Instant::now() + self.backoff.next();
+                // Producers may spool directly only once the queue's older
+                // batches are in the spool too: spill does both under the lock.
+                self.gone();
             }
         }
     }
@@ -286,8 +322,12 @@ impl Run {
             log::debug!("{}: {}: {e}", self.w.name, self.w.transport.describe());
             return;
         }
+        let doing = match self.backlog {
+            Backlog::Memory(_) => "holding",
+            Backlog::Spool(_) => "spooling",
+        };
         log::warn!(
-            "{}: {}: {e}; holding records and retrying",
+            "{}: {}: {e}; {doing} records and retrying",
             self.w.name,
             self.w.transport.describe()
         );
@@ -300,19 +340,28 @@ impl Run {
 
     /// Ends an outage after a successful write.
     fn back(&mut self) {
-        if let Some(o) = self.outage.take() {
-            log::info!(
-                "{}: {} is back after {:.1} s; {} records dropped meanwhile",
-                self.w.name,
-                self.w.transport.describe(),
-                o.since.elapsed().as_secs_f64(),
+        let Some(o) = self.outage.take() else {
+            return;
+        };
+        let (name, desc) = (&self.w.name, self.w.transport.describe());
+        let secs = o.since.elapsed().as_secs_f64();
+        match self.backlog {
+            Backlog::Memory(_) => log::info!(
+                "{name}: {desc} is back after {secs:.1} s; {} records dropped meanwhile",
                 self.w.stats.dropped_full.get() - o.dropped_at_start
-            );
+            ),
+            // A spooled delivery drops only when its spool is full, and
+            // says so there.
+            Backlog::Spool(_) => log::info!("{name}: {desc} is back after {secs:.1} s"),
         }
     }
 
     fn reopen(&mut self) {
-        if !self.pending.is_empty() {
+        let away = match &self.backlog {
+            Backlog::Memory(m) => !m.is_empty(),
+            Backlog::Spool(_) => !self.w.transport.is_open(),
+        };
+        if away {
             // Already away: retry now instead of waiting for the backoff.
             self.w.transport.close();
             self.next_attempt = Instant::now();
@@ -340,55 +389,41 @@ impl Run {
         }
     }
 
-    /// Writes everything still queued, waiting at most `close_timeout` for an
-    /// absent destination, then closes it.
+    /// Shutdown: writes what it can within `close_timeout`, then the backlog
+    /// decides the fate of the rest (counted as lost, or kept in the spool
+    /// for the next start) and the destination is closed.
     fn finish(&mut self) {
-        // Batches sent after Close (or by a sender blocked on a full queue)
-        // were accepted, so they are written too.
-        while let Ok(m) = self.w.rx.try_recv() {
-            if let Msg::Data(b) = m {
-                self.accept(b);
-            }
-        }
         let deadline = Instant::now() + self.w.close_timeout;
-        self.w.transport.limit_send_time(self.w.close_timeout);
+        if let Backlog::Memory(_) = self.backlog {
+            self.closing_memory();
+        }
         loop {
             self.deliver();
-            if self.pending.is_empty() {
+            let more = match self.backlog {
+                Backlog::Memory(_) => self.more_memory(deadline),
+                Backlog::Spool(_) => self.more_spool(deadline),
+            };
+            if !more {
                 break;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                let n = self.pending_records - self.front_next;
-                self.w.stats.dropped_shutdown.add(n as u64);
-                log::error!(
-                    "{}: {} still unreachable at shutdown; {n} records lost",
-                    self.w.name,
-                    self.w.transport.describe()
-                );
-                self.pending.clear();
-                self.front_next = 0;
-                break;
-            }
-            if now < self.next_attempt {
-                std::thread::sleep((self.next_attempt.min(deadline)) - now);
-                continue;
-            }
-            self.try_open();
         }
-        self.pending_bytes = 0;
-        self.pending_records = 0;
-        self.update_pending();
+        match self.backlog {
+            Backlog::Memory(_) => self.left_memory(),
+            Backlog::Spool(_) => self.left_spool(),
+        }
         self.w.transport.close();
     }
 
-    fn update_pending(&self) {
-        let n = self.pending_records.saturating_sub(self.front_next);
-        self.w.stats.pending.set(n as u64);
-    }
-
-    fn recycle(&self, mut b: Batch) {
+    /// Returns a batch to the producers' pool (a spooled backlog keeps one
+    /// to read the spool into).
+    pub(crate) fn recycle(&mut self, mut b: Batch) {
         b.clear();
+        if let Backlog::Spool(o) = &mut self.backlog {
+            if o.spare.is_none() {
+                o.spare = Some(b);
+                return;
+            }
+        }
         // A full pool just frees the batch.
         let _ = self.w.recycle.try_send(b);
     }

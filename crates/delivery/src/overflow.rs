@@ -1,5 +1,7 @@
-//! The producers' end of a delivery that has a durable [`Spool`], and the
-//! state it shares with the writer thread ([`super::spool_writer`]).
+//! The overflow stage of a delivery that has a durable [`Spool`]: the state
+//! producers share with the writer's spool backlog
+//! ([`super::backlog_spool`]) and the producers' side of the one submit
+//! path ([`Delivery`]'s), which diverts to the spool.
 //!
 //! Order is kept by three rules, all under one mutex:
 //! 1. a producer sends to the memory queue only while the spool is empty
@@ -15,13 +17,12 @@
 //! outage: a SIGKILL then loses nothing.
 
 use super::batch::Batch;
+use super::queue::{Delivery, Refused};
 use super::spool::Spool;
 use super::stats::DeliveryStats;
-use super::writer::Msg;
 use super::WhenFull;
 use rulogd_plugin::{Counter, OutputError};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,6 +47,15 @@ pub(crate) struct SpoolState {
     /// The spool could not be written (disk full, I/O error): producers
     /// fall back to the queue and its policy until a write works again.
     pub(crate) broken: bool,
+}
+
+impl SpoolState {
+    /// Warns once per episode that the spool is full, and what happens now.
+    fn tell_full(&mut self, name: &str, doing: &str) {
+        if !std::mem::replace(&mut self.told_full, true) {
+            log::warn!("{name}: spool full ({} bytes), {doing}", self.spool.bytes());
+        }
+    }
 }
 
 impl SpoolShared {
@@ -84,111 +94,67 @@ impl SpoolShared {
     }
 }
 
-/// What a producer's `submit` needs from its delivery.
-pub(crate) struct SubmitCtx<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) tx: &'a SyncSender<Msg>,
-    pub(crate) when_full: WhenFull,
-    pub(crate) stats: &'a DeliveryStats,
-    pub(crate) depth: &'a AtomicI64,
-    pub(crate) closing: &'a AtomicBool,
-}
-
-/// Queues or spools a non-empty batch. On failure the batch comes back
-/// (cleared when its records were dropped) with the reason.
+/// Queues or spools a non-empty batch of `d`, the submit path of a
+/// delivery with a spool. On failure the batch comes back (cleared when its
+/// records were dropped) with the reason.
 pub(crate) fn submit(
     sh: &SpoolShared,
-    c: &SubmitCtx,
+    d: &Delivery,
     mut batch: Batch,
 ) -> Result<(), (Batch, OutputError)> {
     let records = batch.records() as u64;
     let mut st = sh.lock();
     loop {
         if st.broken || (!st.away && st.spool.is_empty()) {
-            c.depth.fetch_add(1, Ordering::Relaxed);
-            match c.tx.try_send(Msg::Data(batch)) {
-                Ok(()) => {
-                    let d = c.depth.load(Ordering::Relaxed);
-                    c.stats.queue_depth.set(d.max(0) as u64);
-                    return Ok(());
-                }
-                Err(e) => {
-                    c.depth.fetch_sub(1, Ordering::Relaxed);
-                    let (m, gone) = match e {
-                        TrySendError::Full(m) => (m, false),
-                        TrySendError::Disconnected(m) => (m, true),
-                    };
-                    batch = match m {
-                        Msg::Data(b) => b,
-                        _ => Batch::default(),
-                    };
-                    if gone {
-                        batch.clear();
-                        return Err((batch, OutputError::Closed));
-                    }
+            match d.enqueue(batch, false) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Full(b)) => batch = b,
+                Err(Refused::Closed(mut b)) => {
+                    b.clear();
+                    return Err((b, OutputError::Closed));
                 }
             }
         }
-        let closing = c.closing.load(Ordering::Acquire);
+        let closing = d.closing.load(Ordering::Acquire);
         if !st.broken && (closing || st.spool.has_room(&batch)) {
             match st.spool.append(&batch, 0) {
                 Ok(()) => {
                     sh.spooled.add(records);
-                    sh.gauges(&st, c.stats);
+                    sh.gauges(&st, &d.stats);
                     if st.told_full {
                         st.told_full = false;
-                        log::info!("{}: spool accepts records again", c.name);
+                        log::info!("{}: spool accepts records again", d.name);
                     }
                     return Ok(());
                 }
                 Err(e) => {
                     log::error!(
                         "{}: cannot write the spool: {e}; using the memory queue only",
-                        c.name
+                        d.name
                     );
                     st.broken = true;
                     continue;
                 }
             }
         }
-        if st.broken || c.when_full == WhenFull::Drop || closing {
-            if st.broken && c.when_full == WhenFull::Block && !closing {
+        if st.broken || d.when_full == WhenFull::Drop || closing {
+            if st.broken && d.when_full == WhenFull::Block && !closing {
                 // No spool to fall back on: wait for the queue, as without one.
                 drop(st);
-                c.depth.fetch_add(1, Ordering::Relaxed);
-                return match c.tx.send(Msg::Data(batch)) {
+                return match d.enqueue(batch, true) {
                     Ok(()) => Ok(()),
-                    Err(e) => {
-                        c.depth.fetch_sub(1, Ordering::Relaxed);
-                        let mut b = match e.0 {
-                            Msg::Data(b) => b,
-                            _ => Batch::default(),
-                        };
+                    Err(Refused::Full(mut b) | Refused::Closed(mut b)) => {
                         b.clear();
                         Err((b, OutputError::Closed))
                     }
                 };
             }
-            c.stats.dropped_full.add(records);
-            if !st.told_full {
-                st.told_full = true;
-                log::warn!(
-                    "{}: spool full ({} bytes), dropping records",
-                    c.name,
-                    st.spool.bytes()
-                );
-            }
+            d.stats.dropped_full.add(records);
+            st.tell_full(&d.name, "dropping records");
             batch.clear();
             return Err((batch, OutputError::QueueFull));
         }
-        if !st.told_full {
-            st.told_full = true;
-            log::warn!(
-                "{}: spool full ({} bytes), holding the input back",
-                c.name,
-                st.spool.bytes()
-            );
-        }
+        st.tell_full(&d.name, "holding the input back");
         st = sh
             .room
             .wait_timeout(st, ROOM_WAIT)
