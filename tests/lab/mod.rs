@@ -32,6 +32,7 @@ pub mod nfproc;
 pub mod pg;
 pub mod traffic;
 pub mod tshark;
+pub mod webdriver;
 
 pub use carbon::Carbon;
 pub use daemon::{rulogd_bin, Daemon, Kind, ULOGD_BIN};
