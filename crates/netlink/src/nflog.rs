@@ -61,6 +61,10 @@ pub mod attr {
     pub const CT: u16 = 18;
     /// be32 `enum ip_conntrack_info`.
     pub const CT_INFO: u16 = 19;
+    /// `NFULA_VLAN` (nested: `NFULA_VLAN_PROTO`, `NFULA_VLAN_TCI`).
+    pub const VLAN: u16 = 20;
+    /// `NFULA_VLAN_TCI`, inside `NFULA_VLAN`.
+    pub const VLAN_TCI: u16 = 2;
 }
 
 /// Configuration attribute types (`enum nfulnl_attr_config`).
@@ -167,6 +171,9 @@ pub struct NflogPacket {
     pub ct: Option<Span>,
     /// `NFULA_CT_INFO`.
     pub ct_info: Option<u32>,
+    /// The VLAN id (the low 12 bits of `NFULA_VLAN_TCI`): the kernel sends
+    /// it for bridged packets whose tag the NIC or the bridge took off.
+    pub vlan: Option<u16>,
 }
 
 #[inline]
@@ -249,7 +256,15 @@ pub fn parse_packet_at(buf: &[u8], h: &NlHeader) -> Result<NflogPacket, ParseErr
             attr::HWLEN => p.hwlen = Some(a.be16(buf)?),
             attr::CT => p.ct = Some(span(a.payload, a.len)),
             attr::CT_INFO => p.ct_info = Some(a.be32(buf)?),
-            // VLAN, L2HDR and anything newer: not exported by ulogd's keys.
+            attr::VLAN => {
+                for x in Attrs::new(buf, a.payload, a.payload + a.len) {
+                    let x = x?;
+                    if x.kind == attr::VLAN_TCI {
+                        p.vlan = Some(x.be16(buf)? & 0x0fff);
+                    }
+                }
+            }
+            // L2HDR and anything newer: not exported by ulogd's keys.
             _ => {}
         }
     }

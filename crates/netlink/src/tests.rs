@@ -390,3 +390,21 @@ fn replays_the_fuzz_corpus() {
     }
     assert!(n > 0, "empty corpus at {}", dir.display());
 }
+
+#[test]
+fn takes_the_vlan_id_from_the_nested_vlan_attribute() {
+    use super::nflog::attr;
+    // NFULA_VLAN { NFULA_VLAN_PROTO 802.1Q, NFULA_VLAN_TCI prio 5, id 42 },
+    // with the nested flag set as the kernel does.
+    let mut nest = Vec::new();
+    put_attr(&mut nest, 1, &0x8100u16.to_be_bytes());
+    put_attr(
+        &mut nest,
+        attr::VLAN_TCI,
+        &((5u16 << 13) | 42).to_be_bytes(),
+    );
+    let m = msg(MSG_PACKET, 0, 7, 3, &[(attr::VLAN | 0x8000, &nest)]);
+    assert_eq!(parse_packet(&m).expect("valid").vlan, Some(42));
+    let m = msg(MSG_PACKET, 0, 7, 3, &[(attr::MARK, &[0, 0, 0, 1])]);
+    assert_eq!(parse_packet(&m).expect("valid").vlan, None);
+}

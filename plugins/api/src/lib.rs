@@ -5,6 +5,7 @@
 //! the per-packet path only indexes arrays ([`Record`]).
 
 pub mod error;
+pub mod homenet;
 pub mod key;
 pub mod options;
 pub mod plugin;
@@ -15,6 +16,7 @@ pub mod time;
 pub mod value;
 
 pub use error::{BuildError, OutputError};
+pub use homenet::{Direction, HomeNet};
 pub use key::{KeyDef, KeyFlags, KeyType, UpstreamKey};
 pub use options::{OptType, OptValue, OptionDef, Options};
 pub use plugin::{

@@ -1,6 +1,7 @@
 //! rulogd built-in filter plugins, one file each, named after the ulogd plugin.
 
 pub mod base;
+pub mod direction;
 pub mod flow;
 pub mod hwhdr;
 pub mod ifindex;
@@ -30,5 +31,6 @@ pub fn registrations() -> Vec<Registration> {
         printpkt::REGISTRATION,
         printflow::REGISTRATION,
         flow::REGISTRATION,
+        direction::REGISTRATION,
     ]
 }

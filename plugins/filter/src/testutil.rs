@@ -35,8 +35,24 @@ impl Harness {
         provided: impl Fn(&str) -> bool,
         active: impl Fn(&str) -> bool,
     ) -> Self {
+        Self::with_options(reg, &[], provided, active)
+    }
+
+    /// Like [`Harness::with`], with options set as a config section would.
+    pub(crate) fn with_options(
+        reg: Registration,
+        opts: &[(&str, &str)],
+        provided: impl Fn(&str) -> bool,
+        active: impl Fn(&str) -> bool,
+    ) -> Self {
         let info = reg.info;
-        let options = Options::defaults(info.options).expect("default options");
+        let mut options = Options::defaults(info.options).expect("default options");
+        for (k, v) in opts {
+            let def = info.options.iter().find(|d| d.name == *k).expect("option");
+            options.set(def, v, 1).expect("option value");
+            let val = options.get(k).expect("set").clone();
+            def.validate(&val, &options).expect("valid option");
+        }
         let shared = SharedRegistry::default();
         let ctx = BuildCtx {
             instance: "test",

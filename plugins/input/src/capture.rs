@@ -77,6 +77,9 @@ rulogd_plugin::key_table! {
     K_FAMILY = KeyDef::new("oob.family", KeyType::U8);
     K_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U16);
     K_TYPE = KeyDef::new("raw.type", KeyType::U16);
+    // The outermost 802.1Q/802.1ad tag's id (QinQ: the service tag); NFLOG
+    // gives the same key for bridged packets.
+    K_VLAN = KeyDef::new("oob.vlan", KeyType::U16).ipfix(0, 58);
 }
 
 /// The plugin descriptor.
@@ -311,6 +314,9 @@ impl Out {
         }
         rec.set_opt(s[K_FAMILY], Value::U8(f.family));
         rec.set_opt(s[K_PROTOCOL], Value::U16(f.ethertype));
+        if let Some(v) = f.vlan {
+            rec.set_opt(s[K_VLAN], Value::U16(v));
+        }
         em.emit();
     }
 

@@ -13,7 +13,7 @@ use rulogd_netlink::nflog::{messages, Message, NflogPacket};
 use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, PluginInfo,
+    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
     PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
 };
 use std::io;
@@ -92,8 +92,10 @@ macro_rules! nflog_key_table {
 }
 pub(crate) use nflog_key_table;
 
-/// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids.
-pub static KEYS: [KeyDef; 24] = nflog_key_table!();
+/// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids, and
+/// the VLAN id after them (ulogd has no key for it; CAPTURE gives the same).
+pub static KEYS: [KeyDef; 25] =
+    nflog_key_table!(KeyDef::new("oob.vlan", KeyType::U16).ipfix(IETF, 58));
 
 // Indices into KEYS.
 const K_RAW_MAC: usize = 0;
@@ -120,8 +122,9 @@ const K_MAC_SADDR: usize = 20;
 const K_MAC_ADDRLEN: usize = 21;
 const K_RAW: usize = 22;
 const K_CT: usize = 23;
+const K_VLAN: usize = 24;
 /// Number of output keys.
-pub const NKEYS: usize = 24;
+pub const NKEYS: usize = 25;
 
 /// The plugin descriptor.
 pub static INFO: PluginInfo = PluginInfo {
@@ -283,6 +286,9 @@ pub fn fill_record(
     rec.set_opt(s[K_RAW], Value::Raw(p.msg));
     if let Some(ct) = p.ct {
         rec.set_opt(s[K_CT], Value::Raw(ct));
+    }
+    if let Some(v) = p.vlan {
+        rec.set_opt(s[K_VLAN], Value::U16(v));
     }
 }
 

@@ -10,9 +10,10 @@ pub mod table;
 pub mod types;
 
 use frag::{FragCache, FragKey};
+use rulogd_plugin::homenet::check_home_net;
 use rulogd_plugin::{
-    key_table, Binding, BuildCtx, BuildError, Builder, Counter, Filter, KeyDef, KeyType, OptionDef,
-    PluginInfo, PluginKind, Record, Registration, Signal, Slot, StatSet, Value, Verdict,
+    key_table, Binding, BuildCtx, BuildError, Builder, Counter, Filter, HomeNet, KeyDef, KeyType,
+    OptionDef, PluginInfo, PluginKind, Record, Registration, Signal, Slot, StatSet, Value, Verdict,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
@@ -22,7 +23,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const DAY: i64 = 86400;
 
-static OPTIONS: [OptionDef; 9] = [
+static OPTIONS: [OptionDef; 10] = [
     OptionDef::int(
         "tcp_timeout",
         "300",
@@ -72,6 +73,12 @@ static OPTIONS: [OptionDef; 9] = [
         "1: a start record at each flow's first packet",
     )
     .flag(),
+    OptionDef::str(
+        "home_net",
+        "",
+        "home network prefixes (IPv4 and IPv6, comma or space separated): each record gets flow.direction",
+    )
+    .check(check_home_net),
 ];
 
 /// Its own module: each key table declares an index enum of its own.
@@ -110,6 +117,7 @@ mod input {
     I_FRAGID6 = KeyDef::new("ip6.fragid", KeyType::U32).optional();
     I_SEC = KeyDef::new("oob.time.sec", KeyType::U32).optional();
         I_USEC = KeyDef::new("oob.time.usec", KeyType::U32).optional();
+        I_VLAN = KeyDef::new("oob.vlan", KeyType::U16).optional();
     }
 }
 use input::*;
@@ -151,6 +159,10 @@ key_table! {
     K_GUESSED = KeyDef::new("flow.guessed", KeyType::Bool);
     K_ORIG_FLAGS = KeyDef::new("orig.tcp.flags", KeyType::U8).ipfix(0, 6);
     K_REPLY_FLAGS = KeyDef::new("reply.tcp.flags", KeyType::U8);
+    // Part of the flow key: one 5-tuple on two VLANs is two flows.
+    K_VLAN = KeyDef::new("oob.vlan", KeyType::U16).ipfix(0, 58);
+    // With home_net: DIRECTION's key, by the same rule.
+    K_DIRECTION = KeyDef::new("flow.direction", KeyType::String);
 }
 
 /// `--info` description of FLOW.
@@ -199,7 +211,10 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
         ],
     };
     ctx.shared.add_stats(set);
+    let home = HomeNet::parse(ctx.options.str("home_net"))
+        .map_err(|e| BuildError::option("home_net", e.to_string()))?;
     Ok(Box::new(FlowFilter {
+        home: (!home.is_empty()).then_some(home),
         table: {
             let mut t = FlowTable::new(to, ctx.options.int("max_flows") as usize);
             t.set_start_records(ctx.options.int("start_records") != 0);
@@ -222,6 +237,8 @@ struct Counters {
 }
 
 struct FlowFilter {
+    /// `home_net`, when set.
+    home: Option<HomeNet>,
     table: FlowTable,
     inputs: [Option<Slot>; NIN],
     out: [Option<Slot>; NKEYS],
@@ -254,6 +271,14 @@ fn addr16(v: &Value) -> Option<(u8, [u8; 16])> {
         }
         Value::Ipv6(ip) => Some((AF_INET6, ip.octets())),
         _ => None,
+    }
+}
+
+fn ip_addr(family: u8, a: &[u8; 16]) -> std::net::IpAddr {
+    if family == AF_INET {
+        Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()
+    } else {
+        Ipv6Addr::from(*a).into()
     }
 }
 
@@ -365,6 +390,7 @@ impl FlowFilter {
             dst,
             sport: sport.unwrap_or(0),
             dport: dport.unwrap_or(0),
+            vlan: u16_of(I_VLAN).unwrap_or(0) & 0x0fff,
             bytes,
             flags,
             icmp,
@@ -434,6 +460,13 @@ impl FlowFilter {
             rec.set_opt(o[K_END_REASON], Value::text(r.reason.word().as_bytes()));
         }
         rec.set_opt(o[K_GUESSED], Value::Bool(r.guessed));
+        if k.vlan != 0 {
+            rec.set_opt(o[K_VLAN], Value::U16(k.vlan));
+        }
+        if let Some(h) = &self.home {
+            let d = h.direction(ip_addr(fam, is), ip_addr(fam, rs));
+            rec.set_opt(o[K_DIRECTION], Value::text(d.word().as_bytes()));
+        }
     }
 
     fn publish(&self) {

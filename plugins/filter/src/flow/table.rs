@@ -334,6 +334,7 @@ impl FlowTable {
                 b: p.dst,
                 pa: p.sport,
                 pb: p.dport,
+                vlan: p.vlan,
             }
         } else {
             FlowKey {
@@ -343,6 +344,7 @@ impl FlowTable {
                 b: p.src,
                 pa: p.dport,
                 pb: p.sport,
+                vlan: p.vlan,
             }
         };
         let now = self.now.max(p.time);

@@ -33,6 +33,7 @@ fn pkt(proto: u8, s: u8, sp: u16, d: u8, dp: u16, flags: u8, bytes: u64, t: Usec
         dst: v4(d),
         sport: sp,
         dport: dp,
+        vlan: 0,
         bytes,
         flags,
         icmp: None,
@@ -295,6 +296,68 @@ mod plugin {
         assert_eq!(u(&h, "ct.event"), Some(4), "NFCT's DESTROY");
         assert!(h.out("orig.tcp.flags").is_none(), "UDP has no flags");
         assert!(!take(&mut h), "one flow, one record");
+    }
+
+    #[test]
+    fn one_five_tuple_on_two_vlans_is_two_flows_with_their_vlan_ids() {
+        let mut h = Harness::new(super::super::REGISTRATION);
+        for vlan in [Some(10), Some(20), None, Some(10)] {
+            udp(&mut h, [10, 0, 0, 2], 999, [10, 0, 0, 1], 53, 60);
+            if let Some(v) = vlan {
+                h.set("oob.vlan", Value::U16(v));
+            }
+            h.run();
+        }
+        h.filter.finish();
+        let mut seen = Vec::new();
+        while take(&mut h) {
+            let v = h.out("oob.vlan").and_then(Value::as_u64);
+            let pkts = h.out("orig.raw.pktcount").and_then(Value::as_u64);
+            seen.push((v, pkts));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [(None, Some(1)), (Some(10), Some(2)), (Some(20), Some(1))]
+        );
+    }
+
+    #[test]
+    fn home_net_gives_each_flow_its_initiators_direction() {
+        let reg = super::super::REGISTRATION;
+        let mut h = Harness::with_options(reg, &[("home_net", "10.1.0.0/16")], |_| true, |_| true);
+        // (client, server): the client speaks first, so it is the source.
+        let flows = [
+            ([10, 1, 0, 5], [8, 8, 8, 8], "outbound"),
+            ([8, 8, 4, 4], [10, 1, 2, 3], "inbound"),
+            ([10, 1, 0, 5], [10, 1, 9, 9], "internal"),
+            ([10, 2, 0, 5], [8, 8, 8, 8], "external"),
+        ];
+        for (i, (c, s, _)) in flows.iter().enumerate() {
+            let port = 2000 + i as u16;
+            udp(&mut h, *c, port, *s, 53, 60);
+            h.run();
+            udp(&mut h, *s, 53, *c, port, 60);
+            h.run();
+        }
+        h.filter.finish();
+        let mut got = Vec::new();
+        while take(&mut h) {
+            let port = h.out("orig.l4.sport").and_then(Value::as_u64).unwrap();
+            got.push((port, h.out_text("flow.direction")));
+        }
+        got.sort();
+        let want: Vec<_> = (0..4)
+            .map(|i| (2000 + i as u64, flows[i].2.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // Without home_net there is no direction.
+        let mut h = Harness::new(reg);
+        udp(&mut h, [10, 1, 0, 5], 1, [8, 8, 8, 8], 53, 60);
+        h.run();
+        h.filter.finish();
+        assert!(take(&mut h));
+        assert!(h.out("flow.direction").is_none());
     }
 
     #[test]

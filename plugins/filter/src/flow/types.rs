@@ -35,6 +35,8 @@ pub struct FlowKey {
     pub pa: u16,
     /// The higher endpoint's port.
     pub pb: u16,
+    /// The outermost VLAN id (0: untagged, or a priority tag only).
+    pub vlan: u16,
 }
 
 /// One packet as the table sees it.
@@ -52,6 +54,8 @@ pub struct Packet {
     pub sport: u16,
     /// Destination port.
     pub dport: u16,
+    /// The outermost VLAN id, 0 for none.
+    pub vlan: u16,
     /// IP total length.
     pub bytes: u64,
     /// TCP flags (0 for other protocols).

@@ -230,13 +230,15 @@ fn keys_and_options_match_ulogd_2_0_8() {
             "raw.mac.addrlen",
             "raw",
             "ct",
+            // Ours, after ulogd's: the VLAN id of a bridged packet.
+            "oob.vlan",
         ]
     );
     let ipfix: Vec<_> = KEYS
         .iter()
         .filter_map(|k| k.ipfix.map(|i| (&*k.name, i)))
         .collect();
-    assert_eq!(ipfix.len(), 13);
+    assert_eq!(ipfix.len(), 14);
     assert!(ipfix.contains(&("raw.mac.saddr", (0, 56))));
     assert!(ipfix.contains(&("oob.seq.global", (21373, 8))));
     let opts: Vec<_> = OPTIONS.iter().map(|o| (o.name, o.default)).collect();
@@ -305,6 +307,8 @@ fn emits_records_with_ulogd_validity_rules() {
             (attr::HWADDR, &[0, 6, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0]),
             (attr::UID, &[0, 0, 0, 5]),
             (attr::SEQ, &[0, 0, 0, 1]),
+            // NFULA_VLAN (nested) { NFULA_VLAN_TCI: priority 3, id 300 }.
+            (attr::VLAN | 0x8000, &[6, 0, 2, 0, 0x61, 0x2c, 0, 0]),
         ],
     );
     // 3: no packet header, hw length 0 with a header attribute anyway.
@@ -346,6 +350,7 @@ fn emits_records_with_ulogd_validity_rules() {
         "oob.uid",
         "oob.seq.local",
         "ct",
+        "oob.vlan",
     ] {
         assert_eq!(get(r1, k), None, "{k}");
     }
@@ -360,6 +365,7 @@ fn emits_records_with_ulogd_validity_rules() {
     assert_eq!(get(r2, "raw.mac.addrlen"), i(6));
     assert_eq!(get(r2, "oob.uid"), i(5));
     assert_eq!(get(r2, "oob.seq.local"), i(1));
+    assert_eq!(get(r2, "oob.vlan"), i(300), "the id without the priority");
     assert_eq!(get(r2, "oob.mark"), i(0), "mark is always set");
     assert_eq!(get(r2, "raw.pkt"), None);
     for k in [
