@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// The key W3C WebDriver uses for an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52f-4a5c3ee46ee8";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver process and one browser session.
 pub struct Browser {
@@ -30,13 +30,34 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    // chromedriver keeps the connection open: read by Content-Length.
     let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&out);
-    let (_, payload) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP body: {text}"))?;
-    let v: Value = serde_json::from_str(payload).map_err(|e| format!("{e}: {payload}"))?;
+    let mut buf = [0u8; 65536];
+    let (head_end, len) = loop {
+        let n = s.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!("connection closed: {}", String::from_utf8_lossy(&out)));
+        }
+        out.extend_from_slice(&buf[..n]);
+        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..i]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| format!("no Content-Length: {head}"))?;
+            break (i + 4, len);
+        }
+    };
+    while out.len() < head_end + len {
+        let n = s.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let payload = String::from_utf8_lossy(&out[head_end..]);
+    let v: Value = serde_json::from_str(&payload).map_err(|e| format!("{e}: {payload}"))?;
     if let Some(err) = v["value"].get("error") {
         return Err(format!("{method} {path}: {err}: {}", v["value"]["message"]));
     }

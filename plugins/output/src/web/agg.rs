@@ -2,11 +2,14 @@
 //! and bounded tallies of hosts, services and conversations.
 //!
 //! Time is the records' own (flow end and start), so a replayed capture
-//! file shows the traffic at the times it had. A record's counts are
-//! spread evenly over the seconds it covers: from the flow's start for its
-//! first record, and for the later ones (active-timeout updates, the end)
-//! over the mean period since the start, which is exact for the periodic
-//! updates. Counts older than the ring are dropped; nothing else is.
+//! file shows the traffic at the times it had. In the direction series a
+//! record's counts are spread evenly over the seconds it covers: from the
+//! flow's start for its first record, and for the later ones (active-timeout
+//! updates, the end) over the mean period since the start, which is exact
+//! for the periodic updates. The tallies (hosts, services, conversations)
+//! count a record whole in the bin of its end, as Argus and nfdump do: one
+//! ring write each instead of one per bin keeps the per-record cost low.
+//! Counts older than the ring are dropped; nothing else is.
 
 use super::topk::{Mini, Payload, TopK};
 use serde_json::{json, Value};
@@ -75,18 +78,27 @@ pub struct Flow {
 struct Cell<const W: usize> {
     /// Bin number + 1; 0 is an empty cell.
     tag: u64,
+    /// The ring's generation the cell was written in.
+    gen: u32,
     v: [u64; W],
 }
 
 impl<const W: usize> Default for Cell<W> {
     fn default() -> Self {
-        Cell { tag: 0, v: [0; W] }
+        Cell {
+            tag: 0,
+            gen: 0,
+            v: [0; W],
+        }
     }
 }
 
 /// `W` counters per time bin for the last `n` bins.
 pub struct Ring<const W: usize> {
     cells: Vec<Cell<W>>,
+    /// Cells of an older generation are empty: a reset is O(1), which a
+    /// tally replacing an entry on every record of a flood needs.
+    gen: u32,
 }
 
 impl<const W: usize> Ring<W> {
@@ -94,6 +106,7 @@ impl<const W: usize> Ring<W> {
     pub fn new(n: usize) -> Self {
         Ring {
             cells: vec![Cell::default(); n.max(1)],
+            gen: 0,
         }
     }
 
@@ -101,24 +114,34 @@ impl<const W: usize> Ring<W> {
     /// holds is dropped.
     fn add(&mut self, bin: u64, v: [u64; W]) {
         let n = self.cells.len() as u64;
+        let gen = self.gen;
         let c = &mut self.cells[(bin % n) as usize];
-        if c.tag == bin + 1 {
+        if c.gen == gen && c.tag == bin + 1 {
             for (a, b) in c.v.iter_mut().zip(v) {
                 *a += b;
             }
-        } else if c.tag < bin + 1 {
-            *c = Cell { tag: bin + 1, v };
+        } else if c.gen != gen || c.tag < bin + 1 {
+            *c = Cell {
+                tag: bin + 1,
+                gen,
+                v,
+            };
         }
     }
 
     /// The counters of bin `bin`.
     fn get(&self, bin: u64) -> [u64; W] {
         let c = &self.cells[(bin % self.cells.len() as u64) as usize];
-        if c.tag == bin + 1 {
+        if c.gen == self.gen && c.tag == bin + 1 {
             c.v
         } else {
             [0; W]
         }
+    }
+
+    /// Heap bytes it holds.
+    fn heap_bytes(&self) -> usize {
+        self.cells.capacity() * std::mem::size_of::<Cell<W>>()
     }
 
     /// Sums over bins `from..=to`.
@@ -135,7 +158,11 @@ impl<const W: usize> Ring<W> {
 
 impl<const W: usize> Payload for Ring<W> {
     fn reset(&mut self) {
-        self.cells.fill(Cell::default());
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            // Once in 2^32 resets: old cells could look current again.
+            self.cells.fill(Cell::default());
+        }
     }
 }
 
@@ -265,12 +292,13 @@ impl Agg {
         let all = [bytes, pkts];
         let series = &mut self.series[f.class.min(4)];
         spread(begin, end, bs, n, all, |b, v| series.add(b, v));
-        let ports = self.ports.add((f.proto, f.dport), bytes, || Ring::new(n));
-        spread(begin, end, bs, n, all, |b, v| ports.add(b, v));
-        let conv = self
-            .convs
-            .add((f.src, f.dst, f.proto, f.dport), bytes, || Ring::new(n));
-        spread(begin, end, bs, n, all, |b, v| conv.add(b, v));
+        let bin = end / bs;
+        self.ports
+            .add((f.proto, f.dport), bytes, || Ring::new(n))
+            .add(bin, all);
+        self.convs
+            .add((f.src, f.dst, f.proto, f.dport), bytes, || Ring::new(n))
+            .add(bin, all);
         let fresh = || Host {
             ring: Ring::new(n),
             peers: Mini::default(),
@@ -297,6 +325,24 @@ impl Agg {
         self.prefixes
             .add(prefix(p), 1, || Ring::new(n))
             .add(bin, [1, bytes]);
+    }
+
+    /// Heap bytes of every series and tally: fixed once the tallies are
+    /// full, whatever the traffic.
+    pub fn heap_bytes(&self) -> usize {
+        let series: usize = self.series.iter().map(Ring::heap_bytes).sum();
+        let hosts: usize = self
+            .hosts
+            .iter()
+            .map(|e| e.payload.ring.heap_bytes() + std::mem::size_of::<Host>())
+            .sum::<usize>()
+            + self.hosts.table_bytes();
+        let rings = |t: usize, len: usize| t + len * self.nbins * std::mem::size_of::<Cell<2>>();
+        series
+            + hosts
+            + rings(self.ports.table_bytes(), self.ports.len())
+            + rings(self.convs.table_bytes(), self.convs.len())
+            + rings(self.prefixes.table_bytes(), self.prefixes.len())
     }
 
     /// The bins a window of `secs` seconds covers, ending at the newest.
@@ -482,6 +528,22 @@ mod tests {
         assert_eq!(t["prefixes"][0]["prefix"], "<b>drop</b> ");
         assert_eq!(t["prefixes"][0]["packets"], 2);
         assert_eq!(t["prefixes"][0]["bytes"], 100);
+    }
+
+    #[test]
+    fn a_replaced_host_starts_from_nothing_and_memory_is_bounded() {
+        let mut a = Agg::new(10, 30, 2, 2);
+        a.add(&flow(1, 2, 1000, 1000, 100, 100, 0));
+        // Two new hosts take the two places.
+        a.add(&flow(3, 4, 5, 7, 110, 110, 0));
+        let full = a.heap_bytes();
+        assert!(a.host(&v4(1), 600).is_none());
+        let h = a.host(&v4(3), 600).unwrap();
+        assert_eq!((h["total_sent"].as_u64(), h["total_received"].as_u64()), (Some(5), Some(7)));
+        for i in 0..200u8 {
+            a.add(&flow(i, i.wrapping_add(1), 1, 1, 120, 120, 1));
+        }
+        assert_eq!(a.heap_bytes(), full, "the tallies do not grow");
     }
 
     #[test]

@@ -294,6 +294,39 @@ fn respond(
 mod tests {
     use super::*;
 
+    fn ask(addr: std::net::SocketAddr, req: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_token_is_required_when_set_and_nothing_but_get_is_answered() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let site = Arc::new(Site {
+            name: "web1".into(),
+            agg: Arc::new(Mutex::new(Agg::new(10, 10, 10, 10))),
+            stats: StatsView::default(),
+            token: Some("s3cret".into()),
+            top: 10,
+        });
+        serve(l, site).unwrap();
+        assert!(ask(addr, "GET /api/series HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 401"));
+        assert!(ask(addr, "GET /?token=wrong HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 401"));
+        let ok = ask(addr, "GET /api/series?token=s3cret HTTP/1.1\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("\"bin_seconds\":10"), "{ok}");
+        let ok = ask(addr, "GET /app.js HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("textContent"), "{ok}");
+        let no = ask(addr, "DELETE /api/series HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+        assert!(no.starts_with("HTTP/1.1 405") && no.contains("Allow: GET, HEAD"), "{no}");
+        let head = ask(addr, "HEAD / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
+    }
+
     #[test]
     fn request_lines_queries_and_tokens() {
         let r = parse("GET /api/host?ip=10.0.0.1&window=60 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\n\r\n").unwrap();

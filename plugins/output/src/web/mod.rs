@@ -9,9 +9,9 @@
 //! as `hosts_replaced`). The record path takes one uncontended lock and
 //! does not allocate once the tallies are full.
 
-mod agg;
+pub mod agg;
 mod http;
-mod topk;
+pub mod topk;
 
 use agg::{addr, class_of, Agg, Flow};
 use rulogd_plugin::{
@@ -223,5 +223,23 @@ impl Output for Web {
         };
         self.agg.lock().unwrap_or_else(|e| e.into_inner()).add(&f);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reachable_address_needs_a_token() {
+        let mut o = Options::defaults(&OPTIONS).unwrap();
+        let v = |s: &str| OptValue::Str(s.into());
+        assert!(check_address(&v("127.0.0.1:8475"), &o).is_ok());
+        assert!(check_address(&v("[::1]:8475"), &o).is_ok());
+        assert!(check_address(&v("localhost:8475"), &o).unwrap_err().contains("IP:PORT"));
+        let e = check_address(&v("0.0.0.0:8475"), &o).unwrap_err();
+        assert!(e.contains("token="), "{e}");
+        o.set(&OPTIONS[1], "s3cret", 3).unwrap();
+        assert!(check_address(&v("0.0.0.0:8475"), &o).is_ok());
     }
 }

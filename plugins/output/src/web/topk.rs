@@ -68,6 +68,16 @@ impl<K: Hash + Eq + Copy, P: Payload> TopK<K, P> {
         self.entries.len()
     }
 
+    /// Heap bytes of the table itself (index, entries, heap), payloads'
+    /// own allocations not included.
+    pub fn table_bytes(&self) -> usize {
+        use std::mem::size_of;
+        // hashbrown: one control byte per bucket beside each (K, u32).
+        self.index.capacity() * (size_of::<(K, u32)>() + 1)
+            + self.entries.capacity() * size_of::<Entry<K, P>>()
+            + (self.heap.capacity() + self.pos.capacity()) * 4
+    }
+
     /// Every tracked entry, in no order.
     pub fn iter(&self) -> impl Iterator<Item = &Entry<K, P>> {
         self.entries.iter()
