@@ -36,7 +36,10 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
     let (head_end, len) = loop {
         let n = s.read(&mut buf).map_err(|e| format!("read: {e}"))?;
         if n == 0 {
-            return Err(format!("connection closed: {}", String::from_utf8_lossy(&out)));
+            return Err(format!(
+                "connection closed: {}",
+                String::from_utf8_lossy(&out)
+            ));
         }
         out.extend_from_slice(&buf[..n]);
         if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {

@@ -539,7 +539,10 @@ mod tests {
         let full = a.heap_bytes();
         assert!(a.host(&v4(1), 600).is_none());
         let h = a.host(&v4(3), 600).unwrap();
-        assert_eq!((h["total_sent"].as_u64(), h["total_received"].as_u64()), (Some(5), Some(7)));
+        assert_eq!(
+            (h["total_sent"].as_u64(), h["total_received"].as_u64()),
+            (Some(5), Some(7))
+        );
         for i in 0..200u8 {
             a.add(&flow(i, i.wrapping_add(1), 1, 1, 120, 120, 1));
         }

@@ -319,12 +319,30 @@ mod tests {
         let ok = ask(addr, "GET /api/series?token=s3cret HTTP/1.1\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("\"bin_seconds\":10"), "{ok}");
-        let ok = ask(addr, "GET /app.js HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
-        assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("textContent"), "{ok}");
-        let no = ask(addr, "DELETE /api/series HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
-        assert!(no.starts_with("HTTP/1.1 405") && no.contains("Allow: GET, HEAD"), "{no}");
-        let head = ask(addr, "HEAD / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
-        assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
+        let ok = ask(
+            addr,
+            "GET /app.js HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n",
+        );
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.contains("textContent"),
+            "{ok}"
+        );
+        let no = ask(
+            addr,
+            "DELETE /api/series HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n",
+        );
+        assert!(
+            no.starts_with("HTTP/1.1 405") && no.contains("Allow: GET, HEAD"),
+            "{no}"
+        );
+        let head = ask(
+            addr,
+            "HEAD / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n",
+        );
+        assert!(
+            head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
     }
 
     #[test]

@@ -236,7 +236,9 @@ mod tests {
         let v = |s: &str| OptValue::Str(s.into());
         assert!(check_address(&v("127.0.0.1:8475"), &o).is_ok());
         assert!(check_address(&v("[::1]:8475"), &o).is_ok());
-        assert!(check_address(&v("localhost:8475"), &o).unwrap_err().contains("IP:PORT"));
+        assert!(check_address(&v("localhost:8475"), &o)
+            .unwrap_err()
+            .contains("IP:PORT"));
         let e = check_address(&v("0.0.0.0:8475"), &o).unwrap_err();
         assert!(e.contains("token="), "{e}");
         o.set(&OPTIONS[1], "s3cret", 3).unwrap();

@@ -68,6 +68,11 @@ impl<K: Hash + Eq + Copy, P: Payload> TopK<K, P> {
         self.entries.len()
     }
 
+    /// Whether nothing was counted yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Heap bytes of the table itself (index, entries, heap), payloads'
     /// own allocations not included.
     pub fn table_bytes(&self) -> usize {
@@ -203,7 +208,7 @@ impl<K: Copy + Eq, const N: usize> Mini<K, N> {
     /// The tracked keys, largest first.
     pub fn sorted(&self) -> Vec<(K, u64)> {
         let mut v: Vec<(K, u64)> = self.slots.iter().flatten().copied().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
         v
     }
 
