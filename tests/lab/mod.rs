@@ -34,6 +34,7 @@ pub mod pg;
 pub mod plugins;
 pub mod traffic;
 pub mod tshark;
+pub mod webdriver;
 
 pub use carbon::Carbon;
 pub use daemon::{rulogd_bin, Daemon, Kind, ULOGD_BIN};

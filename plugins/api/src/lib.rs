@@ -24,7 +24,7 @@ pub use plugin::{
     Registration, Signal, Verdict,
 };
 pub use record::{Record, Slot};
-pub use shared::{ProcessEnv, Service, SharedRegistry};
+pub use shared::{ProcessEnv, Service, SharedRegistry, StatsView};
 pub use stats::{Counter, Kind, StatSet};
 pub use time::now_sec_usec;
 pub use value::{InlineStr, Span, Value};

@@ -52,7 +52,7 @@ pub trait Service: Send + Sync {
 pub struct SharedRegistry {
     map: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
     services: Mutex<Vec<Arc<dyn Service>>>,
-    stats: Mutex<Vec<Arc<StatSet>>>,
+    stats: StatsView,
     env: ProcessEnv,
     handovers: Mutex<Vec<PathBuf>>,
     reopen_dirs: Mutex<Vec<(PathBuf, String)>>,
@@ -182,11 +182,33 @@ impl SharedRegistry {
 
     /// Registers a set of counters for SIGUSR1 and the exit summary.
     pub fn add_stats(&self, s: Arc<StatSet>) {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        self.stats
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
     }
 
     /// Every registered counter set.
     pub fn stats(&self) -> Vec<Arc<StatSet>> {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stats.sets()
+    }
+
+    /// A handle on the list of counter sets that sees the sets registered
+    /// after it was taken (a plugin built before later stacks reads them
+    /// all at run time).
+    pub fn stats_view(&self) -> StatsView {
+        self.stats.clone()
+    }
+}
+
+/// The registry's list of counter sets, shared.
+#[derive(Clone, Default)]
+pub struct StatsView(Arc<Mutex<Vec<Arc<StatSet>>>>);
+
+impl StatsView {
+    /// Every counter set registered so far.
+    pub fn sets(&self) -> Vec<Arc<StatSet>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -17,6 +17,7 @@ pub mod syslog;
 #[cfg(test)]
 mod testutil;
 mod text;
+pub mod web;
 pub mod xml;
 
 /// Every built-in output plugin.
@@ -32,6 +33,7 @@ pub fn registrations() -> Vec<Registration> {
         nacct::REGISTRATION,
         graphite::REGISTRATION,
         ipfix::REGISTRATION,
+        web::REGISTRATION,
         #[cfg(feature = "pgsql")]
         sql::pgsql::REGISTRATION,
         #[cfg(feature = "sqlite3")]
