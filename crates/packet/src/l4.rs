@@ -251,8 +251,8 @@ impl<'a> SctpHeader<'a> {
     }
 }
 
-/// An ICMP header (8 bytes: type, code, checksum and the 4 bytes whose
-/// meaning depends on the type).
+/// An ICMP or ICMPv6 header (8 bytes, the same layout: type, code,
+/// checksum and the 4 bytes whose meaning depends on the type).
 #[derive(Debug, Clone, Copy)]
 pub struct IcmpPacket<'a> {
     h: &'a [u8; 8],
@@ -262,11 +262,19 @@ impl<'a> IcmpPacket<'a> {
     /// Length of the header.
     pub const LEN: usize = 8;
 
-    /// Checks that `buf` holds the header.
+    /// Checks that `buf` holds an ICMP header.
     #[inline]
     pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
         Ok(IcmpPacket {
             h: fixed(buf, "ICMP")?,
+        })
+    }
+
+    /// Checks that `buf` holds an ICMPv6 header.
+    #[inline]
+    pub fn new_checked_v6(buf: &'a [u8]) -> Result<Self> {
+        Ok(IcmpPacket {
+            h: fixed(buf, "ICMPv6")?,
         })
     }
 
@@ -300,7 +308,7 @@ impl<'a> IcmpPacket<'a> {
         be16(self.h, 6)
     }
 
-    /// Bytes 4..8 as an address: the gateway of a redirect (the pointer of
+    /// ICMP: bytes 4..8 as an address, the gateway of a redirect (the pointer of
     /// a parameter problem is its first byte).
     #[inline]
     pub fn gateway(&self) -> Ipv4Addr {
@@ -308,58 +316,9 @@ impl<'a> IcmpPacket<'a> {
         Ipv4Addr::new(h[4], h[5], h[6], h[7])
     }
 
-    /// Next-hop MTU (destination unreachable, fragmentation needed).
+    /// ICMP: next-hop MTU (destination unreachable, fragmentation needed).
     #[inline]
     pub fn next_hop_mtu(&self) -> u16 {
-        be16(self.h, 6)
-    }
-}
-
-/// An ICMPv6 header (8 bytes).
-#[derive(Debug, Clone, Copy)]
-pub struct Icmpv6Packet<'a> {
-    h: &'a [u8; 8],
-}
-
-impl<'a> Icmpv6Packet<'a> {
-    /// Length of the header.
-    pub const LEN: usize = 8;
-
-    /// Checks that `buf` holds the header.
-    #[inline]
-    pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
-        Ok(Icmpv6Packet {
-            h: fixed(buf, "ICMPv6")?,
-        })
-    }
-
-    /// Message type.
-    #[inline]
-    pub fn msg_type(&self) -> u8 {
-        self.h[0]
-    }
-
-    /// Message code.
-    #[inline]
-    pub fn code(&self) -> u8 {
-        self.h[1]
-    }
-
-    /// The checksum's two wire bytes.
-    #[inline]
-    pub fn checksum_bytes(&self) -> [u8; 2] {
-        [self.h[2], self.h[3]]
-    }
-
-    /// Echo identifier (echo request and reply).
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        be16(self.h, 4)
-    }
-
-    /// Echo sequence number (echo request and reply).
-    #[inline]
-    pub fn echo_seq(&self) -> u16 {
         be16(self.h, 6)
     }
 }

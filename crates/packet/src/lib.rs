@@ -1,4 +1,5 @@
-//! Packet header views in the style of smoltcp's: `Header::new_checked`
+//! Packet header views (IPv4, IPv6 and its extension headers, TCP, UDP,
+//! SCTP, ICMP and ICMPv6, AH, ESP, ARP) in the style of smoltcp's: `Header::new_checked`
 //! checks once that the buffer holds the whole fixed header and keeps it as
 //! a fixed-size array, so every accessor after that reads a field at a
 //! constant index the compiler has already proved in range (no bounds check
@@ -16,7 +17,7 @@ mod l4;
 
 pub use arp::ArpPacket;
 pub use ip::{Ipv4Packet, Ipv6ExtHeader, Ipv6FragHeader, Ipv6Packet};
-pub use l4::{AhHeader, EspHeader, IcmpPacket, Icmpv6Packet, SctpHeader, TcpPacket, UdpPacket};
+pub use l4::{AhHeader, EspHeader, IcmpPacket, SctpHeader, TcpPacket, UdpPacket};
 
 /// A buffer too short for the header asked of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

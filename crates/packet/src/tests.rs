@@ -95,7 +95,7 @@ fn small_headers() {
     );
     assert_eq!((i.echo_ident(), i.echo_seq(), i.next_hop_mtu()), (1, 2, 2));
     assert_eq!(i.gateway(), Ipv4Addr::new(0, 1, 0, 2));
-    let i6 = Icmpv6Packet::new_checked(&b).unwrap();
+    let i6 = IcmpPacket::new_checked_v6(&b).unwrap();
     assert_eq!((i6.msg_type(), i6.echo_ident(), i6.echo_seq()), (8, 1, 2));
     let s = SctpHeader::new_checked(&b).unwrap();
     assert_eq!((s.src_port(), s.dst_port()), (0x0800, 0xf7ff));
@@ -144,7 +144,7 @@ fn truncation_is_refused_at_the_fixed_length() {
         (8, |b| UdpPacket::new_checked(b).err()),
         (12, |b| SctpHeader::new_checked(b).err()),
         (8, |b| IcmpPacket::new_checked(b).err()),
-        (8, |b| Icmpv6Packet::new_checked(b).err()),
+        (8, |b| IcmpPacket::new_checked_v6(b).err()),
         (12, |b| AhHeader::new_checked(b).err()),
         (28, |b| ArpPacket::new_checked(b).err()),
     ];
@@ -161,6 +161,8 @@ fn truncation_is_refused_at_the_fixed_length() {
     }
     let e = EspHeader::new_checked(&buf[..7]).unwrap_err();
     assert_eq!(e.to_string(), "ESP header needs 8 bytes, 7 captured");
+    let e = IcmpPacket::new_checked_v6(&buf[..3]).unwrap_err();
+    assert_eq!(e.to_string(), "ICMPv6 header needs 8 bytes, 3 captured");
 }
 
 /// Hostile lengths (ihl, data offset, total length) never reach past the

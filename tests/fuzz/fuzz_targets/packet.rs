@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = (i.msg_type(), i.code(), i.checksum_bytes(), i.echo_ident());
             let _ = (i.echo_seq(), i.gateway(), i.next_hop_mtu());
         }
-        if let Ok(i) = Icmpv6Packet::new_checked(b) {
+        if let Ok(i) = IcmpPacket::new_checked_v6(b) {
             let _ = (i.msg_type(), i.code(), i.checksum_bytes(), i.echo_ident(), i.echo_seq());
         }
         if let Ok(a) = AhHeader::new_checked(b) {

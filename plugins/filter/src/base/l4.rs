@@ -6,7 +6,7 @@
 use super::keys::*;
 use super::Stage;
 use rulogd_packet::{
-    icmp, icmpv6, AhHeader, EspHeader, IcmpPacket, Icmpv6Packet, SctpHeader, TcpPacket, UdpPacket,
+    icmp, icmpv6, AhHeader, EspHeader, IcmpPacket, SctpHeader, TcpPacket, UdpPacket,
 };
 use rulogd_plugin::Value;
 
@@ -95,7 +95,7 @@ pub(super) fn icmp(st: &mut Stage, p: &[u8]) {
 
 /// ICMPv6 (8 bytes).
 pub(super) fn icmpv6(st: &mut Stage, p: &[u8]) {
-    let Ok(i) = Icmpv6Packet::new_checked(p) else {
+    let Ok(i) = IcmpPacket::new_checked_v6(p) else {
         return;
     };
     st.put(ICMPV6_TYPE, Value::U8(i.msg_type()));
