@@ -1,50 +1,27 @@
 //! ARP over Ethernet for IPv4 (28 bytes).
 
-use crate::{be16, fixed, Result};
+use crate::Field;
 use std::net::Ipv4Addr;
 
-/// An ARP packet read with the Ethernet/IPv4 layout, whatever its hardware
-/// and protocol types say (as ulogd reads it).
-#[derive(Debug, Clone, Copy)]
-pub struct ArpPacket<'a> {
-    h: &'a [u8; 28],
+view! {
+    /// An ARP packet read with the Ethernet/IPv4 layout, whatever its
+    /// hardware and protocol types say (as ulogd reads it).
+    ArpPacket, "ARP", 28;
+    /// Hardware type.
+    hw_type: u16 = 0;
+    /// Protocol type.
+    proto_type: u16 = 2;
+    /// Operation.
+    operation: u16 = 6;
 }
 
 impl<'a> ArpPacket<'a> {
-    /// Length of the packet.
-    pub const LEN: usize = 28;
     /// Offset of the sender hardware address.
     pub const SENDER_HW_OFFSET: usize = 8;
     /// Offset of the target hardware address.
     pub const TARGET_HW_OFFSET: usize = 18;
     /// Length of a hardware address in this layout.
     pub const HW_LEN: usize = 6;
-
-    /// Checks that `buf` holds the whole packet.
-    #[inline]
-    pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
-        Ok(ArpPacket {
-            h: fixed(buf, "ARP")?,
-        })
-    }
-
-    /// Hardware type.
-    #[inline]
-    pub fn hw_type(&self) -> u16 {
-        be16(self.h, 0)
-    }
-
-    /// Protocol type.
-    #[inline]
-    pub fn proto_type(&self) -> u16 {
-        be16(self.h, 2)
-    }
-
-    /// Operation.
-    #[inline]
-    pub fn operation(&self) -> u16 {
-        be16(self.h, 6)
-    }
 
     /// Sender hardware address.
     #[inline]
@@ -55,8 +32,7 @@ impl<'a> ArpPacket<'a> {
     /// Sender protocol address.
     #[inline]
     pub fn sender_proto_addr(&self) -> Ipv4Addr {
-        let h = self.h;
-        Ipv4Addr::new(h[14], h[15], h[16], h[17])
+        Ipv4Addr::from(u32::at(self.h, 14))
     }
 
     /// Target hardware address.
@@ -68,7 +44,6 @@ impl<'a> ArpPacket<'a> {
     /// Target protocol address.
     #[inline]
     pub fn target_proto_addr(&self) -> Ipv4Addr {
-        let h = self.h;
-        Ipv4Addr::new(h[24], h[25], h[26], h[27])
+        Ipv4Addr::from(u32::at(self.h, 24))
     }
 }

@@ -11,6 +11,47 @@
 //! "length" and the like) stays with the consumer, so the views never
 //! second-guess a field.
 
+/// Declares a header view: the struct over the fixed header (kept as an
+/// array) and, with `buf`, over the whole buffer for the variable parts;
+/// `LEN`; `new_checked`; and one accessor per big-endian field at a
+/// constant offset.
+macro_rules! view {
+    (
+        $(#[$m:meta])*
+        $name:ident, $label:literal, $len:literal $(, $buf:ident)?;
+        $($(#[$fm:meta])* $field:ident: $ty:ty = $at:literal;)*
+    ) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            h: &'a [u8; $len],
+            $($buf: &'a [u8],)?
+        }
+
+        impl<'a> $name<'a> {
+            /// Length of the fixed header.
+            pub const LEN: usize = $len;
+
+            /// Checks that `buf` holds the fixed header.
+            #[inline]
+            pub fn new_checked(buf: &'a [u8]) -> $crate::Result<Self> {
+                Ok($name {
+                    h: $crate::fixed(buf, $label)?,
+                    $($buf: buf,)?
+                })
+            }
+
+            $(
+                $(#[$fm])*
+                #[inline]
+                pub fn $field(&self) -> $ty {
+                    <$ty as $crate::Field>::at(self.h, $at)
+                }
+            )*
+        }
+    };
+}
+
 mod arp;
 mod ip;
 mod l4;
@@ -44,16 +85,31 @@ fn fixed<'a, const N: usize>(buf: &'a [u8], header: &'static str) -> Result<&'a 
     })
 }
 
-/// A big-endian u16 at `at` of a fixed header.
-#[inline(always)]
-fn be16<const N: usize>(h: &[u8; N], at: usize) -> u16 {
-    u16::from_be_bytes([h[at], h[at + 1]])
+/// A field type read big-endian from a fixed header. `at` is a constant
+/// at every call, so after inlining the compiler proves it in range.
+trait Field {
+    fn at<const N: usize>(h: &[u8; N], at: usize) -> Self;
 }
 
-/// A big-endian u32 at `at` of a fixed header.
-#[inline(always)]
-fn be32<const N: usize>(h: &[u8; N], at: usize) -> u32 {
-    u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+impl Field for u8 {
+    #[inline(always)]
+    fn at<const N: usize>(h: &[u8; N], at: usize) -> u8 {
+        h[at]
+    }
+}
+
+impl Field for u16 {
+    #[inline(always)]
+    fn at<const N: usize>(h: &[u8; N], at: usize) -> u16 {
+        u16::from_be_bytes([h[at], h[at + 1]])
+    }
+}
+
+impl Field for u32 {
+    #[inline(always)]
+    fn at<const N: usize>(h: &[u8; N], at: usize) -> u32 {
+        u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+    }
 }
 
 /// IP protocol numbers (IPv4 `protocol`, IPv6 `next header`).

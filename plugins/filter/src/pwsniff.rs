@@ -69,8 +69,7 @@ pub(crate) struct Found {
 /// is checked against what was captured.
 fn tcp_payload(pkt: &[u8]) -> Option<std::ops::Range<usize>> {
     let ip = Ipv4Packet::new_checked(pkt).ok()?;
-    if ip.version() != 4 || ip.header_len() < Ipv4Packet::MIN_LEN || ip.protocol() != ip_proto::TCP
-    {
+    if ip.version() != 4 || ip.header_len() < Ipv4Packet::LEN || ip.protocol() != ip_proto::TCP {
         return None;
     }
     // A later fragment carries payload where the TCP header would be.
