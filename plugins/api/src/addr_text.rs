@@ -3,28 +3,13 @@
 //! print it, so both spell every address the same way, without allocating.
 
 /// INET6_ADDRSTRLEN: room for the longest IPv6 text and a NUL.
-const LEN: usize = 46;
+pub const LEN: usize = 46;
 
-/// An address as text, in a fixed buffer.
-#[derive(Clone, Copy)]
-pub struct AddrText {
-    buf: [u8; LEN],
-    len: u8,
-}
-
-impl AddrText {
-    /// The text.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
-    }
-}
-
-impl std::fmt::Debug for AddrText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
-    }
-}
+/// The buffer the text is written into. The caller owns it, so the text is
+/// read straight from where it was written: returning it by value instead
+/// copied it while the byte-wide stores were still in flight, which made
+/// IP2STR measurably slower.
+pub type AddrBuf = [u8; LEN];
 
 /// The decimal text of every byte value: up to three digits, zero-filled
 /// after them, and the digit count in the last byte.
@@ -82,11 +67,10 @@ fn push_v4(buf: &mut [u8; LEN], n: &mut usize, a: [u8; 4]) {
 
 /// IPv4 dotted quad (at most 15 bytes, so the fixed buffer always fits).
 #[inline]
-pub fn ipv4_text(a: [u8; 4]) -> AddrText {
-    let mut buf = [0u8; LEN];
+pub fn ipv4_text(a: [u8; 4], buf: &mut AddrBuf) -> &[u8] {
     let mut n = 0;
-    push_v4(&mut buf, &mut n, a);
-    AddrText { buf, len: n as u8 }
+    push_v4(buf, &mut n, a);
+    &buf[..n]
 }
 
 /// IPv6 text exactly as glibc's `inet_ntop` writes it: the first longest run
@@ -94,7 +78,7 @@ pub fn ipv4_text(a: [u8; 4]) -> AddrText {
 /// bits are zero (with a non-zero 7th group) or that is IPv4-mapped ends in
 /// a dotted quad. std's `Display` differs on the former (`::102:304` where
 /// glibc writes `::1.2.3.4`), hence this. At most 45 bytes, which fits.
-pub fn ipv6_text(a: [u8; 16]) -> AddrText {
+pub fn ipv6_text(a: [u8; 16], buf: &mut AddrBuf) -> &[u8] {
     let w: [u16; 8] = std::array::from_fn(|i| u16::from_be_bytes([a[2 * i], a[2 * i + 1]]));
     // The first longest run of zeros, if at least two groups long.
     let (mut best, mut best_len, mut cur, mut cur_len) = (0, 0, 0, 0);
@@ -117,7 +101,6 @@ pub fn ipv6_text(a: [u8; 16]) -> AddrText {
     } else {
         0..0
     };
-    let mut buf = [0u8; LEN];
     let mut n = 0;
     let mut i = 0;
     while i < 8 {
@@ -134,17 +117,17 @@ pub fn ipv6_text(a: [u8; 16]) -> AddrText {
             n += 1;
         }
         if i == 6 && run.start == 0 && (run.len() == 6 || (run.len() == 5 && w[5] == 0xffff)) {
-            push_v4(&mut buf, &mut n, [a[12], a[13], a[14], a[15]]);
-            return AddrText { buf, len: n as u8 };
+            push_v4(buf, &mut n, [a[12], a[13], a[14], a[15]]);
+            return &buf[..n];
         }
-        push_hex(&mut buf, &mut n, w[i]);
+        push_hex(buf, &mut n, w[i]);
         i += 1;
     }
     if !run.is_empty() && run.end == 8 {
         buf[n] = b':';
         n += 1;
     }
-    AddrText { buf, len: n as u8 }
+    &buf[..n]
 }
 
 #[cfg(test)]
@@ -178,8 +161,8 @@ mod tests {
         buf[..n].iter().map(|&c| c as u8 as char).collect()
     }
 
-    fn s(v: AddrText) -> String {
-        String::from_utf8(v.as_bytes().to_vec()).expect("ascii")
+    fn s(v: &[u8]) -> String {
+        String::from_utf8(v.to_vec()).expect("ascii")
     }
 
     #[test]
@@ -221,7 +204,11 @@ mod tests {
         ];
         for c in cases {
             let a: Ipv6Addr = c.parse().expect("test address");
-            assert_eq!(s(ipv6_text(a.octets())), ntop(&a.octets()), "{c}");
+            assert_eq!(
+                s(ipv6_text(a.octets(), &mut [0; LEN])),
+                ntop(&a.octets()),
+                "{c}"
+            );
         }
     }
 
@@ -244,7 +231,7 @@ mod tests {
                 };
                 a[2 * g..2 * g + 2].copy_from_slice(&word.to_be_bytes());
             }
-            assert_eq!(s(ipv6_text(a)), ntop(&a), "{a:02x?}");
+            assert_eq!(s(ipv6_text(a, &mut [0; LEN])), ntop(&a), "{a:02x?}");
         }
     }
 
@@ -256,12 +243,12 @@ mod tests {
             [10, 0, 100, 9],
             [1, 22, 133, 4],
         ] {
-            assert_eq!(s(ipv4_text(a)), ntop(&a));
+            assert_eq!(s(ipv4_text(a, &mut [0; LEN])), ntop(&a));
         }
         // Every byte value in every position (the digit table).
         for v in 0..=255u8 {
             for a in [[v, 0, 0, 0], [1, v, 22, 0], [0, 9, v, 100], [7, 7, 7, v]] {
-                assert_eq!(s(ipv4_text(a)), ntop(&a));
+                assert_eq!(s(ipv4_text(a, &mut [0; LEN])), ntop(&a));
             }
         }
         let mut x: u32 = 0x1234_5678;
@@ -270,7 +257,7 @@ mod tests {
             x ^= x >> 17;
             x ^= x << 5;
             let a = x.to_be_bytes();
-            assert_eq!(s(ipv4_text(a)), ntop(&a));
+            assert_eq!(s(ipv4_text(a, &mut [0; LEN])), ntop(&a));
         }
     }
 }

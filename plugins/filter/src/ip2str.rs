@@ -1,7 +1,7 @@
 //! IP2STR: turns the binary address keys into their text form, as
 //! `inet_ntop` writes it.
 
-use rulogd_plugin::addr_text::{ipv4_text, ipv6_text};
+use rulogd_plugin::addr_text::{ipv4_text, ipv6_text, LEN};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Filter, InlineStr, KeyDef, KeyType, PluginInfo,
     PluginKind, Record, Registration, Slot, Value, Verdict,
@@ -156,13 +156,13 @@ fn octets(v: &Value) -> Option<[u8; 16]> {
 /// IPv4 text as `inet_ntop` writes it.
 #[inline]
 pub(crate) fn format_v4(a: [u8; 4]) -> InlineStr {
-    InlineStr::from_bytes(ipv4_text(a).as_bytes()).unwrap_or_default()
+    InlineStr::from_bytes(ipv4_text(a, &mut [0; LEN])).unwrap_or_default()
 }
 
 /// IPv6 text as glibc's `inet_ntop` writes it.
 #[inline]
 pub(crate) fn format_v6(a: [u8; 16]) -> InlineStr {
-    InlineStr::from_bytes(ipv6_text(a).as_bytes()).unwrap_or_default()
+    InlineStr::from_bytes(ipv6_text(a, &mut [0; LEN])).unwrap_or_default()
 }
 
 #[cfg(test)]

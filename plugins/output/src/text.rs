@@ -5,7 +5,7 @@
 use rulogd_delivery::{
     prepare_reopen, Delivery, DeliveryConfig, FileTransport, Producer, WhenFull,
 };
-use rulogd_plugin::addr_text::{ipv4_text, ipv6_text};
+use rulogd_plugin::addr_text::{ipv4_text, ipv6_text, LEN};
 use rulogd_plugin::{BuildCtx, BuildError, KeyType, Slot, UpstreamKey, Value};
 use std::sync::Once;
 
@@ -163,8 +163,8 @@ pub(crate) fn push_number(out: &mut Vec<u8>, v: &Value) -> bool {
 /// false if `v` is not an address.
 pub(crate) fn push_addr(out: &mut Vec<u8>, v: &Value) -> bool {
     match v {
-        Value::Ipv4(a) => out.extend_from_slice(ipv4_text(a.octets()).as_bytes()),
-        Value::Ipv6(a) => out.extend_from_slice(ipv6_text(a.octets()).as_bytes()),
+        Value::Ipv4(a) => out.extend_from_slice(ipv4_text(a.octets(), &mut [0; LEN])),
+        Value::Ipv6(a) => out.extend_from_slice(ipv6_text(a.octets(), &mut [0; LEN])),
         _ => return false,
     }
     true
