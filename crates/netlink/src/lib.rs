@@ -8,6 +8,7 @@
 //! share that buffer.
 
 pub mod conntrack;
+pub mod enobufs;
 pub mod nfacct;
 pub mod nflog;
 pub mod nfqueue;

@@ -4,6 +4,7 @@
 //! the core resolves key names to record slots once, when a stack is built, so
 //! the per-packet path only indexes arrays ([`Record`]).
 
+pub mod addr_text;
 pub mod error;
 pub mod homenet;
 pub mod key;
@@ -26,5 +27,5 @@ pub use plugin::{
 pub use record::{Record, Slot};
 pub use shared::{ProcessEnv, Service, SharedRegistry, StatsView};
 pub use stats::{Counter, Kind, StatSet};
-pub use time::now_sec_usec;
+pub use time::{now_sec_usec, now_timeval};
 pub use value::{InlineStr, Span, Value};

@@ -6,6 +6,7 @@
 //! at the packet. This is what that code was written to do; every record
 //! passes on, with the keys set when something was found.
 
+use rulogd_packet::{ip_proto, Ipv4Packet, TcpPacket};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
     Record, Registration, Slot, Span, Value, Verdict,
@@ -13,7 +14,6 @@ use rulogd_plugin::{
 
 /// Destination ports whose protocols send `USER name` / `PASS secret` lines.
 const PORTS: [u16; 2] = [110, 21];
-const IPPROTO_TCP: u8 = 6;
 
 static INPUT_KEYS: [KeyDef; 2] = [
     // ulogd declares no type for it.
@@ -68,28 +68,24 @@ pub(crate) struct Found {
 /// `pkt`; `None` for anything else. Every length comes from the packet and
 /// is checked against what was captured.
 fn tcp_payload(pkt: &[u8]) -> Option<std::ops::Range<usize>> {
-    let ip = pkt.first_chunk::<20>()?;
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_TCP {
+    let ip = Ipv4Packet::new_checked(pkt).ok()?;
+    if ip.version() != 4 || ip.header_len() < Ipv4Packet::LEN || ip.protocol() != ip_proto::TCP {
         return None;
     }
     // A later fragment carries payload where the TCP header would be.
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+    if ip.frag_offset() != 0 {
         return None;
     }
     // The IP total length bounds the payload (Ethernet padding is not
     // data), and so does the capture.
-    let end = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(pkt.len());
-    let tcp = pkt.get(ihl..end)?.first_chunk::<20>()?;
-    if !PORTS.contains(&u16::from_be_bytes([tcp[2], tcp[3]])) {
+    let segment = ip.payload_in_total_len()?;
+    let tcp = TcpPacket::new_checked(segment).ok()?;
+    if !PORTS.contains(&tcp.dst_port()) {
         return None;
     }
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    if doff < 20 {
-        return None;
-    }
-    let start = ihl + doff;
-    (start <= end).then_some(start..end)
+    let data = tcp.payload()?;
+    let start = ip.header_len() + tcp.header_len();
+    Some(start..start + data.len())
 }
 
 /// The word after the last `USER ` / `PASS ` (any case) that ends with a

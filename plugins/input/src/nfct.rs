@@ -18,6 +18,7 @@
 
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::conntrack::{Conntrack, CtEvent, Tuple};
+use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::socket::NlSocket;
 pub(crate) use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
@@ -309,9 +310,8 @@ pub struct NfctInput {
     gen: u32,
     slots: [Option<Slot>; NKEYS],
     stats: Stats,
-    rcvbuf_req: usize,
-    max_warned: bool,
-    overrun: bool,
+    /// Growth of the events socket's receive buffer on ENOBUFS.
+    rcvbuf: RcvbufPolicy,
     resync_at: Option<Instant>,
     warned: [bool; 3],
 }
@@ -372,7 +372,11 @@ impl NfctInput {
         NfctInput {
             name: name.to_string(),
             mode,
-            rcvbuf_req: if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+            rcvbuf: RcvbufPolicy::new(
+                Voice::Nfct,
+                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+                s.rcvbuf_max,
+            ),
             s,
             ev,
             buf: BytesMut::with_capacity(BUFSIZE),
@@ -381,8 +385,6 @@ impl NfctInput {
             gen: 0,
             slots: std::array::from_fn(|i| Some(i as Slot)),
             stats,
-            max_warned: false,
-            overrun: false,
             resync_at: None,
             warned: [false; 3],
         }
@@ -459,7 +461,7 @@ impl Input for NfctInput {
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => {
-                        self.overrun = false;
+                        self.rcvbuf.recovered();
                         self.publish();
                         return Ok(ReadStatus::Idle);
                     }

@@ -9,6 +9,7 @@
 //! received chunk, which the record shares instead of copying.
 
 use bytes::{Bytes, BytesMut};
+use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::nflog::{messages, Message, NflogPacket};
 use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::now_sec_usec;
@@ -56,75 +57,55 @@ pub(crate) const IETF: u32 = 0;
 /// IPFIX vendor id of netfilter's elements.
 pub(crate) const NETFILTER: u32 = 21373;
 
-/// ulogd 2.0.8's NFLOG key table, in its order with its IPFIX ids, followed
-/// by `$extra` keys: NFQUEUE produces the same keys plus its own, so both
-/// tables come from this one list.
-macro_rules! nflog_key_table {
-    ($($extra:expr),* $(,)?) => {
-        [
-    ::rulogd_plugin::KeyDef::new("raw.mac", ::rulogd_plugin::KeyType::Raw),
-    ::rulogd_plugin::KeyDef::new("raw.pkt", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::NETFILTER, 1),
-    ::rulogd_plugin::KeyDef::new("raw.pktlen", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 2),
-    ::rulogd_plugin::KeyDef::new("raw.pktcount", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 2),
-    ::rulogd_plugin::KeyDef::new("oob.prefix", ::rulogd_plugin::KeyType::String).ipfix($crate::nflog::NETFILTER, 3),
-    ::rulogd_plugin::KeyDef::new("oob.time.sec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 150),
-    ::rulogd_plugin::KeyDef::new("oob.time.usec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 154),
-    ::rulogd_plugin::KeyDef::new("oob.mark", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 4),
-    ::rulogd_plugin::KeyDef::new("oob.ifindex_in", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 10),
-    ::rulogd_plugin::KeyDef::new("oob.ifindex_out", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 14),
-    ::rulogd_plugin::KeyDef::new("oob.hook", ::rulogd_plugin::KeyType::U8).ipfix($crate::nflog::NETFILTER, 5),
-    ::rulogd_plugin::KeyDef::new("raw.mac_len", ::rulogd_plugin::KeyType::U16),
-    ::rulogd_plugin::KeyDef::new("oob.seq.local", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 7),
-    ::rulogd_plugin::KeyDef::new("oob.seq.global", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 8),
-    ::rulogd_plugin::KeyDef::new("oob.family", ::rulogd_plugin::KeyType::U8),
-    ::rulogd_plugin::KeyDef::new("oob.protocol", ::rulogd_plugin::KeyType::U16),
-    ::rulogd_plugin::KeyDef::new("oob.uid", ::rulogd_plugin::KeyType::U32),
-    ::rulogd_plugin::KeyDef::new("oob.gid", ::rulogd_plugin::KeyType::U32),
-    ::rulogd_plugin::KeyDef::new("raw.label", ::rulogd_plugin::KeyType::U8),
-    ::rulogd_plugin::KeyDef::new("raw.type", ::rulogd_plugin::KeyType::U16),
-    ::rulogd_plugin::KeyDef::new("raw.mac.saddr", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::IETF, 56),
-    ::rulogd_plugin::KeyDef::new("raw.mac.addrlen", ::rulogd_plugin::KeyType::U16),
-    ::rulogd_plugin::KeyDef::new("raw", ::rulogd_plugin::KeyType::Raw),
-    ::rulogd_plugin::KeyDef::new("ct", ::rulogd_plugin::KeyType::Raw),
-            $($extra,)*
-        ]
+/// ulogd 2.0.8's NFLOG keys, in its order with its IPFIX ids, handed to
+/// [`rulogd_plugin::key_table!`] with `$extra` keys after them: NFQUEUE
+/// produces the same keys plus its own, so both tables and their index
+/// constants come from this one list.
+macro_rules! nflog_keys {
+    (
+        $(#[$m:meta])*
+        $vis:vis static $table:ident: [KeyDef; $n:ident];
+        $($id:ident = $def:expr;)*
+    ) => {
+        ::rulogd_plugin::key_table! {
+            $(#[$m])*
+            $vis static $table: [KeyDef; $n];
+            K_RAW_MAC = ::rulogd_plugin::KeyDef::new("raw.mac", ::rulogd_plugin::KeyType::Raw);
+            K_RAW_PKT = ::rulogd_plugin::KeyDef::new("raw.pkt", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::NETFILTER, 1);
+            K_RAW_PKTLEN = ::rulogd_plugin::KeyDef::new("raw.pktlen", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 2);
+            K_RAW_PKTCOUNT = ::rulogd_plugin::KeyDef::new("raw.pktcount", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 2);
+            K_PREFIX = ::rulogd_plugin::KeyDef::new("oob.prefix", ::rulogd_plugin::KeyType::String).ipfix($crate::nflog::NETFILTER, 3);
+            K_TIME_SEC = ::rulogd_plugin::KeyDef::new("oob.time.sec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 150);
+            K_TIME_USEC = ::rulogd_plugin::KeyDef::new("oob.time.usec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 154);
+            K_MARK = ::rulogd_plugin::KeyDef::new("oob.mark", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 4);
+            K_IFINDEX_IN = ::rulogd_plugin::KeyDef::new("oob.ifindex_in", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 10);
+            K_IFINDEX_OUT = ::rulogd_plugin::KeyDef::new("oob.ifindex_out", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 14);
+            K_HOOK = ::rulogd_plugin::KeyDef::new("oob.hook", ::rulogd_plugin::KeyType::U8).ipfix($crate::nflog::NETFILTER, 5);
+            K_RAW_MAC_LEN = ::rulogd_plugin::KeyDef::new("raw.mac_len", ::rulogd_plugin::KeyType::U16);
+            K_SEQ_LOCAL = ::rulogd_plugin::KeyDef::new("oob.seq.local", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 7);
+            K_SEQ_GLOBAL = ::rulogd_plugin::KeyDef::new("oob.seq.global", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 8);
+            K_FAMILY = ::rulogd_plugin::KeyDef::new("oob.family", ::rulogd_plugin::KeyType::U8);
+            K_PROTOCOL = ::rulogd_plugin::KeyDef::new("oob.protocol", ::rulogd_plugin::KeyType::U16);
+            K_UID = ::rulogd_plugin::KeyDef::new("oob.uid", ::rulogd_plugin::KeyType::U32);
+            K_GID = ::rulogd_plugin::KeyDef::new("oob.gid", ::rulogd_plugin::KeyType::U32);
+            K_LABEL = ::rulogd_plugin::KeyDef::new("raw.label", ::rulogd_plugin::KeyType::U8);
+            K_RAW_TYPE = ::rulogd_plugin::KeyDef::new("raw.type", ::rulogd_plugin::KeyType::U16);
+            K_MAC_SADDR = ::rulogd_plugin::KeyDef::new("raw.mac.saddr", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::IETF, 56);
+            K_MAC_ADDRLEN = ::rulogd_plugin::KeyDef::new("raw.mac.addrlen", ::rulogd_plugin::KeyType::U16);
+            K_RAW = ::rulogd_plugin::KeyDef::new("raw", ::rulogd_plugin::KeyType::Raw);
+            K_CT = ::rulogd_plugin::KeyDef::new("ct", ::rulogd_plugin::KeyType::Raw);
+            $($id = $def;)*
+        }
     };
 }
-pub(crate) use nflog_key_table;
+pub(crate) use nflog_keys;
 
-/// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids, and
-/// the VLAN id after them (ulogd has no key for it; CAPTURE gives the same).
-pub static KEYS: [KeyDef; 25] =
-    nflog_key_table!(KeyDef::new("oob.vlan", KeyType::U16).ipfix(IETF, 58));
-
-// Indices into KEYS.
-const K_RAW_MAC: usize = 0;
-const K_RAW_PKT: usize = 1;
-const K_RAW_PKTLEN: usize = 2;
-const K_RAW_PKTCOUNT: usize = 3;
-const K_PREFIX: usize = 4;
-const K_TIME_SEC: usize = 5;
-const K_TIME_USEC: usize = 6;
-const K_MARK: usize = 7;
-const K_IFINDEX_IN: usize = 8;
-const K_IFINDEX_OUT: usize = 9;
-const K_HOOK: usize = 10;
-const K_RAW_MAC_LEN: usize = 11;
-const K_SEQ_LOCAL: usize = 12;
-const K_SEQ_GLOBAL: usize = 13;
-const K_FAMILY: usize = 14;
-const K_PROTOCOL: usize = 15;
-const K_UID: usize = 16;
-const K_GID: usize = 17;
-const K_LABEL: usize = 18;
-const K_RAW_TYPE: usize = 19;
-const K_MAC_SADDR: usize = 20;
-const K_MAC_ADDRLEN: usize = 21;
-const K_RAW: usize = 22;
-const K_CT: usize = 23;
-const K_VLAN: usize = 24;
-/// Number of output keys.
-pub const NKEYS: usize = 25;
+nflog_keys! {
+    /// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids, and
+    /// the VLAN id after them (ulogd has no key for it; CAPTURE gives the same).
+    pub static KEYS: [KeyDef; NKEYS];
+    K_VLAN = KeyDef::new("oob.vlan", KeyType::U16).ipfix(IETF, 58);
+}
 
 /// The plugin descriptor.
 pub static INFO: PluginInfo = PluginInfo {
@@ -184,13 +165,9 @@ pub struct NflogInput {
     seq_local: bool,
     last_seq: Option<u32>,
     stats: Stats,
-    /// Receive buffer size last requested (what SO_RCVBUF was given).
-    rcvbuf_req: usize,
-    rcvbuf_max: usize,
-    max_warned: bool,
-    /// Inside an ENOBUFS episode: set by the first ENOBUFS, cleared once
-    /// the socket has been drained.
-    overrun: bool,
+    /// Growth of the receive buffer on ENOBUFS; an episode of loss ends
+    /// once the socket has been drained.
+    rcvbuf: RcvbufPolicy,
     malformed_warned: bool,
     truncated_warned: bool,
     /// The receive buffer is large enough to pause between drains.
@@ -310,10 +287,11 @@ impl NflogInput {
             last_seq: None,
             stats,
             // The kernel reports twice what was asked for.
-            rcvbuf_req: if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
-            rcvbuf_max: s.rcvbuf_max,
-            max_warned: false,
-            overrun: false,
+            rcvbuf: RcvbufPolicy::new(
+                Voice::Nflog,
+                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+                s.rcvbuf_max,
+            ),
             malformed_warned: false,
             truncated_warned: false,
             coalesce: actual >= COALESCE_MIN_RCVBUF,
@@ -382,48 +360,12 @@ impl NflogInput {
 
     /// The kernel dropped messages because the socket buffer was full.
     fn on_enobufs(&mut self) {
-        self.stats.enobufs.inc();
-        let first = !self.overrun;
-        self.overrun = true;
-        let n = self.stats.enobufs.get();
-        if self.rcvbuf_max == 0 {
-            if first {
-                log::warn!(
-                    "{} (NFLOG): we are losing events (ENOBUFS, {n} so far). Please consider using the clauses `netlink_socket_buffer_size' and `netlink_socket_buffer_maxsize'",
-                    self.name
-                );
-            }
-            return;
-        }
-        if self.rcvbuf_req < self.rcvbuf_max {
-            let new = self
-                .rcvbuf_req
-                .max(1)
-                .saturating_mul(2)
-                .min(self.rcvbuf_max);
-            match self.sock.set_rcvbuf(new) {
-                Ok(actual) => {
-                    self.rcvbuf_req = new;
-                    self.stats.rcvbuf.set(actual as u64);
-                    self.coalesce = actual >= COALESCE_MIN_RCVBUF;
-                    log::warn!(
-                        "{} (NFLOG): we are losing events, increasing buffer size to {new}",
-                        self.name
-                    );
-                }
-                Err(e) => log::warn!("{} (NFLOG): cannot grow receive buffer: {e}", self.name),
-            }
-        } else if !self.max_warned {
-            self.max_warned = true;
-            log::warn!(
-                "{} (NFLOG): maximum buffer size ({}) has been reached and events are still lost. Please consider raising `netlink_socket_buffer_size' and `netlink_socket_buffer_maxsize'",
-                self.name, self.rcvbuf_max
-            );
-        } else if first {
-            log::warn!(
-                "{} (NFLOG): we are losing events (ENOBUFS, {n} so far)",
-                self.name
-            );
+        let st = &self.stats;
+        let grown = self
+            .rcvbuf
+            .on_enobufs(&self.name, Some(&self.sock), &st.enobufs, &st.rcvbuf);
+        if let Some(actual) = grown {
+            self.coalesce = actual >= COALESCE_MIN_RCVBUF;
         }
     }
 }
@@ -473,7 +415,7 @@ impl Input for NflogInput {
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => {
-                        self.overrun = false;
+                        self.rcvbuf.recovered();
                         if got && self.coalesce {
                             // Busy: let a few datagrams gather, then go on.
                             got = false;

@@ -14,6 +14,7 @@
 //! end of each `read()` call, so a packet is held for at most one batch.
 
 use bytes::{Bytes, BytesMut};
+use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::nfqueue::{
     config_request, messages, verdict_batch, Config, QueueMessage, QueuePacket, NF_ACCEPT,
 };
@@ -41,39 +42,14 @@ pub const RECV_BUDGET: usize = 64;
 /// flood without fail_open the socket never empties.
 const STOP_DRAIN: Duration = Duration::from_millis(500);
 
-/// The output keys: NFLOG's, in its order, then the queue's own. The
-/// sequence numbers and `oob.prefix` have no NFQUEUE counterpart and are
-/// never set; `raw.type` neither (the kernel does not send the device type).
-pub static KEYS: [KeyDef; 26] = crate::nflog::nflog_key_table!(
-    KeyDef::new("oob.queue", KeyType::U16),
-    KeyDef::new("oob.packet_id", KeyType::U32),
-);
-
-// Indices into KEYS.
-const K_RAW_MAC: usize = 0;
-const K_RAW_PKT: usize = 1;
-const K_RAW_PKTLEN: usize = 2;
-const K_RAW_PKTCOUNT: usize = 3;
-const K_TIME_SEC: usize = 5;
-const K_TIME_USEC: usize = 6;
-const K_MARK: usize = 7;
-const K_IFINDEX_IN: usize = 8;
-const K_IFINDEX_OUT: usize = 9;
-const K_HOOK: usize = 10;
-const K_RAW_MAC_LEN: usize = 11;
-const K_FAMILY: usize = 14;
-const K_PROTOCOL: usize = 15;
-const K_UID: usize = 16;
-const K_GID: usize = 17;
-const K_LABEL: usize = 18;
-const K_MAC_SADDR: usize = 20;
-const K_MAC_ADDRLEN: usize = 21;
-const K_RAW: usize = 22;
-const K_CT: usize = 23;
-const K_QUEUE: usize = 24;
-const K_PACKET_ID: usize = 25;
-/// Number of output keys.
-pub const NKEYS: usize = 26;
+crate::nflog::nflog_keys! {
+    /// The output keys: NFLOG's, in its order, then the queue's own. The
+    /// sequence numbers and `oob.prefix` have no NFQUEUE counterpart and are
+    /// never set; `raw.type` neither (the kernel does not send the device type).
+    pub static KEYS: [KeyDef; NKEYS];
+    K_QUEUE = KeyDef::new("oob.queue", KeyType::U16);
+    K_PACKET_ID = KeyDef::new("oob.packet_id", KeyType::U32);
+}
 
 /// The plugin descriptor.
 pub static INFO: PluginInfo = PluginInfo {
@@ -207,9 +183,8 @@ pub struct NfqueueInput {
     /// The verdict message, rebuilt in place for every batch.
     out: Vec<u8>,
     stats: Stats,
-    rcvbuf_req: usize,
-    rcvbuf_max: usize,
-    overrun: bool,
+    /// Growth of the receive buffer on ENOBUFS.
+    rcvbuf: RcvbufPolicy,
     malformed_warned: bool,
     truncated_warned: bool,
     verdict_warned: bool,
@@ -238,9 +213,13 @@ impl NfqueueInput {
             out: Vec::with_capacity(64),
             stats,
             // The kernel reports twice what was asked for.
-            rcvbuf_req: if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
-            rcvbuf_max: s.rcvbuf_max,
-            overrun: false,
+            rcvbuf: RcvbufPolicy::new(
+                Voice::Nfqueue {
+                    fail_open: s.fail_open,
+                },
+                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+                s.rcvbuf_max,
+            ),
             malformed_warned: false,
             truncated_warned: false,
             verdict_warned: false,
@@ -336,34 +315,9 @@ impl NfqueueInput {
     /// The kernel could not queue messages to the socket: with fail_open it
     /// accepted those packets unlogged, else it dropped them.
     fn on_enobufs(&mut self) {
-        self.stats.enobufs.inc();
-        let first = !self.overrun;
-        self.overrun = true;
-        let what = if self.fail_open {
-            "accepted without logging"
-        } else {
-            "dropped"
-        };
-        if self.rcvbuf_max != 0 && self.rcvbuf_req < self.rcvbuf_max {
-            let new = (self.rcvbuf_req.max(1) * 2).min(self.rcvbuf_max);
-            match self.sock.set_rcvbuf(new) {
-                Ok(actual) => {
-                    self.rcvbuf_req = new;
-                    self.stats.rcvbuf.set(actual as u64);
-                    log::warn!(
-                        "{} (NFQUEUE): packets {what} (socket full), increasing buffer size to {new}",
-                        self.name
-                    );
-                }
-                Err(e) => log::warn!("{} (NFQUEUE): cannot grow receive buffer: {e}", self.name),
-            }
-        } else if first {
-            log::warn!(
-                "{} (NFQUEUE): packets {what} because the socket was full ({} times so far); consider `netlink_socket_buffer_size' and `netlink_socket_buffer_maxsize'",
-                self.name,
-                self.stats.enobufs.get()
-            );
-        }
+        let st = &self.stats;
+        self.rcvbuf
+            .on_enobufs(&self.name, Some(&self.sock), &st.enobufs, &st.rcvbuf);
     }
 }
 
@@ -419,7 +373,7 @@ impl Input for NfqueueInput {
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => {
-                        self.overrun = false;
+                        self.rcvbuf.recovered();
                         status = ReadStatus::Idle;
                         break;
                     }

@@ -4,7 +4,8 @@
 //!
 //! The packet may be cut anywhere (NFLOG's copy range), so every header is
 //! length-checked as a whole before any of its fields is read, exactly where
-//! ulogd checks it; a header that is not all there sets none of its keys.
+//! ulogd checks it (rulogd-packet's views: checked once, then read); a
+//! header that is not all there sets none of its keys.
 
 mod ip;
 mod keys;
@@ -17,11 +18,11 @@ mod tests;
 mod tests_trunc;
 
 use keys::*;
+use rulogd_packet::ArpPacket;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Filter, PluginInfo, PluginKind, Record, Registration,
     Slot, Span, Value,
 };
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// `--info` description of BASE.
@@ -48,9 +49,7 @@ const NFPROTO_BRIDGE: u8 = 7;
 const NFPROTO_IPV6: u8 = 10;
 
 /// Ethertypes (`oob.protocol`, host order) BASE decodes inside bridge packets.
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
+use rulogd_packet::ethertype::{ARP as ETH_P_ARP, IPV4 as ETH_P_IP, IPV6 as ETH_P_IPV6};
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(Base::default()))
@@ -128,18 +127,6 @@ impl Pkt<'_> {
     }
 }
 
-/// A big-endian u16 from two bytes (ulogd's `ntohs`).
-#[inline]
-pub(crate) fn be16(b: [u8; 2]) -> u16 {
-    u16::from_be_bytes(b)
-}
-
-/// A big-endian u32 from four bytes (ulogd's `ntohl`).
-#[inline]
-pub(crate) fn be32(b: [u8; 4]) -> u32 {
-    u32::from_be_bytes(b)
-}
-
 /// Decodes one packet of `family` (and ethertype `protocol`) into `st`.
 pub(crate) fn decode(st: &mut Stage, pkt: &Pkt, family: u8, protocol: u16) {
     // ulogd copies oob.protocol even when the input carried no value (it then
@@ -163,26 +150,26 @@ pub(crate) fn decode(st: &mut Stage, pkt: &Pkt, family: u8, protocol: u16) {
 /// An Ethernet/IPv4 ARP packet (ulogd assumes that layout whatever the
 /// hardware type says, and so do we, to produce the same keys).
 fn arp(st: &mut Stage, pkt: &Pkt) {
-    let Some(h) = pkt.data.first_chunk::<28>() else {
+    let Ok(a) = ArpPacket::new_checked(pkt.data) else {
         return;
     };
-    st.put(ARP_HWTYPE, Value::U16(be16([h[0], h[1]])));
-    st.put(ARP_PROTOCOLTYPE, Value::U16(be16([h[2], h[3]])));
-    st.put(ARP_OPERATION, Value::U16(be16([h[6], h[7]])));
+    st.put(ARP_HWTYPE, Value::U16(a.hw_type()));
+    st.put(ARP_PROTOCOLTYPE, Value::U16(a.proto_type()));
+    st.put(ARP_OPERATION, Value::U16(a.operation()));
     if st.wants(ARP_SHWADDR) {
-        st.put(ARP_SHWADDR, pkt.raw(8, 6));
+        st.put(
+            ARP_SHWADDR,
+            pkt.raw(ArpPacket::SENDER_HW_OFFSET, ArpPacket::HW_LEN),
+        );
     }
-    st.put(
-        ARP_SADDR,
-        Value::Ipv4(Ipv4Addr::new(h[14], h[15], h[16], h[17])),
-    );
+    st.put(ARP_SADDR, Value::Ipv4(a.sender_proto_addr()));
     if st.wants(ARP_DHWADDR) {
-        st.put(ARP_DHWADDR, pkt.raw(18, 6));
+        st.put(
+            ARP_DHWADDR,
+            pkt.raw(ArpPacket::TARGET_HW_OFFSET, ArpPacket::HW_LEN),
+        );
     }
-    st.put(
-        ARP_DADDR,
-        Value::Ipv4(Ipv4Addr::new(h[24], h[25], h[26], h[27])),
-    );
+    st.put(ARP_DADDR, Value::Ipv4(a.target_proto_addr()));
 }
 
 /// One BASE instance: its bound slots and the staging buffer.

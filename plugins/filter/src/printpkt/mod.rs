@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod tests;
 
+use rulogd_packet::{arp_op, ethertype, icmp, icmpv6, ip_proto};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
     Record, Registration, Slot, Value, Verdict,
@@ -249,14 +250,6 @@ fn hw_addr(out: &mut Vec<u8>, bytes: &[u8], last: u8) {
     }
 }
 
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ESP: u8 = 50;
-const IPPROTO_AH: u8 = 51;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_SCTP: u8 = 132;
-
 /// The whole line for one packet.
 fn print(keys: &Keys, out: &mut Vec<u8>) {
     if keys.valid(OOB_PREFIX) {
@@ -280,9 +273,9 @@ fn print(keys: &Keys, out: &mut Vec<u8>) {
         2 => ipv4(keys, out),
         10 => ipv6(keys, out),
         7 => match keys.num(OOB_PROTOCOL) as u16 {
-            0x0800 => ipv4(keys, out),
-            0x86dd => ipv6(keys, out),
-            0x0806 => arp(keys, out),
+            ethertype::IPV4 => ipv4(keys, out),
+            ethertype::IPV6 => ipv6(keys, out),
+            ethertype::ARP => arp(keys, out),
             p => field(out, b"PROTO=", u64::from(p)),
         },
         // Native ARP logging, as ulogd master prints it.
@@ -306,13 +299,13 @@ fn print(keys: &Keys, out: &mut Vec<u8>) {
 /// The layer-4 part shared by IPv4 and IPv6 for TCP, UDP, SCTP, ESP, AH.
 fn l4(keys: &Keys, out: &mut Vec<u8>, protocol: u8) {
     let (name, first): (&[u8], usize) = match protocol {
-        IPPROTO_TCP => (b"PROTO=TCP ", TCP_SPORT),
-        IPPROTO_UDP => (b"PROTO=UDP ", UDP_SPORT),
-        IPPROTO_SCTP => (b"PROTO=SCTP ", SCTP_SPORT),
+        ip_proto::TCP => (b"PROTO=TCP ", TCP_SPORT),
+        ip_proto::UDP => (b"PROTO=UDP ", UDP_SPORT),
+        ip_proto::SCTP => (b"PROTO=SCTP ", SCTP_SPORT),
         // ulogd picks the name from ip.protocol, which IPv6 does not set
         // for ESP (so it says AH); the protocol being printed is right.
-        IPPROTO_ESP => (b"PROTO=ESP ", AHESP_SPI),
-        IPPROTO_AH => (b"PROTO=AH ", AHESP_SPI),
+        ip_proto::ESP => (b"PROTO=ESP ", AHESP_SPI),
+        ip_proto::AH => (b"PROTO=AH ", AHESP_SPI),
         _ => return,
     };
     out.extend_from_slice(name);
@@ -324,7 +317,7 @@ fn l4(keys: &Keys, out: &mut Vec<u8>, protocol: u8) {
     let u16_of = |k| u64::from(keys.num(k) as u16);
     let u32_of = |k| u64::from(keys.num(k) as u32);
     match protocol {
-        IPPROTO_TCP => {
+        ip_proto::TCP => {
             field(out, b"SPT=", u16_of(TCP_SPORT));
             field(out, b"DPT=", u16_of(TCP_DPORT));
             field(out, b"SEQ=", u32_of(TCP_SEQ));
@@ -344,12 +337,12 @@ fn l4(keys: &Keys, out: &mut Vec<u8>, protocol: u8) {
             }
             field(out, b"URGP=", u16_of(TCP_URGP));
         }
-        IPPROTO_UDP => {
+        ip_proto::UDP => {
             field(out, b"SPT=", u16_of(UDP_SPORT));
             field(out, b"DPT=", u16_of(UDP_DPORT));
             field(out, b"LEN=", u16_of(UDP_LEN));
         }
-        IPPROTO_SCTP => {
+        ip_proto::SCTP => {
             field(out, b"SPT=", u16_of(SCTP_SPORT));
             field(out, b"DPT=", u16_of(SCTP_DPORT));
         }
@@ -360,13 +353,6 @@ fn l4(keys: &Keys, out: &mut Vec<u8>, protocol: u8) {
         }
     }
 }
-
-const ICMP_ECHOREPLY: u8 = 0;
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_REDIRECT: u8 = 5;
-const ICMP_ECHO: u8 = 8;
-const ICMP_PARAMETERPROB: u8 = 12;
-const ICMP_FRAG_NEEDED: u8 = 4;
 
 fn ipv4(keys: &Keys, out: &mut Vec<u8>) {
     if keys.valid(IP_SADDR) {
@@ -396,10 +382,10 @@ fn ipv4(keys: &Keys, out: &mut Vec<u8>) {
         out.push(b' ');
     }
     match keys.num(IP_PROTOCOL) as u8 {
-        p @ (IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_ESP | IPPROTO_AH) => {
+        p @ (ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP | ip_proto::ESP | ip_proto::AH) => {
             l4(keys, out, p)
         }
-        IPPROTO_ICMP => icmp(keys, out),
+        ip_proto::ICMP => icmp(keys, out),
         p => field(out, b"PROTO=", u64::from(p)),
     }
 }
@@ -417,13 +403,13 @@ fn icmp(keys: &Keys, out: &mut Vec<u8>) {
     // echo id and a "fragmentation needed" no MTU); the extra fields belong
     // to the type, as the kernel prints them (docs/COMPATIBILITY.md).
     match ty {
-        ICMP_ECHO | ICMP_ECHOREPLY => {
+        icmp::ECHO | icmp::ECHOREPLY => {
             field(out, b"ID=", u64::from(keys.num(ICMP_ECHOID) as u16));
             field(out, b"SEQ=", u64::from(keys.num(ICMP_ECHOSEQ) as u16));
         }
         // The pointer is the first byte of what BASE reads as the gateway.
-        ICMP_PARAMETERPROB => field(out, b"PARAMETER=", u64::from(keys.ipv4(ICMP_GATEWAY)[0])),
-        ICMP_REDIRECT => {
+        icmp::PARAMETERPROB => field(out, b"PARAMETER=", u64::from(keys.ipv4(ICMP_GATEWAY)[0])),
+        icmp::REDIRECT => {
             out.extend_from_slice(b"GATEWAY=");
             for (i, b) in keys.ipv4(ICMP_GATEWAY).into_iter().enumerate() {
                 if i > 0 {
@@ -433,7 +419,7 @@ fn icmp(keys: &Keys, out: &mut Vec<u8>) {
             }
             out.push(b' ');
         }
-        ICMP_DEST_UNREACH if code == ICMP_FRAG_NEEDED => {
+        icmp::DEST_UNREACH if code == icmp::FRAG_NEEDED => {
             field(out, b"MTU=", u64::from(keys.num(ICMP_FRAGMTU) as u16));
         }
         _ => {}
@@ -471,10 +457,10 @@ fn ipv6(keys: &Keys, out: &mut Vec<u8>) {
         out.push(b' ');
     }
     match keys.num(IP6_NEXTHDR) as u8 {
-        p @ (IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_ESP | IPPROTO_AH) => {
+        p @ (ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP | ip_proto::ESP | ip_proto::AH) => {
             l4(keys, out, p)
         }
-        IPPROTO_ICMPV6 => {
+        ip_proto::ICMPV6 => {
             out.extend_from_slice(b"PROTO=ICMPv6 ");
             if !keys.valid(ICMPV6_TYPE) {
                 out.extend_from_slice(b"INCOMPLETE");
@@ -487,8 +473,7 @@ fn ipv6(keys: &Keys, out: &mut Vec<u8>) {
             let ty = keys.num(ICMPV6_TYPE) as u8;
             field(out, b"TYPE=", u64::from(ty));
             field(out, b"CODE=", u64::from(keys.num(ICMPV6_CODE) as u8));
-            // Echo request and reply.
-            if ty == 128 || ty == 129 {
+            if matches!(ty, icmpv6::ECHO_REQUEST | icmpv6::ECHO_REPLY) {
                 field(out, b"ID=", u64::from(keys.num(ICMPV6_ECHOID) as u16));
                 field(out, b"SEQ=", u64::from(keys.num(ICMPV6_ECHOSEQ) as u16));
             }
@@ -496,10 +481,6 @@ fn ipv6(keys: &Keys, out: &mut Vec<u8>) {
         p => field(out, b"PROTO=", u64::from(p)),
     }
 }
-
-const ARPOP_REQUEST: u16 = 1;
-const ARPOP_REPLY: u16 = 2;
-const ARPOP_NAK: u16 = 10;
 
 fn arp(keys: &Keys, out: &mut Vec<u8>) {
     if keys.valid(ARP_SPA) {
@@ -514,12 +495,12 @@ fn arp(keys: &Keys, out: &mut Vec<u8>) {
     }
     let code = keys.num(ARP_OPCODE) as u16;
     match code {
-        ARPOP_REQUEST => out.extend_from_slice(b"REQUEST "),
-        ARPOP_REPLY => out.extend_from_slice(b"REPLY "),
-        ARPOP_NAK => out.extend_from_slice(b"NAK "),
+        arp_op::REQUEST => out.extend_from_slice(b"REQUEST "),
+        arp_op::REPLY => out.extend_from_slice(b"REPLY "),
+        arp_op::NAK => out.extend_from_slice(b"NAK "),
         c => field(out, b"CODE=", u64::from(c)),
     }
-    if code == ARPOP_REPLY {
+    if code == arp_op::REPLY {
         // Six bytes, as ulogd prints them; fewer only if fewer were captured.
         if let Some(mac) = keys.bytes(ARP_SHA) {
             out.extend_from_slice(b"REPLY_MAC=");

@@ -270,51 +270,13 @@ impl NfctInput {
 
     /// The kernel dropped events because the socket buffer was full.
     pub(super) fn on_enobufs(&mut self) {
-        self.stats.enobufs.inc();
-        let first = !self.overrun;
-        self.overrun = true;
         if self.mode == Mode::Hash && self.resync_at.is_none() {
             // The table may now hold flows whose DESTROY was lost.
             let t = Duration::from_secs(u64::from(self.s.resync_timeout));
             self.resync_at = Some(Instant::now() + t);
         }
-        let max = self.s.rcvbuf_max;
-        if max == 0 {
-            if first {
-                log::warn!(
-                    "{} (NFCT): we are losing events ({} so far). Please, consider using the clauses `netlink_socket_buffer_size' and `netlink_socket_buffer_maxsize'",
-                    self.name,
-                    self.stats.enobufs.get()
-                );
-            }
-            return;
-        }
-        let Some(ev) = self.ev.as_ref() else { return };
-        if self.rcvbuf_req < max {
-            let new = self.rcvbuf_req.max(1).saturating_mul(2).min(max);
-            match ev.set_rcvbuf(new) {
-                Ok(actual) => {
-                    self.rcvbuf_req = new;
-                    self.stats.rcvbuf.set(actual as u64);
-                    log::warn!(
-                        "{} (NFCT): we are losing events, increasing buffer size to {new}",
-                        self.name
-                    );
-                }
-                Err(e) => log::warn!("{} (NFCT): cannot grow receive buffer: {e}", self.name),
-            }
-        } else if !self.max_warned {
-            self.max_warned = true;
-            log::warn!(
-                "{} (NFCT): maximum buffer size ({max}) has been reached. Please, consider rising `netlink_socket_buffer_size` and `netlink_socket_buffer_maxsize` clauses.",
-                self.name
-            );
-        } else if first {
-            log::warn!(
-                "{} (NFCT): we are losing events ({} so far)",
-                self.name,
-                self.stats.enobufs.get()
-            );
-        }
+        let st = &self.stats;
+        self.rcvbuf
+            .on_enobufs(&self.name, self.ev.as_ref(), &st.enobufs, &st.rcvbuf);
     }
 }

@@ -506,14 +506,14 @@ fn enobufs_grows_the_buffer_up_to_the_maximum() {
     ])
     .expect("settings");
     let (mut inp, _tx, set) = pair(&s);
-    inp.rcvbuf_req = 8192;
+    inp.rcvbuf = RcvbufPolicy::new(Voice::Nflog, 8192, 32768);
     inp.on_enobufs();
-    assert_eq!(inp.rcvbuf_req, 16384);
+    assert_eq!(inp.rcvbuf.requested(), 16384);
     inp.on_enobufs();
-    assert_eq!(inp.rcvbuf_req, 32768);
+    assert_eq!(inp.rcvbuf.requested(), 32768);
     assert!(stat(&set, "rcvbuf") >= 32768, "gauge follows the socket");
     inp.on_enobufs();
-    assert!(inp.max_warned);
+    assert!(inp.rcvbuf.warned_at_max());
     assert_eq!(stat(&set, "enobufs"), 3);
 }
 

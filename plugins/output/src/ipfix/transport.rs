@@ -12,7 +12,7 @@
 use super::encode::{data_records, put_header, restamp, template_set, HEADER_LEN};
 use rulogd_delivery::{Batch, DeliveryStats, SendError, Transport};
 use std::io;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// When templates go out (ulogd's `send_template`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,9 +101,7 @@ impl IpfixTransport {
 }
 
 fn export_time() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32)
+    rulogd_plugin::now_sec_usec().0
 }
 
 impl Transport for IpfixTransport {

@@ -1,7 +1,7 @@
 //! The `timestamp` field: ulogd's local-time form (quirks included), RFC 3339
 //! in UTC, or epoch seconds.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use rulogd_plugin::now_timeval as now;
 
 /// Which form the timestamp takes (`timestamp_format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,24 +283,6 @@ impl Timestamper {
             }
             None => false,
         };
-    }
-}
-
-/// The current time as seconds and microseconds.
-fn now() -> (i64, u32) {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
-        Err(e) => {
-            // Before 1970: negative seconds, microseconds still positive.
-            let d = e.duration();
-            let mut s = -(d.as_secs() as i64);
-            let mut u = d.subsec_micros();
-            if u > 0 {
-                s -= 1;
-                u = 1_000_000 - u;
-            }
-            (s, u)
-        }
     }
 }
 
