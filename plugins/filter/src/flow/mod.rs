@@ -6,6 +6,7 @@
 //! expires its flows as the live link would have.
 
 pub mod frag;
+pub mod fuzz;
 pub mod table;
 pub mod types;
 
