@@ -29,6 +29,7 @@ usage: bench-flow [options]   (as root; build with `cargo build --release --bins
   --seed N         generator seed (default 1)
   --ipfix          also the IPFIX export part (rulogd and softflowd to nfcapd)
   --no-flow        skip the packets/s part
+  --gen DIR        only write the pcaps (and baseline.pcap) into DIR, for profiling
 Environment: RULOGD_BIN (rulogd binary), RULOGD_KEEP_TMP=1 (keep the files).";
 
 const FLOW_CONF: &str = "\
@@ -84,22 +85,46 @@ struct Run {
     records: Option<u64>,
 }
 
-/// Reaps `child` with wait4 and returns (exit code, rusage).
-fn wait_rusage(child: Child) -> (i32, libc::rusage) {
+/// Reaps `child` with wait4 and returns (exit code, rusage, peak RSS in
+/// KiB). The peak is VmHWM of /proc/PID/status, read every 2 ms until the
+/// process is gone (the high-water mark only grows, so the last reading is
+/// the peak but for the final 2 ms): ru_maxrss would also count what `ip
+/// netns exec` held before it exec'd the tool.
+fn wait_rusage(child: Child) -> (i32, libc::rusage, u64) {
     let pid = child.id() as i32;
+    let status_path = format!("/proc/{pid}/status");
     let mut status = 0;
+    let mut hwm = 0;
     // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child; status and ru are valid pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    loop {
+        if let Some(v) = std::fs::read_to_string(&status_path)
+            .ok()
+            .and_then(|t| vm_hwm(&t))
+        {
+            hwm = v;
+        }
+        // SAFETY: wait4 on our own child; status and ru are valid pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            break;
+        }
+        assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
+        std::thread::sleep(Duration::from_millis(2));
+    }
     drop(child);
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         -1
     };
-    (code, ru)
+    (code, ru, hwm)
+}
+
+/// The `VmHWM:` line of a /proc/PID/status text, in KiB.
+fn vm_hwm(status: &str) -> Option<u64> {
+    let l = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    l.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 fn secs(t: libc::timeval) -> f64 {
@@ -116,6 +141,8 @@ impl Bench {
     /// Runs `tool` on `pcap` to its end; `ipfix`: rulogd exports IPFIX
     /// instead of writing JSON.
     fn run(&mut self, tool: Tool, pcap: &Path, ipfix: bool) -> Run {
+        // What one tool wrote must not slow the next one's reading.
+        let _ = Command::new("sync").status();
         self.seq += 1;
         let tag = format!("{}-{}", tool.name(), self.seq);
         let d = self.dir.join(&tag);
@@ -173,7 +200,7 @@ impl Bench {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", tool.name()));
-        let (code, ru) = wait_rusage(child);
+        let (code, ru, hwm) = wait_rusage(child);
         let wall = start.elapsed().as_secs_f64();
         let stderr = std::fs::read_to_string(d.join("stderr")).unwrap_or_default();
         assert_eq!(code, 0, "{} failed: {stderr}", tool.name());
@@ -192,7 +219,7 @@ impl Bench {
         Run {
             wall,
             cpu: secs(ru.ru_utime) + secs(ru.ru_stime),
-            maxrss_kib: ru.ru_maxrss as u64,
+            maxrss_kib: hwm,
             records,
         }
     }
@@ -245,6 +272,16 @@ fn main() {
         Tool::Softflowd => have("softflowd") && have("nfcapd"),
         Tool::Argus => have("argus"),
     });
+    if let Some(dir) = a.str("gen") {
+        let dir = Path::new(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        pcapgen::write(&dir.join("baseline.pcap"), 1000, 20, seed).unwrap();
+        for &n in &flows {
+            let s = pcapgen::write(&dir.join(format!("f{n}.pcap")), packets, n, seed).unwrap();
+            println!("{}/f{n}.pcap: {s:?}", dir.display());
+        }
+        return;
+    }
     assert!(lab::require_root(), "bench-flow needs root");
     let tmp = TempDir::new("bflow");
     let mut b = Bench {

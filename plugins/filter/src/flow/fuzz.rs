@@ -41,6 +41,7 @@ fn filter() -> FlowFilter {
         inputs: std::array::from_fn(|i| Some(i as Slot)),
         out: std::array::from_fn(|i| Some((NIN + i) as Slot)),
         last_wall: None,
+        clock_moved: false,
         frags: FragCache::new(16),
         counters: Counters {
             flows: set.gauge("flows"),
