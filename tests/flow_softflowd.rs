@@ -233,16 +233,14 @@ fn flow_totals_equal_softflowds_on_one_capture() {
     assert_eq!((flows(6), flows(17)), (3, 2));
 
     // ICMP echo: one flow per ping to FLOW, one per direction to softflowd.
-    for (pr, src, dst, n) in [
-        ("ICMP", "10.201.0.1", PEER_V4, 3),
-        ("ICMP6", "fd00:201::1", PEER_V6, 2),
+    // nfdump shows ICMP type * 256 + code as the destination port.
+    for (pr, src, dst, n, echo) in [
+        ("ICMP", "10.201.0.1", PEER_V4, 3, "2048"),
+        ("ICMP6", "fd00:201::1", PEER_V6, 2, "32768"),
     ] {
         let req = rows
             .iter()
-            .find(|r| {
-                r["pr"] == pr && r["sa"] == src && r["da"] == dst && r["dp"] == "2048"
-                    || r["pr"] == pr && r["sa"] == src && r["da"] == dst && r["dp"] == "32768"
-            })
+            .find(|r| r["pr"] == pr && r["sa"] == src && r["da"] == dst && r["dp"] == echo)
             .unwrap_or_else(|| panic!("{pr} echo requests in {rows:#?}"));
         assert_eq!(num(req, "ipkt"), n, "{req:?}");
         let ping = recs
