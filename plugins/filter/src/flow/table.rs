@@ -66,6 +66,8 @@ const C_OTHER: usize = 3;
 /// TCP after RST, or FIN from both sides.
 const C_LINGER: usize = 4;
 const NCLASS: usize = 5;
+/// The class of a slab entry that holds no flow.
+const FREE: u8 = u8::MAX;
 /// The report list (active timeout).
 const L_REPORT: usize = NCLASS;
 
@@ -134,8 +136,11 @@ pub struct FlowTable {
     now: Usec,
     next_id: u64,
     pending: VecDeque<Report>,
-    /// `finish` was called: `pop` ends the flows one by one.
-    finishing: bool,
+    /// `finish` was called: `pop` ends the flows one by one in slab order,
+    /// this being the next slot to look at.
+    finish_at: Option<usize>,
+    /// Flows the walk of `finish` has ended but the index still holds.
+    walked: usize,
     /// Whether a flow's first packet makes a start record.
     start_records: bool,
     /// Counters.
@@ -181,7 +186,8 @@ impl FlowTable {
             now: 0,
             next_id: 1,
             pending: VecDeque::with_capacity(64),
-            finishing: false,
+            finish_at: None,
+            walked: 0,
             start_records: false,
             stats: Stats::default(),
         }
@@ -189,12 +195,12 @@ impl FlowTable {
 
     /// Flows tracked now.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len() - self.walked
     }
 
     /// Whether no flow is tracked.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
     /// The table's clock: the latest time seen.
@@ -209,12 +215,18 @@ impl FlowTable {
 
     /// The next record ready for output.
     pub fn pop(&mut self) -> Option<Report> {
-        if self.pending.is_empty() && self.finishing {
-            // One flow at a time, so ending half a million flows queues
-            // one record, not half a million.
-            match (0..NCLASS).map(|c| self.lists[c].head).find(|&h| h != NIL) {
-                Some(h) => self.end(h, Reason::Forced),
-                None => self.finishing = false,
+        if self.pending.is_empty() {
+            if let Some(at) = self.finish_at {
+                // One flow at a time, so ending half a million flows queues
+                // one record, not half a million; in slab order, so the walk
+                // reads memory in sequence instead of chasing list links.
+                match (at..self.flows.len()).find(|&i| self.flows[i].class != FREE) {
+                    Some(i) => {
+                        self.end_forced(i as u32);
+                        self.finish_at = Some(i + 1);
+                    }
+                    None => self.reset(),
+                }
             }
         }
         self.pending.pop_front()
@@ -258,6 +270,7 @@ impl FlowTable {
     /// Advances the clock to `t` (never backwards) and ends or updates
     /// every flow whose timer has passed.
     pub fn advance(&mut self, t: Usec) {
+        self.complete_finish();
         if t <= self.now {
             return;
         }
@@ -342,12 +355,48 @@ impl FlowTable {
             e.remove();
         }
         self.free.push(i);
+        self.flows[i as usize].class = FREE;
         self.stats.ended[reason_index(reason)] += 1;
     }
 
     /// Ends every flow (shutdown, end of file): each as `pop` takes it.
     pub fn finish(&mut self) {
-        self.finishing = true;
+        self.finish_at.get_or_insert(0);
+    }
+
+    /// Queues the forced end of slot `i`, whose entry stays in the index
+    /// and the lists until the walk of `finish` is over.
+    fn end_forced(&mut self, i: u32) {
+        self.report(i, Kind::End, Reason::Forced);
+        self.flows[i as usize].class = FREE;
+        self.walked += 1;
+        self.stats.ended[reason_index(Reason::Forced)] += 1;
+    }
+
+    /// The walk of `finish` is over: every flow has ended.
+    fn reset(&mut self) {
+        self.finish_at = None;
+        self.walked = 0;
+        self.index.clear();
+        self.flows.clear();
+        self.free.clear();
+        self.lists = [List {
+            head: NIL,
+            tail: NIL,
+        }; NCLASS + 1];
+    }
+
+    /// A packet or the clock while `finish` still walks: the rest end now,
+    /// so the table is consistent again.
+    fn complete_finish(&mut self) {
+        if let Some(at) = self.finish_at {
+            for i in at..self.flows.len() {
+                if self.flows[i].class != FREE {
+                    self.end_forced(i as u32);
+                }
+            }
+            self.reset();
+        }
     }
 
     /// Ends the least recently active flow: the oldest head of the lists.
@@ -519,4 +568,48 @@ fn a_tracked_flow_stays_small() {
         "{}",
         std::mem::size_of::<Flow>()
     );
+}
+
+#[cfg(test)]
+#[test]
+fn a_packet_while_finish_walks_ends_the_rest_first() {
+    let s = 1_000_000;
+    let to = Timeouts {
+        tcp: 300 * s,
+        udp: 60 * s,
+        icmp: 30 * s,
+        other: 60 * s,
+        linger: 10 * s,
+        active: 0,
+        max_life: 0,
+    };
+    let mut t = FlowTable::new(to, 10);
+    let udp = |sport: u16, time: Usec| Packet {
+        family: 2,
+        proto: PROTO_UDP,
+        src: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        dst: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        sport,
+        dport: 53,
+        bytes: 60,
+        time,
+        ..Packet::default()
+    };
+    for p in 1..=3 {
+        t.packet(&udp(p, 1_700_000_000 * s));
+    }
+    t.finish();
+    assert_eq!(t.pop().map(|r| r.key.pa), Some(1));
+    assert_eq!(t.len(), 2);
+    // Port 1 again: a new flow, after the two left have ended.
+    t.packet(&udp(1, 1_700_000_001 * s));
+    assert_eq!(t.len(), 1);
+    let ends: Vec<_> = std::iter::from_fn(|| t.pop())
+        .map(|r| (r.key.pa, r.reason))
+        .collect();
+    assert_eq!(ends, [(2, Reason::Forced), (3, Reason::Forced)]);
+    assert_eq!((t.stats.ended[4], t.stats.created), (3, 4));
+    t.finish();
+    assert_eq!(t.pop().map(|r| (r.key.pa, r.seq)), Some((1, 1)));
+    assert!(t.pop().is_none() && t.is_empty());
 }
