@@ -7,10 +7,11 @@
 //!
 //! Each tool is a child process of this one and is reaped with wait4(2),
 //! whose rusage gives its user+sys CPU (all threads) and its peak resident
-//! set (ru_maxrss). Memory per tracked flow = (peak RSS on the file − peak
-//! RSS on a 1000-packet, 20-flow baseline file) / flows: every flow of a
-//! generated file is open from its first segment to its last, so the peak
-//! table holds all of them. The tools run interleaved within each repeat.
+//! set (VmHWM, polled). Memory per tracked flow = (peak RSS on the file
+//! with the most flows − peak RSS on the one with the fewest) / (the
+//! difference in flows): both files have the same packets, so buffers and
+//! fixed costs cancel, and every flow of a generated file is open from its
+//! first segment to its last, so the peak table holds all of them. The tools run interleaved within each repeat.
 //! Needs root (a network namespace for the collectors); not a test.
 
 use rulogd_bench::{min_med_max, pcapgen, Args};
@@ -29,7 +30,7 @@ usage: bench-flow [options]   (as root; build with `cargo build --release --bins
   --seed N         generator seed (default 1)
   --ipfix          also the IPFIX export part (rulogd and softflowd to nfcapd)
   --no-flow        skip the packets/s part
-  --gen DIR        only write the pcaps (and baseline.pcap) into DIR, for profiling
+  --gen DIR        only write the pcaps into DIR, for profiling
 Environment: RULOGD_BIN (rulogd binary), RULOGD_KEEP_TMP=1 (keep the files).";
 
 const FLOW_CONF: &str = "\
@@ -275,7 +276,6 @@ fn main() {
     if let Some(dir) = a.str("gen") {
         let dir = Path::new(dir);
         std::fs::create_dir_all(dir).unwrap();
-        pcapgen::write(&dir.join("baseline.pcap"), 1000, 20, seed).unwrap();
         for &n in &flows {
             let s = pcapgen::write(&dir.join(format!("f{n}.pcap")), packets, n, seed).unwrap();
             println!("{}/f{n}.pcap: {s:?}", dir.display());
@@ -290,8 +290,6 @@ fn main() {
         seq: 0,
     };
     println!("rulogd: {}", lab::rulogd_bin().display());
-    let base = tmp.path().join("baseline.pcap");
-    pcapgen::write(&base, 1000, 20, seed).unwrap();
     let mut files = Vec::new();
     for &n in &flows {
         let p = tmp.path().join(format!("f{n}.pcap"));
@@ -310,7 +308,7 @@ fn main() {
         files.push((p, s));
     }
     if !a.flag("no-flow") {
-        flow_part(&mut b, &tools, &files, &base, repeats);
+        flow_part(&mut b, &tools, &files, repeats);
     }
     if a.flag("ipfix") {
         let t: Vec<Tool> = tools
@@ -322,38 +320,29 @@ fn main() {
     }
 }
 
-fn flow_part(
-    b: &mut Bench,
-    tools: &[Tool],
-    files: &[(PathBuf, pcapgen::Summary)],
-    base: &Path,
-    repeats: usize,
-) {
-    for (pcap, s) in files {
+fn flow_part(b: &mut Bench, tools: &[Tool], files: &[(PathBuf, pcapgen::Summary)], repeats: usize) {
+    // [file][tool][repeat] → peak RSS in KiB.
+    let mut peaks = vec![vec![Vec::new(); tools.len()]; files.len()];
+    for (fi, (pcap, s)) in files.iter().enumerate() {
         println!(
             "\n== {} packets over {} flows: CAPTURE→FLOW ==",
             s.packets, s.flows
         );
-        // [tool] → (pkt/s, ns CPU per packet, B per flow)
-        let mut res = vec![(Vec::new(), Vec::new(), Vec::new()); tools.len()];
+        // [tool] → (pkt/s, ns CPU per packet)
+        let mut res = vec![(Vec::new(), Vec::new()); tools.len()];
         for rep in 0..repeats {
             for (ti, &t) in tools.iter().enumerate() {
-                let r0 = b.run(t, base, false);
                 let r = b.run(t, pcap, false);
                 let pps = s.packets as f64 / r.wall;
                 let cpu_ns = r.cpu / s.packets as f64 * 1e9;
-                let per_flow =
-                    (r.maxrss_kib.saturating_sub(r0.maxrss_kib) * 1024) as f64 / s.flows as f64;
                 println!(
-                    "rep {rep} {:<9} wall={:.3}s cpu={:.3}s pkt/s={:.0} cpu/pkt={:.0}ns maxrss={}KiB baseline={}KiB B/flow={:.0} records={}",
+                    "rep {rep} {:<9} wall={:.3}s cpu={:.3}s pkt/s={:.0} cpu/pkt={:.0}ns peak_rss={}KiB records={}",
                     t.name(),
                     r.wall,
                     r.cpu,
                     pps,
                     cpu_ns,
                     r.maxrss_kib,
-                    r0.maxrss_kib,
-                    per_flow,
                     r.records.map_or("-".into(), |n| n.to_string())
                 );
                 if t == Tool::Rulogd {
@@ -361,32 +350,54 @@ fn flow_part(
                 }
                 res[ti].0.push(pps);
                 res[ti].1.push(cpu_ns);
-                res[ti].2.push(per_flow);
+                peaks[fi][ti].push(r.maxrss_kib);
             }
         }
         println!("summary (min / median / max over {repeats} repeats):");
         for (ti, &t) in tools.iter().enumerate() {
-            let mem = if t == Tool::Argus {
-                "-".into()
-            } else {
-                fmt3(&res[ti].2, |v| format!("{v:.0}"))
-            };
             println!(
-                "  {:<9} pkt/s {}   CPU/pkt ns {}   B/flow {}",
+                "  {:<9} pkt/s {}   CPU/pkt ns {}",
                 t.name(),
                 fmt3(&res[ti].0, |v| format!("{:.2}M", v / 1e6)),
                 fmt3(&res[ti].1, |v| format!("{v:.0}")),
-                mem
             );
         }
         let find = |x: Tool| tools.iter().position(|&t| t == x);
         if let (Some(r), Some(sf)) = (find(Tool::Rulogd), find(Tool::Softflowd)) {
             println!(
-                "  rulogd/softflowd: pkt/s {:.2}x, CPU per packet {:.2}x (medians; target pkt/s >= 1.5x, <= 150 B/flow)",
+                "  rulogd/softflowd: pkt/s {:.2}x, CPU per packet {:.2}x (medians; target pkt/s >= 1.5x)",
                 med(&res[r].0) / med(&res[sf].0),
                 med(&res[r].1) / med(&res[sf].1)
             );
         }
+    }
+    memory_summary(tools, files, &peaks);
+}
+
+/// Memory per tracked flow from the files with the fewest and the most
+/// flows, per tool and repeat.
+fn memory_summary(tools: &[Tool], files: &[(PathBuf, pcapgen::Summary)], peaks: &[Vec<Vec<u64>>]) {
+    let lo = (0..files.len()).min_by_key(|&i| files[i].1.flows).unwrap();
+    let hi = (0..files.len()).max_by_key(|&i| files[i].1.flows).unwrap();
+    let d = files[hi].1.flows.saturating_sub(files[lo].1.flows);
+    if d == 0 {
+        return;
+    }
+    println!(
+        "\n== resident memory per tracked flow: (peak RSS at {} flows - at {}) / {d} ==",
+        files[hi].1.flows, files[lo].1.flows
+    );
+    for (ti, &t) in tools.iter().enumerate() {
+        let v: Vec<f64> = peaks[hi][ti]
+            .iter()
+            .zip(&peaks[lo][ti])
+            .map(|(h, l)| (h.saturating_sub(*l) * 1024) as f64 / d as f64)
+            .collect();
+        println!(
+            "  {:<9} B/flow {}  (min / median / max; target for rulogd <= 150)",
+            t.name(),
+            fmt3(&v, |x| format!("{x:.0}"))
+        );
     }
 }
 

@@ -91,7 +91,7 @@ struct Counts {
     bytes: u64,
 }
 
-/// One tracked flow (136 bytes; the index adds a slot position and a
+/// One tracked flow (128 bytes; the index adds a slot position and a
 /// control byte).
 struct Flow {
     key: FlowKey,
@@ -102,15 +102,40 @@ struct Flow {
     orig: Counts,
     reply: Counts,
     flags: [u8; 2],
-    icmp: Option<(u8, u8)>,
+    /// ICMP type and code of the first ICMP packet (with `B_ICMP`).
+    icmp: [u8; 2],
     seq: u32,
     links: [Link; 2],
     class: u8,
-    init_is_a: bool,
-    guessed: bool,
-    fin_orig: bool,
-    fin_reply: bool,
-    rst: bool,
+    /// `B_*` bits: one byte for six booleans keeps the entry at 128 bytes,
+    /// two cache lines.
+    bits: u8,
+}
+
+/// Endpoint `a` of the key initiated.
+const B_INIT_IS_A: u8 = 1;
+/// The initiator was guessed (the first packet was no SYN).
+const B_GUESSED: u8 = 2;
+const B_FIN_ORIG: u8 = 4;
+const B_FIN_REPLY: u8 = 8;
+const B_RST: u8 = 16;
+/// `icmp` holds a type and code.
+const B_ICMP: u8 = 32;
+
+impl Flow {
+    #[inline]
+    fn has(&self, b: u8) -> bool {
+        self.bits & b != 0
+    }
+
+    #[inline]
+    fn put(&mut self, b: u8, on: bool) {
+        if on {
+            self.bits |= b;
+        } else {
+            self.bits &= !b;
+        }
+    }
 }
 
 /// Counters the plugin publishes.
@@ -283,7 +308,7 @@ impl FlowTable {
                     break;
                 }
                 let reason = match c {
-                    C_LINGER if f.rst => Reason::Rst,
+                    C_LINGER if f.has(B_RST) => Reason::Rst,
                     C_LINGER => Reason::Fin,
                     _ => Reason::Idle,
                 };
@@ -322,15 +347,15 @@ impl FlowTable {
         f.seq += 1;
         let r = Report {
             key: f.key,
-            init_is_a: f.init_is_a,
-            guessed: f.guessed,
+            init_is_a: f.has(B_INIT_IS_A),
+            guessed: f.has(B_GUESSED),
             id: f.id,
             seq: f.seq,
             start: f.start,
             end: f.last,
             orig: dir(f.orig, f.flags[0]),
             reply: dir(f.reply, f.flags[1]),
-            icmp: f.icmp,
+            icmp: f.has(B_ICMP).then_some((f.icmp[0], f.icmp[1])),
             kind,
             reason,
         };
@@ -452,17 +477,19 @@ impl FlowTable {
             None => (self.create(key, hash, p, src_is_a, now), true),
         };
         let f = &mut self.flows[i as usize];
-        let mut from_orig = src_is_a == f.init_is_a;
-        if p.proto == PROTO_TCP && f.guessed && p.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+        let mut from_orig = src_is_a == f.has(B_INIT_IS_A);
+        if p.proto == PROTO_TCP && f.has(B_GUESSED) && p.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
             // A pure SYN settles who initiated a flow first seen mid-stream.
             if !from_orig {
                 std::mem::swap(&mut f.orig, &mut f.reply);
                 f.flags.swap(0, 1);
-                std::mem::swap(&mut f.fin_orig, &mut f.fin_reply);
-                f.init_is_a = !f.init_is_a;
+                let (fo, fr) = (f.has(B_FIN_ORIG), f.has(B_FIN_REPLY));
+                f.put(B_FIN_ORIG, fr);
+                f.put(B_FIN_REPLY, fo);
+                f.bits ^= B_INIT_IS_A;
                 from_orig = true;
             }
-            f.guessed = false;
+            f.put(B_GUESSED, false);
         }
         let (d, side) = if from_orig {
             (&mut f.orig, 0)
@@ -473,22 +500,20 @@ impl FlowTable {
         d.bytes += p.bytes;
         f.flags[side] |= p.flags;
         f.last = f.last.max(p.time);
-        if f.icmp.is_none() {
-            f.icmp = p.icmp;
+        if let (false, Some((t, c))) = (f.has(B_ICMP), p.icmp) {
+            f.icmp = [t, c];
+            f.bits |= B_ICMP;
         }
         let mut class = f.class as usize;
         if p.proto == PROTO_TCP {
             if p.flags & tcp::RST != 0 {
-                f.rst = true;
+                f.bits |= B_RST;
             }
             if p.flags & tcp::FIN != 0 {
-                if from_orig {
-                    f.fin_orig = true;
-                } else {
-                    f.fin_reply = true;
-                }
+                f.bits |= if from_orig { B_FIN_ORIG } else { B_FIN_REPLY };
             }
-            if f.rst || (f.fin_orig && f.fin_reply) {
+            const BOTH_FINS: u8 = B_FIN_ORIG | B_FIN_REPLY;
+            if f.has(B_RST) || f.bits & BOTH_FINS == BOTH_FINS {
                 class = C_LINGER;
             }
         }
@@ -524,15 +549,12 @@ impl FlowTable {
             orig: Counts::default(),
             reply: Counts::default(),
             flags: [0; 2],
-            icmp: None,
+            icmp: [0; 2],
             seq: 0,
             links: [Link::default(); 2],
             class: class_of(p.proto) as u8,
-            init_is_a: src_init == src_is_a,
-            guessed,
-            fin_orig: false,
-            fin_reply: false,
-            rst: false,
+            bits: if src_init == src_is_a { B_INIT_IS_A } else { 0 }
+                | if guessed { B_GUESSED } else { 0 },
         };
         self.next_id += 1;
         let i = match self.free.pop() {
@@ -564,7 +586,7 @@ impl FlowTable {
 fn a_tracked_flow_stays_small() {
     // The slab entry; the index adds 4 bytes and a control byte per slot.
     assert!(
-        std::mem::size_of::<Flow>() <= 136,
+        std::mem::size_of::<Flow>() <= 128,
         "{}",
         std::mem::size_of::<Flow>()
     );
