@@ -19,9 +19,10 @@ fi
 # (the metrics endpoint's format check), tshark (dumpcap, the oracle of
 # the capture-file tests), argus-server and argus-client (the oracle of
 # the FLOW tests), gcc (builds the C plugin examples of tests/plugins.rs),
-# chromium and chromium-driver (the WEB page test).
+# chromium and chromium-driver (the WEB page test), softflowd (the other
+# oracle of the FLOW tests).
 need=()
-for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client gcc chromium chromium-driver; do
+for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client gcc chromium chromium-driver softflowd; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

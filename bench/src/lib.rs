@@ -1,6 +1,8 @@
 //! Shared bits of the benchmark binaries: a small flag parser (no CLI crate,
 //! to keep the workspace's dependency tree small) and statistics.
 
+pub mod pcapgen;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 

@@ -28,6 +28,7 @@ pub mod daemon;
 pub mod json;
 pub mod maria;
 pub mod netns;
+pub mod nfcapd;
 pub mod nfproc;
 pub mod pcapgen;
 pub mod pg;

@@ -296,26 +296,25 @@ impl Out {
         }
         let s = &self.slots;
         if let Some((o, l)) = f.mac {
-            rec.set_opt(s[K_MAC], Value::Raw(Span::new(data + o, l)));
-            rec.set_opt(s[K_MAC_LEN], Value::U16(l as u16));
-            rec.set_opt(s[K_TYPE], Value::U16(f.arphrd));
+            rec.put_opt(s[K_MAC], || Value::Raw(Span::new(data + o, l)));
+            rec.put_opt(s[K_MAC_LEN], || Value::U16(l as u16));
+            rec.put_opt(s[K_TYPE], || Value::U16(f.arphrd));
         }
         let l3len = frame.len().saturating_sub(f.l3);
-        rec.set_opt(
-            s[K_PKT],
-            Value::Raw(Span::new(data + f.l3.min(frame.len()), l3len)),
-        );
-        rec.set_opt(s[K_PKTLEN], Value::U32(l3len as u32));
-        rec.set_opt(s[K_PKTCOUNT], Value::U32(1));
-        rec.set_opt(s[K_SEC], Value::U32(sec as u32));
-        rec.set_opt(s[K_USEC], Value::U32(nsec / 1000));
+        rec.put_opt(s[K_PKT], || {
+            Value::Raw(Span::new(data + f.l3.min(frame.len()), l3len))
+        });
+        rec.put_opt(s[K_PKTLEN], || Value::U32(l3len as u32));
+        rec.put_opt(s[K_PKTCOUNT], || Value::U32(1));
+        rec.put_opt(s[K_SEC], || Value::U32(sec as u32));
+        rec.put_opt(s[K_USEC], || Value::U32(nsec / 1000));
         if let Some(i) = f.ifindex.filter(|&i| i > 0) {
-            rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
+            rec.put_opt(s[K_IFINDEX_IN], || Value::U32(i));
         }
-        rec.set_opt(s[K_FAMILY], Value::U8(f.family));
-        rec.set_opt(s[K_PROTOCOL], Value::U16(f.ethertype));
+        rec.put_opt(s[K_FAMILY], || Value::U8(f.family));
+        rec.put_opt(s[K_PROTOCOL], || Value::U16(f.ethertype));
         if let Some(v) = f.vlan {
-            rec.set_opt(s[K_VLAN], Value::U16(v));
+            rec.put_opt(s[K_VLAN], || Value::U16(v));
         }
         em.emit();
     }

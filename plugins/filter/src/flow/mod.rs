@@ -168,6 +168,7 @@ fn build_flow(ctx: &BuildCtx) -> Result<FlowFilter, BuildError> {
         inputs: [None; NIN],
         out: [None; NKEYS],
         last_wall: None,
+        clock_moved: false,
         frags: FragCache::new(4096),
         counters: c,
         publish_when_drained: false,
@@ -199,6 +200,8 @@ struct FlowFilter {
     last_wall: Option<(Usec, Instant)>,
     frags: FragCache,
     counters: Counters,
+    /// A packet moved the table's clock since the last tick.
+    clock_moved: bool,
     /// `finish` ends the flows as they are taken: the counters are
     /// published once the last is.
     publish_when_drained: bool,
@@ -504,7 +507,10 @@ impl Filter for FlowFilter {
     fn process(&mut self, rec: &mut Record) -> Verdict {
         if let Some(p) = self.packet_of(rec) {
             self.table.packet(&p);
-            self.last_wall = Some((self.table.now(), Instant::now()));
+            // The wall clock is read at the next tick, not here: a
+            // clock_gettime per packet cost 5 % of the packet path. The
+            // runtime ticks filters right after each read batch.
+            self.clock_moved = true;
         }
         Verdict::Drop
     }
@@ -540,7 +546,9 @@ impl Filter for FlowFilter {
     }
 
     fn tick(&mut self, now: Instant) {
-        if let Some((t, wall)) = self.last_wall {
+        if std::mem::take(&mut self.clock_moved) {
+            self.last_wall = Some((self.table.now(), now));
+        } else if let Some((t, wall)) = self.last_wall {
             let gone = now.saturating_duration_since(wall).as_micros() as Usec;
             self.table.advance(t + gone);
         }

@@ -11,6 +11,45 @@ use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 
+/// A seeded hash of a flow key: folded 64×64→128-bit multiplies over the
+/// key's five words (foldhash's construction). SipHash through `Hash` cost
+/// three times as much per packet; the random seed per table keeps the
+/// slots unpredictable to whoever chooses the addresses and ports.
+#[derive(Clone, Copy)]
+struct KeyHasher {
+    seed: [u64; 2],
+}
+
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+#[inline]
+fn fold_mul(x: u64, y: u64) -> u64 {
+    let p = u128::from(x) * u128::from(y);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl KeyHasher {
+    fn new() -> Self {
+        let r = RandomState::new();
+        KeyHasher {
+            seed: [r.hash_one(1u64) | 1, r.hash_one(2u64) | 1],
+        }
+    }
+
+    #[inline]
+    fn hash(&self, k: &FlowKey) -> u64 {
+        let w = |b: &[u8; 16], i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap());
+        let tail = u64::from(k.family)
+            | u64::from(k.proto) << 8
+            | u64::from(k.pa) << 16
+            | u64::from(k.pb) << 32;
+        let [s0, s1] = self.seed;
+        let h = fold_mul(w(&k.a, 0) ^ s0, w(&k.a, 8) ^ s1);
+        let h = fold_mul(w(&k.b, 0) ^ h, w(&k.b, 8) ^ MUL);
+        fold_mul(tail ^ h ^ s1, MUL ^ s0)
+    }
+}
+
 pub use super::types::*;
 
 const NIL: u32 = u32::MAX;
@@ -27,6 +66,8 @@ const C_OTHER: usize = 3;
 /// TCP after RST, or FIN from both sides.
 const C_LINGER: usize = 4;
 const NCLASS: usize = 5;
+/// The class of a slab entry that holds no flow.
+const FREE: u8 = u8::MAX;
 /// The report list (active timeout).
 const L_REPORT: usize = NCLASS;
 
@@ -50,7 +91,7 @@ struct Counts {
     bytes: u64,
 }
 
-/// One tracked flow (136 bytes; the index adds a slot position and a
+/// One tracked flow (128 bytes; the index adds a slot position and a
 /// control byte).
 struct Flow {
     key: FlowKey,
@@ -60,16 +101,42 @@ struct Flow {
     rep_time: Usec,
     orig: Counts,
     reply: Counts,
+    /// OR of the TCP flags per direction; with `B_ICMP` (an ICMP flow has
+    /// no TCP flags) the type and code of its first ICMP packet instead,
+    /// which keeps the entry at 128 bytes with the VLAN in the key.
     flags: [u8; 2],
-    icmp: Option<(u8, u8)>,
     seq: u32,
     links: [Link; 2],
     class: u8,
-    init_is_a: bool,
-    guessed: bool,
-    fin_orig: bool,
-    fin_reply: bool,
-    rst: bool,
+    /// `B_*` bits: one byte for six booleans keeps the entry at 128 bytes,
+    /// two cache lines.
+    bits: u8,
+}
+
+/// Endpoint `a` of the key initiated.
+const B_INIT_IS_A: u8 = 1;
+/// The initiator was guessed (the first packet was no SYN).
+const B_GUESSED: u8 = 2;
+const B_FIN_ORIG: u8 = 4;
+const B_FIN_REPLY: u8 = 8;
+const B_RST: u8 = 16;
+/// `icmp` holds a type and code.
+const B_ICMP: u8 = 32;
+
+impl Flow {
+    #[inline]
+    fn has(&self, b: u8) -> bool {
+        self.bits & b != 0
+    }
+
+    #[inline]
+    fn put(&mut self, b: u8, on: bool) {
+        if on {
+            self.bits |= b;
+        } else {
+            self.bits &= !b;
+        }
+    }
 }
 
 /// Counters the plugin publishes.
@@ -91,7 +158,7 @@ pub struct Stats {
 /// The table.
 pub struct FlowTable {
     index: HashTable<u32>,
-    hasher: RandomState,
+    hasher: KeyHasher,
     flows: Vec<Flow>,
     free: Vec<u32>,
     lists: [List; NCLASS + 1],
@@ -100,8 +167,11 @@ pub struct FlowTable {
     now: Usec,
     next_id: u64,
     pending: VecDeque<Report>,
-    /// `finish` was called: `pop` ends the flows one by one.
-    finishing: bool,
+    /// `finish` was called: `pop` ends the flows one by one in slab order,
+    /// this being the next slot to look at.
+    finish_at: Option<usize>,
+    /// Flows the walk of `finish` has ended but the index still holds.
+    walked: usize,
     /// Whether a flow's first packet makes a start record.
     start_records: bool,
     /// Emergency mode's settings, when on.
@@ -139,7 +209,7 @@ impl FlowTable {
         let cap = max_flows.min(1 << 16);
         FlowTable {
             index: HashTable::with_capacity(cap),
-            hasher: RandomState::new(),
+            hasher: KeyHasher::new(),
             flows: Vec::with_capacity(cap),
             free: Vec::new(),
             lists: [List {
@@ -151,7 +221,8 @@ impl FlowTable {
             now: 0,
             next_id: 1,
             pending: VecDeque::with_capacity(64),
-            finishing: false,
+            finish_at: None,
+            walked: 0,
             start_records: false,
             emergency: None,
             in_emergency: false,
@@ -161,12 +232,12 @@ impl FlowTable {
 
     /// Flows tracked now.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len() - self.walked
     }
 
     /// Whether no flow is tracked.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
     /// The table's clock: the latest time seen.
@@ -191,12 +262,18 @@ impl FlowTable {
 
     /// The next record ready for output.
     pub fn pop(&mut self) -> Option<Report> {
-        if self.pending.is_empty() && self.finishing {
-            // One flow at a time, so ending half a million flows queues
-            // one record, not half a million.
-            match (0..NCLASS).map(|c| self.lists[c].head).find(|&h| h != NIL) {
-                Some(h) => self.end(h, Reason::Forced),
-                None => self.finishing = false,
+        if self.pending.is_empty() {
+            if let Some(at) = self.finish_at {
+                // One flow at a time, so ending half a million flows queues
+                // one record, not half a million; in slab order, so the walk
+                // reads memory in sequence instead of chasing list links.
+                match (at..self.flows.len()).find(|&i| self.flows[i].class != FREE) {
+                    Some(i) => {
+                        self.end_forced(i as u32);
+                        self.finish_at = Some(i + 1);
+                    }
+                    None => self.reset(),
+                }
             }
         }
         self.pending.pop_front()
@@ -246,6 +323,7 @@ impl FlowTable {
     /// Advances the clock to `t` (never backwards) and ends or updates
     /// every flow whose timer has passed.
     pub fn advance(&mut self, t: Usec) {
+        self.complete_finish();
         if t <= self.now {
             return;
         }
@@ -259,7 +337,7 @@ impl FlowTable {
                     break;
                 }
                 let reason = match c {
-                    C_LINGER if f.rst => Reason::Rst,
+                    C_LINGER if f.has(B_RST) => Reason::Rst,
                     C_LINGER => Reason::Fin,
                     _ => Reason::Idle,
                 };
@@ -298,15 +376,15 @@ impl FlowTable {
         f.seq += 1;
         let r = Report {
             key: f.key,
-            init_is_a: f.init_is_a,
-            guessed: f.guessed,
+            init_is_a: f.has(B_INIT_IS_A),
+            guessed: f.has(B_GUESSED),
             id: f.id,
             seq: f.seq,
             start: f.start,
             end: f.last,
-            orig: dir(f.orig, f.flags[0]),
-            reply: dir(f.reply, f.flags[1]),
-            icmp: f.icmp,
+            orig: dir(f.orig, if f.has(B_ICMP) { 0 } else { f.flags[0] }),
+            reply: dir(f.reply, if f.has(B_ICMP) { 0 } else { f.flags[1] }),
+            icmp: f.has(B_ICMP).then_some((f.flags[0], f.flags[1])),
             kind,
             reason,
         };
@@ -326,11 +404,12 @@ impl FlowTable {
             self.unlink(1, L_REPORT, i);
         }
         let key = self.flows[i as usize].key;
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hasher.hash(&key);
         if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
             e.remove();
         }
         self.free.push(i);
+        self.flows[i as usize].class = FREE;
         self.stats.ended[reason_index(reason)] += 1;
         if self.in_emergency {
             if matches!(reason, Reason::Idle | Reason::Fin | Reason::Rst) {
@@ -347,7 +426,42 @@ impl FlowTable {
 
     /// Ends every flow (shutdown, end of file): each as `pop` takes it.
     pub fn finish(&mut self) {
-        self.finishing = true;
+        self.finish_at.get_or_insert(0);
+    }
+
+    /// Queues the forced end of slot `i`, whose entry stays in the index
+    /// and the lists until the walk of `finish` is over.
+    fn end_forced(&mut self, i: u32) {
+        self.report(i, Kind::End, Reason::Forced);
+        self.flows[i as usize].class = FREE;
+        self.walked += 1;
+        self.stats.ended[reason_index(Reason::Forced)] += 1;
+    }
+
+    /// The walk of `finish` is over: every flow has ended.
+    fn reset(&mut self) {
+        self.finish_at = None;
+        self.walked = 0;
+        self.index.clear();
+        self.flows.clear();
+        self.free.clear();
+        self.lists = [List {
+            head: NIL,
+            tail: NIL,
+        }; NCLASS + 1];
+    }
+
+    /// A packet or the clock while `finish` still walks: the rest end now,
+    /// so the table is consistent again.
+    fn complete_finish(&mut self) {
+        if let Some(at) = self.finish_at {
+            for i in at..self.flows.len() {
+                if self.flows[i].class != FREE {
+                    self.end_forced(i as u32);
+                }
+            }
+            self.reset();
+        }
     }
 
     /// Ends the least recently active flow: the oldest head of the lists.
@@ -387,7 +501,7 @@ impl FlowTable {
             }
         };
         let now = self.now.max(p.time);
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hasher.hash(&key);
         let flows = &self.flows;
         let mut found = self
             .index
@@ -405,17 +519,19 @@ impl FlowTable {
             None => (self.create(key, hash, p, src_is_a, now), true),
         };
         let f = &mut self.flows[i as usize];
-        let mut from_orig = src_is_a == f.init_is_a;
-        if p.proto == PROTO_TCP && f.guessed && p.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+        let mut from_orig = src_is_a == f.has(B_INIT_IS_A);
+        if p.proto == PROTO_TCP && f.has(B_GUESSED) && p.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
             // A pure SYN settles who initiated a flow first seen mid-stream.
             if !from_orig {
                 std::mem::swap(&mut f.orig, &mut f.reply);
                 f.flags.swap(0, 1);
-                std::mem::swap(&mut f.fin_orig, &mut f.fin_reply);
-                f.init_is_a = !f.init_is_a;
+                let (fo, fr) = (f.has(B_FIN_ORIG), f.has(B_FIN_REPLY));
+                f.put(B_FIN_ORIG, fr);
+                f.put(B_FIN_REPLY, fo);
+                f.bits ^= B_INIT_IS_A;
                 from_orig = true;
             }
-            f.guessed = false;
+            f.put(B_GUESSED, false);
         }
         let (d, side) = if from_orig {
             (&mut f.orig, 0)
@@ -424,24 +540,24 @@ impl FlowTable {
         };
         d.pkts += 1;
         d.bytes += p.bytes;
-        f.flags[side] |= p.flags;
+        if !f.has(B_ICMP) {
+            f.flags[side] |= p.flags;
+        }
         f.last = f.last.max(p.time);
-        if f.icmp.is_none() {
-            f.icmp = p.icmp;
+        if let (false, Some((t, c))) = (f.has(B_ICMP), p.icmp) {
+            f.flags = [t, c];
+            f.bits |= B_ICMP;
         }
         let mut class = f.class as usize;
         if p.proto == PROTO_TCP {
             if p.flags & tcp::RST != 0 {
-                f.rst = true;
+                f.bits |= B_RST;
             }
             if p.flags & tcp::FIN != 0 {
-                if from_orig {
-                    f.fin_orig = true;
-                } else {
-                    f.fin_reply = true;
-                }
+                f.bits |= if from_orig { B_FIN_ORIG } else { B_FIN_REPLY };
             }
-            if f.rst || (f.fin_orig && f.fin_reply) {
+            const BOTH_FINS: u8 = B_FIN_ORIG | B_FIN_REPLY;
+            if f.has(B_RST) || f.bits & BOTH_FINS == BOTH_FINS {
                 class = C_LINGER;
             }
         }
@@ -477,15 +593,11 @@ impl FlowTable {
             orig: Counts::default(),
             reply: Counts::default(),
             flags: [0; 2],
-            icmp: None,
             seq: 0,
             links: [Link::default(); 2],
             class: class_of(p.proto) as u8,
-            init_is_a: src_init == src_is_a,
-            guessed,
-            fin_orig: false,
-            fin_reply: false,
-            rst: false,
+            bits: if src_init == src_is_a { B_INIT_IS_A } else { 0 }
+                | if guessed { B_GUESSED } else { 0 },
         };
         self.next_id += 1;
         let i = match self.free.pop() {
@@ -500,7 +612,7 @@ impl FlowTable {
         };
         let (flows, hasher) = (&self.flows, &self.hasher);
         self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(flows[j as usize].key));
+            .insert_unique(hash, i, |&j| hasher.hash(&flows[j as usize].key));
         // Linked into its class list here so `packet` can move it uniformly.
         let class = self.flows[i as usize].class as usize;
         self.push_back(0, class, i);
@@ -525,8 +637,52 @@ impl FlowTable {
 fn a_tracked_flow_stays_small() {
     // The slab entry; the index adds 4 bytes and a control byte per slot.
     assert!(
-        std::mem::size_of::<Flow>() <= 136,
+        std::mem::size_of::<Flow>() <= 128,
         "{}",
         std::mem::size_of::<Flow>()
     );
+}
+
+#[cfg(test)]
+#[test]
+fn a_packet_while_finish_walks_ends_the_rest_first() {
+    let s = 1_000_000;
+    let to = Timeouts {
+        tcp: 300 * s,
+        udp: 60 * s,
+        icmp: 30 * s,
+        other: 60 * s,
+        linger: 10 * s,
+        active: 0,
+        max_life: 0,
+    };
+    let mut t = FlowTable::new(to, 10);
+    let udp = |sport: u16, time: Usec| Packet {
+        family: 2,
+        proto: PROTO_UDP,
+        src: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        dst: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        sport,
+        dport: 53,
+        bytes: 60,
+        time,
+        ..Packet::default()
+    };
+    for p in 1..=3 {
+        t.packet(&udp(p, 1_700_000_000 * s));
+    }
+    t.finish();
+    assert_eq!(t.pop().map(|r| r.key.pa), Some(1));
+    assert_eq!(t.len(), 2);
+    // Port 1 again: a new flow, after the two left have ended.
+    t.packet(&udp(1, 1_700_000_001 * s));
+    assert_eq!(t.len(), 1);
+    let ends: Vec<_> = std::iter::from_fn(|| t.pop())
+        .map(|r| (r.key.pa, r.reason))
+        .collect();
+    assert_eq!(ends, [(2, Reason::Forced), (3, Reason::Forced)]);
+    assert_eq!((t.stats.ended[4], t.stats.created), (3, 4));
+    t.finish();
+    assert_eq!(t.pop().map(|r| (r.key.pa, r.seq)), Some((1, 1)));
+    assert!(t.pop().is_none() && t.is_empty());
 }
