@@ -240,3 +240,31 @@ fn sigterm_after_uid_drop_with_nothing_pending_is_quick() {
     assert!(took < Duration::from_secs(3), "stop took {took:?}");
     assert!(!log.contains("cannot unbind"), "{log}");
 }
+
+/// A SIGTERM that comes while the daemon is still starting (its output
+/// file made, its stacks not yet running) is a clean stop with exit 0, not
+/// the default action's kill: the handlers are in place before any plugin
+/// is built. (CI once saw "exited with signal 15" when a test stopped the
+/// daemon right after its output file appeared.) ulogd2 dies there.
+#[test]
+fn sigterm_during_start_up_is_a_clean_stop() {
+    if !lab::require_root() || daemon::oracle_mode() {
+        return;
+    }
+    let ns = Netns::new("sstart").unwrap();
+    let dir = TempDir::new("sstart");
+    for i in 0..10 {
+        let json = dir.path().join(format!("out{i}.json"));
+        // No group to wait for: stopped as soon as the file exists.
+        let d = Daemon::start(
+            &ns,
+            Kind::Rulogd,
+            dir.path(),
+            &format!("rulogd{i}"),
+            &lab::json_conf(70 + i, &json),
+            &[],
+            &[&json],
+        );
+        d.stop();
+    }
+}

@@ -152,6 +152,13 @@ fn start(args: &cli::Args) -> Result<i32> {
         Option<process::PidFile>,
     );
     let result = (|| -> Result<Started> {
+        // First of all (after the fork of -d, before any thread): a SIGTERM
+        // while the stacks are still being built is then a clean stop once
+        // they run rather than the default action's kill, and an input that
+        // finishes at once (a short capture file) stops the daemon with a
+        // SIGTERM of its own.
+        let signals = signal_hook::iterator::Signals::new(SIGNALS)
+            .context("cannot install signal handlers")?;
         if let Some((lf, line)) = &cfg.logfile {
             logging::set_logfile(lf).with_context(|| {
                 format!("{}:{line}: cannot open logfile {lf}", cfg.path.display())
@@ -218,10 +225,6 @@ fn start(args: &cli::Args) -> Result<i32> {
         for st in &cfg.stacks {
             log::info!("building new pluginstance stack: '{}'", st.text);
         }
-        // Before the inputs run: an input that finishes at once (a short
-        // capture file) stops the daemon with a SIGTERM of its own.
-        let signals = signal_hook::iterator::Signals::new(SIGNALS)
-            .context("cannot install signal handlers")?;
         let rt = runtime::Runtime::start(trees, &shared).context("starting input threads")?;
         if let Some(ep) = metrics {
             let a = ep.local_addr()?;
