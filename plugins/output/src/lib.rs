@@ -4,6 +4,7 @@
 
 use rulogd_plugin::Registration;
 
+pub mod clickhouse;
 pub mod gprint;
 pub mod graphite;
 pub mod ipfix;
@@ -32,6 +33,7 @@ pub fn registrations() -> Vec<Registration> {
         nacct::REGISTRATION,
         graphite::REGISTRATION,
         ipfix::REGISTRATION,
+        clickhouse::REGISTRATION,
         #[cfg(feature = "pgsql")]
         sql::pgsql::REGISTRATION,
         #[cfg(feature = "sqlite3")]
