@@ -18,9 +18,10 @@ fi
 # PostgreSQL and MariaDB servers for the SQL tests, prometheus for promtool
 # (the metrics endpoint's format check), tshark (dumpcap, the oracle of
 # the capture-file tests), argus-server and argus-client (the oracle of
-# the FLOW tests).
+# the FLOW tests), clickhouse-server (the CLICKHOUSE tests start their own
+# throw-away server from its binary; the packaged service is stopped below).
 need=()
-for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client; do
+for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client clickhouse-server; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -33,7 +34,7 @@ fi
 systemctl stop ulogd2 >/dev/null 2>&1 || true
 # The SQL tests start their own throw-away servers; the packages' system
 # servers are not used.
-for s in mariadb postgresql prometheus; do
+for s in mariadb postgresql prometheus clickhouse-server; do
     systemctl stop "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true
 done
 

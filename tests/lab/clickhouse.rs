@@ -1,0 +1,199 @@
+//! A throw-away ClickHouse server (Debian's clickhouse-server 18.16) for the
+//! CLICKHOUSE tests: its own config, users and data directory under /tmp,
+//! listening on free loopback ports inside a network namespace, so rulogd
+//! in that namespace reaches it at 127.0.0.1 and nothing else sees it.
+//!
+//! The test user `rulogd` (password `secret`) authenticates for real.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The server binary.
+pub const SERVER: &str = "/usr/sbin/clickhouse-server";
+/// The user and password the tests' configs use.
+pub const USER: &str = "rulogd";
+/// The password of [`USER`].
+pub const PASS: &str = "secret";
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the server and client binaries are installed.
+pub fn available() -> bool {
+    Path::new(SERVER).exists() && Path::new("/usr/bin/clickhouse-client").exists()
+}
+
+/// A running (or stopped) throw-away server.
+pub struct ClickHouse {
+    dir: PathBuf,
+    http: u16,
+    tcp: u16,
+    netns: String,
+    server: Option<Child>,
+}
+
+impl ClickHouse {
+    /// Writes the config and starts the server inside `netns`.
+    pub fn start(tag: &str, netns: &str) -> ClickHouse {
+        assert!(available(), "clickhouse-server not installed");
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rl-ch-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("clickhouse dir");
+        let mut ch = ClickHouse {
+            http: crate::free_port(),
+            tcp: crate::free_port(),
+            dir,
+            netns: netns.to_string(),
+            server: None,
+        };
+        let d = crate::path_str(&ch.dir);
+        // The packaged config listens on ::1 too and logs to /var/log;
+        // this one has only what a test server needs. UTC: tests never
+        // depend on the host's zone.
+        let config = format!(
+            "<yandex>\n<logger><level>warning</level><log>{d}/server.log</log>\
+             <errorlog>{d}/error.log</errorlog></logger>\n\
+             <http_port>{}</http_port><tcp_port>{}</tcp_port>\n\
+             <listen_host>127.0.0.1</listen_host>\n\
+             <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path>\n\
+             <user_files_path>{d}/files/</user_files_path>\n\
+             <format_schema_path>{d}/schemas/</format_schema_path>\n\
+             <users_config>{d}/users.xml</users_config>\n\
+             <default_profile>default</default_profile><default_database>default</default_database>\n\
+             <timezone>UTC</timezone>\n\
+             <mark_cache_size>67108864</mark_cache_size>\n\
+             <uncompressed_cache_size>67108864</uncompressed_cache_size>\n</yandex>\n",
+            ch.http, ch.tcp
+        );
+        std::fs::write(ch.dir.join("config.xml"), config).expect("config.xml");
+        let user = |name: &str, pass: &str| {
+            format!(
+                "<{name}><password>{pass}</password><networks><ip>::/0</ip></networks>\
+                 <profile>default</profile><quota>default</quota></{name}>"
+            )
+        };
+        let users = format!(
+            "<yandex><profiles><default></default></profiles>\n<users>{}{}</users>\n\
+             <quotas><default></default></quotas></yandex>\n",
+            user("default", ""),
+            user(USER, PASS)
+        );
+        std::fs::write(ch.dir.join("users.xml"), users).expect("users.xml");
+        ch.start_server();
+        ch
+    }
+
+    /// Starts the server (again) on the same ports and data; waits until
+    /// it answers.
+    pub fn start_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stderr.log"))
+            .expect("server log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, SERVER])
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn clickhouse-server");
+        self.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.try_query("SELECT 1").is_ok_and(|s| s.trim() == "1") {
+                return;
+            }
+            if let Some(c) = self.server.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("clickhouse-server exited ({st}):\n{}", self.server_log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server not ready:\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops the server and waits for its exit.
+    pub fn stop_server(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            // `ip netns exec` execs the server, so the child is the server.
+            // SAFETY: kill(2) on our unreaped child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's logs, for failure messages.
+    pub fn server_log(&self) -> String {
+        let r = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        format!("{}{}", r("stderr.log"), r("error.log"))
+    }
+
+    /// The HTTP port (on 127.0.0.1 inside the namespace).
+    pub fn http_port(&self) -> u16 {
+        self.http
+    }
+
+    /// `http://127.0.0.1:<port>`, for a config's `url`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    /// Runs queries (`;`-separated) with clickhouse-client; its stdout
+    /// (TabSeparated), or its stderr.
+    pub fn try_query(&self, q: &str) -> Result<String, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "clickhouse-client"])
+            .args(["--host", "127.0.0.1", "--port", &self.tcp.to_string()])
+            .args(["--user", USER, "--password", PASS, "--multiquery"])
+            .args(["--query", q])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// [`Self::try_query`] that must succeed.
+    pub fn query(&self, q: &str) -> String {
+        self.try_query(q)
+            .unwrap_or_else(|e| panic!("clickhouse query failed: {q}\n{e}"))
+    }
+
+    /// Rows of a query, each split at tabs.
+    pub fn rows(&self, q: &str) -> Vec<Vec<String>> {
+        self.query(q)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// A count query's number (0 while the server is away).
+    pub fn count(&self, q: &str) -> u64 {
+        self.try_query(q)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.stop_server();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
