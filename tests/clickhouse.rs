@@ -2,8 +2,9 @@
 //! 18.16) that the test starts in the network namespace, with the shipped
 //! packet table (conf/sql/clickhouse-packets.sql): every packet the kernel
 //! logs lands as a row with the values the JSON output of the same daemon
-//! shows for it, and with the server stopped mid-run and started again,
-//! every record lands exactly once.
+//! shows for it; with the server stopped mid-run and started again, or
+//! down when the daemon starts (columns unknown until it is back), every
+//! record lands exactly once.
 //!
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test clickhouse`
 //! (root; clickhouse-server installed).
@@ -92,7 +93,8 @@ struct Setup {
     json: std::path::PathBuf,
 }
 
-fn setup(tag: &str, g1: u16) -> Setup {
+/// `down`: the server is stopped (its table made) before the daemon starts.
+fn setup(tag: &str, g1: u16, down: bool) -> Setup {
     let ns = Netns::new(tag).unwrap();
     ns.nft(&format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{}\
@@ -101,8 +103,11 @@ fn setup(tag: &str, g1: u16) -> Setup {
         lab::QUIET_MULTICAST
     ))
     .unwrap();
-    let ch = ClickHouse::start(tag, ns.name());
+    let mut ch = ClickHouse::start(tag, ns.name());
     ch.query(PACKETS_SQL);
+    if down {
+        ch.stop_server();
+    }
     let dir = TempDir::new(tag);
     let json = dir.path().join("out.json");
     let conf = lab::fill(
@@ -201,7 +206,7 @@ fn packets_equal_json_records() {
         eprintln!("skipped: needs root and clickhouse-server");
         return;
     }
-    let s = setup("chpkt", 71);
+    let s = setup("chpkt", 71, false);
     s.ns.run_in_thread(|| {
         udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
         udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
@@ -222,7 +227,7 @@ fn server_restart_loses_and_doubles_nothing() {
         eprintln!("skipped: needs root and clickhouse-server");
         return;
     }
-    let mut s = setup("chrst", 73);
+    let mut s = setup("chrst", 73, false);
     let sent = std::thread::scope(|sc| {
         let ns = &s.ns;
         // 10 s of UDP at 1000 packets/s while the server goes away for 5 s.
@@ -239,4 +244,21 @@ fn server_restart_loses_and_doubles_nothing() {
     });
     assert_eq!(sent, 10_000);
     compare(s, 10_000);
+}
+
+#[test]
+fn server_down_at_start_loses_nothing() {
+    if !lab::require_root() || !clickhouse::available() {
+        eprintln!("skipped: needs root and clickhouse-server");
+        return;
+    }
+    // The columns are unknown until the server is back: rows are rendered
+    // with every key of the stack and mapped when the writer connects.
+    let mut s = setup("chdown", 75, true);
+    s.ns.run_in_thread(|| {
+        udp_send_paced("127.0.0.1:9999".parse().unwrap(), 2000, 32, 1000).unwrap();
+        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
+    });
+    s.ch.start_server();
+    compare(s, 2000);
 }
