@@ -19,15 +19,25 @@ fi
 # (the metrics endpoint's format check), tshark (dumpcap, the oracle of
 # the capture-file tests), argus-server and argus-client (the oracle of
 # the FLOW tests), clickhouse-server (the CLICKHOUSE tests start their own
-# throw-away server from its binary; the packaged service is stopped below).
+# throw-away server from its binary; the packaged service is stopped below),
+# curl, pip and unzip (the chdb-core wheel, a current ClickHouse engine the
+# CLICKHOUSE tests run behind tests/lab/chdb_http.py, unpacked, not installed).
 need=()
-for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client clickhouse-server; do
+for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client clickhouse-server curl python3-pip unzip; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+chdb=/var/cache/rulogd-tests/chdb
+if [ ! -d "$chdb/chdb" ]; then
+    echo "== fetching the chdb-core wheel into $chdb"
+    tmp=$(mktemp -d)
+    pip download -q --no-deps chdb-core==26.9.0 -d "$tmp"
+    mkdir -p "$chdb" && unzip -q -o "$tmp"/chdb_core-*.whl -d "$chdb"
+    rm -rf "$tmp"
 fi
 # ulogd2's package may start a system ulogd; it must not hold NFLOG groups in
 # the root namespace while tests run (tests use their own namespaces anyway).

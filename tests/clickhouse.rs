@@ -1,15 +1,19 @@
-//! CLICKHOUSE against a real ClickHouse server (Debian's clickhouse-server
-//! 18.16) that the test starts in the network namespace, with the shipped
+//! CLICKHOUSE against real ClickHouse engines the test starts in the
+//! network namespace (Debian's clickhouse-server 18.16, and a current
+//! engine, chdb 26.9, behind tests/lab/chdb_http.py), with the shipped
 //! packet table (conf/sql/clickhouse-packets.sql): every packet the kernel
 //! logs lands as a row with the values the JSON output of the same daemon
 //! shows for it; with the server stopped mid-run and started again, or
 //! down when the daemon starts (columns unknown until it is back), every
-//! record lands exactly once.
+//! record lands exactly once. On the current engine an insert applied but
+//! left unanswered is retried with the same deduplication token and kept
+//! once (with `deduplicate=off` the same test sees the batch twice).
 //!
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test clickhouse`
-//! (root; clickhouse-server installed).
+//! (root; clickhouse-server installed; the chdb-core wheel unpacked at
+//! /var/cache/rulogd-tests/chdb or $CHDB_PYTHONPATH, as scripts/test-all.sh does).
 
-use rulogd_tests::clickhouse::{self, ClickHouse, PASS, USER};
+use rulogd_tests::clickhouse::{self, Chdb, ClickHouse, Server, PASS, USER};
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send, udp_send_paced};
 use rulogd_tests::{self as lab, Daemon, Kind, Netns, TempDir};
 use std::time::Duration;
@@ -87,14 +91,27 @@ fn json_value(v: Option<&serde_json::Value>) -> String {
 
 struct Setup {
     ns: Netns,
-    ch: ClickHouse,
+    ch: Box<dyn Server>,
     dir: TempDir,
     daemon: Daemon,
     json: std::path::PathBuf,
 }
 
+/// Debian's 18.16 server.
+fn debian(tag: &str, ns: &Netns) -> Box<dyn Server> {
+    Box::new(ClickHouse::start(tag, ns.name()))
+}
+
+/// A current engine (chdb); its table deduplicates inserts by token.
+fn current(tag: &str, ns: &Netns) -> Box<dyn Server> {
+    let ch = Chdb::start(tag, ns.name());
+    ch.query(PACKETS_SQL);
+    ch.query("ALTER TABLE packets MODIFY SETTING non_replicated_deduplication_window = 1000");
+    Box::new(ch)
+}
+
 /// `down`: the server is stopped (its table made) before the daemon starts.
-fn setup(tag: &str, g1: u16, down: bool) -> Setup {
+fn setup(tag: &str, g1: u16, down: bool, server: fn(&str, &Netns) -> Box<dyn Server>) -> Setup {
     let ns = Netns::new(tag).unwrap();
     ns.nft(&format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{}\
@@ -103,8 +120,10 @@ fn setup(tag: &str, g1: u16, down: bool) -> Setup {
         lab::QUIET_MULTICAST
     ))
     .unwrap();
-    let mut ch = ClickHouse::start(tag, ns.name());
-    ch.query(PACKETS_SQL);
+    let mut ch = server(tag, &ns);
+    if ch.count("EXISTS TABLE packets") == 0 {
+        ch.query(PACKETS_SQL);
+    }
     if down {
         ch.stop_server();
     }
@@ -200,14 +219,8 @@ fn compare(s: Setup, min: usize) {
     }
 }
 
-#[test]
-fn packets_equal_json_records() {
-    if !lab::require_root() || !clickhouse::available() {
-        eprintln!("skipped: needs root and clickhouse-server");
-        return;
-    }
-    let s = setup("chpkt", 71, false);
-    s.ns.run_in_thread(|| {
+fn mixed_traffic(ns: &Netns) {
+    ns.run_in_thread(|| {
         udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
         udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
         tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
@@ -218,7 +231,66 @@ fn packets_equal_json_records() {
         );
         assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
     });
+}
+
+#[test]
+fn packets_equal_json_records() {
+    if !lab::require_root() || !clickhouse::available() {
+        eprintln!("skipped: needs root and clickhouse-server");
+        return;
+    }
+    let s = setup("chpkt", 71, false, debian);
+    mixed_traffic(&s.ns);
     compare(s, 30);
+}
+
+fn chdb_ok() -> bool {
+    if !lab::require_root() || !clickhouse::chdb_available() {
+        eprintln!(
+            "skipped: needs root, curl and the chdb-core wheel unpacked at {}",
+            clickhouse::chdb_path().display()
+        );
+        return false;
+    }
+    true
+}
+
+#[test]
+fn current_engine_packets_equal_json_records() {
+    if !chdb_ok() {
+        return;
+    }
+    let s = setup("chdbpkt", 76, false, current);
+    mixed_traffic(&s.ns);
+    compare(s, 30);
+}
+
+/// An insert that went in but whose answer was lost is sent again with the
+/// same deduplication token, and the engine keeps one copy.
+#[test]
+fn current_engine_retry_after_lost_answer_keeps_one_copy() {
+    if !chdb_ok() {
+        return;
+    }
+    let s = setup("chdbdup", 77, false, current);
+    mixed_traffic(&s.ns);
+    assert!(lab::wait_until(Duration::from_secs(15), || s
+        .ch
+        .count("SELECT count() FROM packets")
+        >= 30));
+    s.ch.query("SELECT 'lab: break the next insert answer'");
+    s.ns.run_in_thread(|| {
+        udp_send_paced("127.0.0.1:9999".parse().unwrap(), 500, 32, 1000).unwrap();
+    });
+    let log = s.dir.path().join("rulogd.log");
+    assert!(
+        lab::wait_until(Duration::from_secs(15), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("is back after")),
+        "no retry seen:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    compare(s, 530);
 }
 
 #[test]
@@ -227,7 +299,7 @@ fn server_restart_loses_and_doubles_nothing() {
         eprintln!("skipped: needs root and clickhouse-server");
         return;
     }
-    let mut s = setup("chrst", 73, false);
+    let mut s = setup("chrst", 73, false, debian);
     let sent = std::thread::scope(|sc| {
         let ns = &s.ns;
         // 10 s of UDP at 1000 packets/s while the server goes away for 5 s.
@@ -239,7 +311,7 @@ fn server_restart_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_secs(2));
         s.ch.stop_server();
         std::thread::sleep(Duration::from_secs(5));
-        s.ch.start_server();
+        s.ch.start();
         t.join().unwrap().1
     });
     assert_eq!(sent, 10_000);
@@ -254,11 +326,11 @@ fn server_down_at_start_loses_nothing() {
     }
     // The columns are unknown until the server is back: rows are rendered
     // with every key of the stack and mapped when the writer connects.
-    let mut s = setup("chdown", 75, true);
+    let mut s = setup("chdown", 75, true, debian);
     s.ns.run_in_thread(|| {
         udp_send_paced("127.0.0.1:9999".parse().unwrap(), 2000, 32, 1000).unwrap();
         tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
     });
-    s.ch.start_server();
+    s.ch.start();
     compare(s, 2000);
 }

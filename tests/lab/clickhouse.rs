@@ -167,23 +167,117 @@ impl ClickHouse {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
+}
 
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.stop_server();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where the unpacked chdb-core wheel is (`CHDB_PYTHONPATH`, or what
+/// scripts/test-all.sh unpacks).
+pub fn chdb_path() -> PathBuf {
+    std::env::var_os("CHDB_PYTHONPATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/rulogd-tests/chdb"))
+}
+
+/// Whether the chdb wheel is there.
+pub fn chdb_available() -> bool {
+    chdb_path().join("chdb").is_dir() && Path::new("/usr/bin/curl").exists()
+}
+
+/// A current ClickHouse engine (chdb) behind the lab's HTTP endpoint
+/// (`chdb_http.py`), inside a network namespace, its data under /tmp.
+pub struct Chdb {
+    dir: PathBuf,
+    http: u16,
+    netns: String,
+    server: Option<Child>,
+}
+
+impl Chdb {
+    /// Starts the endpoint inside `netns`.
+    pub fn start(tag: &str, netns: &str) -> Chdb {
+        assert!(
+            chdb_available(),
+            "chdb wheel not at {}",
+            chdb_path().display()
+        );
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rl-chdb-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("session")).expect("chdb dir");
+        let mut c = Chdb {
+            dir,
+            http: crate::free_port(),
+            netns: netns.to_string(),
+            server: None,
+        };
+        c.start_server();
+        c
+    }
+
+    /// Starts the endpoint (again) on the same port and data.
+    pub fn start_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("chdb log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/chdb_http.py");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "python3"])
+            .arg(script)
+            .arg(self.http.to_string())
+            .arg(self.dir.join("session"))
+            .args([USER, PASS])
+            .env("PYTHONPATH", chdb_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn chdb_http.py");
+        self.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.try_query("SELECT 1").map_or(true, |s| s.trim() != "1") {
+            if let Some(Ok(Some(st))) = self.server.as_mut().map(Child::try_wait) {
+                panic!("chdb_http.py exited ({st}):\n{}", self.server_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chdb not ready:\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The endpoint's log.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+/// What the CLICKHOUSE tests need of a server, real 18.16 or chdb.
+pub trait Server {
+    /// `http://127.0.0.1:<port>`.
+    fn url(&self) -> String;
+    /// Queries (TabSeparated output) or the error text.
+    fn try_query(&self, q: &str) -> Result<String, String>;
+    /// Stops the server and waits for its exit.
+    fn stop_server(&mut self);
+    /// Starts it again on the same port and data.
+    fn start(&mut self);
     /// [`Self::try_query`] that must succeed.
-    pub fn query(&self, q: &str) -> String {
+    fn query(&self, q: &str) -> String {
         self.try_query(q)
             .unwrap_or_else(|e| panic!("clickhouse query failed: {q}\n{e}"))
     }
-
-    /// Rows of a query, each split at tabs.
-    pub fn rows(&self, q: &str) -> Vec<Vec<String>> {
-        self.query(q)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect()
-    }
-
     /// A count query's number (0 while the server is away).
-    pub fn count(&self, q: &str) -> u64 {
+    fn count(&self, q: &str) -> u64 {
         self.try_query(q)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -191,9 +285,62 @@ impl ClickHouse {
     }
 }
 
-impl Drop for ClickHouse {
+impl Server for ClickHouse {
+    fn url(&self) -> String {
+        ClickHouse::url(self)
+    }
+    fn try_query(&self, q: &str) -> Result<String, String> {
+        ClickHouse::try_query(self, q)
+    }
+    fn stop_server(&mut self) {
+        ClickHouse::stop_server(self)
+    }
+    fn start(&mut self) {
+        self.start_server()
+    }
+}
+
+impl Server for Chdb {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+    fn try_query(&self, q: &str) -> Result<String, String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "curl",
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args(["-H", &format!("X-ClickHouse-User: {USER}")])
+            .args(["-H", &format!("X-ClickHouse-Key: {PASS}")])
+            .args(["--data-binary", q, &self.url()])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        match text.rsplit_once('\n') {
+            Some((body, "200")) if out.status.success() => Ok(body.to_string()),
+            _ => Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))),
+        }
+    }
+    fn stop_server(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            // SAFETY: kill(2) on our unreaped child (ip netns exec execs python3).
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+    fn start(&mut self) {
+        self.start_server()
+    }
+}
+
+impl Drop for Chdb {
     fn drop(&mut self) {
-        self.stop_server();
+        Server::stop_server(self);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
