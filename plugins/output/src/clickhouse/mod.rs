@@ -36,14 +36,14 @@ static OPTIONS: [OptionDef; 16] = [
     OptionDef::str("user", "default", "User (X-ClickHouse-User)"),
     OptionDef::str("password", "", "Password (X-ClickHouse-Key)"),
     OptionDef::int("batch_rows", "100000", "Hand a batch over at this many rows").range(1, 10_000_000),
-    OptionDef::int("batch_bytes", "16777216", "Hand a batch over at this many bytes of rendered rows")
+    OptionDef::int("batch_bytes", "8388608", "Hand a batch over at this many bytes of rendered rows")
         .range(1 << 12, 1 << 30),
     OptionDef::int("batch_age", "1000", "Hand a batch over when its first row is this many ms old")
         .range(0, 3_600_000),
     OptionDef::int("connect_timeout", "10", "Seconds a connection attempt may take").range(1, 3600),
     OptionDef::int("request_timeout", "60", "Seconds the server may take to answer an insert").range(1, 86_400),
     OptionDef::int("reconnect", "2", "Longest wait in seconds between reconnect attempts").range(1, 3600),
-    OptionDef::int("queue_size", "16", "Batches queued in memory for the writer thread").range(1, 4096),
+    OptionDef::int("queue_size", "8", "Batches queued in memory for the writer thread").range(1, 4096),
     OptionDef::str("when_full", "drop", "Spool (or memory queue) full: block the input, or drop and count")
         .one_of(&["block", "drop"]),
     OptionDef::str("deduplicate", "auto", "auto: retries carry insert_deduplication_token where the server has it (22.2+); off: never")
@@ -96,6 +96,11 @@ fn prepare(ctx: &BuildCtx) -> Result<Prep, BuildError> {
         connect_timeout: Duration::from_secs(int(ctx, "connect_timeout")),
         request_timeout: Duration::from_secs(int(ctx, "request_timeout")),
     };
+    for k in ["user", "password"] {
+        if o.str(k).chars().any(|c| c.is_control()) {
+            return Err(BuildError::option(k, "must not hold control characters"));
+        }
+    }
     let table = o.str("table").to_string();
     if table.contains('%') {
         return Err(BuildError::option(
