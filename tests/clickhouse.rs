@@ -8,6 +8,8 @@
 //! record lands exactly once. On the current engine an insert applied but
 //! left unanswered is retried with the same deduplication token and kept
 //! once (with `deduplicate=off` the same test sees the batch twice).
+//! Conntrack flows (NFCT) land in the shipped flows table
+//! (conf/sql/clickhouse-flows.sql) with the values JSON shows.
 //!
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test clickhouse`
 //! (root; clickhouse-server installed; the chdb-core wheel unpacked at
@@ -162,6 +164,11 @@ fn setup(tag: &str, g1: u16, down: bool, server: fn(&str, &Netns) -> Box<dyn Ser
 /// stops the daemon and checks both hold the same records (as multisets:
 /// a record twice in the table fails).
 fn compare(s: Setup, min: usize) {
+    compare_table(s, min, "packets", FIELDS);
+}
+
+/// [`compare`] for any table and fields.
+fn compare_table(s: Setup, min: usize, table: &str, fields: &[(&str, &str)]) {
     // JSON writes each record as it comes (sync=1): done once it stops growing.
     let mut last = usize::MAX;
     lab::wait_until(Duration::from_secs(15), || {
@@ -171,24 +178,24 @@ fn compare(s: Setup, min: usize) {
     });
     let ok = lab::wait_until(Duration::from_secs(30), || {
         let n = lab::count_lines(&s.json) as u64;
-        n >= min as u64 && s.ch.count("SELECT count() FROM packets") >= n
+        n >= min as u64 && s.ch.count(&format!("SELECT count() FROM {table}")) >= n
     });
     s.daemon.stop();
     let recs = lab::read_records(&s.json);
     let mut want: Vec<String> = recs
         .iter()
         .map(|r| {
-            FIELDS
+            fields
                 .iter()
                 .map(|(k, _)| json_value(r.get(k)))
                 .collect::<Vec<_>>()
                 .join("\t")
         })
         .collect();
-    let cols: Vec<&str> = FIELDS.iter().map(|(_, e)| *e).collect();
+    let cols: Vec<&str> = fields.iter().map(|(_, e)| *e).collect();
     let mut got: Vec<String> =
         s.ch.query(&format!(
-            "SELECT {} FROM packets FORMAT TabSeparated",
+            "SELECT {} FROM {table} FORMAT TabSeparated",
             cols.join(", ")
         ))
         .lines()
@@ -333,4 +340,124 @@ fn server_down_at_start_loses_nothing() {
     });
     s.ch.start();
     compare(s, 2000);
+}
+
+const FLOWS_SQL: &str = include_str!("../conf/sql/clickhouse-flows.sql");
+
+/// NFCT into JSON and, in the same tree, into the shipped flows table.
+const NFCT_CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
+stack=ct1:NFCT,ip2str1:IP2STR,ch1:CLICKHOUSE
+
+[json1]
+file=\"{JSON}\"
+sync=1
+
+[ch1]
+url=\"{URL}\"
+table=\"flows\"
+user=\"{USER}\"
+password=\"{PASS}\"
+batch_age=200
+spool_dir=\"{SPOOL}\"
+";
+
+/// The compared NFCT keys and their query expressions (JSON names the
+/// original direction's addresses src_ip and dest_ip).
+const FLOW_FIELDS: &[(&str, &str)] = &[
+    ("ct.id", "ct_id"),
+    ("ct.event", "ct_event"),
+    ("flow.start.sec", "toUInt32(flow_start_sec)"),
+    ("flow.start.usec", "flow_start_usec"),
+    ("flow.end.sec", "toUInt32(flow_end_sec)"),
+    ("flow.end.usec", "flow_end_usec"),
+    ("oob.family", "oob_family"),
+    (
+        "src_ip",
+        "replaceOne(IPv6NumToString(orig_ip_saddr), '::ffff:', '')",
+    ),
+    (
+        "dest_ip",
+        "replaceOne(IPv6NumToString(orig_ip_daddr), '::ffff:', '')",
+    ),
+    (
+        "reply.ip.saddr.str",
+        "replaceOne(IPv6NumToString(reply_ip_saddr), '::ffff:', '')",
+    ),
+    ("orig.ip.protocol", "orig_ip_protocol"),
+    ("orig.l4.sport", "orig_l4_sport"),
+    ("orig.l4.dport", "orig_l4_dport"),
+    ("reply.l4.sport", "reply_l4_sport"),
+    ("orig.raw.pktlen", "orig_raw_pktlen"),
+    ("orig.raw.pktcount", "orig_raw_pktcount"),
+    ("reply.raw.pktlen", "reply_raw_pktlen"),
+    ("reply.raw.pktcount", "reply_raw_pktcount"),
+    ("icmp.type", "icmp_type"),
+];
+
+#[test]
+fn conntrack_flows_equal_json_records() {
+    if !lab::require_root() || !clickhouse::available() {
+        eprintln!("skipped: needs root and clickhouse-server");
+        return;
+    }
+    let tag = "chct";
+    let ns = Netns::new(tag).unwrap();
+    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n")
+        .unwrap();
+    for k in ["acct", "timestamp"] {
+        let st = ns
+            .command("sysctl")
+            .args(["-qw", &format!("net.netfilter.nf_conntrack_{k}=1")])
+            .status()
+            .unwrap();
+        assert!(st.success(), "sysctl nf_conntrack_{k}");
+    }
+    let ch: Box<dyn Server> = debian(tag, &ns);
+    ch.query(FLOWS_SQL);
+    ch.query("ALTER TABLE flows ADD COLUMN ct_id UInt32");
+    let dir = TempDir::new(tag);
+    let json = dir.path().join("out.json");
+    let conf = lab::fill(
+        NFCT_CONF,
+        &[
+            ("JSON", lab::path_str(&json)),
+            ("URL", ch.url()),
+            ("USER", USER.to_string()),
+            ("PASS", PASS.to_string()),
+            ("SPOOL", lab::path_str(&dir.path().join("spool"))),
+        ],
+    );
+    let daemon = Daemon::start(
+        &ns,
+        Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf,
+        &[],
+        &[&json],
+    );
+    ns.run_in_thread(|| {
+        rulogd_tests::traffic::udp_echo("127.0.0.1:7001".parse().unwrap(), 3, 64);
+        rulogd_tests::traffic::udp_echo("[::1]:7001".parse().unwrap(), 2, 100);
+        tcp_session("127.0.0.1:7002".parse().unwrap(), 3000, 500).unwrap();
+        tcp_session("[::1]:7002".parse().unwrap(), 1000, 200).unwrap();
+        assert_eq!(
+            icmp_echo("127.0.0.1".parse().unwrap(), 0x51, 1, 2).unwrap(),
+            2
+        );
+    });
+    let out = ns.command("conntrack").arg("-F").output().unwrap();
+    assert!(out.status.success(), "conntrack -F: {out:?}");
+    let s = Setup {
+        ns,
+        ch,
+        dir,
+        daemon,
+        json,
+    };
+    compare_table(s, 5, "flows", FLOW_FIELDS);
 }
