@@ -59,3 +59,14 @@ SELECT toStartOfMinute(flow_end_sec) AS minute,
        reply_raw_pktlen AS rev_bytes,
        reply_raw_pktcount AS rev_packets
 FROM flows;
+
+-- A cluster (example, not run by the tests): create `flows` as above on
+-- every shard (ReplicatedMergeTree where shards have replicas: then a
+-- retried insert is deduplicated by block checksum on 18.16 too, by the
+-- description of its insert_deduplicate setting; not tested here), then a Distributed table
+-- that sensors write to and queries read from; the cluster `sensors` is
+-- declared in the servers' remote_servers config:
+--   CREATE TABLE flows_all AS flows
+--     ENGINE = Distributed(sensors, default, flows, rand());
+-- and point CLICKHOUSE at it with table="flows_all" (its columns are the
+-- same, so the keys are the same).
