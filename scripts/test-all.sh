@@ -20,9 +20,12 @@ fi
 # the capture-file tests), argus-server and argus-client (the oracle of
 # the FLOW tests), gcc (builds the C plugin examples of tests/plugins.rs),
 # chromium and chromium-driver (the WEB page test), softflowd (the other
-# oracle of the FLOW tests).
+# oracle of the FLOW tests), clickhouse-server (the CLICKHOUSE tests start their own
+# throw-away server from its binary; the packaged service is stopped below),
+# curl, pip and unzip (the chdb-core wheel, a current ClickHouse engine the
+# CLICKHOUSE tests run behind tests/lab/chdb_http.py, unpacked, not installed).
 need=()
-for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client gcc chromium chromium-driver softflowd; do
+for p in nftables iproute2 iptables systemd ulogd2 ulogd2-json tcpdump iputils-ping conntrack nfacct graphite-carbon python3-whisper sqlite3 ulogd2-sqlite3 ulogd2-pgsql ulogd2-pcap postgresql mariadb-server ulogd2-mysql faketime prometheus tshark nfdump argus-server argus-client gcc chromium chromium-driver softflowd clickhouse-server curl python3-pip unzip; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -30,12 +33,20 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+chdb=/var/cache/rulogd-tests/chdb
+if [ ! -d "$chdb/chdb" ]; then
+    echo "== fetching the chdb-core wheel into $chdb"
+    tmp=$(mktemp -d)
+    pip download -q --no-deps chdb-core==26.9.0 -d "$tmp"
+    mkdir -p "$chdb" && unzip -q -o "$tmp"/chdb_core-*.whl -d "$chdb"
+    rm -rf "$tmp"
+fi
 # ulogd2's package may start a system ulogd; it must not hold NFLOG groups in
 # the root namespace while tests run (tests use their own namespaces anyway).
 systemctl stop ulogd2 >/dev/null 2>&1 || true
 # The SQL tests start their own throw-away servers; the packages' system
 # servers are not used.
-for s in mariadb postgresql prometheus; do
+for s in mariadb postgresql prometheus clickhouse-server; do
     systemctl stop "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true
 done
 

@@ -24,6 +24,7 @@
 
 pub mod capture;
 pub mod carbon;
+pub mod clickhouse;
 pub mod daemon;
 pub mod json;
 pub mod maria;

@@ -4,6 +4,7 @@
 
 use rulogd_plugin::Registration;
 
+pub mod clickhouse;
 pub mod gprint;
 pub mod graphite;
 pub mod ipfix;
@@ -34,6 +35,7 @@ pub fn registrations() -> Vec<Registration> {
         graphite::REGISTRATION,
         ipfix::REGISTRATION,
         web::REGISTRATION,
+        clickhouse::REGISTRATION,
         #[cfg(feature = "pgsql")]
         sql::pgsql::REGISTRATION,
         #[cfg(feature = "sqlite3")]
