@@ -18,12 +18,12 @@
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
 
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
+use rulogd_tests::nfcapd::Nfcapd;
 use rulogd_tests::tshark::{check_clean, Tshark};
 use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 const CONF: &str = "\
@@ -53,79 +53,6 @@ port={PORT_UNI}
 proto=\"udp\"
 biflow=0
 ";
-
-/// nfcapd running in the namespace, storing into its own directory.
-struct Nfcapd {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Nfcapd {
-    fn start(ns: &Netns, port: u16, dir: &Path) -> Nfcapd {
-        std::fs::create_dir_all(dir).unwrap();
-        let args = [
-            "-b".to_string(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-w".into(),
-            lab::path_str(dir),
-        ];
-        let err = std::fs::File::create(dir.with_extension("stderr")).unwrap();
-        let child = ns
-            .spawn_in("nfcapd", &args, Stdio::null(), Stdio::from(err))
-            .expect("nfcapd (Debian package nfdump) must be installed");
-        let hex = format!(":{port:04X} ");
-        assert!(
-            lab::wait_until(Duration::from_secs(10), || ns
-                .read_proc_net("udp")
-                .is_ok_and(|t| t.contains(&hex))),
-            "nfcapd did not bind port {port}"
-        );
-        Nfcapd {
-            child,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Stops nfcapd (it writes its file at SIGTERM) and returns what
-    /// `nfdump` reads from it: the csv rows and the stat lines.
-    fn stop(mut self) -> (Vec<HashMap<String, String>>, String) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        let csv = lab::check_output(
-            "nfdump -o csv",
-            std::process::Command::new("nfdump")
-                .args(["-R", &lab::path_str(&self.dir), "-o", "csv"])
-                .env("TZ", "UTC")
-                .output(),
-        );
-        let stat = lab::check_output(
-            "nfdump -I",
-            std::process::Command::new("nfdump")
-                .args(["-R", &lab::path_str(&self.dir), "-I"])
-                .output(),
-        );
-        let mut lines = csv.lines();
-        let head: Vec<String> = lines
-            .next()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        let rows = lines
-            .take_while(|l| !l.is_empty() && !l.starts_with("Summary"))
-            .map(|l| {
-                head.iter()
-                    .cloned()
-                    .zip(l.split(',').map(|v| v.trim().to_string()))
-                    .collect()
-            })
-            .collect();
-        (rows, stat)
-    }
-}
 
 fn conntrack_ns(tag: &str) -> Netns {
     let ns = Netns::new(tag).unwrap();
@@ -233,8 +160,8 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
     let ns = conntrack_ns("ipfix");
     let dir = TempDir::new("ipfix-nfcapd");
     let (pb, pu) = (lab::free_port(), lab::free_port());
-    let bi = Nfcapd::start(&ns, pb, &dir.path().join("bi"));
-    let uni = Nfcapd::start(&ns, pu, &dir.path().join("uni"));
+    let bi = Nfcapd::start(&ns, pb, &dir.path().join("bi"), None);
+    let uni = Nfcapd::start(&ns, pu, &dir.path().join("uni"), None);
     let json = dir.path().join("flows.json");
     let conf = lab::fill(
         CONF,
@@ -418,8 +345,8 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
     let ns = conntrack_ns("ipfixdiff");
     let dir = TempDir::new("ipfix-diff");
     let (pu, pr) = (lab::free_port(), lab::free_port());
-    let cu = Nfcapd::start(&ns, pu, &dir.path().join("ulogd"));
-    let cr = Nfcapd::start(&ns, pr, &dir.path().join("rulogd"));
+    let cu = Nfcapd::start(&ns, pu, &dir.path().join("ulogd"), None);
+    let cr = Nfcapd::start(&ns, pr, &dir.path().join("rulogd"), None);
     // The same ulogd.conf for both daemons, but for the collector's port.
     let conf = |p: u16| lab::fill(ULOGD_CONF, &[("PORT", p.to_string())]);
     let u = Daemon::start(&ns, Kind::Ulogd, dir.path(), "ulogd", &conf(pu), &[], &[]);
@@ -489,7 +416,7 @@ fn flow_records_from_a_capture_file_reach_nfcapd() {
     let ns = Netns::new("ipfix-flow").unwrap();
     let dir = TempDir::new("ipfix-flow");
     let port = lab::free_port();
-    let col = Nfcapd::start(&ns, port, &dir.path().join("col"));
+    let col = Nfcapd::start(&ns, port, &dir.path().join("col"), None);
     let pcap =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/capture_file/seed-eth-us.pcap");
     let json = dir.path().join("flows.json");
