@@ -139,56 +139,10 @@ fn rulogd_flows(recs: &[Record]) -> Flows {
 /// Argus's flows of the same file: packets per direction (bytes left 0;
 /// Argus counts link headers, so bytes come from tshark instead).
 fn argus_flows(dir: &Path, pcap: &Path) -> Flows {
-    let out_file = dir.join("out.argus");
-    let st = Command::new("argus")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-w")
-        .arg(&out_file)
-        .status()
-        .expect("argus (Debian's argus-server)");
-    assert!(st.success());
-    let out = Command::new("ra")
-        .arg("-r")
-        .arg(&out_file)
-        .args(["-n", "-u", "-c", ",", "-s", "proto", "saddr", "sport"])
-        .args(["daddr", "dport", "spkts", "dpkts"])
-        .output()
-        .expect("ra (Debian's argus-client)");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut m = Flows::new();
-    for l in text.lines().skip(1) {
-        let f: Vec<&str> = l.split(',').map(str::trim).collect();
-        if f.len() < 7 {
-            continue;
-        }
-        let proto = match f[0] {
-            "tcp" => 6,
-            "udp" => 17,
-            "icmp" => 1,
-            "ipv6-icmp" | "icmp6" => 58,
-            p => p.parse().unwrap_or(0),
-        };
-        let port = |s: &str| -> u16 {
-            if proto == 6 || proto == 17 {
-                s.parse().unwrap_or(0)
-            } else {
-                0
-            }
-        };
-        let key = (
-            proto,
-            f[1].to_string(),
-            port(f[2]),
-            f[3].to_string(),
-            port(f[4]),
-        );
-        let e = m.entry(key).or_default();
-        e.0 += f[5].parse::<u64>().unwrap();
-        e.2 += f[6].parse::<u64>().unwrap();
-    }
-    m
+    lab::argus::flows(dir, pcap)
+        .into_iter()
+        .map(|(k, (s, d))| (k, (s, 0, d, 0)))
+        .collect()
 }
 
 /// tshark's IP lengths summed per direction of each rulogd flow.

@@ -11,7 +11,6 @@ use rulogd_tests::pcapgen::{tcp, End, Pcap, L4};
 use rulogd_tests::{self as lab, Record, TempDir};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 const CONF: &str = "\
 [global]
@@ -245,46 +244,12 @@ fn rulogd_key(r: &Record) -> (Key, Option<u64>) {
     (key, r.u64("oob.vlan"))
 }
 
-/// Argus's packets per direction of each flow in the file.
+/// Argus's packets per direction of each TCP and UDP flow in the file.
 fn argus(dir: &Path, pcap: &Path) -> BTreeMap<Key, (u64, u64)> {
-    let out_file = dir.join("out.argus");
-    let st = Command::new("argus")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-w")
-        .arg(&out_file)
-        .status()
-        .expect("argus (Debian's argus-server)");
-    assert!(st.success());
-    let out = Command::new("ra")
-        .arg("-r")
-        .arg(&out_file)
-        .args(["-n", "-u", "-c", ",", "-s", "proto", "saddr", "sport"])
-        .args(["daddr", "dport", "spkts", "dpkts"])
-        .output()
-        .expect("ra (Debian's argus-client)");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut m = BTreeMap::new();
-    for l in text.lines().skip(1) {
-        let f: Vec<&str> = l.split(',').map(str::trim).collect();
-        let proto = match f.first().copied() {
-            Some("tcp") => 6,
-            Some("udp") => 17,
-            _ => continue,
-        };
-        let key = (
-            proto,
-            f[1].to_string(),
-            f[2].parse().unwrap_or(0),
-            f[3].to_string(),
-            f[4].parse().unwrap_or(0),
-        );
-        let e: &mut (u64, u64) = m.entry(key).or_default();
-        e.0 += f[5].parse::<u64>().unwrap();
-        e.1 += f[6].parse::<u64>().unwrap();
-    }
-    m
+    lab::argus::flows(dir, pcap)
+        .into_iter()
+        .filter(|(k, _)| k.0 == 6 || k.0 == 17)
+        .collect()
 }
 
 #[test]

@@ -17,8 +17,8 @@
 //! Run: `cargo build -p rulogd && RULOGD_KERNEL_TESTS=1 cargo test -p
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
 
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
 use rulogd_tests::nfcapd::Nfcapd;
+use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
 use rulogd_tests::tshark::{check_clean, Tshark};
 use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
 use std::collections::HashMap;

@@ -22,6 +22,7 @@
 //! d.stop();
 //! ```
 
+pub mod argus;
 pub mod capture;
 pub mod carbon;
 pub mod clickhouse;
