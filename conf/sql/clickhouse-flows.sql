@@ -2,10 +2,16 @@
 -- emit), and a per-minute roll-up by direction and host.
 -- Column names are key names with dots as underscores. For NFCT add
 --   ALTER TABLE flows ADD COLUMN ct_id UInt32;
--- for FLOW add
---   ALTER TABLE flows ADD COLUMN flow_id UInt64, ADD COLUMN flow_type String;
--- (FLOW's flow.end_reason has an underscore in its name, which no column
--- name can map to; see rulogd.conf(5), CLICKHOUSE.)
+-- for FLOW add (flow_end_reason takes flow.end_reason: a column takes a
+-- key with `_` where its reading has `.`; start and update records have
+-- no end reason, nor flows outside home_net a direction)
+--   ALTER TABLE flows ADD COLUMN flow_id UInt64,
+--     ADD COLUMN flow_seq UInt32, ADD COLUMN flow_type String,
+--     ADD COLUMN flow_end_reason Nullable(String),
+--     ADD COLUMN flow_direction Nullable(String), ADD COLUMN flow_guessed UInt8,
+--     ADD COLUMN oob_vlan Nullable(UInt16), ADD COLUMN orig_tcp_flags Nullable(UInt8),
+--     ADD COLUMN reply_tcp_flags Nullable(UInt8), ADD COLUMN icmpv6_type Nullable(UInt8);
+-- (tests/clickhouse_flow.rs runs exactly this.)
 -- Works on ClickHouse 18.16 and on current servers: FixedString(16)
 -- addresses (IPv4 as ::ffff:a.b.c.d), DateTime plus microseconds. One
 -- partition per day; 18.16 has no TTL clause (drop partitions); on 19.6

@@ -1,0 +1,241 @@
+//! FLOW records into ClickHouse 18.16: CAPTURE → BASE → FLOW → IP2STR on a
+//! capture file the test writes, branching to JSON and to CLICKHOUSE into
+//! the shipped flows table (conf/sql/clickhouse-flows.sql with the FLOW
+//! columns its header documents). Every row equals a JSON record of the
+//! same run, and no record is missing or doubled; in particular
+//! `flow.end_reason`, whose name has an underscore, reaches the column
+//! `flow_end_reason` (a column takes a key with `_` where its reading has
+//! `.`).
+//!
+//! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
+//! clickhouse_flow` (root; clickhouse-server installed).
+
+use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
+use rulogd_tests::pcapgen::{tcp, Pcap, L4};
+use rulogd_tests::{self as lab, Netns, TempDir};
+use std::net::IpAddr;
+use std::path::Path;
+
+const FLOWS_SQL: &str = include_str!("../conf/sql/clickhouse-flows.sql");
+
+/// The FLOW columns, as conf/sql/clickhouse-flows.sql's header gives them.
+const FLOW_COLUMNS: &str = "ALTER TABLE flows ADD COLUMN flow_id UInt64, \
+    ADD COLUMN flow_seq UInt32, ADD COLUMN flow_type String, \
+    ADD COLUMN flow_end_reason Nullable(String), \
+    ADD COLUMN flow_direction Nullable(String), ADD COLUMN flow_guessed UInt8, \
+    ADD COLUMN oob_vlan Nullable(UInt16), ADD COLUMN orig_tcp_flags Nullable(UInt8), \
+    ADD COLUMN reply_tcp_flags Nullable(UInt8), ADD COLUMN icmpv6_type Nullable(UInt8)";
+
+const CONF: &str = "\
+[global]
+logfile=\"{LOGFILE}\"
+loglevel=3
+stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
+stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,ch1:CLICKHOUSE
+
+[cap1]
+file=\"{PCAP}\"
+
+[flow1]
+home_net=\"10.1.0.0/16\"
+active_timeout=1
+tcp_linger=1
+start_records=1
+
+[json1]
+file=\"{JSON}\"
+
+[ch1]
+url=\"{URL}\"
+table=\"flows\"
+user=\"{USER}\"
+password=\"{PASS}\"
+batch_age=200
+spool_dir=\"{SPOOL}\"
+";
+
+/// The JSON key compared and the query expression that gives it as JSON
+/// shows it (`\\N` where a record lacks the key).
+const FIELDS: &[(&str, &str)] = &[
+    ("flow.id", "flow_id"),
+    ("flow.seq", "flow_seq"),
+    ("flow.type", "flow_type"),
+    ("flow.end_reason", "flow_end_reason"),
+    ("flow.guessed", "flow_guessed"),
+    ("flow.direction", "flow_direction"),
+    ("ct.event", "ct_event"),
+    ("flow.start.sec", "toUInt32(flow_start_sec)"),
+    ("flow.start.usec", "flow_start_usec"),
+    ("flow.end.sec", "toUInt32(flow_end_sec)"),
+    ("flow.end.usec", "flow_end_usec"),
+    ("oob.family", "oob_family"),
+    ("oob.vlan", "oob_vlan"),
+    ("orig.ip.protocol", "orig_ip_protocol"),
+    (
+        "src_ip",
+        "replaceOne(IPv6NumToString(orig_ip_saddr), '::ffff:', '')",
+    ),
+    (
+        "dest_ip",
+        "replaceOne(IPv6NumToString(orig_ip_daddr), '::ffff:', '')",
+    ),
+    (
+        "reply.ip.saddr.str",
+        "replaceOne(IPv6NumToString(reply_ip_saddr), '::ffff:', '')",
+    ),
+    ("orig.l4.sport", "orig_l4_sport"),
+    ("orig.l4.dport", "orig_l4_dport"),
+    ("reply.l4.sport", "reply_l4_sport"),
+    ("orig.raw.pktcount", "orig_raw_pktcount"),
+    ("orig.raw.pktlen", "orig_raw_pktlen"),
+    ("reply.raw.pktcount", "reply_raw_pktcount"),
+    ("reply.raw.pktlen", "reply_raw_pktlen"),
+    ("orig.tcp.flags", "orig_tcp_flags"),
+    ("reply.tcp.flags", "reply_tcp_flags"),
+    ("icmp.type", "icmp_type"),
+    ("icmpv6.type", "icmpv6_type"),
+];
+
+const T0: u64 = 1_600_000_000_000_000;
+const SEC: u64 = 1_000_000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A TCP session with FIN, a UDP exchange long enough for updates, an IPv6
+/// UDP flow on VLAN 7, an ICMP echo, and a one-packet flow 4 s later that
+/// ends the file (its flow is forced out).
+fn write_pcap(path: &Path) {
+    let mut p = Pcap::new(65535);
+    let (c, s) = ((ip("10.1.0.5"), 40000), (ip("93.184.216.34"), 443));
+    let tcp = |flags, len| L4::Tcp { flags, len };
+    let a = tcp::ACK;
+    for (i, (fwd, l4)) in [
+        (true, tcp(tcp::SYN, 0)),
+        (false, tcp(tcp::SYN | a, 0)),
+        (true, tcp(a | tcp::PSH, 700)),
+        (false, tcp(a, 0)),
+        (true, tcp(tcp::FIN | a, 0)),
+        (false, tcp(tcp::FIN | a, 0)),
+        (true, tcp(a, 0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (src, dst) = if fwd { (c, s) } else { (s, c) };
+        p.packet(T0 + i as u64 * 1000, &[], src, dst, l4, 0);
+    }
+    let (c, s) = ((ip("10.1.0.5"), 5353), (ip("10.1.0.9"), 53));
+    for i in 0..4u64 {
+        let t = T0 + i * 700_000;
+        let len = 30 + i as usize;
+        p.packet(t, &[], c, s, L4::Udp { len }, 0);
+        p.packet(t + 500, &[], s, c, L4::Udp { len: 200 }, 0);
+    }
+    let (c6, s6) = ((ip("2001:db8:5::1"), 9000), (ip("2001:db8:6::1"), 9001));
+    p.packet(T0 + SEC, &[7], c6, s6, L4::Udp { len: 10 }, 0);
+    p.packet(T0 + SEC + 10, &[7], s6, c6, L4::Udp { len: 1000 }, 0);
+    let (c, s) = ((ip("198.51.100.1"), 1234), (ip("10.1.0.2"), 80));
+    p.packet(T0 + 4 * SEC, &[], c, s, tcp(tcp::SYN, 0), 0);
+    std::fs::write(path, p.bytes()).unwrap();
+}
+
+fn json_value(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "\\N".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Bool(b)) => u8::from(*b).to_string(),
+        Some(o) => o.to_string(),
+    }
+}
+
+#[test]
+fn every_flow_row_equals_its_json_record_end_reason_included() {
+    if !lab::require_root() || !clickhouse::available() {
+        eprintln!("skipped: needs root and clickhouse-server");
+        return;
+    }
+    let tag = "chflow";
+    let ns = Netns::new(tag).unwrap();
+    let ch = ClickHouse::start(tag, ns.name());
+    ch.query(FLOWS_SQL);
+    ch.query(FLOW_COLUMNS);
+    let dir = TempDir::new(tag);
+    let d = dir.path();
+    let pcap = d.join("flows.pcap");
+    write_pcap(&pcap);
+    let json = d.join("flows.json");
+    let log = d.join("rulogd.log");
+    let conf_path = d.join("rulogd.conf");
+    let conf = lab::fill(
+        CONF,
+        &[
+            ("LOGFILE", lab::path_str(&log)),
+            ("PCAP", lab::path_str(&pcap)),
+            ("JSON", lab::path_str(&json)),
+            ("URL", ch.url()),
+            ("USER", USER.to_string()),
+            ("PASS", PASS.to_string()),
+            ("SPOOL", lab::path_str(&d.join("spool"))),
+        ],
+    );
+    std::fs::write(&conf_path, conf).unwrap();
+    // In the namespace, where the server listens; CAPTURE's end of file
+    // ends the run, and the output hands its last batch over first.
+    let out = ns
+        .command("timeout")
+        .arg("60")
+        .arg(rulogd_tests::daemon::rulogd_bin())
+        .arg("-c")
+        .arg(&conf_path)
+        .env("STATE_DIRECTORY", d.join("state"))
+        .output()
+        .unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{log_text}");
+    let recs = lab::read_records(&json);
+    let mut want: Vec<String> = recs
+        .iter()
+        .map(|r| {
+            FIELDS
+                .iter()
+                .map(|(k, _)| json_value(r.get(k)))
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect();
+    want.sort();
+    let col = |k: &str| FIELDS.iter().position(|f| f.0 == k).unwrap();
+    for (k, v) in [
+        ("flow.type", "start"),
+        ("flow.type", "update"),
+        ("flow.type", "end"),
+        ("flow.end_reason", "fin"),
+        ("flow.end_reason", "forced"),
+        ("flow.direction", "inbound"),
+        ("flow.direction", "outbound"),
+        ("flow.direction", "internal"),
+        ("oob.vlan", "7"),
+        ("oob.family", "10"),
+    ] {
+        assert!(
+            want.iter().any(|r| r.split('\t').nth(col(k)) == Some(v)),
+            "no JSON record with {k} = {v}: {want:#?}"
+        );
+    }
+    let cols: Vec<&str> = FIELDS.iter().map(|(_, e)| *e).collect();
+    let mut got: Vec<String> = ch
+        .query(&format!(
+            "SELECT {} FROM flows FORMAT TabSeparated",
+            cols.join(", ")
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "rows vs JSON records\n{log_text}");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "ClickHouse row vs JSON record (fields {FIELDS:?})");
+    }
+}
