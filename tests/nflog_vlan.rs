@@ -2,7 +2,7 @@
 //! with VLAN 10 sent on the peer's veth through a raw socket (this kernel
 //! has no VLAN devices), an nft bridge rule logging to an NFLOG group. The
 //! kernel takes the tag out of the frame on receive and sends it as
-//! NFULA_VLAN; NFLOG gives it as `oob.vlan`, and FLOW keys its flows by
+//! NFULA_VLAN; NFLOG (with vlan=1) gives it as `oob.vlan`, and FLOW keys its flows by
 //! it. Untagged frames on the same port have no `oob.vlan`.
 //!
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
@@ -55,6 +55,7 @@ stack=log1:NFLOG,base1:BASE,flow1:FLOW,ip2str2:IP2STR,json2:JSON
 
 [log1]
 group=78
+vlan=1
 
 [json1]
 file=\"{PKTS}\"

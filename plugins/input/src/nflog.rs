@@ -162,6 +162,8 @@ pub struct NflogInput {
     bufsize: usize,
     slots: [Option<Slot>; NKEYS],
     label: u8,
+    /// `vlan=1`: `oob.vlan` is given.
+    vlan: bool,
     seq_local: bool,
     last_seq: Option<u32>,
     stats: Stats,
@@ -283,6 +285,7 @@ impl NflogInput {
             // Until bind() says otherwise, every key is wanted.
             slots: std::array::from_fn(|i| Some(i as Slot)),
             label: s.label,
+            vlan: s.vlan,
             seq_local: s.seq_local,
             last_seq: None,
             stats,
@@ -374,6 +377,11 @@ impl Input for NflogInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         for (i, slot) in self.slots.iter_mut().enumerate() {
             *slot = b.output_if_active(i);
+        }
+        // Without vlan=1 the key is never set: a JSON output (which prints
+        // every key it is given) then writes the line ulogd2 writes.
+        if !self.vlan {
+            self.slots[K_VLAN] = None;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ const COPY_RANGE: u32 = 0xffff;
 const NLBUFSIZ_MAX: i64 = 131_072;
 
 /// The options, in ulogd's order, then rulogd's own.
-pub static OPTIONS: [OptionDef; 13] = [
+pub static OPTIONS: [OptionDef; 14] = [
     OptionDef::int("bufsize", "150000", "size of the userspace receive buffer in bytes; one netlink datagram must fit").range(64, i32::MAX as i64),
     OptionDef::int("group", "0", "NFLOG group to bind (nft `log group N`, iptables `--nflog-group N`)").range(0, 65535).unique(),
     OptionDef::int("unbind", "1", "before binding a protocol family, force-unbind its current kernel logger").flag(),
@@ -26,6 +26,7 @@ pub static OPTIONS: [OptionDef; 13] = [
     OptionDef::int("netlink_qthreshold", "0", "packets the kernel batches into one datagram (0 = kernel default, 100)").range(0, u32::MAX as i64),
     OptionDef::int("netlink_qtimeout", "0", "how long the kernel holds a partial batch, in 1/100 s (0 = kernel default, 1 s)").range(0, u32::MAX as i64),
     OptionDef::int("attach_conntrack", "0", "attach the packet's conntrack entry as key `ct` (needs conntrack netlink support)").flag(),
+    OptionDef::int("vlan", "0", "rulogd only: give a bridged packet's VLAN id (NFULA_VLAN) as key oob.vlan; off by default, so a ulogd2 config's output (a JSON line) stays ulogd2's").flag(),
     OptionDef::int("netlink_nlbufsiz", "0", "rulogd only: size in bytes of the kernel's per-group batch buffer (NFULA_CFG_NLBUFSIZ, 4096-131072; 0 = kernel default, about one page). A larger buffer lets the kernel pack more packets into one datagram, so fewer recv() calls are needed; must not exceed bufsize").range(4096, NLBUFSIZ_MAX).or_zero().check(nlbufsiz_fits),
 ];
 
@@ -69,6 +70,8 @@ pub struct Settings {
     pub attach_conntrack: bool,
     /// Kernel batch buffer (0 = kernel default).
     pub nlbufsiz: u32,
+    /// Give `oob.vlan` (ulogd2 has no such key).
+    pub vlan: bool,
 }
 
 fn int_in(o: &Options, name: &str, lo: i64, hi: i64) -> Result<i64, BuildError> {
@@ -117,6 +120,7 @@ impl Settings {
             qtimeout: int_in(o, "netlink_qtimeout", 0, u32max)? as u32,
             attach_conntrack: o.int("attach_conntrack") != 0,
             nlbufsiz: nlbufsiz as u32,
+            vlan: o.int("vlan") != 0,
         })
     }
 }

@@ -277,7 +277,7 @@ fn options_are_checked() {
 
 #[test]
 fn emits_records_with_ulogd_validity_rules() {
-    let s = settings(&[("numeric_label", 3)]).expect("settings");
+    let s = settings(&[("numeric_label", 3), ("vlan", 1)]).expect("settings");
     let (mut inp, tx, set) = pair(&s);
     // 1: local output packet, kernel timestamp, indev 0 present.
     let a = msg(
@@ -455,6 +455,30 @@ fn sequence_gaps_are_counted() {
     inp.read(&mut em).expect("read");
     // 3 and 4 missing after 2; the repeat and the step back are not losses.
     assert_eq!(stat(&set, "seq_gaps"), 2);
+}
+
+#[test]
+fn vlan_is_given_only_when_asked_so_the_default_output_is_ulogd2s() {
+    let tagged = msg(
+        0,
+        7,
+        &[
+            (attr::PACKET_HDR, &[0x08, 0x00, 3, 0]),
+            (attr::PAYLOAD, b"x"),
+            (attr::VLAN | 0x8000, &[6, 0, 2, 0, 0x00, 0x0a, 0, 0]),
+        ],
+    );
+    for (vlan, want) in [(0, None), (1, Some(10))] {
+        let (mut inp, tx, _set) = pair(&settings(&[("vlan", vlan)]).expect("settings"));
+        send(&tx, &tagged);
+        let mut em = Collect::new();
+        inp.read(&mut em).expect("read");
+        let got = em.out[0]
+            .iter()
+            .find(|(k, _)| *k == "oob.vlan")
+            .map(|(_, v)| v.clone());
+        assert_eq!(got, want.map(V::Int), "vlan={vlan}");
+    }
 }
 
 #[test]
