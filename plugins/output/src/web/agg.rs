@@ -12,6 +12,7 @@
 //! Counts older than the ring are dropped; nothing else is.
 
 use super::topk::{Mini, Payload, TopK};
+use rulogd_plugin::addr_text::{ipv4_text, ipv6_text, AddrBuf};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -40,13 +41,16 @@ pub fn addr(ip: IpAddr) -> Addr {
     }
 }
 
-/// Text of a 16-byte address, IPv4 in dotted form.
+/// Text of a 16-byte address, IPv4 in dotted form, spelled as IP2STR
+/// spells it (glibc's `inet_ntop`), so the page's hosts read as the same
+/// text as the JSON records' addresses.
 pub fn addr_text(a: &Addr) -> String {
-    let v6 = Ipv6Addr::from(*a);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => v4.to_string(),
-        None => v6.to_string(),
-    }
+    let mut buf: AddrBuf = [0; rulogd_plugin::addr_text::LEN];
+    let text = match Ipv6Addr::from(*a).to_ipv4_mapped() {
+        Some(v4) => ipv4_text(v4.octets(), &mut buf),
+        None => ipv6_text(*a, &mut buf),
+    };
+    String::from_utf8_lossy(text).into_owned()
 }
 
 /// One flow record's facts.
@@ -522,6 +526,8 @@ mod tests {
         assert_eq!(h["total_sent"], 1050);
         assert_eq!(h["peers"][0]["host"], "10.0.0.2");
         assert!(a.host(&v4(99), 600).is_none());
+        // glibc's spelling, as IP2STR writes it (std's would be ::102:304).
+        assert_eq!(addr_text(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]), "::1.2.3.4");
         a.packet(b"<b>drop</b> ", 60, 500);
         a.packet(b"<b>drop</b> ", 40, 501);
         let t = a.top(600, 10);
