@@ -15,7 +15,6 @@ mod http;
 mod rowbinary;
 
 use crate::sql::config::{Procedure, SqlConfig};
-use crate::sql::driver::Driver;
 use crate::sql::output::{all_keys, check_columns, Layouts, Renderer, SqlTransport};
 use driver::{ChDriver, Dedup};
 use http::Endpoint;
@@ -146,36 +145,21 @@ fn prepare(ctx: &BuildCtx) -> Result<Prep, BuildError> {
     })
 }
 
-/// Reads the columns; `None` (with a warning) when the server is away.
+/// Reads the columns as the SQL outputs do; then says, once the server's
+/// version is known, when a retried batch may be inserted twice.
 fn discover(
     instance: &str,
     driver: &mut ChDriver,
     table: &str,
 ) -> Result<Option<Vec<String>>, BuildError> {
-    if let Err(e) = driver.connect() {
-        log::warn!(
-            "{instance}: {} is not reachable at start ({}); keeping every key of the stack until it is",
-            driver.describe(),
-            e.text()
-        );
-        return Ok(None);
-    }
-    if driver.dedup_auto() && !driver.uses_token() {
+    let cols = crate::sql::output::discover(instance, driver, table)?;
+    if cols.is_some() && driver.dedup_auto() && !driver.uses_token() {
         log::info!(
             "{instance}: server {:?} has no insert_deduplication_token: a batch retried after a broken answer may be inserted twice unless the table deduplicates blocks (Replicated*)",
             driver.version().unwrap_or((0, 0))
         );
     }
-    match driver.columns(table) {
-        Ok(c) if c.is_empty() => Err(BuildError::Other(format!(
-            "{instance}: table `{table}` has no columns to write"
-        ))),
-        Ok(c) => Ok(Some(c)),
-        Err(e) => Err(BuildError::Other(format!(
-            "{instance}: cannot read the columns of table `{table}`: {}",
-            e.text()
-        ))),
-    }
+    Ok(cols)
 }
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {

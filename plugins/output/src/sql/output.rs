@@ -32,7 +32,7 @@ struct Prep<D> {
 }
 
 /// Reads the columns; `None` (with a warning) when the database is away.
-fn discover<D: Driver>(
+pub(crate) fn discover<D: Driver>(
     instance: &str,
     driver: &mut D,
     table: &str,
