@@ -11,10 +11,8 @@
 //! clickhouse_flow` (root; clickhouse-server installed).
 
 use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
-use rulogd_tests::pcapgen::{tcp, Pcap, L4};
+
 use rulogd_tests::{self as lab, Netns, TempDir};
-use std::net::IpAddr;
-use std::path::Path;
 
 const FLOWS_SQL: &str = include_str!("../conf/sql/clickhouse-flows.sql");
 
@@ -96,51 +94,6 @@ const FIELDS: &[(&str, &str)] = &[
     ("icmpv6.type", "icmpv6_type"),
 ];
 
-const T0: u64 = 1_600_000_000_000_000;
-const SEC: u64 = 1_000_000;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// A TCP session with FIN, a UDP exchange long enough for updates, an IPv6
-/// UDP flow on VLAN 7, an ICMP echo, and a one-packet flow 4 s later that
-/// ends the file (its flow is forced out).
-fn write_pcap(path: &Path) {
-    let mut p = Pcap::new(65535);
-    let (c, s) = ((ip("10.1.0.5"), 40000), (ip("93.184.216.34"), 443));
-    let tcp = |flags, len| L4::Tcp { flags, len };
-    let a = tcp::ACK;
-    for (i, (fwd, l4)) in [
-        (true, tcp(tcp::SYN, 0)),
-        (false, tcp(tcp::SYN | a, 0)),
-        (true, tcp(a | tcp::PSH, 700)),
-        (false, tcp(a, 0)),
-        (true, tcp(tcp::FIN | a, 0)),
-        (false, tcp(tcp::FIN | a, 0)),
-        (true, tcp(a, 0)),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let (src, dst) = if fwd { (c, s) } else { (s, c) };
-        p.packet(T0 + i as u64 * 1000, &[], src, dst, l4, 0);
-    }
-    let (c, s) = ((ip("10.1.0.5"), 5353), (ip("10.1.0.9"), 53));
-    for i in 0..4u64 {
-        let t = T0 + i * 700_000;
-        let len = 30 + i as usize;
-        p.packet(t, &[], c, s, L4::Udp { len }, 0);
-        p.packet(t + 500, &[], s, c, L4::Udp { len: 200 }, 0);
-    }
-    let (c6, s6) = ((ip("2001:db8:5::1"), 9000), (ip("2001:db8:6::1"), 9001));
-    p.packet(T0 + SEC, &[7], c6, s6, L4::Udp { len: 10 }, 0);
-    p.packet(T0 + SEC + 10, &[7], s6, c6, L4::Udp { len: 1000 }, 0);
-    let (c, s) = ((ip("198.51.100.1"), 1234), (ip("10.1.0.2"), 80));
-    p.packet(T0 + 4 * SEC, &[], c, s, tcp(tcp::SYN, 0), 0);
-    std::fs::write(path, p.bytes()).unwrap();
-}
-
 fn json_value(v: Option<&serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => "\\N".into(),
@@ -164,7 +117,7 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
     let dir = TempDir::new(tag);
     let d = dir.path();
     let pcap = d.join("flows.pcap");
-    write_pcap(&pcap);
+    rulogd_tests::pcapgen::mixed_flows(&pcap);
     let json = d.join("flows.json");
     let log = d.join("rulogd.log");
     let conf_path = d.join("rulogd.conf");

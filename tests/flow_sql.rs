@@ -9,10 +9,8 @@
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
 //! flow_sql` (root needed for PostgreSQL).
 
-use rulogd_tests::pcapgen::{tcp, Pcap, L4};
 use rulogd_tests::pg::{self, Pg};
 use rulogd_tests::{self as lab, Record, TempDir};
-use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -81,59 +79,6 @@ const COLUMNS: &[(&str, &str)] = &[
     ("icmpv6_code", "icmpv6.code"),
 ];
 
-const T0: u64 = 1_600_000_000_000_000;
-const SEC: u64 = 1_000_000;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// A TCP session with FIN, a long UDP exchange (updates), an IPv6 UDP
-/// flow on VLAN 7, and a one-packet flow that ends the file 4 s later.
-fn write_pcap(path: &Path) {
-    let mut p = Pcap::new(65535);
-    let (c, s) = ((ip("10.1.0.5"), 40000), (ip("93.184.216.34"), 443));
-    let tcp = |flags, len| L4::Tcp { flags, len };
-    let a = tcp::ACK;
-    for (i, (fwd, l4)) in [
-        (true, tcp(tcp::SYN, 0)),
-        (false, tcp(tcp::SYN | a, 0)),
-        (true, tcp(a | tcp::PSH, 700)),
-        (false, tcp(a, 0)),
-        (true, tcp(tcp::FIN | a, 0)),
-        (false, tcp(tcp::FIN | a, 0)),
-        (true, tcp(a, 0)),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let (src, dst) = if fwd { (c, s) } else { (s, c) };
-        p.packet(T0 + i as u64 * 1000, &[], src, dst, l4, 0);
-    }
-    let (c, s) = ((ip("10.1.0.5"), 5353), (ip("10.1.0.9"), 53));
-    for i in 0..4u64 {
-        let t = T0 + i * 700_000;
-        p.packet(
-            t,
-            &[],
-            c,
-            s,
-            L4::Udp {
-                len: 30 + i as usize,
-            },
-            0,
-        );
-        p.packet(t + 500, &[], s, c, L4::Udp { len: 200 }, 0);
-    }
-    let (c6, s6) = ((ip("2001:db8:5::1"), 9000), (ip("2001:db8:6::1"), 9001));
-    p.packet(T0 + SEC, &[7], c6, s6, L4::Udp { len: 10 }, 0);
-    p.packet(T0 + SEC + 10, &[7], s6, c6, L4::Udp { len: 1000 }, 0);
-    let (c, s) = ((ip("198.51.100.1"), 1234), (ip("10.1.0.2"), 80));
-    p.packet(T0 + 4 * SEC, &[], c, s, tcp(tcp::SYN, 0), 0);
-    std::fs::write(path, p.bytes()).unwrap();
-}
-
-/// A JSON value as the databases print it (NULL as "").
 fn json_text(r: &Record, key: &str) -> String {
     match r.get(key) {
         None | Some(serde_json::Value::Null) => String::new(),
@@ -201,7 +146,7 @@ fn every_flow_row_in_sqlite_and_postgresql_equals_its_json_record() {
     let dir = TempDir::new("flowsql");
     let d = dir.path();
     let pcap = d.join("flows.pcap");
-    write_pcap(&pcap);
+    rulogd_tests::pcapgen::mixed_flows(&pcap);
     let db = d.join("flows.sqlite3");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let schema = std::fs::read_to_string(root.join("conf/sql/sqlite3.sql")).unwrap();

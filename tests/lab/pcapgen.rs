@@ -246,3 +246,57 @@ impl Pcap {
         out
     }
 }
+
+/// The first packet's time of [`mixed_flows`] (2020-09-13), in µs.
+pub const MIXED_T0: u64 = 1_600_000_000_000_000;
+const SEC: u64 = 1_000_000;
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+/// The flows the SQL and ClickHouse flow tests store: a TCP session with
+/// FIN, a long UDP exchange (updates), an IPv6 UDP flow on VLAN 7, and a
+/// one-packet flow that ends the file 4 s later; written to `path`.
+pub fn mixed_flows(path: &std::path::Path) {
+    let mut p = Pcap::new(65535);
+    let (c, s) = ((ip("10.1.0.5"), 40000), (ip("93.184.216.34"), 443));
+    let tcp = |flags, len| L4::Tcp { flags, len };
+    let a = tcp::ACK;
+    for (i, (fwd, l4)) in [
+        (true, tcp(tcp::SYN, 0)),
+        (false, tcp(tcp::SYN | a, 0)),
+        (true, tcp(a | tcp::PSH, 700)),
+        (false, tcp(a, 0)),
+        (true, tcp(tcp::FIN | a, 0)),
+        (false, tcp(tcp::FIN | a, 0)),
+        (true, tcp(a, 0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (src, dst) = if fwd { (c, s) } else { (s, c) };
+        p.packet(MIXED_T0 + i as u64 * 1000, &[], src, dst, l4, 0);
+    }
+    let (c, s) = ((ip("10.1.0.5"), 5353), (ip("10.1.0.9"), 53));
+    for i in 0..4u64 {
+        let t = MIXED_T0 + i * 700_000;
+        p.packet(
+            t,
+            &[],
+            c,
+            s,
+            L4::Udp {
+                len: 30 + i as usize,
+            },
+            0,
+        );
+        p.packet(t + 500, &[], s, c, L4::Udp { len: 200 }, 0);
+    }
+    let (c6, s6) = ((ip("2001:db8:5::1"), 9000), (ip("2001:db8:6::1"), 9001));
+    p.packet(MIXED_T0 + SEC, &[7], c6, s6, L4::Udp { len: 10 }, 0);
+    p.packet(MIXED_T0 + SEC + 10, &[7], s6, c6, L4::Udp { len: 1000 }, 0);
+    let (c, s) = ((ip("198.51.100.1"), 1234), (ip("10.1.0.2"), 80));
+    p.packet(MIXED_T0 + 4 * SEC, &[], c, s, tcp(tcp::SYN, 0), 0);
+    std::fs::write(path, p.bytes()).unwrap();
+}

@@ -527,7 +527,10 @@ mod tests {
         assert_eq!(h["peers"][0]["host"], "10.0.0.2");
         assert!(a.host(&v4(99), 600).is_none());
         // glibc's spelling, as IP2STR writes it (std's would be ::102:304).
-        assert_eq!(addr_text(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]), "::1.2.3.4");
+        assert_eq!(
+            addr_text(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]),
+            "::1.2.3.4"
+        );
         a.packet(b"<b>drop</b> ", 60, 500);
         a.packet(b"<b>drop</b> ", 40, 501);
         let t = a.top(600, 10);
