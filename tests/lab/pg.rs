@@ -219,6 +219,45 @@ impl Pg {
     }
 }
 
+/// A psql session holding an ACCESS EXCLUSIVE lock on a table until it
+/// is dropped: writers to the table wait meanwhile.
+pub struct TableLock(std::process::Child);
+
+impl Pg {
+    /// Locks `table` of `db` from another session, returning once the
+    /// lock is granted.
+    pub fn lock_table(&self, db: &str, table: &str) -> TableLock {
+        use std::io::Write;
+        let mut child = self
+            .psql_cmd(db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql runs");
+        let stdin = child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;").expect("psql reads");
+        let q = format!(
+            "select count(*) from pg_locks where relation = '{table}'::regclass \
+             and mode = 'AccessExclusiveLock' and granted"
+        );
+        let held = crate::wait_until(std::time::Duration::from_secs(10), || {
+            self.count(db, &q) >= 1
+        });
+        assert!(held, "the lock on {table} was not granted");
+        TableLock(child)
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.0.stdin.take() {
+            let _ = writeln!(stdin, "COMMIT;");
+        }
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Pg {
     fn drop(&mut self) {
         if self.running {

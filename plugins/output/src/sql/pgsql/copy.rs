@@ -5,7 +5,7 @@ use super::sort;
 use crate::sql::driver::DbError;
 use crate::sql::row::Val;
 use postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
-use postgres::Transaction;
+use postgres::GenericClient;
 use std::io::Write;
 
 /// A value bound as text, which the server parses by the column's or the
@@ -95,7 +95,7 @@ const OID_BPCHAR: u32 = 1042;
 const OID_VARCHAR: u32 = 1043;
 
 /// The number ulogd2 would print for `v`, if it is a number.
-fn number(v: &Val<'_>) -> Option<i128> {
+pub(super) fn number(v: &Val<'_>) -> Option<i128> {
     Some(match *v {
         Val::Int(i) => i128::from(i),
         Val::UInt(u) => i128::from(u),
@@ -219,7 +219,7 @@ fn encode_rows(
 
 /// COPY in text format.
 pub(super) fn copy_text(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     sql: &str,
     rows: &[Val<'_>],
     n: usize,
@@ -248,7 +248,7 @@ pub(super) fn copy_text(
 /// has no plain binary form: the transaction is rolled back and the caller
 /// sends the batch as text.
 pub(super) fn copy_binary(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     sql: &str,
     rows: &[Val<'_>],
     types: &[u32],

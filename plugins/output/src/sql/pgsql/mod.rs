@@ -57,6 +57,12 @@ static OPTIONS: &[OptionDef] = server_options![
         "libpq connection string; replaces db, host, user, pass and port",
     )
     .check(connstring_parses),
+    OptionDef::int(
+        "connections",
+        "2",
+        "rulogd only: connections over which a batch for ulogd2's own INSERT_PACKET_FULL, done set-wise, is spread (committed in order)",
+    )
+    .range(1, 16),
 ];
 
 /// `--info` description of PGSQL.
@@ -121,6 +127,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     );
     let schema = o.str("schema").to_string();
     let procedure = cfg.procedure.clone();
+    let connections = usize::try_from(o.int("connections")).unwrap_or(1).max(1);
     build_output(ctx, "PGSQL", cfg, move || Pg {
         config: pc,
         desc,
@@ -134,6 +141,8 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         buf: Vec::new(),
         unknown: None,
         stage: None,
+        connections,
+        lanes: Vec::new(),
     })
 }
 
@@ -156,6 +165,10 @@ pub struct Pg {
     unknown: Option<Unknown>,
     /// Procedure mode on this connection (found on its first write).
     stage: Option<stage::Mode>,
+    /// Connections a set-wise batch may be spread over (`connections`).
+    connections: usize,
+    /// The extra connections of a set-wise batch, made on first use.
+    lanes: Vec<setwise::Lane>,
 }
 
 fn sort(e: postgres::Error) -> DbError {
@@ -198,6 +211,42 @@ impl Pg {
         }
     }
 
+    /// A connection set up as every one of this output's is: the schema
+    /// checked and searched, the client encoding chosen; and whether the
+    /// server wants UTF-8.
+    fn session(&self) -> Result<(Client, bool), DbError> {
+        let mut c = self.config.connect(NoTls).map_err(sort)?;
+        let found = c
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&self.schema],
+            )
+            .map_err(sort)?;
+        if found.is_none() {
+            return Err(DbError::Away(format!("schema {} not found", self.schema)));
+        }
+        if self.schema != "public" {
+            // As ulogd: procedures find their tables in the schema.
+            c.batch_execute(&format!(
+                "SET search_path = {}, \"$user\", public",
+                ident(&self.schema)
+            ))
+            .map_err(sort)?;
+        }
+        let enc: String = c
+            .query_one("SHOW server_encoding", &[])
+            .map_err(sort)?
+            .get(0);
+        let utf8 = enc.eq_ignore_ascii_case("UTF8");
+        if !utf8 {
+            // Bytes go as they are, as with ulogd (libpq defaults the client
+            // encoding to the database's).
+            c.batch_execute("SET client_encoding = 'SQL_ASCII'")
+                .map_err(sort)?;
+        }
+        Ok((c, utf8))
+    }
+
     fn prepared(&mut self, sql: String) -> Result<Statement, DbError> {
         if let Some(s) = self.stmts.get(&sql) {
             return Ok(s.clone());
@@ -233,11 +282,7 @@ impl Pg {
         if let Err(e) = tx.commit() {
             let e = sort(e);
             if matches!(e, DbError::Away(_)) {
-                self.unknown = Some(Unknown {
-                    xid,
-                    rows: rows.len(),
-                    mark: fingerprint(rows, n),
-                });
+                self.unknown = Some(Unknown::after(rows, n, 0, xid, rows.len()));
             }
             return Err(e);
         }
@@ -253,21 +298,25 @@ impl Pg {
         let Some(u) = self.unknown.take() else {
             return Ok(0);
         };
-        if u.rows > rows.len() || u.mark != fingerprint(&rows[..u.rows], n) {
+        let prefix = |k: usize, mark: &str| k <= rows.len() && mark == fingerprint(&rows[..k], n);
+        if !prefix(u.sure, &u.sure_mark) {
             return Ok(0);
         }
+        let Some(xid) = u.xid.filter(|_| prefix(u.rows, &u.mark)) else {
+            return Ok(u.sure);
+        };
         let status: Option<String> = self
             .client()?
-            .query_one("SELECT txid_status($1)", &[&u.xid])
+            .query_one("SELECT txid_status($1)", &[&xid])
             .map_err(sort)?
             .get(0);
         if status.as_deref() != Some("committed") {
-            return Ok(0);
+            return Ok(u.sure);
         }
         log::info!(
             "{}: a batch whose commit was not confirmed did commit; not writing its {} rows again",
             self.desc,
-            u.rows / n.max(1)
+            (u.rows - u.sure) / n.max(1)
         );
         Ok(u.rows)
     }
@@ -367,16 +416,47 @@ impl Pg {
     }
 }
 
-/// A transaction whose COMMIT got no answer, and the rows it carried.
+/// What a failed write left in the table: the values `..sure` committed
+/// (a batch spread over several transactions, committed in order), then
+/// maybe `sure..rows`, whose COMMIT (transaction `xid`) got no answer.
 struct Unknown {
-    xid: i64,
+    sure: usize,
+    sure_mark: String,
+    xid: Option<i64>,
     rows: usize,
     mark: String,
+}
+
+impl Unknown {
+    /// Values `..sure` of `rows` are in, `sure..end` are in if `xid` committed.
+    fn after(rows: &[Val<'_>], n: usize, sure: usize, xid: i64, end: usize) -> Unknown {
+        Unknown {
+            sure,
+            sure_mark: fingerprint(&rows[..sure], n),
+            xid: Some(xid),
+            rows: end,
+            mark: fingerprint(&rows[..end], n),
+        }
+    }
+
+    /// Values `..sure` of `rows` are in, nothing after them.
+    fn committed(rows: &[Val<'_>], n: usize, sure: usize) -> Unknown {
+        Unknown {
+            sure,
+            sure_mark: fingerprint(&rows[..sure], n),
+            xid: None,
+            rows: sure,
+            mark: String::new(),
+        }
+    }
 }
 
 /// Tells a batch of rows from another: its first and last rows.
 fn fingerprint(rows: &[Val<'_>], n: usize) -> String {
     let k = n.min(rows.len());
+    if k == 0 {
+        return String::new();
+    }
     format!("{:?}{:?}", &rows[..k], &rows[rows.len() - k..])
 }
 
@@ -386,38 +466,12 @@ impl Driver for Pg {
     }
 
     fn connect(&mut self) -> Result<(), DbError> {
-        let mut c = self.config.connect(NoTls).map_err(sort)?;
-        let found = c
-            .query_opt(
-                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
-                &[&self.schema],
-            )
-            .map_err(sort)?;
-        if found.is_none() {
-            return Err(DbError::Away(format!("schema {} not found", self.schema)));
-        }
-        if self.schema != "public" {
-            // As ulogd: procedures find their tables in the schema.
-            c.batch_execute(&format!(
-                "SET search_path = {}, \"$user\", public",
-                ident(&self.schema)
-            ))
-            .map_err(sort)?;
-        }
-        let enc: String = c
-            .query_one("SHOW server_encoding", &[])
-            .map_err(sort)?
-            .get(0);
-        self.utf8 = enc.eq_ignore_ascii_case("UTF8");
-        if !self.utf8 {
-            // Bytes go as they are, as with ulogd (libpq defaults the client
-            // encoding to the database's).
-            c.batch_execute("SET client_encoding = 'SQL_ASCII'")
-                .map_err(sort)?;
-        }
+        let (c, utf8) = self.session()?;
+        self.utf8 = utf8;
         self.stmts.clear();
         self.kinds.clear();
         self.stage = None;
+        self.lanes.clear();
         self.client = Some(c);
         Ok(())
     }
@@ -430,6 +484,7 @@ impl Driver for Pg {
         self.client = None;
         self.stmts.clear();
         self.stage = None;
+        self.lanes.clear();
     }
 
     fn columns(&mut self, table: &str) -> Result<Vec<String>, DbError> {
@@ -502,5 +557,51 @@ impl Driver for Pg {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pg, Unknown};
+    use crate::sql::config::Procedure;
+    use crate::sql::row::Val;
+    use std::collections::HashMap;
+
+    fn pg() -> Pg {
+        Pg {
+            config: postgres::Config::new(),
+            desc: "test".into(),
+            schema: "public".into(),
+            procedure: Procedure::Insert,
+            client: None,
+            utf8: true,
+            kinds: HashMap::new(),
+            types: Vec::new(),
+            stmts: HashMap::new(),
+            buf: Vec::new(),
+            unknown: None,
+            stage: None,
+            connections: 2,
+            lanes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_retry_skips_the_parts_committed_before_a_failure_and_only_those() {
+        let rows: Vec<Val<'_>> = (0..12).map(Val::Int).collect();
+        // Two values a row; the first two rows of six were committed.
+        let mut p = pg();
+        p.unknown = Some(Unknown::committed(&rows, 2, 4));
+        assert_eq!(p.already_written(&rows, 2).unwrap(), 4);
+        // A spool replay that carries more rows after the same prefix.
+        let more: Vec<Val<'_>> = (0..20).map(Val::Int).collect();
+        p.unknown = Some(Unknown::committed(&rows, 2, 4));
+        assert_eq!(p.already_written(&more, 2).unwrap(), 4);
+        // Other rows: nothing of theirs is in.
+        let other: Vec<Val<'_>> = (100..112).map(Val::Int).collect();
+        p.unknown = Some(Unknown::committed(&rows, 2, 4));
+        assert_eq!(p.already_written(&other, 2).unwrap(), 0);
+        // Nothing noted: nothing skipped, and a note is used once.
+        assert_eq!(p.already_written(&rows, 2).unwrap(), 0);
     }
 }

@@ -28,6 +28,8 @@ const STAGE: &str = "pg_temp.rulogd_stage";
 pub(super) enum Mode {
     /// COPY into the staging table, then one statement for the batch.
     Staged(Staged),
+    /// ulogd2's own INSERT_PACKET_FULL, done set-wise (`setwise.rs`).
+    SetWise(Box<super::setwise::Plan>),
     /// One call per row (the reason was logged once).
     PerRow,
 }
@@ -48,10 +50,6 @@ enum Apply {
     /// A `DO` block looping over the stage with `CALL p(…)` (a CALL cannot
     /// take a set, and a DO block cannot be prepared).
     Script(String),
-    /// ulogd2's INSERT_PACKET_FULL done set-wise (`setwise.rs`), prepared:
-    /// the `mac` statements (all but the first only when it found rows),
-    /// then the one for the other tables.
-    SetWise(Vec<Statement>, Statement),
 }
 
 /// One routine `pg_proc` finds under the configured name.
@@ -179,17 +177,11 @@ impl Pg {
                 args.join(", ")
             ))
         } else if super::setwise::known(c, name, nargs)? {
-            c.batch_execute(super::setwise::SETUP_SQL).map_err(sort)?;
+            let plan = super::setwise::Plan::new(c, &f.type_names, &f.types)?;
             log::info!(
                 "{desc}: `{name}` is ulogd2's: its rows go in set-wise, a statement per table"
             );
-            let mac = super::setwise::MAC_SQL
-                .iter()
-                .map(|q| c.prepare(q))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(sort)?;
-            let main = c.prepare(super::setwise::MAIN_SQL).map_err(sort)?;
-            Apply::SetWise(mac, main)
+            return Ok(Mode::SetWise(Box::new(plan)));
         } else {
             let sql = format!(
                 "SELECT {name}({}) FROM {STAGE} s ORDER BY s.seq",
@@ -225,8 +217,17 @@ impl Pg {
             let verb = if call { "CALL" } else { "SELECT" };
             return self.call_each(verb, name, cols, rows);
         }
-        let Some(Mode::Staged(st)) = self.stage.take() else {
-            unreachable!("mode() set a staged mode");
+        let st = match self.stage.take() {
+            Some(Mode::Staged(st)) => st,
+            Some(Mode::SetWise(plan)) => {
+                let res = self.setwise_write(&plan, rows);
+                // A connection lost in the batch took its temporary tables.
+                if self.is_connected() {
+                    self.stage = Some(Mode::SetWise(plan));
+                }
+                return res;
+            }
+            _ => unreachable!("mode() set a staged mode"),
         };
         let utf8 = self.utf8;
         let mut buf = std::mem::take(&mut self.buf);
@@ -235,14 +236,6 @@ impl Pg {
                 match &st.apply {
                     Apply::Select(s) => tx.execute(s, &[]).map(|_| ()),
                     Apply::Script(sql) => tx.batch_execute(sql),
-                    Apply::SetWise(mac, main) => (|| {
-                        if tx.execute(&mac[0], &[])? > 0 {
-                            for q in &mac[1..] {
-                                tx.execute(q, &[])?;
-                            }
-                        }
-                        tx.execute(main, &[]).map(|_| ())
-                    })(),
                 }
                 .map_err(sort)
             };
