@@ -556,3 +556,73 @@ fn conntrack_flows_equal_json_records() {
     assert_eq!(v.len(), 4, "{row}");
     assert!(v[0] != "0" && v[0] == v[1] && v[2] == v[3], "roll-up {row}");
 }
+
+/// `create="packets"`, `compression="gzip"` and `password_file`: on a
+/// server with no table, rulogd makes the shipped packet table itself, and
+/// its gzip-compressed inserts, authenticated with the password read from
+/// a file, land with the values JSON shows.
+#[test]
+fn a_made_table_gzip_bodies_and_a_password_file_land_every_record() {
+    if !lab::require_root() || !clickhouse::available() {
+        eprintln!("skipped: needs root and clickhouse-server");
+        return;
+    }
+    let (tag, g1) = ("chopt", 82);
+    let ns = Netns::new(tag).unwrap();
+    ns.nft(&format!(
+        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{}\
+         \x20 log prefix \"IN\" group {g1}\n\
+         \x20 udp dport 9999 drop\n }}\n}}\n",
+        lab::QUIET_MULTICAST
+    ))
+    .unwrap();
+    let ch = debian(tag, &ns);
+    assert_eq!(ch.count("EXISTS TABLE packets"), 0, "a table already");
+    let dir = TempDir::new(tag);
+    let json = dir.path().join("out.json");
+    let pass = dir.path().join("ch.pass");
+    std::fs::write(&pass, format!("{PASS}\n")).unwrap();
+    let conf = lab::fill(
+        CONF,
+        &[
+            ("G1", g1.to_string()),
+            ("JSON", lab::path_str(&json)),
+            ("URL", ch.url()),
+            ("USER", USER.to_string()),
+            ("PASS", PASS.to_string()),
+            ("SPOOL", lab::path_str(&dir.path().join("spool"))),
+        ],
+    )
+    .replace(
+        &format!("password=\"{PASS}\"\n"),
+        &format!(
+            "password_file=\"{}\"\ncompression=\"gzip\"\ncreate=\"packets\"\n",
+            lab::path_str(&pass)
+        ),
+    );
+    assert!(conf.contains("compression=\"gzip\""), "{conf}");
+    let daemon = Daemon::start(
+        &ns,
+        Kind::Rulogd,
+        dir.path(),
+        "rulogd",
+        &conf,
+        &[g1],
+        &[&json],
+    );
+    mixed_traffic(&ns);
+    let log = std::fs::read_to_string(dir.path().join("rulogd.log")).unwrap_or_default();
+    assert!(log.contains("made table packets"), "no table made:\n{log}");
+    assert!(
+        log.contains("can be read by others"),
+        "no warning on a 0644 password file:\n{log}"
+    );
+    let s = Setup {
+        ns,
+        ch,
+        dir,
+        daemon,
+        json,
+    };
+    compare(s, 30);
+}

@@ -1,7 +1,8 @@
 //! FLOW records into ClickHouse 18.16: CAPTURE → BASE → FLOW → IP2STR on a
 //! capture file the test writes, branching to JSON and to CLICKHOUSE into
 //! the shipped flows table (conf/sql/clickhouse-flows.sql with the FLOW
-//! columns its header documents). Every row equals a JSON record of the
+//! columns its header documents), which rulogd makes itself
+//! (`create="flow"`) on the empty server. Every row equals a JSON record of the
 //! same run, and no record is missing or doubled; in particular
 //! `flow.end_reason`, whose name has an underscore, reaches the column
 //! `flow_end_reason` (a column takes a key with `_` where its reading has
@@ -13,16 +14,6 @@
 use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
 
 use rulogd_tests::{self as lab, Netns, TempDir};
-
-const FLOWS_SQL: &str = include_str!("../conf/sql/clickhouse-flows.sql");
-
-/// The FLOW columns, as conf/sql/clickhouse-flows.sql's header gives them.
-const FLOW_COLUMNS: &str = "ALTER TABLE flows ADD COLUMN flow_id UInt64, \
-    ADD COLUMN flow_seq UInt32, ADD COLUMN flow_type String, \
-    ADD COLUMN flow_end_reason Nullable(String), \
-    ADD COLUMN flow_direction Nullable(String), ADD COLUMN flow_guessed UInt8, \
-    ADD COLUMN oob_vlan Nullable(UInt16), ADD COLUMN orig_tcp_flags Nullable(UInt8), \
-    ADD COLUMN reply_tcp_flags Nullable(UInt8), ADD COLUMN icmpv6_type Nullable(UInt8)";
 
 const CONF: &str = "\
 [global]
@@ -48,6 +39,7 @@ url=\"{URL}\"
 table=\"flows\"
 user=\"{USER}\"
 password=\"{PASS}\"
+create=\"flow\"
 batch_age=200
 spool_dir=\"{SPOOL}\"
 ";
@@ -112,8 +104,6 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
     let tag = "chflow";
     let ns = Netns::new(tag).unwrap();
     let ch = ClickHouse::start(tag, ns.name());
-    ch.query(FLOWS_SQL);
-    ch.query(FLOW_COLUMNS);
     let dir = TempDir::new(tag);
     let d = dir.path();
     let pcap = d.join("flows.pcap");

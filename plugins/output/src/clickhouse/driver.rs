@@ -36,6 +36,8 @@ pub struct ChDriver {
     types: HashMap<String, ColType>,
     body: Vec<u8>,
     scratch: Vec<u8>,
+    /// `create=`: the schema a missing table is made from.
+    pub create: Option<super::schema::Schema>,
 }
 
 fn away(e: HttpError) -> DbError {
@@ -100,6 +102,7 @@ impl ChDriver {
             types: HashMap::new(),
             body: Vec::new(),
             scratch: Vec::new(),
+            create: None,
         }
     }
 
@@ -168,13 +171,21 @@ impl Driver for ChDriver {
     }
 
     fn columns(&mut self, table: &str) -> Result<Vec<String>, DbError> {
-        let text = self
-            .query(&format!(
-                "DESCRIBE TABLE {}.{} FORMAT TabSeparated",
-                ident(&self.database),
-                ident(table)
-            ))
-            .map_err(away)?;
+        let describe = format!(
+            "DESCRIBE TABLE {}.{} FORMAT TabSeparated",
+            ident(&self.database),
+            ident(table)
+        );
+        let text = match (self.query(&describe), self.create) {
+            // Code 60: UNKNOWN_TABLE.
+            (Err(HttpError::Status { body, .. }), Some(schema)) if body.contains("Code: 60") => {
+                self.query(&schema.create_sql(&self.database, table))
+                    .map_err(away)?;
+                log::info!("{}: made table {table} ({schema:?} schema)", self.desc);
+                self.query(&describe).map_err(away)?
+            }
+            (r, _) => r.map_err(away)?,
+        };
         let mut cols = Vec::new();
         self.types.clear();
         for line in text.lines().filter(|l| !l.is_empty()) {

@@ -23,6 +23,8 @@ pub struct Endpoint {
     pub connect_timeout: Duration,
     /// How long the server may take to answer one request.
     pub request_timeout: Duration,
+    /// Whether request bodies go gzip-compressed.
+    pub gzip: bool,
 }
 
 /// Why a request failed.
@@ -118,10 +120,17 @@ impl Endpoint {
 
     /// POSTs `body` to `/?<query>` and returns the response body of a 200.
     pub fn post(&self, query: &str, body: &[u8]) -> Result<Vec<u8>, HttpError> {
+        let packed;
+        let (body, encoding) = if self.gzip {
+            packed = gzip(body).map_err(|e| self.io(e))?;
+            (&packed[..], "Content-Encoding: gzip\r\n")
+        } else {
+            (body, "")
+        };
         let mut s = self.connect().map_err(|e| self.io(e))?;
         let head = format!(
             "POST /?{query} HTTP/1.1\r\nHost: {}\r\nX-ClickHouse-User: {}\r\nX-ClickHouse-Key: {}\r\n\
-             Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+             Content-Type: application/octet-stream\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.authority,
             self.user,
             self.password,
@@ -141,6 +150,17 @@ impl Endpoint {
             })
         }
     }
+}
+
+/// `data` gzip-compressed at level 1: RowBinary of log records shrinks
+/// several times at a fraction of a core per 10 MB/s.
+fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    z.write_all(data)?;
+    z.finish()
 }
 
 fn bad(msg: &str) -> io::Error {
@@ -241,5 +261,51 @@ mod tests {
             encode_query("INSERT INTO a.b(x) FORMAT RowBinary"),
             "INSERT%20INTO%20a.b%28x%29%20FORMAT%20RowBinary"
         );
+    }
+
+    #[test]
+    fn gzip_bodies_say_so_and_unpack_to_the_rows() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(s);
+            let (mut head, mut line) = (String::new(), String::new());
+            while r.read_line(&mut line).unwrap() > 2 {
+                head.push_str(&line);
+                line.clear();
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|h| h.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            r.get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            (head, len, plain)
+        });
+        let ep = Endpoint {
+            authority,
+            user: "u".into(),
+            password: String::new(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            gzip: true,
+        };
+        let rows = b"row row row row row row row row row row row row".repeat(20);
+        assert_eq!(ep.post("query=x", &rows).unwrap(), b"ok");
+        let (head, len, plain) = server.join().unwrap();
+        assert!(head.contains("Content-Encoding: gzip\r\n"), "{head}");
+        assert!(len < rows.len() / 4, "{len} bytes for {}", rows.len());
+        assert_eq!(plain, rows);
     }
 }

@@ -13,6 +13,7 @@
 mod driver;
 mod http;
 mod rowbinary;
+mod schema;
 
 use crate::sql::config::{Procedure, SqlConfig};
 use crate::sql::output::{all_keys, check_columns, Layouts, Renderer, SqlTransport};
@@ -26,7 +27,7 @@ use rulogd_plugin::{
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-static OPTIONS: [OptionDef; 16] = [
+static OPTIONS: [OptionDef; 19] = [
     OptionDef::str("url", "http://127.0.0.1:8123", "Server's HTTP interface, http://host:port"),
     OptionDef::str("database", "default", "Database of the table").check(rulogd_plugin::options::check_not_empty),
     OptionDef::str("table", "", "Table whose columns name the keys to write (ip_saddr: ip.saddr)")
@@ -34,6 +35,11 @@ static OPTIONS: [OptionDef; 16] = [
         .mandatory(),
     OptionDef::str("user", "default", "User (X-ClickHouse-User)"),
     OptionDef::str("password", "", "Password (X-ClickHouse-Key)"),
+    OptionDef::str("password_file", "", "File whose first line is the password (read at start, before -u drops privileges); not with password"),
+    OptionDef::str("compression", "none", "Request bodies: none, or gzip (Content-Encoding: gzip, level 1)")
+        .one_of(&["none", "gzip"]),
+    OptionDef::str("create", "", "Create the table when it does not exist, from a shipped schema: packets, nfct or flow")
+        .one_of(&["", "packets", "nfct", "flow"]),
     OptionDef::int("batch_rows", "100000", "Hand a batch over at this many rows").range(1, 10_000_000),
     OptionDef::int("batch_bytes", "8388608", "Hand a batch over at this many bytes of rendered rows")
         .range(1 << 12, 1 << 30),
@@ -88,18 +94,19 @@ fn int(ctx: &BuildCtx, name: &str) -> u64 {
 fn prepare(ctx: &BuildCtx) -> Result<Prep, BuildError> {
     let o = ctx.options;
     let authority = http::parse_url(o.str("url")).map_err(|e| BuildError::option("url", e))?;
-    let ep = Endpoint {
-        authority,
-        user: o.str("user").to_string(),
-        password: o.str("password").to_string(),
-        connect_timeout: Duration::from_secs(int(ctx, "connect_timeout")),
-        request_timeout: Duration::from_secs(int(ctx, "request_timeout")),
-    };
     for k in ["user", "password"] {
         if o.str(k).chars().any(|c| c.is_control()) {
             return Err(BuildError::option(k, "must not hold control characters"));
         }
     }
+    let ep = Endpoint {
+        authority,
+        user: o.str("user").to_string(),
+        password: password(ctx)?,
+        connect_timeout: Duration::from_secs(int(ctx, "connect_timeout")),
+        request_timeout: Duration::from_secs(int(ctx, "request_timeout")),
+        gzip: o.str("compression") == "gzip",
+    };
     let table = o.str("table").to_string();
     if table.contains('%') {
         return Err(BuildError::option(
@@ -125,6 +132,7 @@ fn prepare(ctx: &BuildCtx) -> Result<Prep, BuildError> {
         when_full,
     };
     let mut driver = ChDriver::new(ep, o.str("database"), &table, dedup);
+    driver.create = schema::Schema::parse(o.str("create"));
     let cols = discover(ctx.instance, &mut driver, &table)?;
     let spool = spool_config(ctx, Duration::from_secs(cfg.reconnect.max(1)))?;
     let spool_dir = spool.as_ref().map(|s| s.dir.clone());
@@ -143,6 +151,38 @@ fn prepare(ctx: &BuildCtx) -> Result<Prep, BuildError> {
         cfg,
         refused,
     })
+}
+
+/// The password: `password`, or the first line of `password_file`.
+fn password(ctx: &BuildCtx) -> Result<String, BuildError> {
+    let o = ctx.options;
+    let file = o.str("password_file");
+    if file.is_empty() {
+        return Ok(o.str("password").to_string());
+    }
+    if !o.str("password").is_empty() {
+        return Err(BuildError::option(
+            "password_file",
+            "set password or password_file, not both",
+        ));
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| BuildError::option("password_file", format!("{file}: {e}")))?;
+    let pass = text.lines().next().unwrap_or("").to_string();
+    if pass.chars().any(|c| c.is_control()) {
+        return Err(BuildError::option(
+            "password_file",
+            format!("{file}: the password must not hold control characters"),
+        ));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+        log::warn!(
+            "{}: password_file {file} can be read by others than its owner (chmod 600 it)",
+            ctx.instance
+        );
+    }
+    Ok(pass)
 }
 
 /// Reads the columns as the SQL outputs do; then says, once the server's
