@@ -437,11 +437,19 @@ pub fn instantiate(
     Ok(())
 }
 
-/// Slots read anywhere in a subtree.
+/// Slots read anywhere in a subtree, by records that can reach there: a
+/// filter that passes nothing on (FLOW) ends what its children can see
+/// of the slots above it.
 fn consumed(nodes: &[Node], into: &mut HashSet<Slot>) {
     for n in nodes {
         into.extend(n.inputs.iter().flatten());
-        consumed(&n.children, into);
+        let passes = match &n.inst {
+            Some(Instance::Filter(f)) => f.passes(),
+            _ => true,
+        };
+        if passes {
+            consumed(&n.children, into);
+        }
     }
 }
 

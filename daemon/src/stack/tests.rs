@@ -21,6 +21,8 @@ static F_OUT: [KeyDef; 2] = [
     KeyDef::new("d", KeyType::U32),
     KeyDef::new("b", KeyType::U32),
 ];
+static END_IN: [KeyDef; 1] = [KeyDef::new("d", KeyType::U32)];
+static END_OUT: [KeyDef; 1] = [KeyDef::new("e", KeyType::U32)];
 static REQ_IN: [KeyDef; 1] = [KeyDef::new("missing", KeyType::U32)];
 static OPTS: [OptionDef; 1] = [OptionDef::int("group", "0", "group")];
 
@@ -40,6 +42,15 @@ static FAKEF: PluginInfo = PluginInfo {
     options: &[],
     input_keys: &F_IN,
     output_keys: &F_OUT,
+    wildcard_input: false,
+};
+static FAKEEND: PluginInfo = PluginInfo {
+    name: "FAKEEND",
+    kind: PluginKind::Filter,
+    summary: "ends every record, emits its own (as FLOW)",
+    options: &[],
+    input_keys: &END_IN,
+    output_keys: &END_OUT,
     wildcard_input: false,
 };
 static FAKEREQ: PluginInfo = PluginInfo {
@@ -93,6 +104,22 @@ impl Filter for F {
         Verdict::Continue
     }
 }
+struct End(String);
+impl Filter for End {
+    fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
+        BOUND
+            .lock()
+            .unwrap()
+            .push((self.0.clone(), b.inputs.clone(), b.active.clone(), vec![]));
+        Ok(())
+    }
+    fn process(&mut self, _r: &mut Record) -> Verdict {
+        Verdict::Drop
+    }
+    fn passes(&self) -> bool {
+        false
+    }
+}
 struct O(String);
 impl Output for O {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
@@ -121,6 +148,10 @@ fn find(name: &str) -> Option<Registration> {
         "FAKEF" => Registration {
             info: &FAKEF,
             builder: Builder::Filter(|c| Ok(Box::new(F(c.instance.to_string())))),
+        },
+        "FAKEEND" => Registration {
+            info: &FAKEEND,
+            builder: Builder::Filter(|c| Ok(Box::new(End(c.instance.to_string())))),
         },
         "FAKEREQ" => Registration {
             info: &FAKEREQ,
@@ -183,6 +214,27 @@ fn binding_marks_unread_outputs_inactive() {
     assert_eq!(f10.2, vec![true, true]);
     // f10's `a` comes from in9 (slot 0).
     assert_eq!(f10.1, vec![Some(0), None]);
+}
+
+#[test]
+fn behind_a_filter_that_passes_nothing_a_wildcard_makes_nothing_above_it_active() {
+    // As CAPTURE → BASE → FLOW → JSON: JSON sees only FLOW's own records.
+    let c = cfg("[global]\nstack=in20:FAKEIN,f20:FAKEF,e20:FAKEEND,o20:FAKEOUT\n");
+    let mut t = plan_with(&c, &find).unwrap();
+    resolve(&c, &mut t).unwrap();
+    let shared = SharedRegistry::default();
+    instantiate(&c, &mut t, &shared).unwrap();
+    resolve(&c, &mut t).unwrap();
+    bind(&c, &mut t).unwrap();
+    let b = BOUND.lock().unwrap();
+    let f20 = b.iter().find(|x| x.0 == "f20").unwrap();
+    // d is e20's input; b only the wildcard's, which never sees it.
+    assert_eq!(f20.2, vec![true, false]);
+    let e20 = b.iter().find(|x| x.0 == "e20").unwrap();
+    assert_eq!(e20.2, vec![true], "its own output is the wildcard's");
+    // in20's a is f20's input; b and c only the wildcard's.
+    let t0 = &t[0];
+    assert_eq!(t0.children[0].inputs, vec![Some(0), None]);
 }
 
 #[test]

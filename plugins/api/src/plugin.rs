@@ -178,6 +178,15 @@ pub trait Filter: Send {
     fn emits(&self) -> bool {
         false
     }
+    /// Whether a record given to this filter may go on to its children.
+    /// A filter that drops every record it is given and feeds its children
+    /// only records of its own (FLOW) says false: then what its children
+    /// read above it is never there for them, and the filters above need
+    /// not make it (a JSON behind FLOW would otherwise make BASE decode
+    /// every key of every packet). Asked once, at binding.
+    fn passes(&self) -> bool {
+        true
+    }
     /// Fills the next pending record of its own into `rec` (its validity
     /// bits clear); true if one was filled. The core runs the filter's
     /// children on it and asks again until false.

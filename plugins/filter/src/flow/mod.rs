@@ -519,6 +519,11 @@ impl Filter for FlowFilter {
         true
     }
 
+    fn passes(&self) -> bool {
+        // Every packet ends here (Drop above); only flow records go on.
+        false
+    }
+
     fn take(&mut self, rec: &mut Record) -> bool {
         if let Some(r) = self.second_half.take() {
             self.fill(&r, Some(true), rec);
