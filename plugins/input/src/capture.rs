@@ -410,8 +410,10 @@ impl Out {
                     }
                     return end(self);
                 }
-                // The partial record goes to the front of the next chunk.
-                buf.reserve(CHUNK.max(need));
+                // The partial record goes to the front of the next chunk,
+                // in a buffer large enough for `fill` too: growing it there
+                // made realloc copy the whole megabyte, chunk after chunk.
+                buf.reserve(left + CHUNK.max(need));
                 buf.extend_from_slice(&chunk[used..]);
                 Ok(ReadStatus::More)
             }

@@ -1,13 +1,13 @@
 //! The IPv4 header, and the IPv6 header with its extension-header chain.
 
 use super::keys::*;
-use super::{l4, Stage};
+use super::{l4, Sink};
 use rulogd_packet::ip_proto::*;
 use rulogd_packet::{Ipv4Packet, Ipv6ExtHeader, Ipv6FragHeader, Ipv6Packet};
 use rulogd_plugin::Value;
 
 /// Decodes an IPv4 header and the header after it.
-pub(super) fn ipv4(st: &mut Stage, p: &[u8]) {
+pub(super) fn ipv4(st: &mut impl Sink, p: &[u8]) {
     let Ok(ip) = Ipv4Packet::new_checked(p) else {
         return;
     };
@@ -49,7 +49,7 @@ fn is_ext(nh: u8) -> bool {
 ///
 /// Where ulogd gives up on a cut or inconsistent chain it returns without
 /// `ip6.nexthdr`, and so does this.
-pub(super) fn ipv6(st: &mut Stage, p: &[u8]) {
+pub(super) fn ipv6(st: &mut impl Sink, p: &[u8]) {
     let Ok(ip) = Ipv6Packet::new_checked(p) else {
         return;
     };

@@ -4,14 +4,14 @@
 //! views of rulogd-packet check exactly that.
 
 use super::keys::*;
-use super::Stage;
+use super::Sink;
 use rulogd_packet::{
     icmp, icmpv6, AhHeader, EspHeader, IcmpPacket, SctpHeader, TcpPacket, UdpPacket,
 };
 use rulogd_plugin::Value;
 
 /// TCP (20 bytes).
-pub(super) fn tcp(st: &mut Stage, p: &[u8]) {
+pub(super) fn tcp(st: &mut impl Sink, p: &[u8]) {
     let Ok(t) = TcpPacket::new_checked(p) else {
         return;
     };
@@ -42,7 +42,7 @@ pub(super) fn tcp(st: &mut Stage, p: &[u8]) {
 }
 
 /// UDP (8 bytes).
-pub(super) fn udp(st: &mut Stage, p: &[u8]) {
+pub(super) fn udp(st: &mut impl Sink, p: &[u8]) {
     let Ok(u) = UdpPacket::new_checked(p) else {
         return;
     };
@@ -53,7 +53,7 @@ pub(super) fn udp(st: &mut Stage, p: &[u8]) {
 }
 
 /// SCTP common header (12 bytes).
-pub(super) fn sctp(st: &mut Stage, p: &[u8]) {
+pub(super) fn sctp(st: &mut impl Sink, p: &[u8]) {
     let Ok(s) = SctpHeader::new_checked(p) else {
         return;
     };
@@ -63,7 +63,7 @@ pub(super) fn sctp(st: &mut Stage, p: &[u8]) {
 }
 
 /// ICMP (8 bytes).
-pub(super) fn icmp(st: &mut Stage, p: &[u8]) {
+pub(super) fn icmp(st: &mut impl Sink, p: &[u8]) {
     let Ok(i) = IcmpPacket::new_checked(p) else {
         return;
     };
@@ -94,7 +94,7 @@ pub(super) fn icmp(st: &mut Stage, p: &[u8]) {
 }
 
 /// ICMPv6 (8 bytes).
-pub(super) fn icmpv6(st: &mut Stage, p: &[u8]) {
+pub(super) fn icmpv6(st: &mut impl Sink, p: &[u8]) {
     let Ok(i) = IcmpPacket::new_checked_v6(p) else {
         return;
     };
@@ -113,14 +113,14 @@ pub(super) fn icmpv6(st: &mut Stage, p: &[u8]) {
 
 /// AH (12 bytes). ulogd 2.0.8 never sets `ahesp.spi` (its code is
 /// disabled); we do.
-pub(super) fn ah(st: &mut Stage, p: &[u8]) {
+pub(super) fn ah(st: &mut impl Sink, p: &[u8]) {
     if let Ok(h) = AhHeader::new_checked(p) {
         st.put(AHESP_SPI, Value::U32(h.spi()));
     }
 }
 
 /// ESP (8 bytes); see [`ah`].
-pub(super) fn esp(st: &mut Stage, p: &[u8]) {
+pub(super) fn esp(st: &mut impl Sink, p: &[u8]) {
     if let Ok(h) = EspHeader::new_checked(p) {
         st.put(AHESP_SPI, Value::U32(h.spi()));
     }

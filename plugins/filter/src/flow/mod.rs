@@ -259,7 +259,9 @@ impl FlowFilter {
         let (family, src) = addr16(rec.get_opt(s[I_SADDR])?)?;
         let (_, dst) = addr16(rec.get_opt(s[I_DADDR])?)?;
         // BASE leaves ip.protocol unset past an IPv6 fragment header.
-        let proto = rec.get_u64(s[I_PROTO]).or(rec.get_u64(s[I_NEXTHDR]))? as u8;
+        let proto = rec
+            .get_u64(s[I_PROTO])
+            .or_else(|| rec.get_u64(s[I_NEXTHDR]))? as u8;
         let u16_of = |i: usize| rec.get_u64(s[i]).map(|v| v as u16);
         let fkey = |id: u32| FragKey {
             family,
@@ -312,17 +314,20 @@ impl FlowFilter {
         } else {
             (I_ICMP_TYPE, I_ICMP_CODE, I_ICMP_ID)
         };
-        let icmp = match (rec.get_u64(s[ti]), rec.get_u64(s[ci])) {
-            (Some(t), Some(c)) if proto == 1 || proto == 58 => Some((t as u8, c as u8)),
+        let icmp = match proto {
+            1 | 58 => match (rec.get_u64(s[ti]), rec.get_u64(s[ci])) {
+                (Some(t), Some(c)) => Some((t as u8, c as u8)),
+                _ => None,
+            },
             _ => None,
         };
         // The echo identifier keeps concurrent pings between the same hosts
         // apart; it sits on the requester's side of the key, so request and
         // reply find one flow and tell their direction even when both ends
         // have one address (loopback).
-        let (sport, dport) = match (icmp, u16_of(ii)) {
-            (Some((8 | 128, _)), Some(id)) => (Some(id), Some(0)),
-            (Some((0 | 129, _)), Some(id)) => (Some(0), Some(id)),
+        let (sport, dport) = match icmp.map(|(t, _)| (t, u16_of(ii))) {
+            Some((8 | 128, Some(id))) => (Some(id), Some(0)),
+            Some((0 | 129, Some(id))) => (Some(0), Some(id)),
             _ => (sport, dport),
         };
         // BASE decodes a later IPv4 fragment's payload as a layer-4 header
