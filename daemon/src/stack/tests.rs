@@ -197,15 +197,21 @@ fn shared_prefixes_form_one_tree_and_siblings_share_slots() {
     assert_eq!(names, ["a@0", "b@4", "c@2", "d@3", "b@4"]);
 }
 
+/// Plans, builds and binds the stacks of `c` with the test plugins.
+fn built(c: &Config) -> Vec<Tree> {
+    let mut t = plan_with(c, &find).unwrap();
+    resolve(c, &mut t).unwrap();
+    let shared = SharedRegistry::default();
+    instantiate(c, &mut t, &shared).unwrap();
+    resolve(c, &mut t).unwrap();
+    bind(c, &mut t).unwrap();
+    t
+}
+
 #[test]
 fn binding_marks_unread_outputs_inactive() {
     let c = cfg("[global]\nstack=in9:FAKEIN,f9:FAKEF,f10:FAKEF,o9:FAKEOUT\n");
-    let mut t = plan_with(&c, &find).unwrap();
-    resolve(&c, &mut t).unwrap();
-    let shared = SharedRegistry::default();
-    instantiate(&c, &mut t, &shared).unwrap();
-    resolve(&c, &mut t).unwrap();
-    bind(&c, &mut t).unwrap();
+    let t = built(&c);
     let b = BOUND.lock().unwrap();
     let f9 = b.iter().find(|x| x.0 == "f9").unwrap();
     // f10 and o9 read f9's d and b? o9 is a wildcard: it reads f10's b and d (nearest), so f9's are unread.
@@ -220,12 +226,7 @@ fn binding_marks_unread_outputs_inactive() {
 fn behind_a_filter_that_passes_nothing_a_wildcard_makes_nothing_above_it_active() {
     // As CAPTURE → BASE → FLOW → JSON: JSON sees only FLOW's own records.
     let c = cfg("[global]\nstack=in20:FAKEIN,f20:FAKEF,e20:FAKEEND,o20:FAKEOUT\n");
-    let mut t = plan_with(&c, &find).unwrap();
-    resolve(&c, &mut t).unwrap();
-    let shared = SharedRegistry::default();
-    instantiate(&c, &mut t, &shared).unwrap();
-    resolve(&c, &mut t).unwrap();
-    bind(&c, &mut t).unwrap();
+    let t = built(&c);
     let b = BOUND.lock().unwrap();
     let f20 = b.iter().find(|x| x.0 == "f20").unwrap();
     // d is e20's input; b only the wildcard's, which never sees it.

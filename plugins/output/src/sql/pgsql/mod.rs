@@ -128,21 +128,8 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     let schema = o.str("schema").to_string();
     let procedure = cfg.procedure.clone();
     let connections = usize::try_from(o.int("connections")).unwrap_or(1).max(1);
-    build_output(ctx, "PGSQL", cfg, move || Pg {
-        config: pc,
-        desc,
-        schema,
-        procedure,
-        client: None,
-        utf8: true,
-        kinds: HashMap::new(),
-        types: Vec::new(),
-        stmts: HashMap::new(),
-        buf: Vec::new(),
-        unknown: None,
-        stage: None,
-        connections,
-        lanes: Vec::new(),
+    build_output(ctx, "PGSQL", cfg, move || {
+        Pg::new(pc, desc, schema, procedure, connections)
     })
 }
 
@@ -184,6 +171,32 @@ fn sort(e: postgres::Error) -> DbError {
 }
 
 impl Pg {
+    /// A database not connected yet.
+    fn new(
+        config: Config,
+        desc: String,
+        schema: String,
+        procedure: Procedure,
+        connections: usize,
+    ) -> Pg {
+        Pg {
+            config,
+            desc,
+            schema,
+            procedure,
+            client: None,
+            utf8: true,
+            kinds: HashMap::new(),
+            types: Vec::new(),
+            stmts: HashMap::new(),
+            buf: Vec::new(),
+            unknown: None,
+            stage: None,
+            connections,
+            lanes: Vec::new(),
+        }
+    }
+
     fn client(&mut self) -> Result<&mut Client, DbError> {
         self.client
             .as_mut()
@@ -565,25 +578,10 @@ mod tests {
     use super::{Pg, Unknown};
     use crate::sql::config::Procedure;
     use crate::sql::row::Val;
-    use std::collections::HashMap;
 
     fn pg() -> Pg {
-        Pg {
-            config: postgres::Config::new(),
-            desc: "test".into(),
-            schema: "public".into(),
-            procedure: Procedure::Insert,
-            client: None,
-            utf8: true,
-            kinds: HashMap::new(),
-            types: Vec::new(),
-            stmts: HashMap::new(),
-            buf: Vec::new(),
-            unknown: None,
-            stage: None,
-            connections: 2,
-            lanes: Vec::new(),
-        }
+        let c = postgres::Config::new();
+        Pg::new(c, "test".into(), "public".into(), Procedure::Insert, 2)
     }
 
     #[test]
