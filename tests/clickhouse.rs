@@ -420,6 +420,7 @@ fn server_restart_loses_and_doubles_nothing() {
         landed && v == [logged, logged, logged],
         "{logged} logged; rows, distinct keys, UDP rows: {v:?}; {note}\n{log}"
     );
+    assert!(log.contains("is back after"), "no outage seen:\n{log}");
 }
 
 #[test]
