@@ -154,6 +154,7 @@ fn fleet_of_eight_sensors_one_server_restart_every_record_once() {
     ch.query(PACKETS_SQL);
     let sensors: Vec<Sensor> = (0..SENSORS).map(|i| sensor(i, &hub, &ch)).collect();
 
+    let mut server_cpu = 0.0;
     let sent: Vec<(usize, Duration)> = std::thread::scope(|sc| {
         let senders: Vec<_> = sensors
             .iter()
@@ -174,6 +175,7 @@ fn fleet_of_eight_sensors_one_server_restart_every_record_once() {
             })
             .collect();
         std::thread::sleep(Duration::from_secs(secs / 2));
+        server_cpu = ch.pid().map_or(0.0, cpu_secs);
         ch.stop_server();
         std::thread::sleep(Duration::from_secs(4));
         ch.start_server();
@@ -201,6 +203,13 @@ fn fleet_of_eight_sensors_one_server_restart_every_record_once() {
     let drain = t1.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let sent_all: usize = sent.iter().map(|(n, _)| n).sum();
+    // The senders' CPU (this process) includes the kernel's work on each
+    // datagram: loopback, the rule, NFLOG's copy to the daemon.
+    eprintln!(
+        "fleet: CPU s: senders {:.1}, server {:.1}",
+        cpu_secs(std::process::id()),
+        server_cpu + ch.pid().map_or(0.0, cpu_secs)
+    );
     eprintln!(
         "fleet: {sent_all} sent in {:.1} s ({:.0}/s), {all} logged; all rows in {:.1} s after the traffic",
         traffic.as_secs_f64(),

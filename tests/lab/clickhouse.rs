@@ -156,6 +156,11 @@ impl ClickHouse {
         format!("{}{}", r("stderr.log"), r("error.log"))
     }
 
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
     /// The HTTP port (on 127.0.0.1 inside the namespace).
     pub fn http_port(&self) -> u16 {
         self.http
