@@ -202,6 +202,18 @@ impl Drop for ClickHouse {
     }
 }
 
+/// A JSON value as a TabSeparated query prints the column that holds it
+/// (`\\N` for absent or null, booleans as 0/1), to compare JSON records
+/// with rows.
+pub fn tsv_value(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "\\N".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Bool(b)) => u8::from(*b).to_string(),
+        Some(o) => o.to_string(),
+    }
+}
+
 /// Where the unpacked chdb-core wheel is (`CHDB_PYTHONPATH`, or what
 /// scripts/test-all.sh unpacks).
 pub fn chdb_path() -> PathBuf {
