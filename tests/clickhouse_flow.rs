@@ -86,15 +86,6 @@ const FIELDS: &[(&str, &str)] = &[
     ("icmpv6.type", "icmpv6_type"),
 ];
 
-fn json_value(v: Option<&serde_json::Value>) -> String {
-    match v {
-        None | Some(serde_json::Value::Null) => "\\N".into(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Bool(b)) => u8::from(*b).to_string(),
-        Some(o) => o.to_string(),
-    }
-}
-
 #[test]
 fn every_flow_row_equals_its_json_record_end_reason_included() {
     if !lab::require_root() || !clickhouse::available() {
@@ -143,7 +134,7 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
         .map(|r| {
             FIELDS
                 .iter()
-                .map(|(k, _)| json_value(r.get(k)))
+                .map(|(k, _)| clickhouse::tsv_value(r.get(k)))
                 .collect::<Vec<_>>()
                 .join("\t")
         })

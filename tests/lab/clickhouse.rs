@@ -36,9 +36,24 @@ pub struct ClickHouse {
 impl ClickHouse {
     /// Writes the config and starts the server inside `netns`.
     pub fn start(tag: &str, netns: &str) -> ClickHouse {
+        Self::start_listening(tag, netns, "127.0.0.1")
+    }
+
+    /// [`ClickHouse::start`] listening on `host` (`0.0.0.0`: every IPv4
+    /// address of the namespace, for clients in other namespaces joined to
+    /// it by veth pairs); queries still go to 127.0.0.1, so `host` must
+    /// cover it.
+    pub fn start_listening(tag: &str, netns: &str, host: &str) -> ClickHouse {
+        Self::start_in(tag, netns, host, &std::env::temp_dir())
+    }
+
+    /// [`ClickHouse::start_listening`] with its directory under `base`
+    /// (e.g. /dev/shm: a run of millions of rows leaves tens of thousands
+    /// of part files, which take a minute to delete from a busy disk).
+    pub fn start_in(tag: &str, netns: &str, host: &str, base: &Path) -> ClickHouse {
         assert!(available(), "clickhouse-server not installed");
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("rl-ch-{tag}-{}-{n}", std::process::id()));
+        let dir = base.join(format!("rl-ch-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("clickhouse dir");
         let mut ch = ClickHouse {
@@ -56,7 +71,7 @@ impl ClickHouse {
             "<yandex>\n<logger><level>warning</level><log>{d}/server.log</log>\
              <errorlog>{d}/error.log</errorlog></logger>\n\
              <http_port>{}</http_port><tcp_port>{}</tcp_port>\n\
-             <listen_host>127.0.0.1</listen_host>\n\
+             <listen_host>{host}</listen_host>\n\
              <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path>\n\
              <user_files_path>{d}/files/</user_files_path>\n\
              <format_schema_path>{d}/schemas/</format_schema_path>\n\
@@ -141,6 +156,11 @@ impl ClickHouse {
         format!("{}{}", r("stderr.log"), r("error.log"))
     }
 
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
     /// The HTTP port (on 127.0.0.1 inside the namespace).
     pub fn http_port(&self) -> u16 {
         self.http
@@ -148,7 +168,13 @@ impl ClickHouse {
 
     /// `http://127.0.0.1:<port>`, for a config's `url`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
+        self.url_at("127.0.0.1")
+    }
+
+    /// `http://<host>:<port>`: the server as a client in another namespace
+    /// reaches it (see [`ClickHouse::start_listening`]).
+    pub fn url_at(&self, host: &str) -> String {
+        format!("http://{host}:{}", self.http)
     }
 
     /// Runs queries (`;`-separated) with clickhouse-client; its stdout
@@ -173,6 +199,18 @@ impl Drop for ClickHouse {
     fn drop(&mut self) {
         self.stop_server();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A JSON value as a TabSeparated query prints the column that holds it
+/// (`\\N` for absent or null, booleans as 0/1), to compare JSON records
+/// with rows.
+pub fn tsv_value(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "\\N".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Bool(b)) => u8::from(*b).to_string(),
+        Some(o) => o.to_string(),
     }
 }
 

@@ -133,6 +133,43 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Joins this namespace and `other` by a veth pair: `dev` here with
+    /// `addr`, `other_dev` there with `other_addr` (IPv4 with prefix, e.g.
+    /// `10.202.3.1/30`), both up. Many links make a hub: one namespace
+    /// (a server's) joined to many (clients'), each by its own subnet. The
+    /// pair goes when either namespace is deleted.
+    pub fn veth_to(
+        &self,
+        dev: &str,
+        addr: &str,
+        other: &Netns,
+        other_dev: &str,
+        other_addr: &str,
+    ) -> io::Result<()> {
+        ip(&[
+            "-n",
+            &self.name,
+            "link",
+            "add",
+            dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            other_dev,
+            "netns",
+            &other.name,
+        ])?;
+        for (n, d, a) in [
+            (&self.name, dev, addr),
+            (&other.name, other_dev, other_addr),
+        ] {
+            ip(&["-n", n, "addr", "add", a, "dev", d])?;
+            ip(&["-n", n, "link", "set", d, "up"])?;
+        }
+        Ok(())
+    }
+
     fn make(tag: &str) -> io::Result<String> {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let name = format!("rl-{tag}-{}-{n}", std::process::id());

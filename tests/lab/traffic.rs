@@ -29,7 +29,33 @@ pub fn udp_send_paced(
     payload: usize,
     rate: u64,
 ) -> io::Result<(u16, usize)> {
+    paced(dst, count, payload, rate, false)
+}
+
+/// [`udp_send_paced`] from a connected socket: its IPv4 datagrams carry IP
+/// ids that go up by one (an unconnected socket's DF datagrams carry 0), so
+/// `ip.id` with the time tells every packet apart. Nothing may answer at
+/// `dst` (drop it): an ICMP error would fail the next send.
+pub fn udp_send_paced_connected(
+    dst: SocketAddr,
+    count: usize,
+    payload: usize,
+    rate: u64,
+) -> io::Result<(u16, usize)> {
+    paced(dst, count, payload, rate, true)
+}
+
+fn paced(
+    dst: SocketAddr,
+    count: usize,
+    payload: usize,
+    rate: u64,
+    connect: bool,
+) -> io::Result<(u16, usize)> {
     let sock = UdpSocket::bind(unspecified_for(&dst))?;
+    if connect {
+        sock.connect(dst)?;
+    }
     let port = sock.local_addr()?.port();
     let buf: Vec<u8> = (0..payload).map(|i| (i % 251) as u8).collect();
     let start = Instant::now();
@@ -43,7 +69,11 @@ pub fn udp_send_paced(
                 std::thread::sleep(due - now);
             }
         }
-        sock.send_to(&buf, dst)?;
+        if connect {
+            sock.send(&buf)?;
+        } else {
+            sock.send_to(&buf, dst)?;
+        }
         sent += 1;
     }
     Ok((port, sent))
