@@ -111,30 +111,50 @@ fn current(tag: &str, ns: &Netns) -> Box<dyn Server> {
 
 /// `down`: the server is stopped (its table made) before the daemon starts.
 fn setup(tag: &str, g1: u16, down: bool, server: fn(&str, &Netns) -> Box<dyn Server>) -> Setup {
-    // Every packet on lo, the daemon's own inserts too: JSON sees them as well.
-    let rules = format!(
+    let rules = log_rules(g1);
+    let plain = Variant {
+        rules: &rules,
+        with_json: true,
+        table: true,
+        edit: &|c, _| c,
+    };
+    setup_with(tag, g1, down, server, plain)
+}
+
+/// Every packet on lo, the daemon's own inserts too: JSON sees them as well.
+fn log_rules(g1: u16) -> String {
+    format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{}\
          \x20 log prefix \"IN\" group {g1}\n\
          \x20 udp dport 9999 drop\n }}\n}}\n",
         lab::QUIET_MULTICAST
-    );
-    setup_with(tag, g1, down, server, &rules, true)
+    )
 }
 
-/// [`setup`] with its own nft ruleset; without `json`, CLICKHOUSE alone
-/// (a run too long to compare with JSON line by line).
+/// How a [`setup_with`] differs from [`setup`].
+struct Variant<'a> {
+    /// The nft ruleset.
+    rules: &'a str,
+    /// Without, CLICKHOUSE alone (a run too long to compare line by line).
+    with_json: bool,
+    /// Whether the test makes the packet table (else `create=` must).
+    table: bool,
+    /// Rewrites the filled config, given the test's directory.
+    edit: &'a dyn Fn(String, &std::path::Path) -> String,
+}
+
+/// [`setup`] with a [`Variant`].
 fn setup_with(
     tag: &str,
     g1: u16,
     down: bool,
     server: fn(&str, &Netns) -> Box<dyn Server>,
-    rules: &str,
-    with_json: bool,
+    v: Variant<'_>,
 ) -> Setup {
     let ns = Netns::new(tag).unwrap();
-    ns.nft(rules).unwrap();
+    ns.nft(v.rules).unwrap();
     let mut ch = server(tag, &ns);
-    if ch.count("EXISTS TABLE packets") == 0 {
+    if v.table && ch.count("EXISTS TABLE packets") == 0 {
         ch.query(PACKETS_SQL);
     }
     if down {
@@ -142,7 +162,7 @@ fn setup_with(
     }
     let dir = TempDir::new(tag);
     let json = dir.path().join("out.json");
-    let (conf, outputs): (String, &[&std::path::Path]) = if with_json {
+    let (conf, outputs): (String, &[&std::path::Path]) = if v.with_json {
         (CONF.into(), &[&json])
     } else {
         let c = CONF
@@ -166,6 +186,7 @@ fn setup_with(
             ("SPOOL", lab::path_str(&dir.path().join("spool"))),
         ],
     );
+    let conf = (v.edit)(conf, dir.path());
     let daemon = Daemon::start(
         &ns,
         Kind::Rulogd,
@@ -355,7 +376,13 @@ fn server_restart_loses_and_doubles_nothing() {
         "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
          \x20 udp dport 9999 counter name \"c\" log prefix \"IN\" group {g1} drop\n }}\n}}\n"
     );
-    let mut s = setup_with("chrst", g1, false, debian, &rules, false);
+    let alone = Variant {
+        rules: &rules,
+        with_json: false,
+        table: true,
+        edit: &|c, _| c,
+    };
+    let mut s = setup_with("chrst", g1, false, debian, alone);
     let n = (RATE * SECS) as usize;
     let sent = std::thread::scope(|sc| {
         let ns = &s.ns;
@@ -616,66 +643,37 @@ fn conntrack_flows_equal_json_records() {
 /// a file, land with the values JSON shows.
 #[test]
 fn a_made_table_gzip_bodies_and_a_password_file_land_every_record() {
-    if !lab::require_root() || !clickhouse::available() {
-        eprintln!("skipped: needs root and clickhouse-server");
+    if !debian_ok() {
         return;
     }
-    let (tag, g1) = ("chopt", 82);
-    let ns = Netns::new(tag).unwrap();
-    ns.nft(&format!(
-        "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{}\
-         \x20 log prefix \"IN\" group {g1}\n\
-         \x20 udp dport 9999 drop\n }}\n}}\n",
-        lab::QUIET_MULTICAST
-    ))
-    .unwrap();
-    let ch = debian(tag, &ns);
-    assert_eq!(ch.count("EXISTS TABLE packets"), 0, "a table already");
-    let dir = TempDir::new(tag);
-    let json = dir.path().join("out.json");
-    let pass = dir.path().join("ch.pass");
-    std::fs::write(&pass, format!("{PASS}\n")).unwrap();
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("G1", g1.to_string()),
-            ("JSON", lab::path_str(&json)),
-            ("URL", ch.url()),
-            ("USER", USER.to_string()),
-            ("PASS", PASS.to_string()),
-            ("SPOOL", lab::path_str(&dir.path().join("spool"))),
-        ],
-    )
-    .replace(
-        &format!("password=\"{PASS}\"\n"),
-        &format!(
-            "password_file=\"{}\"\ncompression=\"gzip\"\ncreate=\"packets\"\n",
-            lab::path_str(&pass)
-        ),
-    );
-    assert!(conf.contains("compression=\"gzip\""), "{conf}");
-    let daemon = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[g1],
-        &[&json],
-    );
-    mixed_traffic(&ns);
-    let log = std::fs::read_to_string(dir.path().join("rulogd.log")).unwrap_or_default();
+    let g1 = 82;
+    let rules = log_rules(g1);
+    let edit = |c: String, dir: &std::path::Path| {
+        let pass = dir.join("ch.pass");
+        std::fs::write(&pass, format!("{PASS}\n")).unwrap();
+        let c = c.replace(
+            &format!("password=\"{PASS}\"\n"),
+            &format!(
+                "password_file=\"{}\"\ncompression=\"gzip\"\ncreate=\"packets\"\n",
+                lab::path_str(&pass)
+            ),
+        );
+        assert!(c.contains("compression=\"gzip\""), "{c}");
+        c
+    };
+    let made = Variant {
+        rules: &rules,
+        with_json: true,
+        table: false,
+        edit: &edit,
+    };
+    let s = setup_with("chopt", g1, false, debian, made);
+    mixed_traffic(&s.ns);
+    let log = std::fs::read_to_string(s.dir.path().join("rulogd.log")).unwrap_or_default();
     assert!(log.contains("made table packets"), "no table made:\n{log}");
     assert!(
         log.contains("can be read by others"),
         "no warning on a 0644 password file:\n{log}"
     );
-    let s = Setup {
-        ns,
-        ch,
-        dir,
-        daemon,
-        json,
-    };
     compare(s, 30);
 }
