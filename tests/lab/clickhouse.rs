@@ -141,6 +141,12 @@ impl ClickHouse {
         format!("{}{}", r("stderr.log"), r("error.log"))
     }
 
+    /// The server's pid while it runs (`ip netns exec` execs the server),
+    /// for its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
     /// The HTTP port (on 127.0.0.1 inside the namespace).
     pub fn http_port(&self) -> u16 {
         self.http

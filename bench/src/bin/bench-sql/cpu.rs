@@ -2,13 +2,12 @@
 //! machine's clock ticks.
 
 use super::{Db, Target};
-use rulogd_tests::maria::Maria;
 use rulogd_tests::nfproc;
 use rulogd_tests::pg::Pg;
 
 /// CPU clock ticks so far: the daemon's, the database server's (every
-/// process of the PostgreSQL cluster, or mariadbd) and the whole machine's
-/// busy and total time.
+/// process of the PostgreSQL cluster, mariadbd or clickhouse-server) and
+/// the whole machine's busy and total time.
 #[derive(Clone, Copy, Default)]
 pub struct Cpu {
     pub daemon: u64,
@@ -18,13 +17,13 @@ pub struct Cpu {
 }
 
 impl Cpu {
-    pub fn now(t: Target, daemon: u32, pg: &Pg, my: Option<&Maria>) -> Cpu {
+    /// `server`: the pid of a server that is one process (MariaDB,
+    /// ClickHouse); PostgreSQL's processes are found from `pg`.
+    pub fn now(t: Target, daemon: u32, pg: &Pg, server: Option<u32>) -> Cpu {
         let (busy, total) = machine_ticks();
         let server = match t.db() {
             Db::Pg => pg_ticks(pg),
-            Db::My => my
-                .and_then(Maria::pid)
-                .map_or(0, |p| nfproc::cpu_ticks(p).unwrap_or(0)),
+            Db::My | Db::Ch => server.map_or(0, |p| nfproc::cpu_ticks(p).unwrap_or(0)),
             Db::Lite => 0,
         };
         Cpu {
