@@ -175,6 +175,8 @@ struct Measured {
     server_us: f64,
     /// Share of the machine's CPU time that was busy, in percent.
     busy_pct: f64,
+    /// The part of it that other work on the (shared) machine took.
+    others_pct: f64,
     /// Packets the log rule saw but no row holds, when the run went to
     /// its end (None: cut at `--secs`).
     lost: Option<i64>,
@@ -363,7 +365,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
             .as_ref()
             .and_then(Maria::pid)
             .or_else(|| chs.as_ref().and_then(clickhouse::ClickHouse::pid));
-        let cpu = Cpu::now(t, d.pid(), pg, server);
+        let cpu = Cpu::now(t, d.pid(), pg, server, sender.id());
         if t0.is_none() && n > 0 {
             t0 = Some(now);
             n0 = n;
@@ -400,6 +402,8 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
                 daemon_us: us(cpu1.daemon.saturating_sub(cpu0.daemon)),
                 server_us: us(cpu1.server.saturating_sub(cpu0.server)),
                 busy_pct: 100.0 * (cpu1.busy - cpu0.busy) as f64
+                    / (cpu1.total - cpu0.total).max(1) as f64,
+                others_pct: 100.0 * cpu1.others.saturating_sub(cpu0.others) as f64
                     / (cpu1.total - cpu0.total).max(1) as f64,
                 lost: idle.then_some(logged as i64 - last as i64),
             });
@@ -458,6 +462,8 @@ fn main() {
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     // CPU µs per row of the daemon and of the database server, per target.
     let mut cpu: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
+    // The machine's share taken by other work during each target's runs.
+    let mut others: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for r in 0..repeats {
         for (i, &t) in targets.iter().enumerate() {
             // ulogd2 cannot keep up: a smaller burst measures its rate as well.
@@ -477,14 +483,16 @@ fn main() {
                     let lost = m.lost.map_or(String::new(), |l| format!(", {l} lost"));
                     println!(
                         "  run {} {:<23} {:>8.0} rows/s ({} rows{lost})  CPU/row: daemon {:.2} us{pg}; \
-                         machine {:.0} % busy",
+                         machine {:.0} % busy, {:.0} % other work",
                         r + 1,
                         t.name(),
                         m.rate,
                         m.rows,
                         m.daemon_us,
-                        m.busy_pct
+                        m.busy_pct,
+                        m.others_pct
                     );
+                    others[i].push(m.others_pct);
                     results[i].push(m.rate);
                     cpu[i].0.push(m.daemon_us);
                     if t.server().is_some() {
@@ -508,8 +516,11 @@ fn main() {
             let pg = t
                 .server()
                 .map_or(String::new(), |s| format!(", {s} {} us", us(&cpu[i].1)));
+            let busy = min_med_max(&others[i]).map_or(String::new(), |x| {
+                format!("; other work {:.0}-{:.0} %", x.0, x.2)
+            });
             println!(
-                "{:<23} {:>8.0} / {:>8.0} / {:>8.0} rows/s; median CPU/row: daemon {} us{pg}",
+                "{:<23} {:>8.0} / {:>8.0} / {:>8.0} rows/s; median CPU/row: daemon {} us{pg}{busy}",
                 t.name(),
                 a,
                 m,
