@@ -15,9 +15,10 @@
 //! for the disk). `rulogd-pgsql-drain` measures rulogd's writer alone: the
 //! rows are spooled while PostgreSQL is stopped, then written once it is
 //! started again, with the input idle (on a 2-core machine the NFLOG input
-//! and the sender otherwise bound the live rate). Each run also reports the
-//! CPU time per row of the daemon and of the database server, and how busy
-//! the machine was. `rulogd-pgsql-full` and `ulogd2-pgsql-full` write into
+//! and the sender otherwise bound the live rate); a drain ends when every
+//! packet the rule logged has landed. Each run also reports the CPU time
+//! per row of the daemon and of the database server, how busy the machine
+//! was, and how much of it other processes took (the machine is shared). `rulogd-pgsql-full` and `ulogd2-pgsql-full` write into
 //! ulogd2's own schema (Debian's pgsql-ulogd2.sql) through its
 //! `INSERT_PACKET_FULL` function, with HWHDR in the stack as ulogd2's sample
 //! config has it: `--full-packets` packets for rulogd, a tenth for ulogd2,
