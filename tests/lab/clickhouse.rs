@@ -156,7 +156,8 @@ impl ClickHouse {
         format!("{}{}", r("stderr.log"), r("error.log"))
     }
 
-    /// The server's pid while it runs.
+    /// The server's pid while it runs (`ip netns exec` execs the server),
+    /// for its CPU time.
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(Child::id)
     }

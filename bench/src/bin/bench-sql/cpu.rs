@@ -2,42 +2,51 @@
 //! machine's clock ticks.
 
 use super::{Db, Target};
-use rulogd_tests::maria::Maria;
 use rulogd_tests::nfproc;
 use rulogd_tests::pg::Pg;
 
 /// CPU clock ticks so far: the daemon's, the database server's (every
-/// process of the PostgreSQL cluster, or mariadbd) and the whole machine's
-/// busy and total time.
+/// process of the PostgreSQL cluster, mariadbd or clickhouse-server) and
+/// the whole machine's busy and total time.
 #[derive(Clone, Copy, Default)]
 pub struct Cpu {
     pub daemon: u64,
     pub server: u64,
     pub busy: u64,
     pub total: u64,
+    /// The machine's user + system time less the run's own (daemon, server,
+    /// sender, this process): what the machine's other work took.
+    pub others: u64,
 }
 
 impl Cpu {
-    pub fn now(t: Target, daemon: u32, pg: &Pg, my: Option<&Maria>) -> Cpu {
-        let (busy, total) = machine_ticks();
+    /// `server`: the pid of a server that is one process (MariaDB,
+    /// ClickHouse); PostgreSQL's processes are found from `pg`.
+    /// `sender`: blast's pid (its ticks stay readable until it is reaped).
+    pub fn now(t: Target, daemon: u32, pg: &Pg, server: Option<u32>, sender: u32) -> Cpu {
+        let (busy, total, procs) = machine_ticks();
         let server = match t.db() {
             Db::Pg => pg_ticks(pg),
-            Db::My => my
-                .and_then(Maria::pid)
-                .map_or(0, |p| nfproc::cpu_ticks(p).unwrap_or(0)),
+            Db::My | Db::Ch => server.map_or(0, |p| nfproc::cpu_ticks(p).unwrap_or(0)),
             Db::Lite => 0,
         };
+        let daemon = nfproc::cpu_ticks(daemon).unwrap_or(0);
+        let ticks = |p: u32| nfproc::cpu_ticks(p).unwrap_or(0);
+        let own = daemon + server + ticks(sender) + ticks(std::process::id());
         Cpu {
-            daemon: nfproc::cpu_ticks(daemon).unwrap_or(0),
+            daemon,
             server,
             busy,
             total,
+            others: procs.saturating_sub(own),
         }
     }
 }
 
-/// Busy and total ticks of all CPUs (`/proc/stat`); iowait counts as idle.
-fn machine_ticks() -> (u64, u64) {
+/// Busy and total ticks of all CPUs (`/proc/stat`; iowait counts as idle),
+/// and the user + nice + system part of busy (what processes' utime and
+/// stime add up to; irq, softirq and steal are not charged to a process).
+fn machine_ticks() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let f: Vec<u64> = stat
         .lines()
@@ -49,7 +58,8 @@ fn machine_ticks() -> (u64, u64) {
         .collect();
     let total: u64 = f.iter().take(8).sum();
     let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let procs = f.iter().take(3).sum();
+    (total - idle, total, procs)
 }
 
 /// utime + stime of the postmaster and its children (backends, WAL writer,

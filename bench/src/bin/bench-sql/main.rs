@@ -1,6 +1,7 @@
 //! SQL insert throughput: rows/s that land in PostgreSQL for rulogd's PGSQL
 //! and ulogd2's PGSQL, side by side in one run, rows/s into SQLite for both
-//! SQLITE3 outputs and into MariaDB for both MYSQL outputs.
+//! SQLITE3 outputs, into MariaDB for both MYSQL outputs, and into
+//! ClickHouse for rulogd's CLICKHOUSE beside its PGSQL.
 //!
 //! Each run: a fresh namespace with `udp dport 9999 log group 7 drop`, one
 //! daemon with NFLOG → BASE → IFINDEX → IP2STR → SQL into an 18-column
@@ -14,23 +15,35 @@
 //! for the disk). `rulogd-pgsql-drain` measures rulogd's writer alone: the
 //! rows are spooled while PostgreSQL is stopped, then written once it is
 //! started again, with the input idle (on a 2-core machine the NFLOG input
-//! and the sender otherwise bound the live rate). Each run also reports the
-//! CPU time per row of the daemon and of the database server, and how busy
-//! the machine was. `rulogd-pgsql-full` and `ulogd2-pgsql-full` write into
+//! and the sender otherwise bound the live rate); a drain ends when every
+//! packet the rule logged has landed. Each run also reports the CPU time
+//! per row of the daemon and of the database server, how busy the machine
+//! was, and how much of it other processes took (the machine is shared). `rulogd-pgsql-full` and `ulogd2-pgsql-full` write into
 //! ulogd2's own schema (Debian's pgsql-ulogd2.sql) through its
 //! `INSERT_PACKET_FULL` function, with HWHDR in the stack as ulogd2's sample
 //! config has it: `--full-packets` packets for rulogd, a tenth for ulogd2,
 //! each run going to its end so that the rows missing (packets the log
-//! rule counted, less rows in `ulog2`) are reported. Results: min / median
-//! / max of `--repeats` runs.
+//! rule counted, less rows in `ulog2`) are reported. `rulogd-clickhouse`
+//! and `rulogd-clickhouse-drain` do what `rulogd-pgsql` and its drain do
+//! with rulogd's CLICKHOUSE (its defaults: RowBinary inserts of up to 100K
+//! rows) into a MergeTree table with the same 18 columns, on the test lab's
+//! throw-away clickhouse-server 18.16 started per run inside the run's
+//! namespace; rows are counted with `SELECT count()` over HTTP, and the
+//! ratios against PGSQL (COPY) are printed. Results: min / median / max of
+//! `--repeats` runs.
 //!
 //! Run as root after `cargo build --release --bins`:
-//! `./target/release/bench-sql [--packets 2M] [--repeats 3] [--secs 20]`.
+//! `./target/release/bench-sql [--packets 2M] [--repeats 3] [--secs 20]
+//! [--targets LIST]`.
 
+mod ch;
+mod count;
 mod cpu;
 
+use count::RowCount;
 use cpu::Cpu;
 use rulogd_bench::{min_med_max, Args};
+use rulogd_tests::clickhouse;
 use rulogd_tests::maria::{self, Maria, PASS, USER};
 use rulogd_tests::pg::Pg;
 use rulogd_tests::{self as lab, nfproc, Daemon, Kind, Netns, TempDir};
@@ -40,7 +53,8 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: bench-sql [--packets 2M] [--repeats 3] [--secs 20] \
 [--full-packets 200K] [--targets rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,\
-rulogd-pgsql-full,ulogd2-pgsql-full,rulogd-sqlite,ulogd2-sqlite,rulogd-mysql,ulogd2-mysql]";
+rulogd-pgsql-full,ulogd2-pgsql-full,rulogd-sqlite,ulogd2-sqlite,rulogd-mysql,ulogd2-mysql,\
+rulogd-clickhouse,rulogd-clickhouse-drain]";
 
 const COLUMNS: &str = "oob_time_sec bigint, oob_time_usec bigint, oob_prefix text, \
 oob_hook smallint, oob_mark bigint, oob_in text, oob_out text, oob_family smallint, \
@@ -76,6 +90,10 @@ enum Target {
     UlogdLite,
     RulogdMy,
     UlogdMy,
+    /// CLICKHOUSE into a MergeTree table of clickhouse-server 18.16.
+    RulogdCh,
+    /// As [`Target::RulogdPgDrain`], into ClickHouse.
+    RulogdChDrain,
 }
 
 /// Where a target's rows go.
@@ -84,6 +102,7 @@ enum Db {
     Pg,
     Lite,
     My,
+    Ch,
 }
 
 impl Target {
@@ -98,6 +117,8 @@ impl Target {
             Target::UlogdLite => "ulogd2-sqlite",
             Target::RulogdMy => "rulogd-mysql",
             Target::UlogdMy => "ulogd2-mysql",
+            Target::RulogdCh => "rulogd-clickhouse",
+            Target::RulogdChDrain => "rulogd-clickhouse-drain",
         }
     }
     fn kind(self) -> Kind {
@@ -106,7 +127,9 @@ impl Target {
             | Target::RulogdPgDrain
             | Target::RulogdPgFull
             | Target::RulogdLite
-            | Target::RulogdMy => Kind::Rulogd,
+            | Target::RulogdMy
+            | Target::RulogdCh
+            | Target::RulogdChDrain => Kind::Rulogd,
             _ => Kind::Ulogd,
         }
     }
@@ -119,7 +142,12 @@ impl Target {
             | Target::UlogdPgFull => Db::Pg,
             Target::RulogdLite | Target::UlogdLite => Db::Lite,
             Target::RulogdMy | Target::UlogdMy => Db::My,
+            Target::RulogdCh | Target::RulogdChDrain => Db::Ch,
         }
+    }
+    /// Rows spooled while the server is stopped, written with the input idle.
+    fn drain(self) -> bool {
+        matches!(self, Target::RulogdPgDrain | Target::RulogdChDrain)
     }
     fn pg(self) -> bool {
         self.db() == Db::Pg
@@ -133,70 +161,8 @@ impl Target {
         match self.db() {
             Db::Pg => Some("postgres"),
             Db::My => Some("mariadb"),
+            Db::Ch => Some("clickhouse"),
             Db::Lite => None,
-        }
-    }
-}
-
-/// Counts the rows in the table so far, cheaply: the serial's last value
-/// (PostgreSQL) or the largest id (MariaDB), each over one kept connection,
-/// or the largest rowid (SQLite).
-struct RowCount {
-    conn: Option<postgres::Client>,
-    my: Option<mysql::Conn>,
-}
-
-impl RowCount {
-    /// None when the count could not be read (the server not up yet,
-    /// SQLite locked by a writer), which must not look like an idle writer.
-    fn get(&mut self, t: Target, pg: &Pg, db: &Path, my: Option<&Maria>) -> Option<u64> {
-        if let Some(my) = my {
-            use mysql::prelude::Queryable;
-            if self.my.is_none() {
-                let sock = my.socket().to_string_lossy().into_owned();
-                let opts = mysql::OptsBuilder::new()
-                    .socket(Some(sock))
-                    .user(Some("root"));
-                self.my = mysql::Conn::new(opts).ok();
-            }
-            let c = self.my.as_mut()?;
-            let n: Option<u64> = c
-                .query_first("select coalesce(max(_id), 0) from b.bench")
-                .ok()?;
-            return n;
-        }
-        if t.pg() {
-            if !matches!(&self.conn, Some(c) if !c.is_closed()) {
-                let url = format!(
-                    "host={} port={} user=postgres dbname={}",
-                    pg.host(),
-                    pg.port(),
-                    if t.full() { "ulog2db" } else { "b" }
-                );
-                self.conn = postgres::Client::connect(&url, postgres::NoTls).ok();
-            }
-            let row = self
-                .conn
-                .as_mut()?
-                .query_one(
-                    if t.full() {
-                        "select case when is_called then last_value else 0 end from ulog2__id_seq"
-                    } else {
-                        "select case when is_called then last_value else 0 end from bench__id_seq"
-                    },
-                    &[],
-                )
-                .ok()?;
-            u64::try_from(row.get::<_, i64>(0)).ok()
-        } else {
-            let out = Command::new("sqlite3")
-                .args(["-cmd", ".timeout 2000"])
-                .arg(db)
-                .arg("select coalesce(max(rowid), 0) from bench")
-                .output();
-            out.ok()
-                .filter(|o| o.status.success())
-                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         }
     }
 }
@@ -210,16 +176,28 @@ struct Measured {
     server_us: f64,
     /// Share of the machine's CPU time that was busy, in percent.
     busy_pct: f64,
+    /// The part of it that other work on the (shared) machine took.
+    others_pct: f64,
     /// Packets the log rule saw but no row holds, when the run went to
     /// its end (None: cut at `--secs`).
     lost: Option<i64>,
+    /// The longest wait between two changes of the count.
+    gap: Duration,
 }
 
-fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path, my: Option<&Maria>) -> String {
+fn conf(
+    t: Target,
+    pg: &Pg,
+    db: &Path,
+    spool: &Path,
+    my: Option<&Maria>,
+    chs: Option<&clickhouse::ClickHouse>,
+) -> String {
     let plugin = match t.db() {
         Db::Pg => "PGSQL",
         Db::Lite => "SQLITE3",
         Db::My => "MYSQL",
+        Db::Ch => "CLICKHOUSE",
     };
     let mut c = STACK
         .replace("{PLUGIN}", plugin)
@@ -249,6 +227,7 @@ fn conf(t: Target, pg: &Pg, db: &Path, spool: &Path, my: Option<&Maria>) -> Stri
                 my.port()
             );
         }
+        (Db::Ch, _) => c += &chs.map(ch::conf).unwrap_or_default(),
         _ => c += &format!("db=\"{}\"\ntable=\"bench\"\n", db.display()),
     }
     if t.kind() == Kind::Rulogd {
@@ -312,15 +291,30 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
         );
         my
     });
+    // Likewise ClickHouse, its table made before the daemon reads its columns.
+    let mut chs = match t.db() {
+        Db::Ch => Some(ch::start(&ns)?),
+        _ => None,
+    };
     ns.nft(
         "table inet t {\n counter c {}\n chain in {\n  type filter hook input priority 0;\n  \
             udp dport 9999 counter name \"c\" log group 7 drop\n }\n}\n",
     )
     .map_err(|e| e.to_string())?;
-    let c = conf(t, pg, &db, &dir.path().join("spool"), my.as_ref());
+    let c = conf(
+        t,
+        pg,
+        &db,
+        &dir.path().join("spool"),
+        my.as_ref(),
+        chs.as_ref(),
+    );
     let d = Daemon::start(&ns, t.kind(), dir.path(), t.name(), &c, &[7], &[]);
-    if t == Target::RulogdPgDrain {
-        pg.stop_server();
+    if t.drain() {
+        match chs.as_mut() {
+            Some(s) => s.stop_server(),
+            None => pg.stop_server(),
+        }
     }
     let mut sender = ns
         .command(blast)
@@ -328,7 +322,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
         .stdout(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("blast: {e}"))?;
-    if t == Target::RulogdPgDrain {
+    if t.drain() {
         let _ = sender.wait();
         // Everything read is in the spool once its size stops changing.
         let spool = dir.path().join("spool/sql1");
@@ -347,36 +341,52 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
             prev = size();
             std::thread::sleep(Duration::from_secs(1));
         }
-        pg.start_server();
+        match chs.as_mut() {
+            Some(s) => s.start_server(),
+            None => pg.start_server(),
+        }
     }
+    // A drain knows its end: every packet the rule logged. The writer may
+    // pause for seconds on a busy machine; such a pause belongs in the
+    // rate, it must not end the run early (as a 2 s idle gap did).
+    let expect = t
+        .drain()
+        .then(|| ns.counter("inet", "t", "c").ok())
+        .flatten();
+    let quiet = Duration::from_secs(if expect.is_some() { 10 } else { 2 });
     // Wait for the first row, then until the count stops moving.
-    let mut count = RowCount {
-        conn: None,
-        my: None,
-    };
+    let mut count = RowCount::default();
     let limit = Instant::now() + Duration::from_secs(secs + 30);
     let (mut t0, mut n0) = (None, 0);
     let (mut last, mut last_change) = (0u64, Instant::now());
+    let mut gap = Duration::ZERO;
     let (mut cpu0, mut cpu_last) = (Cpu::default(), Cpu::default());
     loop {
         // A look at SQLite costs a process: not too often, on 2 cores.
         let look = if t.db() == Db::Lite { 500 } else { 100 };
         std::thread::sleep(Duration::from_millis(look));
         let now = Instant::now();
-        let Some(n) = count.get(t, pg, &db, my.as_ref()) else {
+        let Some(n) = count.get(t, pg, &db, my.as_ref(), chs.as_ref().map(|s| (&ns, s))) else {
             if now > limit {
                 return Err("the row count could not be read".into());
             }
             continue;
         };
         let n = n.max(last);
-        let cpu = Cpu::now(t, d.pid(), pg, my.as_ref());
+        let server = my
+            .as_ref()
+            .and_then(Maria::pid)
+            .or_else(|| chs.as_ref().and_then(clickhouse::ClickHouse::pid));
+        let cpu = Cpu::now(t, d.pid(), pg, server, sender.id());
         if t0.is_none() && n > 0 {
             t0 = Some(now);
             n0 = n;
             cpu0 = cpu;
         }
         if n != last {
+            if t0.is_some_and(|s| s != now) {
+                gap = gap.max(now.duration_since(last_change));
+            }
             last = n;
             last_change = now;
             cpu_last = cpu;
@@ -387,7 +397,7 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
             }
             continue;
         };
-        let idle = now.duration_since(last_change) > Duration::from_secs(2);
+        let idle = expect.is_some_and(|e| last >= e) || now.duration_since(last_change) > quiet;
         if idle || now.duration_since(start) > Duration::from_secs(secs) || now > limit {
             let (end, cpu1) = if idle {
                 (last_change, cpu_last)
@@ -408,7 +418,10 @@ fn run(t: Target, pg: &mut Pg, packets: u64, secs: u64, blast: &Path) -> Result<
                 server_us: us(cpu1.server.saturating_sub(cpu0.server)),
                 busy_pct: 100.0 * (cpu1.busy - cpu0.busy) as f64
                     / (cpu1.total - cpu0.total).max(1) as f64,
+                others_pct: 100.0 * cpu1.others.saturating_sub(cpu0.others) as f64
+                    / (cpu1.total - cpu0.total).max(1) as f64,
                 lost: idle.then_some(logged as i64 - last as i64),
+                gap,
             });
         }
     }
@@ -438,16 +451,20 @@ fn main() {
         Target::UlogdLite,
         Target::RulogdMy,
         Target::UlogdMy,
+        Target::RulogdCh,
+        Target::RulogdChDrain,
     ];
     let wanted = args.str("targets").unwrap_or(
         "rulogd-pgsql,rulogd-pgsql-drain,ulogd2-pgsql,rulogd-pgsql-full,ulogd2-pgsql-full,\
-         rulogd-sqlite,ulogd2-sqlite,rulogd-mysql,ulogd2-mysql",
+         rulogd-sqlite,ulogd2-sqlite,rulogd-mysql,ulogd2-mysql,rulogd-clickhouse,\
+         rulogd-clickhouse-drain",
     );
     let targets: Vec<Target> = all
         .into_iter()
         .filter(|t| wanted.split(',').any(|w| w == t.name()))
         .filter(|t| t.kind() == Kind::Rulogd || Path::new(lab::ULOGD_BIN).exists())
         .filter(|t| t.db() != Db::My || maria::available())
+        .filter(|t| t.db() != Db::Ch || clickhouse::available())
         .collect();
     let mut pg = Pg::start_with(
         "bsql",
@@ -461,6 +478,8 @@ fn main() {
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     // CPU µs per row of the daemon and of the database server, per target.
     let mut cpu: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
+    // The machine's share taken by other work during each target's runs.
+    let mut others: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for r in 0..repeats {
         for (i, &t) in targets.iter().enumerate() {
             // ulogd2 cannot keep up: a smaller burst measures its rate as well.
@@ -477,24 +496,29 @@ fn main() {
                     let pg = t
                         .server()
                         .map_or(String::new(), |s| format!(", {s} {:.2} us", m.server_us));
-                    let lost = m.lost.map_or(String::new(), |l| format!(", {l} lost"));
+                    let mut lost = m.lost.map_or(String::new(), |l| format!(", {l} lost"));
+                    if m.gap > Duration::from_secs(1) {
+                        lost += &format!(", a {:.1} s pause", m.gap.as_secs_f64());
+                    }
                     println!(
-                        "  run {} {:<18} {:>8.0} rows/s ({} rows{lost})  CPU/row: daemon {:.2} us{pg}; \
-                         machine {:.0} % busy",
+                        "  run {} {:<23} {:>8.0} rows/s ({} rows{lost})  CPU/row: daemon {:.2} us{pg}; \
+                         machine {:.0} % busy, {:.0} % other work",
                         r + 1,
                         t.name(),
                         m.rate,
                         m.rows,
                         m.daemon_us,
-                        m.busy_pct
+                        m.busy_pct,
+                        m.others_pct
                     );
+                    others[i].push(m.others_pct);
                     results[i].push(m.rate);
                     cpu[i].0.push(m.daemon_us);
                     if t.server().is_some() {
                         cpu[i].1.push(m.server_us);
                     }
                 }
-                Err(e) => println!("  run {} {:<18} failed: {e}", r + 1, t.name()),
+                Err(e) => println!("  run {} {:<23} failed: {e}", r + 1, t.name()),
             }
         }
     }
@@ -511,8 +535,11 @@ fn main() {
             let pg = t
                 .server()
                 .map_or(String::new(), |s| format!(", {s} {} us", us(&cpu[i].1)));
+            let busy = min_med_max(&others[i]).map_or(String::new(), |x| {
+                format!("; other work {:.0}-{:.0} %", x.0, x.2)
+            });
             println!(
-                "{:<18} {:>8.0} / {:>8.0} / {:>8.0} rows/s; median CPU/row: daemon {} us{pg}",
+                "{:<23} {:>8.0} / {:>8.0} / {:>8.0} rows/s; median CPU/row: daemon {} us{pg}{busy}",
                 t.name(),
                 a,
                 m,
@@ -526,6 +553,8 @@ fn main() {
         (Target::RulogdPgFull, Target::UlogdPgFull),
         (Target::RulogdLite, Target::UlogdLite),
         (Target::RulogdMy, Target::UlogdMy),
+        (Target::RulogdCh, Target::RulogdPg),
+        (Target::RulogdChDrain, Target::RulogdPgDrain),
     ] {
         if let (Some(a), Some(b)) = (med(ours), med(theirs)) {
             println!(
