@@ -103,7 +103,19 @@ impl Record {
     pub fn set(&mut self, slot: Slot, v: Value) {
         let i = slot as usize;
         self.slots[i] = v;
-        self.valid[i / 64] |= 1u64 << (i % 64);
+        *self.word_of(i) |= 1u64 << (i % 64);
+    }
+
+    /// The validity word of slot `i`, which the caller has just found in
+    /// `slots`: then it exists (`valid` always has `slots.len()` bits, see
+    /// `with_slots` and `ensure_slots`, the only places that size them), and
+    /// the second bounds check, paid on every value set or read, is not.
+    #[inline(always)]
+    fn word_of(&mut self, i: usize) -> &mut u64 {
+        debug_assert!(i / 64 < self.valid.len());
+        // SAFETY: `i < slots.len()` (checked by the caller's indexing) and
+        // `valid.len() == slots.len().div_ceil(64)`, so `i / 64` is in bounds.
+        unsafe { self.valid.get_unchecked_mut(i / 64) }
     }
 
     /// Stores a value built in place by `make`, only if `slot` is bound:
@@ -122,7 +134,7 @@ impl Record {
             // SAFETY: `dst` is an initialised slot whose value owns no
             // resource now, so writing over it without a drop leaks nothing.
             unsafe { std::ptr::write(dst, make()) };
-            self.valid[i / 64] |= 1u64 << (i % 64);
+            *self.word_of(i) |= 1u64 << (i % 64);
         }
     }
 
@@ -151,11 +163,12 @@ impl Record {
     /// The value of a slot, if valid.
     #[inline]
     pub fn get(&self, slot: Slot) -> Option<&Value> {
-        if self.is_valid(slot) {
-            Some(&self.slots[slot as usize])
-        } else {
-            None
-        }
+        let i = slot as usize;
+        let v = &self.slots[i];
+        // SAFETY: `i < slots.len()` (indexed just above) and
+        // `valid.len() == slots.len().div_ceil(64)`: see `word_of`.
+        let w = unsafe { *self.valid.get_unchecked(i / 64) };
+        (w & (1u64 << (i % 64)) != 0).then_some(v)
     }
 
     /// The value of an optional binding, if bound and valid.
