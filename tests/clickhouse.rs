@@ -669,11 +669,14 @@ fn a_made_table_gzip_bodies_and_a_password_file_land_every_record() {
     };
     let s = setup_with("chopt", g1, false, debian, made);
     mixed_traffic(&s.ns);
-    let log = std::fs::read_to_string(s.dir.path().join("rulogd.log")).unwrap_or_default();
-    assert!(log.contains("made table packets"), "no table made:\n{log}");
+    // The daemon's log is written behind it: wait for the lines.
+    let path = s.dir.path().join("rulogd.log");
+    let log = || std::fs::read_to_string(&path).unwrap_or_default();
+    let both = |l: &str| l.contains("made table packets") && l.contains("can be read by others");
     assert!(
-        log.contains("can be read by others"),
-        "no warning on a 0644 password file:\n{log}"
+        lab::wait_until(Duration::from_secs(10), || both(&log())),
+        "no table made, or no warning on a 0644 password file:\n{}",
+        log()
     );
     compare(s, 30);
 }

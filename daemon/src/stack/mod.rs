@@ -12,8 +12,8 @@ mod sections;
 use crate::config::{Config, ConfigError, StackLine};
 use crate::registry;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, Input, KeyDef, Options, Output, PluginKind,
-    Registration, SharedRegistry, Slot, UpstreamKey,
+    Above, Binding, BuildCtx, BuildError, Builder, Filter, Input, KeyDef, Options, Output,
+    PluginKind, Registration, SharedRegistry, Slot, UpstreamKey,
 };
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -388,7 +388,12 @@ pub fn instantiate(
             line
         )
     }
-    fn nodes(cfg: &Config, list: &mut [Node], shared: &SharedRegistry) -> anyhow::Result<()> {
+    fn nodes(
+        cfg: &Config,
+        list: &mut [Node],
+        shared: &SharedRegistry,
+        above: &mut Vec<(String, &'static str, &'static [KeyDef])>,
+    ) -> anyhow::Result<()> {
         for n in list.iter_mut() {
             let ctx = BuildCtx {
                 instance: &n.id,
@@ -398,9 +403,17 @@ pub fn instantiate(
             };
             let inst = match n.reg.builder {
                 Builder::Filter(b) => {
-                    let f = b(&ctx)
+                    let mut f = b(&ctx)
                         .map_err(|e| ctx_err(cfg, n.line, &n.id, n.reg.info.name, &n.options, e))?;
-                    if let Some(k) = f.input_keys() {
+                    let view: Vec<Above<'_>> = above
+                        .iter()
+                        .map(|(id, plugin, outputs)| Above {
+                            instance: id,
+                            plugin,
+                            outputs,
+                        })
+                        .collect();
+                    if let Some(k) = f.plan_inputs(&view) {
                         n.in_keys = k.into_owned();
                     }
                     Instance::Filter(f)
@@ -416,7 +429,10 @@ pub fn instantiate(
                 Builder::Input(_) => unreachable!("plan() puts inputs only at the root"),
             };
             n.inst = Some(inst);
-            nodes(cfg, &mut n.children, shared)?;
+            above.push((n.id.clone(), n.reg.info.name, n.reg.info.output_keys));
+            let r = nodes(cfg, &mut n.children, shared, above);
+            above.pop();
+            r?;
         }
         Ok(())
     }
@@ -432,7 +448,8 @@ pub fn instantiate(
         };
         t.inst =
             Some(b(&ctx).map_err(|e| ctx_err(cfg, t.line, &t.id, t.reg.info.name, &t.options, e))?);
-        nodes(cfg, &mut t.children, shared)?;
+        let mut above = vec![(t.id.clone(), t.reg.info.name, t.reg.info.output_keys)];
+        nodes(cfg, &mut t.children, shared, &mut above)?;
     }
     Ok(())
 }

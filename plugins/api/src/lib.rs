@@ -21,8 +21,8 @@ pub use homenet::{Direction, HomeNet};
 pub use key::{KeyDef, KeyFlags, KeyType, UpstreamKey};
 pub use options::{OptType, OptValue, OptionDef, Options};
 pub use plugin::{
-    Binding, BuildCtx, Builder, Emitter, Filter, Input, Output, PluginInfo, PluginKind, ReadStatus,
-    Registration, Signal, Verdict,
+    Above, Binding, BuildCtx, Builder, Emitter, Filter, Input, Output, PluginInfo, PluginKind,
+    ReadStatus, Registration, Signal, Verdict,
 };
 pub use record::{Record, Slot};
 pub use shared::{ProcessEnv, Service, SharedRegistry, StatsView};

@@ -161,11 +161,28 @@ pub trait Input: Send {
     fn stop(&mut self, _em: &mut dyn Emitter) {}
 }
 
+/// An instance above a filter in its stack, as [`Filter::plan_inputs`]
+/// sees it (the input first, the nearest last).
+pub struct Above<'a> {
+    /// The instance id.
+    pub instance: &'a str,
+    /// Its plugin's name (`BASE`).
+    pub plugin: &'static str,
+    /// The keys it declares as outputs.
+    pub outputs: &'a [KeyDef],
+}
+
 /// A per-record transformer or gate, run inline on its input's thread.
 pub trait Filter: Send {
     /// Input keys computed at configure time; `None` uses the static table.
     fn input_keys(&self) -> Option<Cow<'static, [KeyDef]>> {
         None
+    }
+    /// Input keys chosen knowing the instances above this one in its
+    /// stack; asked once, after the build, in place of
+    /// [`Filter::input_keys`] (which is the default).
+    fn plan_inputs(&mut self, _above: &[Above<'_>]) -> Option<Cow<'static, [KeyDef]>> {
+        self.input_keys()
     }
     /// Stores the slots it reads and writes.
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError>;

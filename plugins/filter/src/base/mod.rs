@@ -201,6 +201,46 @@ fn arp(st: &mut impl Sink, pkt: &Pkt) {
     st.put(ARP_DADDR, Value::Ipv4(a.target_proto_addr()));
 }
 
+/// BASE's decoder for another filter of this crate that reads BASE's keys
+/// from the packet itself (FLOW, when a BASE right above it would only
+/// make them for it): the wanted keys go into a stage and are read back by
+/// BASE's key index, with no trip through the record.
+pub(crate) struct Decoder {
+    stage: Stage,
+}
+
+impl Decoder {
+    /// BASE's index of the output named `name`.
+    pub(crate) fn index(name: &str) -> Option<usize> {
+        OUTPUT_KEYS.iter().position(|k| k.name == name)
+    }
+
+    /// A decoder making the outputs `wanted` (indices from [`Decoder::index`]).
+    pub(crate) fn new(wanted: impl IntoIterator<Item = usize>) -> Decoder {
+        let want = wanted.into_iter().fold(0u64, |m, k| m | 1 << k);
+        Decoder {
+            stage: Stage::new(want),
+        }
+    }
+
+    /// Decodes the packet as BASE does, from its inputs as BASE reads them.
+    pub(crate) fn decode(&mut self, data: &[u8], pktlen: u64, family: u8, protocol: u16) {
+        let n = usize::try_from(pktlen).map_or(data.len(), |n| n.min(data.len()));
+        let pkt = Pkt {
+            data: data.get(..n).unwrap_or(&[]),
+            span_base: Some(0),
+        };
+        self.stage.set = 0;
+        decode(&mut self.stage, &pkt, family, protocol);
+    }
+
+    /// Output `k` of the last packet, if it was made.
+    #[inline]
+    pub(crate) fn get(&self, k: usize) -> Option<&Value> {
+        (self.stage.set & (1 << k) != 0).then(|| &self.stage.vals[k])
+    }
+}
+
 /// One BASE instance: its bound slots.
 struct Base {
     in_pkt: Option<Slot>,
@@ -208,6 +248,9 @@ struct Base {
     in_family: Option<Slot>,
     in_protocol: Option<Slot>,
     out: [Option<Slot>; N_OUT],
+    /// Nothing below reads an output but maybe `oob.protocol` (FLOW
+    /// decodes for itself): no decoding.
+    idle: bool,
 }
 
 impl Default for Base {
@@ -218,6 +261,7 @@ impl Default for Base {
             in_family: None,
             in_protocol: None,
             out: [None; N_OUT],
+            idle: false,
         }
     }
 }
@@ -231,10 +275,21 @@ impl Filter for Base {
         for (k, slot) in self.out.iter_mut().enumerate() {
             *slot = b.output_if_active(k);
         }
+        self.idle = self
+            .out
+            .iter()
+            .enumerate()
+            .all(|(k, s)| s.is_none() || k == OOB_PROTOCOL);
         Ok(())
     }
 
     fn process(&mut self, rec: &mut Record) -> rulogd_plugin::Verdict {
+        if self.idle {
+            // What decode() would set first, whatever the packet.
+            let protocol = rec.get_u64(self.in_protocol).unwrap_or(0) as u16;
+            rec.set_opt(self.out[OOB_PROTOCOL], Value::U16(protocol));
+            return rulogd_plugin::Verdict::Continue;
+        }
         // Like ulogd, an input without a value reads as 0.
         let family = rec.get_u64(self.in_family).unwrap_or(0) as u8;
         let protocol = rec.get_u64(self.in_protocol).unwrap_or(0) as u16;

@@ -3,7 +3,7 @@
 //! record reading and table, and every packet FLOW takes must come out in
 //! the records exactly once, with the table never above `max_flows`.
 
-use super::{build_flow, FlowFilter, INPUT_KEYS, KEYS, NIN, NKEYS};
+use super::{build_flow, FlowFilter, OwnDecode, INPUT_KEYS, KEYS, NIN, NKEYS};
 use crate::base::decode_for_fuzz;
 use rulogd_plugin::{Binding, BuildCtx, Filter, Options, Record, SharedRegistry, Slot, Value};
 
@@ -84,7 +84,20 @@ pub fn fuzz_input(data: &[u8]) -> u64 {
         return 0;
     };
     let mut f = filter(cfg);
-    let mut rec = Record::with_slots(NIN + NKEYS);
+    // The same packets through FLOW's own decoding (as behind BASE in a
+    // stack): each must come out as the one from BASE's keys.
+    let mut own = filter(cfg);
+    let base = (NIN + NKEYS) as Slot;
+    let (p_pkt, p_len, p_proto) = (base, base + 1, base + 2);
+    let map = std::array::from_fn(|i| crate::base::Decoder::index(&INPUT_KEYS[i].name));
+    own.own = Some(OwnDecode {
+        dec: crate::base::Decoder::new(map.iter().flatten().copied()),
+        map,
+        pkt: Some(p_pkt),
+        pktlen: Some(p_len),
+        protocol: Some(p_proto),
+    });
+    let mut rec = Record::with_slots(NIN + NKEYS + 3);
     let slot_of = |name: &str| INPUT_KEYS.iter().position(|k| k.name == name);
     let (mut taken, mut out) = (0u64, 0u64);
     let mut sec = 1_000_000u32;
@@ -113,7 +126,13 @@ pub fn fuzz_input(data: &[u8]) -> u64 {
         if vlan != 0 {
             set(&mut rec, "oob.vlan", Value::U16(u16::from(vlan)));
         }
-        if let Some(p) = f.packet_of(&rec) {
+        rec.set(p_pkt, Value::RawOwned(std::sync::Arc::from(pkt)));
+        rec.set(p_len, Value::U32(pkt.len() as u32));
+        rec.set(p_proto, Value::U16(protocol));
+        let p = f.packet_of(&rec);
+        let mine = own.packet_of(&rec);
+        assert_eq!(mine, p, "FLOW's own decoding against BASE's keys");
+        if let Some(p) = p {
             f.table.packet(&p);
             taken += 1;
         }

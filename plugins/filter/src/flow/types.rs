@@ -40,7 +40,7 @@ pub struct FlowKey {
 }
 
 /// One packet as the table sees it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Packet {
     /// AF_INET or AF_INET6.
     pub family: u8,
