@@ -12,6 +12,7 @@ pub mod enobufs;
 pub mod nfacct;
 pub mod nflog;
 pub mod nfqueue;
+pub mod refusal;
 pub mod socket;
 
 use thiserror::Error;

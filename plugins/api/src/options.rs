@@ -231,6 +231,20 @@ pub struct Options {
 }
 
 impl Options {
+    /// Integer option `name`, refused unless within `lo..=hi`: the range
+    /// check of settings whose bounds come from elsewhere than the option
+    /// table (a kernel limit, another option).
+    pub fn int_in(&self, name: &str, lo: i64, hi: i64) -> Result<i64, crate::BuildError> {
+        let v = self.int(name);
+        if v < lo || v > hi {
+            return Err(crate::BuildError::option(
+                name,
+                format!("{v} is out of range {lo}..={hi}"),
+            ));
+        }
+        Ok(v)
+    }
+
     /// Options holding every default of `defs`.
     pub fn defaults(defs: &'static [OptionDef]) -> Result<Self, String> {
         let mut o = Options::default();

@@ -207,22 +207,11 @@ pub struct Settings {
     pub enable_timestamp: bool,
 }
 
-fn int_in(o: &Options, name: &str, lo: i64, hi: i64) -> Result<i64, BuildError> {
-    let v = o.int(name);
-    if v < lo || v > hi {
-        return Err(BuildError::option(
-            name,
-            format!("{v} is out of range {lo}..={hi}"),
-        ));
-    }
-    Ok(v)
-}
-
 impl Settings {
     /// Reads and checks the options.
     pub fn from_options(o: &Options) -> Result<Settings, BuildError> {
         let i32max = i32::MAX as i64;
-        let pollinterval = int_in(o, "pollinterval", 0, u32::MAX as i64)? as u32;
+        let pollinterval = o.int_in("pollinterval", 0, u32::MAX as i64)? as u32;
         let hash = o.int("hash_enable") != 0;
         if pollinterval != 0 && !hash {
             return Err(BuildError::option(
@@ -230,22 +219,22 @@ impl Settings {
                 "NFCT polling mode requires the hashtable (hash_enable=1)",
             ));
         }
-        let mask = int_in(o, "event_mask", 0, u32::MAX as i64)? as u32;
+        let mask = o.int_in("event_mask", 0, u32::MAX as i64)? as u32;
         if mask & !7 != 0 {
             log::warn!(
                 "NFCT: event_mask 0x{mask:x} has bits beyond NEW|UPDATE|DESTROY (7); they are ignored"
             );
         }
-        let max_entries = int_in(o, "hash_max_entries", 1, i32max)? as usize;
+        let max_entries = o.int_in("hash_max_entries", 1, i32max)? as usize;
         Ok(Settings {
             pollinterval,
             hash,
-            buckets: (int_in(o, "hash_buckets", 1, i32max)? as usize).min(max_entries),
+            buckets: (o.int_in("hash_buckets", 1, i32max)? as usize).min(max_entries),
             max_entries,
             event_mask: mask & 7,
-            rcvbuf: int_in(o, "netlink_socket_buffer_size", 0, i32max)? as usize,
-            rcvbuf_max: int_in(o, "netlink_socket_buffer_maxsize", 0, i32max)? as usize,
-            resync_timeout: int_in(o, "netlink_resync_timeout", 0, u32::MAX as i64)? as u32,
+            rcvbuf: o.int_in("netlink_socket_buffer_size", 0, i32max)? as usize,
+            rcvbuf_max: o.int_in("netlink_socket_buffer_maxsize", 0, i32max)? as usize,
+            resync_timeout: o.int_in("netlink_resync_timeout", 0, u32::MAX as i64)? as u32,
             reliable: o.int("reliable") != 0,
             src: AddrFilter::parse("accept_src_filter", o.str("accept_src_filter"))?,
             dst: AddrFilter::parse("accept_dst_filter", o.str("accept_dst_filter"))?,

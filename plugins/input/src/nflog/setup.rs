@@ -3,6 +3,7 @@
 
 use super::NlSocket;
 use rulogd_netlink::nflog::{cfg, config_request, Config};
+use rulogd_netlink::refusal::Refusal;
 use rulogd_plugin::{BuildError, OptValue, OptionDef, Options};
 use std::io;
 
@@ -74,26 +75,15 @@ pub struct Settings {
     pub vlan: bool,
 }
 
-fn int_in(o: &Options, name: &str, lo: i64, hi: i64) -> Result<i64, BuildError> {
-    let v = o.int(name);
-    if v < lo || v > hi {
-        return Err(BuildError::option(
-            name,
-            format!("{v} is out of range {lo}..={hi}"),
-        ));
-    }
-    Ok(v)
-}
-
 impl Settings {
     /// Reads and checks the options.
     pub fn from_options(o: &Options) -> Result<Settings, BuildError> {
         let u32max = u32::MAX as i64;
-        let bufsize = int_in(o, "bufsize", 64, i32::MAX as i64)? as usize;
+        let bufsize = o.int_in("bufsize", 64, i32::MAX as i64)? as usize;
         // The option table refuses values beyond a byte (ulogd kept the
         // low byte silently), so this only guards direct callers.
-        let label = int_in(o, "numeric_label", 0, 255)?;
-        let nlbufsiz = int_in(o, "netlink_nlbufsiz", 0, NLBUFSIZ_MAX)?;
+        let label = o.int_in("numeric_label", 0, 255)?;
+        let nlbufsiz = o.int_in("netlink_nlbufsiz", 0, NLBUFSIZ_MAX)?;
         if nlbufsiz != 0 && nlbufsiz < 4096 {
             return Err(BuildError::option(
                 "netlink_nlbufsiz",
@@ -108,16 +98,16 @@ impl Settings {
         }
         Ok(Settings {
             bufsize,
-            group: int_in(o, "group", 0, u16::MAX as i64)? as u16,
+            group: o.int_in("group", 0, u16::MAX as i64)? as u16,
             unbind: o.int("unbind") > 0,
             bind: o.int("bind") > 0,
             seq_local: o.int("seq_local") != 0,
             seq_global: o.int("seq_global") != 0,
             label: label as u8,
-            rcvbuf: int_in(o, "netlink_socket_buffer_size", 0, i32::MAX as i64)? as usize,
-            rcvbuf_max: int_in(o, "netlink_socket_buffer_maxsize", 0, i32::MAX as i64)? as usize,
-            qthreshold: int_in(o, "netlink_qthreshold", 0, u32max)? as u32,
-            qtimeout: int_in(o, "netlink_qtimeout", 0, u32max)? as u32,
+            rcvbuf: o.int_in("netlink_socket_buffer_size", 0, i32::MAX as i64)? as usize,
+            rcvbuf_max: o.int_in("netlink_socket_buffer_maxsize", 0, i32::MAX as i64)? as usize,
+            qthreshold: o.int_in("netlink_qthreshold", 0, u32max)? as u32,
+            qtimeout: o.int_in("netlink_qtimeout", 0, u32max)? as u32,
             attach_conntrack: o.int("attach_conntrack") != 0,
             nlbufsiz: nlbufsiz as u32,
             vlan: o.int("vlan") != 0,
@@ -125,30 +115,16 @@ impl Settings {
     }
 }
 
-/// Whether this process holds CAP_NET_ADMIN (bit 12 of CapEff).
-fn has_net_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << 12) != 0)
-}
-
 /// Turns a kernel refusal into a message that says what to do about it.
 pub(super) fn kernel_error(what: &str, group: u16, e: io::Error) -> BuildError {
-    match e.raw_os_error() {
-        // nfnetlink refuses every request without CAP_NET_ADMIN; with it, the
-        // only EPERM left is a group owned by another socket.
-        Some(libc::EPERM) if !has_net_admin() => BuildError::Other(format!(
+    match rulogd_netlink::refusal::refusal(&e) {
+        Refusal::NoCapability => BuildError::Other(format!(
             "NFLOG: {what}: permission denied, need CAP_NET_ADMIN (run as root or grant the capability)"
         )),
-        Some(libc::EPERM) | Some(libc::EBUSY) => BuildError::Other(format!(
+        Refusal::Taken => BuildError::Other(format!(
             "NFLOG: group {group} already bound by another process (is ulogd running? stop it, e.g. `systemctl stop ulogd2`, or log to another group)"
         )),
-        _ => BuildError::io(format!("NFLOG: {what}"), e),
+        Refusal::Other => BuildError::io(format!("NFLOG: {what}"), e),
     }
 }
 

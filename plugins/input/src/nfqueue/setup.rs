@@ -3,6 +3,7 @@
 //! operator.
 
 use rulogd_netlink::nfqueue::{cfg, config_request, Config};
+use rulogd_netlink::refusal::Refusal;
 use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::{BuildError, OptValue, OptionDef, Options};
 use std::io;
@@ -82,17 +83,6 @@ pub struct Settings {
     pub rcvbuf_max: usize,
 }
 
-fn int_in(o: &Options, name: &str, lo: i64, hi: i64) -> Result<i64, BuildError> {
-    let v = o.int(name);
-    if v < lo || v > hi {
-        return Err(BuildError::option(
-            name,
-            format!("{v} is out of range {lo}..={hi}"),
-        ));
-    }
-    Ok(v)
-}
-
 impl Settings {
     /// Reads and checks the options.
     pub fn from_options(o: &Options) -> Result<Settings, BuildError> {
@@ -106,7 +96,7 @@ impl Settings {
                 }
                 None
             }
-            "mark" => Some(int_in(o, "verdict_mark", 0, u32::MAX as i64)? as u32),
+            "mark" => Some(o.int_in("verdict_mark", 0, u32::MAX as i64)? as u32),
             v => {
                 return Err(BuildError::option(
                     "verdict",
@@ -114,8 +104,8 @@ impl Settings {
                 ))
             }
         };
-        let copy_range = int_in(o, "copy_range", 1, 0xffff)? as u32;
-        let bufsize = int_in(o, "bufsize", 1, i32::MAX as i64)? as usize;
+        let copy_range = o.int_in("copy_range", 1, 0xffff)? as u32;
+        let bufsize = o.int_in("bufsize", 1, i32::MAX as i64)? as usize;
         let need = copy_range as usize + MSG_OVERHEAD;
         if bufsize < need {
             return Err(BuildError::option(
@@ -125,10 +115,10 @@ impl Settings {
                 ),
             ));
         }
-        let label = int_in(o, "numeric_label", 0, 255)? as u8;
+        let label = o.int_in("numeric_label", 0, 255)? as u8;
         Ok(Settings {
-            queue: int_in(o, "queue_num", 0, u16::MAX as i64)? as u16,
-            maxlen: int_in(o, "queue_maxlen", 0, u32::MAX as i64)? as u32,
+            queue: o.int_in("queue_num", 0, u16::MAX as i64)? as u16,
+            maxlen: o.int_in("queue_maxlen", 0, u32::MAX as i64)? as u32,
             mark,
             fail_open: o.int("fail_open") != 0,
             copy_range,
@@ -136,8 +126,8 @@ impl Settings {
             attach_conntrack: o.int("attach_conntrack") != 0,
             label,
             bufsize,
-            rcvbuf: int_in(o, "netlink_socket_buffer_size", 0, i32::MAX as i64)? as usize,
-            rcvbuf_max: int_in(o, "netlink_socket_buffer_maxsize", 0, i32::MAX as i64)? as usize,
+            rcvbuf: o.int_in("netlink_socket_buffer_size", 0, i32::MAX as i64)? as usize,
+            rcvbuf_max: o.int_in("netlink_socket_buffer_maxsize", 0, i32::MAX as i64)? as usize,
         })
     }
 
@@ -158,30 +148,18 @@ impl Settings {
     }
 }
 
-/// Whether this process holds CAP_NET_ADMIN (bit 12 of CapEff).
-fn has_net_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << 12) != 0)
-}
-
 /// Turns a kernel refusal into a message that says what to do about it.
 pub(super) fn kernel_error(what: &str, queue: u16, e: io::Error) -> BuildError {
-    match e.raw_os_error() {
-        Some(libc::EPERM) if !has_net_admin() => BuildError::Other(format!(
+    match rulogd_netlink::refusal::refusal(&e) {
+        Refusal::NoCapability => BuildError::Other(format!(
             "NFQUEUE: {what}: permission denied, need CAP_NET_ADMIN (run as root or grant the capability)"
         )),
         // The kernel answers EBUSY to a bind of a queue another socket has,
         // and EPERM to any other request for it.
-        Some(libc::EPERM) | Some(libc::EBUSY) => BuildError::Other(format!(
+        Refusal::Taken => BuildError::Other(format!(
             "NFQUEUE: queue {queue} already bound by another process (stop it, or queue to another number)"
         )),
-        _ => BuildError::io(format!("NFQUEUE: {what}"), e),
+        Refusal::Other => BuildError::io(format!("NFQUEUE: {what}"), e),
     }
 }
 
