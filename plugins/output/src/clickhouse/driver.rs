@@ -49,6 +49,13 @@ pub fn ident(s: &str) -> String {
     format!("`{}`", s.replace('\\', "\\\\").replace('`', "\\`"))
 }
 
+/// Whether a server error is code 60, UNKNOWN_TABLE: `Code: 60, e.displayText()`
+/// on 18.16, `Code: 60. DB::Exception` on current servers (not 600-something).
+fn unknown_table(body: &str) -> bool {
+    body.match_indices("Code: 60")
+        .any(|(i, m)| !body[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// Undoes TabSeparated's escapes.
 fn tsv_unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -177,8 +184,7 @@ impl Driver for ChDriver {
             ident(table)
         );
         let text = match (self.query(&describe), self.create) {
-            // Code 60: UNKNOWN_TABLE.
-            (Err(HttpError::Status { body, .. }), Some(schema)) if body.contains("Code: 60") => {
+            (Err(HttpError::Status { body, .. }), Some(schema)) if unknown_table(&body) => {
                 self.query(&schema.create_sql(&self.database, table))
                     .map_err(away)?;
                 log::info!("{}: made table {table} ({schema:?} schema)", self.desc);
@@ -257,6 +263,20 @@ mod tests {
         assert_eq!(token_of(b"abc"), token_of(b"abc"));
         assert_ne!(token_of(b"abc"), token_of(b"abd"));
         assert!(token_of(b"").starts_with("rulogd-0-"));
+    }
+
+    #[test]
+    fn only_code_60_is_a_missing_table() {
+        assert!(unknown_table(
+            "Code: 60, e.displayText() = DB::Exception: Table default.x doesn't exist."
+        ));
+        assert!(unknown_table(
+            "Code: 60. DB::Exception: Table default.x does not exist. (UNKNOWN_TABLE)"
+        ));
+        assert!(!unknown_table("Code: 602. DB::Exception: something else"));
+        assert!(!unknown_table(
+            "Code: 516. DB::Exception: default: Authentication failed"
+        ));
     }
 
     #[test]
