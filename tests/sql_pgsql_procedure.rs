@@ -58,7 +58,10 @@ fn traffic(ns: &Netns) {
         assert_eq!(icmp_echo("::1".parse().unwrap(), 7, 1, 3).unwrap(), 3);
     });
     ns.run_in_peer(|| {
-        udp_send(format!("{MAIN_V4}:9999").parse().unwrap(), 30, 32).unwrap();
+        // One burst large enough to fill a batch that is split in two (a
+        // part has at least 32 rows): the smaller bursts above may each be
+        // handed over as a batch of its own while the writer waits.
+        udp_send(format!("{MAIN_V4}:9999").parse().unwrap(), 300, 32).unwrap();
         assert_eq!(icmp_echo(MAIN_V4.parse().unwrap(), 9, 1, 4).unwrap(), 4);
     });
 }
