@@ -257,3 +257,73 @@ pub struct Registration {
     /// The constructor.
     pub builder: Builder,
 }
+
+/// Declares a built-in plugin's descriptor, `pub static INFO` (what
+/// `rulogd --info` prints), and its `pub const REGISTRATION` in one place, so
+/// every plugin spells them the same way and the kind of the descriptor and of
+/// the constructor cannot differ. The `options`, `input` and `output` lines
+/// are optional (an empty table when left out); `wildcard` after the name
+/// makes the plugin take every upstream key.
+///
+/// ```
+/// use rulogd_plugin::{BuildCtx, BuildError, Filter, KeyDef, KeyType};
+/// fn build(_: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
+///     unimplemented!()
+/// }
+/// static OUT: [KeyDef; 1] = [KeyDef::new("a", KeyType::U8)];
+/// rulogd_plugin::plugin! {
+///     Filter "DEMO" (build): "Makes a";
+///     output &OUT;
+/// }
+/// assert_eq!((INFO.name, INFO.output_keys.len(), INFO.wildcard_input), ("DEMO", 1, false));
+/// assert!(matches!(REGISTRATION.builder, rulogd_plugin::Builder::Filter(_)));
+/// ```
+#[macro_export]
+macro_rules! plugin {
+    (
+        $kind:ident $name:literal $($wild:ident)? ($build:path): $summary:literal;
+        $(options $opts:expr;)?
+        $(input $input:expr;)?
+        $(output $output:expr;)?
+    ) => {
+        /// The descriptor `rulogd --info` prints.
+        pub static INFO: $crate::PluginInfo = $crate::PluginInfo {
+            name: $name,
+            kind: $crate::PluginKind::$kind,
+            summary: $summary,
+            options: $crate::__table_or_empty!($($opts)?),
+            input_keys: $crate::__table_or_empty!($($input)?),
+            output_keys: $crate::__table_or_empty!($($output)?),
+            wildcard_input: $crate::__wildcard!($($wild)?),
+        };
+        /// The built-in registration: the descriptor and the constructor.
+        pub const REGISTRATION: $crate::Registration = $crate::Registration {
+            info: &INFO,
+            builder: $crate::Builder::$kind($build),
+        };
+    };
+}
+
+/// An optional table of [`plugin!`]: the one given, or an empty one.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __table_or_empty {
+    () => {
+        &[]
+    };
+    ($t:expr) => {
+        $t
+    };
+}
+
+/// The `wildcard` word of [`plugin!`]; any other word is a compile error.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __wildcard {
+    () => {
+        false
+    };
+    (wildcard) => {
+        true
+    };
+}

@@ -10,8 +10,8 @@
 
 use rulogd_plugin::homenet::check_home_net;
 use rulogd_plugin::{
-    key_table, Binding, BuildCtx, BuildError, Builder, Filter, HomeNet, KeyDef, KeyType, OptionDef,
-    PluginInfo, PluginKind, Record, Registration, Slot, Value, Verdict,
+    key_table, Binding, BuildCtx, BuildError, Filter, HomeNet, KeyDef, KeyType, OptionDef, Record,
+    Slot, Value, Verdict,
 };
 use std::net::IpAddr;
 
@@ -42,23 +42,12 @@ key_table! {
     K_DIRECTION = KeyDef::new("flow.direction", KeyType::String);
 }
 
-/// `--info` description of DIRECTION.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "DIRECTION",
-    kind: PluginKind::Filter,
-    summary:
-        "flow.direction (inbound, outbound, internal, external) of a packet or flow by home_net",
-    options: &OPTIONS,
-    input_keys: &INPUT_KEYS,
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// DIRECTION's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "DIRECTION" (build): "flow.direction (inbound, outbound, internal, external) of a packet or flow by home_net";
+    options &OPTIONS;
+    input &INPUT_KEYS;
+    output &KEYS;
+}
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     let home = HomeNet::parse(ctx.options.str("home_net"))

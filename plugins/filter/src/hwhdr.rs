@@ -3,8 +3,7 @@
 //! splits the header into destination, source and ethertype.
 
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, InlineStr, KeyDef, KeyType, PluginInfo,
-    PluginKind, Record, Registration, Slot, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Slot, Value, Verdict,
 };
 use std::sync::Arc;
 
@@ -30,37 +29,21 @@ static INPUT_KEYS: [KeyDef; 6] = [
     KeyDef::new("raw.mac.addrlen", KeyType::U16).optional(),
 ];
 
-/// Output key indexes, in ulogd's order.
-const O_TYPE: usize = 0;
-const O_PROTOCOL: usize = 1;
-const O_SADDR: usize = 2;
-const O_DADDR: usize = 3;
-const O_MAC: usize = 4;
+rulogd_plugin::key_table! {
+    /// The output keys, in ulogd's order.
+    static OUTPUT_KEYS: [KeyDef; N_OUTPUT_KEYS];
+    O_TYPE = KeyDef::new("raw.type", KeyType::U16);
+    O_PROTOCOL = KeyDef::new("oob.protocol", KeyType::U16);
+    O_SADDR = KeyDef::new("mac.saddr.str", KeyType::String);
+    O_DADDR = KeyDef::new("mac.daddr.str", KeyType::String);
+    O_MAC = KeyDef::new("mac.str", KeyType::String);
+}
 
-static OUTPUT_KEYS: [KeyDef; 5] = [
-    KeyDef::new("raw.type", KeyType::U16),
-    KeyDef::new("oob.protocol", KeyType::U16),
-    KeyDef::new("mac.saddr.str", KeyType::String),
-    KeyDef::new("mac.daddr.str", KeyType::String),
-    KeyDef::new("mac.str", KeyType::String),
-];
-
-/// `--info` description of HWHDR.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "HWHDR",
-    kind: PluginKind::Filter,
-    summary: "formats the hardware header and addresses as text (mac.str, mac.saddr.str, …)",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// HWHDR's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "HWHDR" (build): "formats the hardware header and addresses as text (mac.str, mac.saddr.str, …)";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(HwHdr::default()))

@@ -7,8 +7,7 @@
 //! clears the cache. Names are resolved in the daemon's own network namespace.
 
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
-    Record, Registration, Signal, Slot, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Signal, Slot, Value, Verdict,
 };
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -24,22 +23,11 @@ static OUTPUT_KEYS: [KeyDef; 2] = [
     KeyDef::new("oob.out", KeyType::String),
 ];
 
-/// `--info` description of IFINDEX.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "IFINDEX",
-    kind: PluginKind::Filter,
-    summary: "resolves oob.ifindex_in/out to interface names (oob.in/out)",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// IFINDEX's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "IFINDEX" (build): "resolves oob.ifindex_in/out to interface names (oob.in/out)";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 /// Records between two checks of the link-event socket.
 pub const POLL_EVERY: u32 = 1024;

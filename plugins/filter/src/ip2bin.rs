@@ -6,8 +6,7 @@
 //! `reply.ip.daddr.bin`; rulogd produces all six (as 2.0.9 does).
 
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, InlineStr, KeyDef, KeyType, PluginInfo,
-    PluginKind, Record, Registration, Slot, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Slot, Value, Verdict,
 };
 
 /// The address keys converted, in ulogd's order; output `i` is `<name i>.bin`.
@@ -40,22 +39,11 @@ static OUTPUT_KEYS: [KeyDef; 6] = [
     KeyDef::new("reply.ip.daddr.bin", KeyType::RawStr),
 ];
 
-/// `--info` description of IP2BIN.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "IP2BIN",
-    kind: PluginKind::Filter,
-    summary: "converts IP address keys to 0x-prefixed 128-bit hex text (SQL BINARY(16))",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// IP2BIN's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "IP2BIN" (build): "converts IP address keys to 0x-prefixed 128-bit hex text (SQL BINARY(16))";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(Ip2Bin::default()))

@@ -9,8 +9,7 @@
 
 use crate::ip2bin::{octets, width, AddrSlots, Width, INPUT_KEYS};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
-    Record, Registration, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Value, Verdict,
 };
 use std::net::Ipv6Addr;
 
@@ -23,22 +22,11 @@ static OUTPUT_KEYS: [KeyDef; 6] = [
     KeyDef::new("reply.ip.hdaddr", KeyType::IpAddr),
 ];
 
-/// `--info` description of IP2HBIN.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "IP2HBIN",
-    kind: PluginKind::Filter,
-    summary: "converts IP address keys to host byte order numbers (SQL integer columns)",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// IP2HBIN's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "IP2HBIN" (build): "converts IP address keys to host byte order numbers (SQL integer columns)";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(Ip2Hbin::default()))

@@ -3,8 +3,7 @@
 
 use rulogd_plugin::addr_text::{ipv4_text, ipv6_text, LEN};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, InlineStr, KeyDef, KeyType, PluginInfo,
-    PluginKind, Record, Registration, Slot, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Slot, Value, Verdict,
 };
 
 /// The address keys IP2STR converts, each giving `<name>.str`.
@@ -43,22 +42,11 @@ static OUTPUT_KEYS: [KeyDef; 8] = [
     KeyDef::new("arp.daddr.str", KeyType::String),
 ];
 
-/// `--info` description of IP2STR.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "IP2STR",
-    kind: PluginKind::Filter,
-    summary: "converts IP address keys to text (inet_ntop)",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// IP2STR's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "IP2STR" (build): "converts IP address keys to text (inet_ntop)";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(Ip2Str::default()))

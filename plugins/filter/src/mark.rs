@@ -2,8 +2,7 @@
 //! mark) matches `mark` under `mask`; the others stop for this stack.
 
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, OptionDef, PluginInfo,
-    PluginKind, Record, Registration, Slot, Verdict,
+    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, OptionDef, Record, Slot, Verdict,
 };
 
 static OPTIONS: [OptionDef; 2] = [
@@ -26,22 +25,11 @@ static INPUT_KEYS: [KeyDef; 2] = [
     KeyDef::new("oob.mark", KeyType::U32).optional(),
 ];
 
-/// `--info` description of MARK.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "MARK",
-    kind: PluginKind::Filter,
-    summary: "passes records whose ct.mark (else oob.mark) & mask == mark",
-    options: &OPTIONS,
-    input_keys: &INPUT_KEYS,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// MARK's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "MARK" (build): "passes records whose ct.mark (else oob.mark) & mask == mark";
+    options &OPTIONS;
+    input &INPUT_KEYS;
+}
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     // ulogd keeps both in a C int and compares them as 32-bit unsigned

@@ -7,58 +7,47 @@
 //! `CODE=`; here `TYPE=` is the type (docs/COMPATIBILITY.md).
 
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
-    Record, Registration, Slot, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Slot, Value, Verdict,
 };
 
-/// The inputs, in ulogd's order and with its declared types (the address
-/// strings are declared IPADDR there).
-static INPUT_KEYS: [KeyDef; 17] = [
-    KeyDef::new("orig.ip.saddr.str", KeyType::IpAddr),
-    KeyDef::new("orig.ip.daddr.str", KeyType::IpAddr),
-    KeyDef::new("orig.ip.protocol", KeyType::U8),
-    KeyDef::new("orig.l4.sport", KeyType::U16),
-    KeyDef::new("orig.l4.dport", KeyType::U16),
-    KeyDef::new("orig.raw.pktlen", KeyType::U64),
-    KeyDef::new("orig.raw.pktcount", KeyType::U64),
-    KeyDef::new("reply.ip.saddr.str", KeyType::IpAddr),
-    KeyDef::new("reply.ip.daddr.str", KeyType::IpAddr),
-    KeyDef::new("reply.ip.protocol", KeyType::U8),
-    KeyDef::new("reply.l4.sport", KeyType::U16),
-    KeyDef::new("reply.l4.dport", KeyType::U16),
-    KeyDef::new("reply.raw.pktlen", KeyType::U64),
-    KeyDef::new("reply.raw.pktcount", KeyType::U64),
-    KeyDef::new("icmp.code", KeyType::U8),
-    KeyDef::new("icmp.type", KeyType::U8),
-    KeyDef::new("ct.event", KeyType::U32),
-];
+rulogd_plugin::key_table! {
+    /// The inputs, in ulogd's order and with its declared types (the address
+    /// strings are declared IPADDR there).
+    static INPUT_KEYS: [KeyDef; N_INPUT];
+    ORIG_SADDR = KeyDef::new("orig.ip.saddr.str", KeyType::IpAddr);
+    ORIG_DADDR = KeyDef::new("orig.ip.daddr.str", KeyType::IpAddr);
+    ORIG_PROTO = KeyDef::new("orig.ip.protocol", KeyType::U8);
+    ORIG_SPORT = KeyDef::new("orig.l4.sport", KeyType::U16);
+    ORIG_DPORT = KeyDef::new("orig.l4.dport", KeyType::U16);
+    ORIG_BYTES = KeyDef::new("orig.raw.pktlen", KeyType::U64);
+    ORIG_PKTS = KeyDef::new("orig.raw.pktcount", KeyType::U64);
+    REPLY_SADDR = KeyDef::new("reply.ip.saddr.str", KeyType::IpAddr);
+    REPLY_DADDR = KeyDef::new("reply.ip.daddr.str", KeyType::IpAddr);
+    REPLY_PROTO = KeyDef::new("reply.ip.protocol", KeyType::U8);
+    REPLY_SPORT = KeyDef::new("reply.l4.sport", KeyType::U16);
+    REPLY_DPORT = KeyDef::new("reply.l4.dport", KeyType::U16);
+    REPLY_BYTES = KeyDef::new("reply.raw.pktlen", KeyType::U64);
+    REPLY_PKTS = KeyDef::new("reply.raw.pktcount", KeyType::U64);
+    ICMP_CODE = KeyDef::new("icmp.code", KeyType::U8);
+    ICMP_TYPE = KeyDef::new("icmp.type", KeyType::U8);
+    EVENT = KeyDef::new("ct.event", KeyType::U32);
+}
 
 static OUTPUT_KEYS: [KeyDef; 1] = [KeyDef::new("print", KeyType::String)];
 
-/// `--info` description of PRINTFLOW.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "PRINTFLOW",
-    kind: PluginKind::Filter,
-    summary: "writes a flow as one text line (key print) for LOGEMU, SYSLOG or JSON",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// PRINTFLOW's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "PRINTFLOW" (build): "writes a flow as one text line (key print) for LOGEMU, SYSLOG or JSON";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(PrintFlow::default()))
 }
 
-// Indices into INPUT_KEYS; a direction's keys are at `base + offset`.
-const ORIG: usize = 0;
-const REPLY: usize = 7;
+// A direction's keys are at `base + offset`, the same offsets for both.
+const ORIG: usize = ORIG_SADDR;
+const REPLY: usize = REPLY_SADDR;
 const SADDR: usize = 0;
 const DADDR: usize = 1;
 const PROTO: usize = 2;
@@ -66,9 +55,20 @@ const SPORT: usize = 3;
 const DPORT: usize = 4;
 const BYTES: usize = 5;
 const PKTS: usize = 6;
-const ICMP_CODE: usize = 14;
-const ICMP_TYPE: usize = 15;
-const EVENT: usize = 16;
+const _: () = assert!(
+    ORIG_DADDR == ORIG + DADDR
+        && ORIG_PROTO == ORIG + PROTO
+        && ORIG_SPORT == ORIG + SPORT
+        && ORIG_DPORT == ORIG + DPORT
+        && ORIG_BYTES == ORIG + BYTES
+        && ORIG_PKTS == ORIG + PKTS
+        && REPLY_DADDR == REPLY + DADDR
+        && REPLY_PROTO == REPLY + PROTO
+        && REPLY_SPORT == REPLY + SPORT
+        && REPLY_DPORT == REPLY + DPORT
+        && REPLY_BYTES == REPLY + BYTES
+        && REPLY_PKTS == REPLY + PKTS
+);
 
 #[derive(Default)]
 struct PrintFlow {

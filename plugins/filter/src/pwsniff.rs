@@ -8,8 +8,7 @@
 
 use rulogd_packet::{ip_proto, Ipv4Packet, TcpPacket};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
-    Record, Registration, Slot, Span, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Slot, Span, Value, Verdict,
 };
 
 /// Destination ports whose protocols send `USER name` / `PASS secret` lines.
@@ -28,22 +27,11 @@ static OUTPUT_KEYS: [KeyDef; 2] = [
     KeyDef::new("pwsniff.pass", KeyType::String),
 ];
 
-/// `--info` description of PWSNIFF.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "PWSNIFF",
-    kind: PluginKind::Filter,
-    summary: "extracts USER/PASS words from IPv4 TCP packets to ports 21 and 110",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// PWSNIFF's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "PWSNIFF" (build): "extracts USER/PASS words from IPv4 TCP packets to ports 21 and 110";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(PwSniff::default()))

@@ -13,8 +13,8 @@
 use bytes::{Bytes, BytesMut};
 use rulogd_capture::{decode, FileError, Next, Parser};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, OptionDef,
-    PluginInfo, PluginKind, ReadStatus, Registration, Slot, Span, StatSet, Value,
+    Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, OptionDef, ReadStatus,
+    Slot, Span, StatSet, Value,
 };
 use std::fs::File;
 use std::io::{self, Read};
@@ -82,22 +82,11 @@ rulogd_plugin::key_table! {
     K_VLAN = KeyDef::new("oob.vlan", KeyType::U16).ipfix(0, 58);
 }
 
-/// The plugin descriptor.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "CAPTURE",
-    kind: PluginKind::Input,
-    summary: "packets read from a pcap or pcapng capture file (the sensor's input)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// The registration for `registrations()`.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Input(build),
-};
+rulogd_plugin::plugin! {
+    Input "CAPTURE" (build): "packets read from a pcap or pcapng capture file (the sensor's input)";
+    options &OPTIONS;
+    output &KEYS;
+}
 
 struct Stats {
     received: Counter,

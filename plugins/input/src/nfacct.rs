@@ -12,8 +12,8 @@ use rulogd_netlink::nfacct::{dump_request, messages, AcctObject, Message};
 use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, OptionDef,
-    PluginInfo, PluginKind, ReadStatus, Record, Registration, Signal, Slot, StatSet, Value,
+    Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, OptionDef, ReadStatus,
+    Record, Signal, Slot, StatSet, Value,
 };
 use std::io;
 use std::os::fd::RawFd;
@@ -42,22 +42,11 @@ rulogd_plugin::key_table! {
     K_USEC = KeyDef::new("oob.time.usec", KeyType::U32);
 }
 
-/// The plugin descriptor.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "NFACCT",
-    kind: PluginKind::Input,
-    summary: "nfacct accounting objects, polled (nfnetlink_acct)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// The registration for `registrations()`.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Input(build),
-};
+rulogd_plugin::plugin! {
+    Input "NFACCT" (build): "nfacct accounting objects, polled (nfnetlink_acct)";
+    options &OPTIONS;
+    output &KEYS;
+}
 
 /// Validated options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

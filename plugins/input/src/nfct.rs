@@ -22,8 +22,8 @@ use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::socket::NlSocket;
 pub(crate) use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
-    PluginKind, ReadStatus, Record, Registration, Signal, Slot, Span, StatSet, Value,
+    Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
+    Signal, Slot, Span, StatSet, Value,
 };
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -91,22 +91,11 @@ rulogd_plugin::key_table! {
     K_CT = KeyDef::new("ct", KeyType::Raw);
 }
 
-/// The plugin descriptor.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "NFCT",
-    kind: PluginKind::Input,
-    summary: "connection tracking flows (ctnetlink events or polling)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// The registration for `registrations()`.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Input(build),
-};
+rulogd_plugin::plugin! {
+    Input "NFCT" (build): "connection tracking flows (ctnetlink events or polling)";
+    options &OPTIONS;
+    output &KEYS;
+}
 
 /// One flow to log: the decoded entry, whichever way it was learnt.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

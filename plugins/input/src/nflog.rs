@@ -14,8 +14,8 @@ use rulogd_netlink::nflog::{messages, Message, NflogPacket};
 use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
-    PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
+    Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
+    Slot, StatSet, Value,
 };
 use std::io;
 use std::os::fd::RawFd;
@@ -107,22 +107,11 @@ nflog_keys! {
     K_VLAN = KeyDef::new("oob.vlan", KeyType::U16).ipfix(IETF, 58);
 }
 
-/// The plugin descriptor.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "NFLOG",
-    kind: PluginKind::Input,
-    summary: "packets logged by netfilter to an NFLOG group (nfnetlink_log)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// The registration for `registrations()`.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Input(build),
-};
+rulogd_plugin::plugin! {
+    Input "NFLOG" (build): "packets logged by netfilter to an NFLOG group (nfnetlink_log)";
+    options &OPTIONS;
+    output &KEYS;
+}
 
 /// The counters of one instance, registered as `<instance> (NFLOG)`.
 struct Stats {

@@ -21,8 +21,8 @@ use rulogd_netlink::nfqueue::{
 use rulogd_netlink::socket::NlSocket;
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, PluginInfo,
-    PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
+    Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
+    Slot, StatSet, Value,
 };
 use std::io;
 use std::os::fd::RawFd;
@@ -51,22 +51,11 @@ crate::nflog::nflog_keys! {
     K_PACKET_ID = KeyDef::new("oob.packet_id", KeyType::U32);
 }
 
-/// The plugin descriptor.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "NFQUEUE",
-    kind: PluginKind::Input,
-    summary: "packets queued by netfilter (nfnetlink_queue), logged then accepted",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// The registration for `registrations()`.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Input(build),
-};
+rulogd_plugin::plugin! {
+    Input "NFQUEUE" (build): "packets queued by netfilter (nfnetlink_queue), logged then accepted";
+    options &OPTIONS;
+    output &KEYS;
+}
 
 /// The counters of one instance, registered as `<instance> (NFQUEUE)`.
 struct Stats {

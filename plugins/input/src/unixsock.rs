@@ -15,8 +15,8 @@
 
 use bytes::Bytes;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, Emitter, Input, KeyDef, KeyType, OptionDef,
-    Options, PluginInfo, PluginKind, ReadStatus, Record, Registration, Slot, StatSet, Value,
+    Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, OptionDef, Options,
+    ReadStatus, Record, Slot, StatSet, Value,
 };
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -97,22 +97,11 @@ rulogd_plugin::key_table! {
     K_APP_NAME = KeyDef::new("nufw.app.name", KeyType::String);
 }
 
-/// The plugin descriptor.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "UNIXSOCK",
-    kind: PluginKind::Input,
-    summary: "packets sent by other programs over a Unix stream socket (ulogd2/NuFW framing)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// The registration for `registrations()`.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Input(build),
-};
+rulogd_plugin::plugin! {
+    Input "UNIXSOCK" (build): "packets sent by other programs over a Unix stream socket (ulogd2/NuFW framing)";
+    options &OPTIONS;
+    output &KEYS;
+}
 
 /// Validated options of one UNIXSOCK instance.
 #[derive(Clone, Debug, PartialEq, Eq)]

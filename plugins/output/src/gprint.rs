@@ -13,8 +13,7 @@ use crate::text::{
 };
 use rulogd_delivery::Producer;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyType, OptionDef, Output, OutputError, PluginInfo,
-    PluginKind, Record, Registration,
+    Binding, BuildCtx, BuildError, KeyType, OptionDef, Output, OutputError, Record,
 };
 
 static OPTIONS: [OptionDef; 3] = [
@@ -33,22 +32,10 @@ static OPTIONS: [OptionDef; 3] = [
     .flag(),
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "GPRINT",
-    kind: PluginKind::Output,
-    summary: "Writes every key of a record as name=value pairs on one line",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &[],
-    wildcard_input: true,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "GPRINT" wildcard (build): "Writes every key of a record as name=value pairs on one line";
+    options &OPTIONS;
+}
 
 /// One GPRINT instance in one stack.
 pub struct Gprint {

@@ -9,8 +9,7 @@
 use crate::text::{cstr, file_producer, now, SyslogClock};
 use rulogd_delivery::Producer;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
 };
 
 static OPTIONS: [OptionDef; 2] = [
@@ -28,22 +27,11 @@ static INPUT: [KeyDef; 2] = [
     KeyDef::new("oob.time.sec", KeyType::U32).optional(),
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "LOGEMU",
-    kind: PluginKind::Output,
-    summary: "Writes the print key of PRINTPKT/PRINTFLOW to a file, syslog style",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "LOGEMU" (build): "Writes the print key of PRINTPKT/PRINTFLOW to a file, syslog style";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 /// One LOGEMU instance in one stack.
 pub struct Logemu {

@@ -11,8 +11,8 @@
 use crate::text::{cstr, file_producer};
 use rulogd_delivery::Producer;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Signal, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Signal,
+    Slot,
 };
 
 static OPTIONS: [OptionDef; 2] = [
@@ -25,48 +25,27 @@ static OPTIONS: [OptionDef; 2] = [
     .flag(),
 ];
 
-/// ulogd's inputs and order; the counters are the original direction's.
-static INPUT: [KeyDef; 11] = [
-    KeyDef::new("orig.ip.saddr.str", KeyType::String),
-    KeyDef::new("orig.ip.daddr.str", KeyType::String),
-    KeyDef::new("orig.ip.protocol", KeyType::U8),
-    KeyDef::new("orig.l4.sport", KeyType::U16),
-    KeyDef::new("orig.l4.dport", KeyType::U16),
-    KeyDef::new("orig.raw.pktlen", KeyType::U64),
-    KeyDef::new("orig.raw.pktcount", KeyType::U64),
-    KeyDef::new("icmp.code", KeyType::U8),
-    KeyDef::new("icmp.type", KeyType::U8),
-    KeyDef::new("flow.start.sec", KeyType::U32),
-    KeyDef::new("flow.end.sec", KeyType::U32),
-];
+rulogd_plugin::key_table! {
+    /// ulogd's inputs and order; the counters are the original direction's.
+    static INPUT: [KeyDef; N_INPUT];
+    SADDR = KeyDef::new("orig.ip.saddr.str", KeyType::String);
+    DADDR = KeyDef::new("orig.ip.daddr.str", KeyType::String);
+    PROTO = KeyDef::new("orig.ip.protocol", KeyType::U8);
+    SPORT = KeyDef::new("orig.l4.sport", KeyType::U16);
+    DPORT = KeyDef::new("orig.l4.dport", KeyType::U16);
+    BYTES = KeyDef::new("orig.raw.pktlen", KeyType::U64);
+    PKTS = KeyDef::new("orig.raw.pktcount", KeyType::U64);
+    ICMP_CODE = KeyDef::new("icmp.code", KeyType::U8);
+    ICMP_TYPE = KeyDef::new("icmp.type", KeyType::U8);
+    START = KeyDef::new("flow.start.sec", KeyType::U32);
+    END = KeyDef::new("flow.end.sec", KeyType::U32);
+}
 
-const SADDR: usize = 0;
-const DADDR: usize = 1;
-const PROTO: usize = 2;
-const SPORT: usize = 3;
-const DPORT: usize = 4;
-const BYTES: usize = 5;
-const PKTS: usize = 6;
-const ICMP_CODE: usize = 7;
-const ICMP_TYPE: usize = 8;
-const END: usize = 10;
-
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "NACCT",
-    kind: PluginKind::Output,
-    summary: "Writes each flow as a tab-separated nacctd line to a file",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "NACCT" (build): "Writes each flow as a tab-separated nacctd line to a file";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 /// One NACCT instance in one stack.
 pub struct Nacct {

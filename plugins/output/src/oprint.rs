@@ -11,8 +11,7 @@
 use crate::text::{cstr, file_producer, push_addr, push_number, wildcard_fields, Field};
 use rulogd_delivery::Producer;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyType, OptionDef, Output, OutputError, PluginInfo,
-    PluginKind, Record, Registration,
+    Binding, BuildCtx, BuildError, KeyType, OptionDef, Output, OutputError, Record,
 };
 
 static OPTIONS: [OptionDef; 2] = [
@@ -25,22 +24,10 @@ static OPTIONS: [OptionDef; 2] = [
     .flag(),
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "OPRINT",
-    kind: PluginKind::Output,
-    summary: "Writes every key of a record as name=value lines (debugging)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &[],
-    wildcard_input: true,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "OPRINT" wildcard (build): "Writes every key of a record as name=value lines (debugging)";
+    options &OPTIONS;
+}
 
 /// One OPRINT instance in one stack.
 pub struct Oprint {

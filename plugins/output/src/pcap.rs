@@ -10,8 +10,7 @@
 use crate::text::{now, tz_init};
 use rulogd_delivery::{Delivery, DeliveryConfig, FileTransport, OpenHook, Producer, WhenFull};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
 };
 use std::io::Write;
 
@@ -36,22 +35,11 @@ static INPUT: [KeyDef; 7] = [
     KeyDef::new("ip6.payloadlen", KeyType::U16),
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "PCAP",
-    kind: PluginKind::Output,
-    summary: "Writes logged packets to a pcap file (link type raw IP)",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "PCAP" (build): "Writes logged packets to a pcap file (link type raw IP)";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 /// libpcap's magic for microsecond files, written in host byte order.
 const MAGIC: u32 = 0xa1b2_c3d4;

@@ -19,8 +19,8 @@ use rulogd_delivery::{
     Batch, Delivery, DeliveryConfig, DeliveryStats, Producer, SendError, Transport, WhenFull,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptValue, OptionDef, Options, Output,
-    OutputError, PluginInfo, PluginKind, Record, Registration, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptValue, OptionDef, Options, Output,
+    OutputError, Record, Slot,
 };
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -38,22 +38,11 @@ static OPTIONS: [OptionDef; 2] = [
 
 static INPUT: [KeyDef; 1] = [KeyDef::new("print", KeyType::String)];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "SYSLOG",
-    kind: PluginKind::Output,
-    summary: "Sends the print key of PRINTPKT/PRINTFLOW to the local syslog daemon",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "SYSLOG" (build): "Sends the print key of PRINTPKT/PRINTFLOW to the local syslog daemon";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 /// The syslog socket glibc writes to.
 const DEV_LOG: &str = "/dev/log";

@@ -20,8 +20,7 @@ use rulogd_delivery::{
 use rulogd_netlink::nflog::{parse_packet, NflogPacket};
 use rulogd_netlink::Attrs;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
 };
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -48,22 +47,11 @@ static INPUT: [KeyDef; 3] = [
     KeyDef::new("sum", KeyType::Raw).optional(),
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "XML",
-    kind: PluginKind::Output,
-    summary: "Writes logged packets as XML (libnetfilter_log's format)",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "XML" (build): "Writes logged packets as XML (libnetfilter_log's format)";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 const DECLARATION: &[u8] = b"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
 /// `CTA_ID` inside `NFULA_CT`.

@@ -19,28 +19,14 @@ mod tests_trunc;
 
 use keys::*;
 use rulogd_packet::ArpPacket;
-use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, PluginInfo, PluginKind, Record, Registration,
-    Slot, Span, Value,
-};
+use rulogd_plugin::{Binding, BuildCtx, BuildError, Filter, Record, Slot, Span, Value};
 use std::sync::Arc;
 
-/// `--info` description of BASE.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "BASE",
-    kind: PluginKind::Filter,
-    summary: "decodes IPv4/IPv6/ARP and TCP/UDP/ICMP/SCTP/AH/ESP headers of raw.pkt",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// BASE's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "BASE" (build): "decodes IPv4/IPv6/ARP and TCP/UDP/ICMP/SCTP/AH/ESP headers of raw.pkt";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 /// Netfilter protocol families BASE dispatches on (`oob.family`).
 const NFPROTO_IPV4: u8 = 2;

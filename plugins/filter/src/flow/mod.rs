@@ -14,8 +14,8 @@ pub mod types;
 use frag::{FragCache, FragKey};
 use options::OPTIONS;
 use rulogd_plugin::{
-    key_table, Above, Binding, BuildCtx, BuildError, Builder, Counter, Filter, HomeNet, KeyDef,
-    KeyType, PluginInfo, PluginKind, Record, Registration, Signal, Slot, StatSet, Value, Verdict,
+    key_table, Above, Binding, BuildCtx, BuildError, Counter, Filter, HomeNet, KeyDef, KeyType,
+    Record, Signal, Slot, StatSet, Value, Verdict,
 };
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -111,22 +111,12 @@ key_table! {
     K_REVERSED = KeyDef::new("flow.reversed", KeyType::Bool);
 }
 
-/// `--info` description of FLOW.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "FLOW",
-    kind: PluginKind::Filter,
-    summary: "aggregates packet records into bidirectional flow records (NFCT's keys)",
-    options: &OPTIONS,
-    input_keys: &INPUT_KEYS,
-    output_keys: &KEYS,
-    wildcard_input: false,
-};
-
-/// FLOW's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "FLOW" (build): "aggregates packet records into bidirectional flow records (NFCT's keys)";
+    options &OPTIONS;
+    input &INPUT_KEYS;
+    output &KEYS;
+}
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(build_flow(ctx)?))

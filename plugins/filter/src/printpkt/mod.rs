@@ -12,8 +12,7 @@ mod tests;
 
 use rulogd_packet::{arp_op, ethertype, icmp, icmpv6, ip_proto};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Filter, KeyDef, KeyType, PluginInfo, PluginKind,
-    Record, Registration, Slot, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Slot, Value, Verdict,
 };
 
 /// An input key; ulogd declares none of their types.
@@ -103,22 +102,11 @@ input_keys! {
 
 static OUTPUT_KEYS: [KeyDef; 1] = [KeyDef::new("print", KeyType::String)];
 
-/// `--info` description of PRINTPKT.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "PRINTPKT",
-    kind: PluginKind::Filter,
-    summary: "formats a packet as the kernel LOG target's line (key `print`)",
-    options: &[],
-    input_keys: &INPUT_KEYS,
-    output_keys: &OUTPUT_KEYS,
-    wildcard_input: false,
-};
-
-/// PRINTPKT's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Filter(build),
-};
+rulogd_plugin::plugin! {
+    Filter "PRINTPKT" (build): "formats a packet as the kernel LOG target's line (key `print`)";
+    input &INPUT_KEYS;
+    output &OUTPUT_KEYS;
+}
 
 fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(PrintPkt {

@@ -10,7 +10,7 @@ use super::tests::{binding, get, Collect, V};
 use super::*;
 use rulogd_netlink::nflog::parse_packet;
 use rulogd_netlink::Attrs;
-use rulogd_plugin::{Options, SharedRegistry};
+use rulogd_plugin::{Builder, Options, SharedRegistry};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};

@@ -21,8 +21,7 @@ use driver::{ChDriver, Dedup};
 use http::Endpoint;
 use rulogd_delivery::{spool_config, Delivery, DeliveryConfig, Producer, Transport, WhenFull};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, Counter, OptionDef, Output, OutputError, PluginInfo,
-    PluginKind, Record, Registration, Signal, StatSet,
+    Binding, BuildCtx, BuildError, Counter, OptionDef, Output, OutputError, Record, Signal, StatSet,
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,22 +56,10 @@ static OPTIONS: [OptionDef; 19] = [
     rulogd_delivery::SPOOL_SIZE,
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "CLICKHOUSE",
-    kind: PluginKind::Output,
-    summary: "Inserts records into a ClickHouse table (HTTP interface, RowBinary, batched)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &[],
-    wildcard_input: true,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "CLICKHOUSE" wildcard (build): "Inserts records into a ClickHouse table (HTTP interface, RowBinary, batched)";
+    options &OPTIONS;
+}
 
 const PLUGIN: &str = "CLICKHOUSE";
 

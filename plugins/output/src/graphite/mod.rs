@@ -20,8 +20,7 @@ use rulogd_delivery::{
     DEFAULT_BATCH_BYTES, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
 };
 
 use std::time::Duration;
@@ -67,22 +66,11 @@ static INPUT: [KeyDef; 4] = [
     KeyDef::new("oob.time.sec", KeyType::U32),
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "GRAPHITE",
-    kind: PluginKind::Output,
-    summary: "Sends NFACCT counters to carbon (Graphite plaintext protocol over TCP)",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "GRAPHITE" (build): "Sends NFACCT counters to carbon (Graphite plaintext protocol over TCP)";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 /// One GRAPHITE instance in one stack.
 pub struct Graphite {

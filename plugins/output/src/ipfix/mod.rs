@@ -20,8 +20,8 @@ use rulogd_delivery::{
     WhenFull, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptionDef, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Slot, Value,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
+    Value,
 };
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,74 +70,40 @@ static OPTIONS: [OptionDef; 12] = [
 /// header, set header, two 64-byte templates) and so any one data record.
 const MIN_MTU: usize = 148;
 
-/// ulogd's input keys (all mandatory), then the ones rulogd reads when present.
-static INPUT: [KeyDef; 23] = [
-    KeyDef::new("orig.ip.saddr", KeyType::IpAddr),
-    KeyDef::new("orig.ip.daddr", KeyType::IpAddr),
-    KeyDef::new("orig.raw.pktcount", KeyType::U64),
-    KeyDef::new("orig.raw.pktlen", KeyType::U64),
-    KeyDef::new("reply.raw.pktcount", KeyType::U64),
-    KeyDef::new("reply.raw.pktlen", KeyType::U64),
-    KeyDef::new("flow.start.sec", KeyType::U32),
-    KeyDef::new("flow.start.usec", KeyType::U32),
-    KeyDef::new("flow.end.sec", KeyType::U32),
-    KeyDef::new("flow.end.usec", KeyType::U32),
-    KeyDef::new("orig.l4.sport", KeyType::U16),
-    KeyDef::new("orig.l4.dport", KeyType::U16),
-    KeyDef::new("orig.ip.protocol", KeyType::U8),
+rulogd_plugin::key_table! {
+    /// ulogd's input keys (all mandatory), then the ones rulogd reads when present.
+    static INPUT: [KeyDef; N_INPUT];
+    ORIG_SADDR = KeyDef::new("orig.ip.saddr", KeyType::IpAddr);
+    ORIG_DADDR = KeyDef::new("orig.ip.daddr", KeyType::IpAddr);
+    ORIG_PKTS = KeyDef::new("orig.raw.pktcount", KeyType::U64);
+    ORIG_BYTES = KeyDef::new("orig.raw.pktlen", KeyType::U64);
+    REPLY_PKTS = KeyDef::new("reply.raw.pktcount", KeyType::U64);
+    REPLY_BYTES = KeyDef::new("reply.raw.pktlen", KeyType::U64);
+    START_SEC = KeyDef::new("flow.start.sec", KeyType::U32);
+    START_USEC = KeyDef::new("flow.start.usec", KeyType::U32);
+    END_SEC = KeyDef::new("flow.end.sec", KeyType::U32);
+    END_USEC = KeyDef::new("flow.end.usec", KeyType::U32);
+    SPORT = KeyDef::new("orig.l4.sport", KeyType::U16);
+    DPORT = KeyDef::new("orig.l4.dport", KeyType::U16);
+    PROTO = KeyDef::new("orig.ip.protocol", KeyType::U8);
     // Required by ulogd2, never exported: optional, so FLOW records bind too.
-    KeyDef::new("ct.mark", KeyType::U32).optional(),
-    KeyDef::new("reply.ip.saddr", KeyType::IpAddr).optional(),
-    KeyDef::new("reply.ip.daddr", KeyType::IpAddr).optional(),
-    KeyDef::new("reply.l4.sport", KeyType::U16).optional(),
-    KeyDef::new("reply.l4.dport", KeyType::U16).optional(),
-    KeyDef::new("icmp.type", KeyType::U8).optional(),
-    KeyDef::new("icmp.code", KeyType::U8).optional(),
-    KeyDef::new("icmpv6.type", KeyType::U8).optional(),
-    KeyDef::new("icmpv6.code", KeyType::U8).optional(),
-    KeyDef::new("ct.id", KeyType::U32).optional(),
-];
+    CT_MARK = KeyDef::new("ct.mark", KeyType::U32).optional();
+    REPLY_SADDR = KeyDef::new("reply.ip.saddr", KeyType::IpAddr).optional();
+    REPLY_DADDR = KeyDef::new("reply.ip.daddr", KeyType::IpAddr).optional();
+    REPLY_SPORT = KeyDef::new("reply.l4.sport", KeyType::U16).optional();
+    REPLY_DPORT = KeyDef::new("reply.l4.dport", KeyType::U16).optional();
+    ICMP_TYPE = KeyDef::new("icmp.type", KeyType::U8).optional();
+    ICMP_CODE = KeyDef::new("icmp.code", KeyType::U8).optional();
+    ICMP6_TYPE = KeyDef::new("icmpv6.type", KeyType::U8).optional();
+    ICMP6_CODE = KeyDef::new("icmpv6.code", KeyType::U8).optional();
+    CT_ID = KeyDef::new("ct.id", KeyType::U32).optional();
+}
 
-/// Slot indexes into `INPUT`.
-const ORIG_SADDR: usize = 0;
-const ORIG_DADDR: usize = 1;
-const ORIG_PKTS: usize = 2;
-const ORIG_BYTES: usize = 3;
-const REPLY_PKTS: usize = 4;
-const REPLY_BYTES: usize = 5;
-const START_SEC: usize = 6;
-const START_USEC: usize = 7;
-const END_SEC: usize = 8;
-const END_USEC: usize = 9;
-const SPORT: usize = 10;
-const DPORT: usize = 11;
-const PROTO: usize = 12;
-const REPLY_SADDR: usize = 14;
-const REPLY_DADDR: usize = 15;
-const REPLY_SPORT: usize = 16;
-const REPLY_DPORT: usize = 17;
-const ICMP_TYPE: usize = 18;
-const ICMP_CODE: usize = 19;
-const ICMP6_TYPE: usize = 20;
-const ICMP6_CODE: usize = 21;
-const CT_ID: usize = 22;
-
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "IPFIX",
-    kind: PluginKind::Output,
-    summary: "Exports conntrack flows as IPFIX (RFC 7011; RFC 5103 biflows) over TCP or UDP",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "IPFIX" (build): "Exports conntrack flows as IPFIX (RFC 7011; RFC 5103 biflows) over TCP or UDP";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 /// One IPFIX instance in one stack.
 pub struct Ipfix {

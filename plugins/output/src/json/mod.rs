@@ -20,8 +20,8 @@ use rulogd_delivery::{
     UdpTransport, WhenFull, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, OptValue, OptionDef, Options, Output, OutputError,
-    PluginInfo, PluginKind, Record, Registration, Signal, Slot,
+    Binding, BuildCtx, BuildError, OptValue, OptionDef, Options, Output, OutputError, Record,
+    Signal, Slot,
 };
 use std::sync::Once;
 
@@ -124,22 +124,10 @@ static OPTIONS: [OptionDef; 15] = [
     rulogd_delivery::SPOOL_SIZE,
 ];
 
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "JSON",
-    kind: PluginKind::Output,
-    summary: "Writes each record as a JSON object on one line (file, tcp, udp, unix)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &[],
-    wildcard_input: true,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "JSON" wildcard (build): "Writes each record as a JSON object on one line (file, tcp, udp, unix)";
+    options &OPTIONS;
+}
 
 /// Where lines go (`mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,9 +16,7 @@ use super::output::build_output;
 use super::row::Val;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Params, TxOpts, Value};
-use rulogd_plugin::{
-    BuildCtx, BuildError, Builder, OptionDef, Output, PluginInfo, PluginKind, Registration,
-};
+use rulogd_plugin::{BuildCtx, BuildError, OptionDef, Output};
 use std::time::Duration;
 
 static OPTIONS: &[OptionDef] = server_options![
@@ -33,22 +31,10 @@ static OPTIONS: &[OptionDef] = server_options![
     OptionDef::int("port", "0", "Server port (0: 3306)").range(0, 65535),
 ];
 
-/// `--info` description of MYSQL.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "MYSQL",
-    kind: PluginKind::Output,
-    summary: "Writes records as rows of a MySQL/MariaDB table (columns name the keys)",
-    options: OPTIONS,
-    input_keys: &[],
-    output_keys: &[],
-    wildcard_input: true,
-};
-
-/// MYSQL's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "MYSQL" wildcard (build): "Writes records as rows of a MySQL/MariaDB table (columns name the keys)";
+    options OPTIONS;
+}
 
 /// How long a connection attempt may take when `connect_timeout` is 0.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

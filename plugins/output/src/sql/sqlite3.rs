@@ -11,9 +11,7 @@ use super::config::{ident, SqlConfig, OWN_OPTIONS};
 use super::driver::{DbError, Driver};
 use super::output::build_output;
 use super::row::Val;
-use rulogd_plugin::{
-    BuildCtx, BuildError, Builder, OptionDef, Output, PluginInfo, PluginKind, Registration,
-};
+use rulogd_plugin::{BuildCtx, BuildError, OptionDef, Output};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, DatabaseName, ErrorCode};
 use std::fs::File;
@@ -38,22 +36,10 @@ static OPTIONS: [OptionDef; 7] = [
     OWN_OPTIONS[3],
 ];
 
-/// `--info` description of SQLITE3.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "SQLITE3",
-    kind: PluginKind::Output,
-    summary: "Writes records as rows of an SQLite table (columns name the keys)",
-    options: &OPTIONS,
-    input_keys: &[],
-    output_keys: &[],
-    wildcard_input: true,
-};
-
-/// SQLITE3's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "SQLITE3" wildcard (build): "Writes records as rows of an SQLite table (columns name the keys)";
+    options &OPTIONS;
+}
 
 /// How long a write waits for another connection's lock before the batch
 /// is retried later (ulogd waits 300 ms, then drops the row).

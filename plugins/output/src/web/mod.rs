@@ -15,8 +15,8 @@ pub mod topk;
 
 use agg::{addr, class_of, Agg, Flow};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Builder, KeyDef, KeyType, OptValue, OptionDef, Options, Output,
-    OutputError, PluginInfo, PluginKind, Record, Registration, Slot, Value,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptValue, OptionDef, Options, Output,
+    OutputError, Record, Slot, Value,
 };
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
@@ -46,56 +46,30 @@ static OPTIONS: [OptionDef; 7] = [
     OptionDef::int("top", "10", "rows of each top list").range(1, 1000),
 ];
 
-static INPUT: [KeyDef; 15] = [
-    KeyDef::new("orig.ip.saddr", KeyType::IpAddr).optional(),
-    KeyDef::new("orig.ip.daddr", KeyType::IpAddr).optional(),
-    KeyDef::new("orig.ip.protocol", KeyType::U8).optional(),
-    KeyDef::new("orig.l4.dport", KeyType::U16).optional(),
-    KeyDef::new("orig.raw.pktlen", KeyType::U64).optional(),
-    KeyDef::new("orig.raw.pktcount", KeyType::U64).optional(),
-    KeyDef::new("reply.raw.pktlen", KeyType::U64).optional(),
-    KeyDef::new("reply.raw.pktcount", KeyType::U64).optional(),
-    KeyDef::new("flow.start.sec", KeyType::U32).optional(),
-    KeyDef::new("flow.end.sec", KeyType::U32).optional(),
-    KeyDef::new("flow.seq", KeyType::U32).optional(),
-    KeyDef::new("flow.direction", KeyType::String).optional(),
-    KeyDef::new("oob.prefix", KeyType::String).optional(),
-    KeyDef::new("raw.pktlen", KeyType::U32).optional(),
-    KeyDef::new("oob.time.sec", KeyType::U32).optional(),
-];
+rulogd_plugin::key_table! {
+    static INPUT: [KeyDef; N_INPUT];
+    SADDR = KeyDef::new("orig.ip.saddr", KeyType::IpAddr).optional();
+    DADDR = KeyDef::new("orig.ip.daddr", KeyType::IpAddr).optional();
+    PROTO = KeyDef::new("orig.ip.protocol", KeyType::U8).optional();
+    DPORT = KeyDef::new("orig.l4.dport", KeyType::U16).optional();
+    OBYTES = KeyDef::new("orig.raw.pktlen", KeyType::U64).optional();
+    OPKTS = KeyDef::new("orig.raw.pktcount", KeyType::U64).optional();
+    RBYTES = KeyDef::new("reply.raw.pktlen", KeyType::U64).optional();
+    RPKTS = KeyDef::new("reply.raw.pktcount", KeyType::U64).optional();
+    START = KeyDef::new("flow.start.sec", KeyType::U32).optional();
+    END = KeyDef::new("flow.end.sec", KeyType::U32).optional();
+    SEQ = KeyDef::new("flow.seq", KeyType::U32).optional();
+    DIRECTION = KeyDef::new("flow.direction", KeyType::String).optional();
+    PREFIX = KeyDef::new("oob.prefix", KeyType::String).optional();
+    PKTLEN = KeyDef::new("raw.pktlen", KeyType::U32).optional();
+    TIME = KeyDef::new("oob.time.sec", KeyType::U32).optional();
+}
 
-const SADDR: usize = 0;
-const DADDR: usize = 1;
-const PROTO: usize = 2;
-const DPORT: usize = 3;
-const OBYTES: usize = 4;
-const OPKTS: usize = 5;
-const RBYTES: usize = 6;
-const RPKTS: usize = 7;
-const START: usize = 8;
-const END: usize = 9;
-const SEQ: usize = 10;
-const DIRECTION: usize = 11;
-const PREFIX: usize = 12;
-const PKTLEN: usize = 13;
-const TIME: usize = 14;
-
-/// The descriptor `rulogd --info` prints.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "WEB",
-    kind: PluginKind::Output,
-    summary: "Serves a live traffic view of flow records: in/out of the home networks over time, top hosts, services and conversations",
-    options: &OPTIONS,
-    input_keys: &INPUT,
-    output_keys: &[],
-    wildcard_input: false,
-};
-
-/// The built-in registration.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "WEB" (build): "Serves a live traffic view of flow records: in/out of the home networks over time, top hosts, services and conversations";
+    options &OPTIONS;
+    input &INPUT;
+}
 
 /// One WEB instance.
 pub struct Web {

@@ -22,9 +22,7 @@ pub use copy::format;
 use copy::{copy_binary, copy_text, Text};
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement, Transaction};
-use rulogd_plugin::{
-    BuildCtx, BuildError, Builder, OptionDef, Output, PluginInfo, PluginKind, Registration,
-};
+use rulogd_plugin::{BuildCtx, BuildError, OptionDef, Output};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -65,22 +63,10 @@ static OPTIONS: &[OptionDef] = server_options![
     .range(1, 16),
 ];
 
-/// `--info` description of PGSQL.
-pub static INFO: PluginInfo = PluginInfo {
-    name: "PGSQL",
-    kind: PluginKind::Output,
-    summary: "Writes records as rows of a PostgreSQL table (columns name the keys)",
-    options: OPTIONS,
-    input_keys: &[],
-    output_keys: &[],
-    wildcard_input: true,
-};
-
-/// PGSQL's registration for the core.
-pub const REGISTRATION: Registration = Registration {
-    info: &INFO,
-    builder: Builder::Output(build),
-};
+rulogd_plugin::plugin! {
+    Output "PGSQL" wildcard (build): "Writes records as rows of a PostgreSQL table (columns name the keys)";
+    options OPTIONS;
+}
 
 /// ulogd's default when `connect_timeout` is 0 (libpq waits forever).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
