@@ -1,112 +1,12 @@
 //! The renderer as it was before the fixed-size-copy rewrite, kept as the
-//! oracle of a randomized differential test (tests.rs).
+//! oracle of a randomized differential test (tests.rs): its field plan and
+//! its write loop, the parts the rewrite changed. Escaping and value
+//! conversion, which it did not change, are the live module's.
 #![allow(dead_code)]
 
-use rulogd_plugin::{KeyType, Record, Slot, UpstreamKey, Value};
+use super::render::{json_int, json_str, push_string, PlanOptions, RenderCtx, Src};
+use rulogd_plugin::{KeyType, Record, UpstreamKey, Value};
 use std::collections::HashMap;
-
-/// How jansson escapes each byte below 0x80 inside a string: 0 = as is,
-/// `b'u'` = `\u00XX` (upper-case hex), anything else = backslash and that byte.
-static ESCAPE: [u8; 128] = {
-    let mut t = [0u8; 128];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    // 0x7f and `/` are left alone, as jansson does without JSON_ESCAPE_SLASH.
-    t
-};
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-/// Appends `s` (valid UTF-8) as a quoted JSON string, escaped as jansson does.
-/// Non-ASCII is written as is (no JSON_ENSURE_ASCII).
-pub fn push_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    let mut run = 0;
-    for (i, &c) in s.iter().enumerate() {
-        let e = if c < 0x80 { ESCAPE[c as usize] } else { 0 };
-        if e == 0 {
-            continue;
-        }
-        out.extend_from_slice(&s[run..i]);
-        if e == b'u' {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(c >> 4) as usize],
-                HEX[(c & 15) as usize],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', e]);
-        }
-        run = i + 1;
-    }
-    out.extend_from_slice(&s[run..]);
-    out.push(b'"');
-}
-
-/// The string jansson would accept for a C string value: cut at the first NUL
-/// (ulogd hands jansson a `char *`), and `None` if that is not valid UTF-8
-/// (`json_string` returns NULL and the field is left out).
-#[inline]
-pub fn json_str(b: &[u8]) -> Option<&[u8]> {
-    let b = match memchr_nul(b) {
-        Some(i) => &b[..i],
-        None => b,
-    };
-    std::str::from_utf8(b).ok().map(str::as_bytes)
-}
-
-#[inline]
-fn memchr_nul(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == 0)
-}
-
-/// An integer value as jansson's `json_int_t`: signed types sign-extend,
-/// unsigned 64-bit values are reinterpreted as signed (ulogd's cast).
-#[inline]
-pub fn json_int(v: &Value) -> Option<i64> {
-    Some(match *v {
-        Value::I8(x) => x.into(),
-        Value::I16(x) => x.into(),
-        Value::I32(x) => x.into(),
-        Value::I64(x) => x,
-        Value::U8(x) => x.into(),
-        Value::U16(x) => x.into(),
-        Value::U32(x) => x.into(),
-        Value::U64(x) => x as i64,
-        Value::Bool(x) => x.into(),
-        _ => return None,
-    })
-}
-
-/// Where a field's value comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Src {
-    /// `"@version": 1` (eventv1).
-    Version,
-    /// The timestamp, formatted once per record.
-    Timestamp,
-    /// The `device` option.
-    Device,
-    /// An integer key.
-    Int(Slot),
-    /// A string key.
-    Str(Slot),
-    /// `raw.label` with `boolean_label`: `"allowed"` or `"blocked"`.
-    Label(Slot),
-}
 
 /// One JSON member: its pre-escaped `"name": ` and every source that sets it,
 /// in stack order (jansson keeps the first position and the last value).
@@ -128,17 +28,6 @@ struct Entry {
 pub struct Plan {
     fields: Vec<Field>,
     entries: Vec<Entry>,
-}
-
-/// What a plan needs besides the upstream keys.
-#[derive(Clone, Copy, Debug)]
-pub struct PlanOptions {
-    /// `eventv1`.
-    pub eventv1: bool,
-    /// `timestamp`.
-    pub timestamp: bool,
-    /// `boolean_label`.
-    pub boolean_label: bool,
 }
 
 impl Plan {
@@ -219,16 +108,6 @@ impl Plan {
         }
         out.push(b'}');
     }
-}
-
-/// Per-record values that are not in the record.
-pub struct RenderCtx<'a> {
-    /// The formatted timestamp (`None`: omitted).
-    pub timestamp: Option<&'a [u8]>,
-    /// Whether the timestamp is a JSON string.
-    pub ts_quoted: bool,
-    /// The `device` string, already quoted and escaped.
-    pub device: &'a [u8],
 }
 
 fn settable(s: Src, rec: &Record, ctx: &RenderCtx) -> bool {

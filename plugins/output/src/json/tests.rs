@@ -459,12 +459,7 @@ fn render_matches_the_previous_renderer_on_random_records() {
             timestamp: r.below(2) == 0,
             boolean_label: r.below(2) == 0,
         };
-        let ro = render_ref::PlanOptions {
-            eventv1: o.eventv1,
-            timestamp: o.timestamp,
-            boolean_label: o.boolean_label,
-        };
-        let (plan, old) = (Plan::new(&up, o), render_ref::Plan::new(&up, ro));
+        let (plan, old) = (Plan::new(&up, o), render_ref::Plan::new(&up, o));
         for _ in 0..8 {
             let mut rec = Record::with_slots(nslots as usize);
             rec.set_buf(bytes::Bytes::from_static(
@@ -479,24 +474,13 @@ fn render_matches_the_previous_renderer_on_random_records() {
             let quoted = r.below(2) == 0;
             let mut a = b"prefix".to_vec();
             let mut b = a.clone();
-            plan.render(
-                &rec,
-                &RenderCtx {
-                    timestamp: ts,
-                    ts_quoted: quoted,
-                    device: b"\"dev\"",
-                },
-                &mut a,
-            );
-            old.render(
-                &rec,
-                &render_ref::RenderCtx {
-                    timestamp: ts,
-                    ts_quoted: quoted,
-                    device: b"\"dev\"",
-                },
-                &mut b,
-            );
+            let ctx = RenderCtx {
+                timestamp: ts,
+                ts_quoted: quoted,
+                device: b"\"dev\"",
+            };
+            plan.render(&rec, &ctx, &mut a);
+            old.render(&rec, &ctx, &mut b);
             assert_eq!(
                 String::from_utf8_lossy(&a),
                 String::from_utf8_lossy(&b),
@@ -523,14 +507,7 @@ fn more_repeated_fields_than_the_mask_holds() {
         up.push(key(n, KeyType::String, (3 * i + 2) as Slot));
     }
     let plan = Plan::new(&up, BARE);
-    let old = render_ref::Plan::new(
-        &up,
-        render_ref::PlanOptions {
-            eventv1: false,
-            timestamp: false,
-            boolean_label: false,
-        },
-    );
+    let old = render_ref::Plan::new(&up, BARE);
     let mut r = Rng(7);
     for _ in 0..200 {
         let mut rec = Record::with_slots(up.len());
@@ -551,12 +528,7 @@ fn more_repeated_fields_than_the_mask_holds() {
             device: b"\"d\"",
         };
         plan.render(&rec, &ctx, &mut a);
-        let rctx = render_ref::RenderCtx {
-            timestamp: None,
-            ts_quoted: true,
-            device: b"\"d\"",
-        };
-        old.render(&rec, &rctx, &mut b);
+        old.render(&rec, &ctx, &mut b);
         assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
     }
 }
