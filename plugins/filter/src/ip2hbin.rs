@@ -7,7 +7,7 @@
 //! ulogd 2.0.8 never produces `reply.ip.hdaddr` (its loop stops one key
 //! early); rulogd produces all six, as 2.0.9 does.
 
-use crate::ip2bin::{octets, width, AddrSlots, Width, INPUT_KEYS};
+use crate::addr::{AddrSlots, FamilyCheck, Width, IP_INPUT_KEYS, IP_KEYS};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Value, Verdict,
 };
@@ -24,7 +24,7 @@ static OUTPUT_KEYS: [KeyDef; 6] = [
 
 rulogd_plugin::plugin! {
     Filter "IP2HBIN" (build): "converts IP address keys to host byte order numbers (SQL integer columns)";
-    input &INPUT_KEYS;
+    input &IP_INPUT_KEYS;
     output &OUTPUT_KEYS;
 }
 
@@ -33,33 +33,21 @@ fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
 }
 
 #[derive(Default)]
-struct Ip2Hbin(AddrSlots);
+struct Ip2Hbin(AddrSlots<6>);
 
 impl Filter for Ip2Hbin {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        self.0 = AddrSlots::bind(b);
+        self.0 = AddrSlots::bind(b, &IP_KEYS);
         Ok(())
     }
 
     fn process(&mut self, rec: &mut Record) -> Verdict {
-        let s = &self.0;
-        let Some(w) = width(rec, s.family, s.protocol) else {
-            return Verdict::Drop;
-        };
-        for (&input, &output) in s.inputs.iter().zip(&s.outputs) {
-            let Some(out) = output else { continue };
-            let Some(a) = rec.get_opt(input).and_then(octets) else {
-                continue;
-            };
-            // The value is an integer, not an address: the SQL outputs write
-            // U32 as its decimal number, which is what the column wants.
-            let v = match w {
-                Width::V4 => Value::U32(u32::from_be_bytes([a[0], a[1], a[2], a[3]])),
-                Width::V6 => Value::Ipv6(Ipv6Addr::from(a)),
-            };
-            rec.set(out, v);
-        }
-        Verdict::Continue
+        // The value is an integer, not an address: the SQL outputs write
+        // U32 as its decimal number, which is what the column wants.
+        self.0.convert(rec, FamilyCheck::First, |w, a| match w {
+            Width::V4 => Value::U32(u32::from_be_bytes([a[0], a[1], a[2], a[3]])),
+            Width::V6 => Value::Ipv6(Ipv6Addr::from(*a)),
+        })
     }
 }
 
@@ -97,7 +85,7 @@ mod tests {
     #[test]
     fn all_six_keys_are_produced_including_the_last() {
         let mut h = harness(Some(2), None);
-        for (i, k) in crate::ip2bin::ADDR_KEYS.iter().enumerate() {
+        for (i, k) in crate::addr::IP_KEYS.iter().enumerate() {
             h.set(k, Value::Ipv4(Ipv4Addr::new(0, 0, 1, i as u8)));
         }
         h.run();

@@ -1,9 +1,10 @@
 //! IP2STR: turns the binary address keys into their text form, as
 //! `inet_ntop` writes it.
 
+use crate::addr::{AddrSlots, FamilyCheck, Width};
 use rulogd_plugin::addr_text::{ipv4_text, ipv6_text, LEN};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Slot, Value, Verdict,
+    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Value, Verdict,
 };
 
 /// The address keys IP2STR converts, each giving `<name>.str`.
@@ -52,92 +53,22 @@ fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
     Ok(Box::new(Ip2Str::default()))
 }
 
-/// The address family the inputs are in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
-}
-
 #[derive(Default)]
-struct Ip2Str {
-    family: Option<Slot>,
-    protocol: Option<Slot>,
-    inputs: [Option<Slot>; 8],
-    outputs: [Option<Slot>; 8],
-}
-
-impl Ip2Str {
-    /// The family of this record's addresses: from `oob.family`, or for
-    /// bridge packets from the ethertype in `oob.protocol`. `None` where
-    /// ulogd logs "unknown family" and fails the event.
-    fn family(&self, rec: &Record) -> Option<Family> {
-        match rec.get_u64(self.family).unwrap_or(0) as u8 {
-            2 => Some(Family::V4),
-            10 => Some(Family::V6),
-            // Native ARP (ulogd master): IPv4 addresses.
-            3 => Some(Family::V4),
-            7 => match rec.get_u64(self.protocol)? as u16 {
-                0x86dd => Some(Family::V6),
-                0x0800 | 0x0806 => Some(Family::V4),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-}
+struct Ip2Str(AddrSlots<8>);
 
 impl Filter for Ip2Str {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        self.family = b.input("oob.family");
-        self.protocol = b.input("oob.protocol");
-        for (i, name) in ADDR_KEYS.iter().enumerate() {
-            self.inputs[i] = b.input(name);
-            self.outputs[i] = b.output_if_active(i);
-        }
+        self.0 = AddrSlots::bind(b, &ADDR_KEYS);
         Ok(())
     }
 
     fn process(&mut self, rec: &mut Record) -> Verdict {
-        // ulogd only looks at the family once it has an address to convert,
-        // so a record without addresses passes whatever its family.
-        let mut family = None;
-        for (&input, &output) in self.inputs.iter().zip(&self.outputs) {
-            let Some(v) = rec.get_opt(input) else {
-                continue;
-            };
-            let Some(addr) = octets(v) else {
-                continue;
-            };
-            let fam = match family {
-                Some(f) => f,
-                None => match self.family(rec) {
-                    Some(f) => *family.insert(f),
-                    None => return Verdict::Drop,
-                },
-            };
-            if let Some(out) = output {
-                let s = match fam {
-                    Family::V4 => format_v4([addr[0], addr[1], addr[2], addr[3]]),
-                    Family::V6 => format_v6(addr),
-                };
-                rec.set(out, Value::Str(s));
-            }
-        }
-        Verdict::Continue
-    }
-}
-
-/// An address value as 16 bytes: IPv4 in the first four, like the value
-/// union ulogd reads either width from (the family decides which).
-fn octets(v: &Value) -> Option<[u8; 16]> {
-    match v {
-        Value::Ipv4(a) => {
-            let [a, b, c, d] = a.octets();
-            Some([a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-        }
-        Value::Ipv6(a) => Some(a.octets()),
-        _ => None,
+        self.0.convert(rec, FamilyCheck::AtFirstAddress, |w, a| {
+            Value::Str(match w {
+                Width::V4 => format_v4([a[0], a[1], a[2], a[3]]),
+                Width::V6 => format_v6(*a),
+            })
+        })
     }
 }
 

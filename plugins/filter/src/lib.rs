@@ -1,5 +1,6 @@
 //! rulogd built-in filter plugins, one file each, named after the ulogd plugin.
 
+mod addr;
 pub mod base;
 pub mod direction;
 pub mod flow;
