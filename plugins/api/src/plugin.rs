@@ -234,8 +234,14 @@ pub trait Output: Send {
     fn flush(&mut self) -> Result<(), OutputError> {
         Ok(())
     }
-    /// A signal for this instance.
-    fn signal(&mut self, _sig: Signal) {}
+    /// A signal for this instance. By default SIGHUP hands over what is
+    /// buffered, so records taken before the signal go to the file or
+    /// connection the writer had before it reopens.
+    fn signal(&mut self, sig: Signal) {
+        if sig == Signal::Hup {
+            let _ = self.flush();
+        }
+    }
 }
 
 /// A constructor for one plugin kind.

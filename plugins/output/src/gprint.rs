@@ -8,13 +8,11 @@
 //! `inet_ntop` writes them; raw data and keys of other types are left out.
 //! The last comma is removed. Nothing is escaped.
 
+use crate::rendered::{Render, Rendered};
 use crate::text::{
     cstr, file_producer, local_tm, now, push_addr, push_number, wildcard_fields, Field,
 };
-use rulogd_delivery::Producer;
-use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, KeyType, OptionDef, Output, OutputError, Record,
-};
+use rulogd_plugin::{Binding, BuildCtx, BuildError, KeyType, OptionDef, Output, Record};
 
 static OPTIONS: [OptionDef; 3] = [
     OptionDef::str("file", "/var/log/ulogd_gprint.log", "Output file"),
@@ -39,7 +37,6 @@ rulogd_plugin::plugin! {
 
 /// One GPRINT instance in one stack.
 pub struct Gprint {
-    producer: Producer,
     timestamp: bool,
     fields: Vec<Field>,
     /// The last second rendered and its `timestamp=…,` text.
@@ -47,12 +44,14 @@ pub struct Gprint {
 }
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
-    Ok(Box::new(Gprint {
-        producer: file_producer(ctx, "GPRINT")?,
-        timestamp: ctx.options.int("timestamp") != 0,
-        fields: Vec::new(),
-        stamp: None,
-    }))
+    Ok(Rendered::boxed(
+        file_producer(ctx, "GPRINT")?,
+        Gprint {
+            timestamp: ctx.options.int("timestamp") != 0,
+            fields: Vec::new(),
+            stamp: None,
+        },
+    ))
 }
 
 /// `timestamp=YYYY/MM/DD-HH:MM:SS,` for `secs` in local time.
@@ -77,13 +76,13 @@ fn stamp(secs: i64) -> [u8; 30] {
     b
 }
 
-impl Output for Gprint {
+impl Render for Gprint {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         self.fields = wildcard_fields(b.upstream);
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         let ts = if self.timestamp {
             let secs = now().0;
             match self.stamp {
@@ -97,7 +96,6 @@ impl Output for Gprint {
         } else {
             None
         };
-        let out = self.producer.batch().buf();
         let start = out.len();
         if let Some(t) = ts {
             out.extend_from_slice(&t);
@@ -141,11 +139,7 @@ impl Output for Gprint {
             out.pop();
         }
         out.push(b'\n');
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
+        true
     }
 }
 

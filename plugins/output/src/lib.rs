@@ -13,6 +13,7 @@ pub mod logemu;
 pub mod nacct;
 pub mod oprint;
 pub mod pcap;
+mod rendered;
 pub mod sql;
 pub mod syslog;
 #[cfg(test)]

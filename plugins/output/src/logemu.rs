@@ -6,10 +6,10 @@
 //! time), else the current time; the host is the short host name (up to the
 //! first `.`), read once at start. `print` already ends with a newline.
 
+use crate::rendered::{Render, Rendered};
 use crate::text::{cstr, file_producer, now, SyslogClock};
-use rulogd_delivery::Producer;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, Record, Slot,
 };
 
 static OPTIONS: [OptionDef; 2] = [
@@ -35,7 +35,6 @@ rulogd_plugin::plugin! {
 
 /// One LOGEMU instance in one stack.
 pub struct Logemu {
-    producer: Producer,
     /// `" <short host name> "`.
     host: Box<[u8]>,
     clock: SyslogClock,
@@ -49,13 +48,15 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     h.push(b' ');
     h.extend_from_slice(&host);
     h.push(b' ');
-    Ok(Box::new(Logemu {
-        producer: file_producer(ctx, "LOGEMU")?,
-        host: h.into_boxed_slice(),
-        clock: SyslogClock::default(),
-        print: None,
-        sec: None,
-    }))
+    Ok(Rendered::boxed(
+        file_producer(ctx, "LOGEMU")?,
+        Logemu {
+            host: h.into_boxed_slice(),
+            clock: SyslogClock::default(),
+            print: None,
+            sec: None,
+        },
+    ))
 }
 
 /// The host name up to its first dot.
@@ -71,16 +72,16 @@ pub(crate) fn short_hostname() -> std::io::Result<Vec<u8>> {
     Ok(short.to_vec())
 }
 
-impl Output for Logemu {
+impl Render for Logemu {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         self.print = b.input("print");
         self.sec = b.input("oob.time.sec");
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         let Some(print) = rec.get_bytes(self.print) else {
-            return Ok(());
+            return false;
         };
         let secs = match rec.get_u64(self.sec) {
             // ulogd reads the key as a u32 into a time_t.
@@ -88,15 +89,10 @@ impl Output for Logemu {
             None => now().0,
         };
         let stamp = self.clock.get(secs);
-        let out = self.producer.batch().buf();
         out.extend_from_slice(&stamp);
         out.extend_from_slice(&self.host);
         out.extend_from_slice(cstr(print));
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
+        true
     }
 }
 

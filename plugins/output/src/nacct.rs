@@ -8,11 +8,10 @@
 //! direction's, the traffic from `src` to `dst` (docs/COMPATIBILITY.md).
 //! Like ulogd, a key without a value prints as 0 (a string as `(null)`).
 
+use crate::rendered::{Render, Rendered};
 use crate::text::{cstr, file_producer};
-use rulogd_delivery::Producer;
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Signal,
-    Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, Record, Slot,
 };
 
 static OPTIONS: [OptionDef; 2] = [
@@ -49,15 +48,14 @@ rulogd_plugin::plugin! {
 
 /// One NACCT instance in one stack.
 pub struct Nacct {
-    producer: Producer,
     inputs: [Option<Slot>; 11],
 }
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
-    Ok(Box::new(Nacct {
-        producer: file_producer(ctx, "NACCT")?,
-        inputs: [None; 11],
-    }))
+    Ok(Rendered::boxed(
+        file_producer(ctx, "NACCT")?,
+        Nacct { inputs: [None; 11] },
+    ))
 }
 
 fn num(out: &mut Vec<u8>, v: u64) {
@@ -75,7 +73,7 @@ impl Nacct {
     }
 }
 
-impl Output for Nacct {
+impl Render for Nacct {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         for (i, k) in INPUT.iter().enumerate() {
             self.inputs[i] = b.input(&k.name);
@@ -83,7 +81,7 @@ impl Output for Nacct {
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         // Widths as ulogd's printf arguments take them.
         let proto = self.u(rec, PROTO) as u8;
         let (a, b) = if proto == 1 {
@@ -100,7 +98,6 @@ impl Output for Nacct {
         let end = self.u(rec, END) as u32;
         let (pkts, bytes) = (self.u(rec, PKTS), self.u(rec, BYTES));
         let (src, dst) = (self.s(rec, SADDR), self.s(rec, DADDR));
-        let out = self.producer.batch().buf();
         num(out, u64::from(end));
         out.push(b'\t');
         num(out, u64::from(proto));
@@ -117,18 +114,7 @@ impl Output for Nacct {
         out.push(b'\t');
         num(out, bytes);
         out.push(b'\n');
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
-    }
-
-    fn signal(&mut self, sig: Signal) {
-        if sig == Signal::Hup {
-            // Lines rendered before the signal go to the old file.
-            let _ = self.producer.flush();
-        }
+        true
     }
 }
 

@@ -8,11 +8,9 @@
 //! 64-bit signed integers as numbers (2.0.8 printed `default`), keys of
 //! unknown type as `<none>` and raw data as `default`.
 
+use crate::rendered::{Render, Rendered};
 use crate::text::{cstr, file_producer, push_addr, push_number, wildcard_fields, Field};
-use rulogd_delivery::Producer;
-use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, KeyType, OptionDef, Output, OutputError, Record,
-};
+use rulogd_plugin::{Binding, BuildCtx, BuildError, KeyType, OptionDef, Output, Record};
 
 static OPTIONS: [OptionDef; 2] = [
     OptionDef::str("file", "/var/log/ulogd_oprint.log", "Output file"),
@@ -31,15 +29,14 @@ rulogd_plugin::plugin! {
 
 /// One OPRINT instance in one stack.
 pub struct Oprint {
-    producer: Producer,
     fields: Vec<Field>,
 }
 
 fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
-    Ok(Box::new(Oprint {
-        producer: file_producer(ctx, "OPRINT")?,
-        fields: Vec::new(),
-    }))
+    Ok(Rendered::boxed(
+        file_producer(ctx, "OPRINT")?,
+        Oprint { fields: Vec::new() },
+    ))
 }
 
 /// Appends `value` of a key declared `ty` as OPRINT prints it.
@@ -68,14 +65,13 @@ fn push_value(out: &mut Vec<u8>, rec: &Record, ty: KeyType, v: &rulogd_plugin::V
     }
 }
 
-impl Output for Oprint {
+impl Render for Oprint {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         self.fields = wildcard_fields(b.upstream);
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
-        let out = self.producer.batch().buf();
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         out.extend_from_slice(b"===>PACKET BOUNDARY\n");
         for f in &self.fields {
             let Some(v) = rec.get(f.slot) else {
@@ -86,11 +82,7 @@ impl Output for Oprint {
             push_value(out, rec, f.ty, v);
             out.push(b'\n');
         }
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
+        true
     }
 }
 

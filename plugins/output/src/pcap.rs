@@ -7,10 +7,11 @@
 //! open hook, so it is ordered with the data like every reopen. Each record
 //! is the 16-byte pcap record header and the packet from its network header.
 
+use crate::rendered::{Render, Rendered};
 use crate::text::{now, tz_init};
-use rulogd_delivery::{Delivery, DeliveryConfig, FileTransport, OpenHook, Producer, WhenFull};
+use rulogd_delivery::{Delivery, DeliveryConfig, FileTransport, OpenHook, WhenFull};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, Record, Slot,
 };
 use std::io::Write;
 
@@ -74,7 +75,6 @@ fn thiszone() -> i32 {
 
 /// One PCAP instance in one stack.
 pub struct Pcap {
-    producer: Producer,
     pkt: Option<Slot>,
     pktlen: Option<Slot>,
     totlen: Option<Slot>,
@@ -101,19 +101,21 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         rulogd_delivery::prepare_reopen(ctx, "PCAP", std::path::Path::new(path));
         Ok(Box::new(t))
     })?;
-    Ok(Box::new(Pcap {
-        producer: delivery.producer(ctx.options.int("sync") != 0),
-        pkt: None,
-        pktlen: None,
-        totlen: None,
-        sec: None,
-        usec: None,
-        family: None,
-        payloadlen: None,
-    }))
+    Ok(Rendered::boxed(
+        delivery.producer(ctx.options.int("sync") != 0),
+        Pcap {
+            pkt: None,
+            pktlen: None,
+            totlen: None,
+            sec: None,
+            usec: None,
+            family: None,
+            payloadlen: None,
+        },
+    ))
 }
 
-impl Output for Pcap {
+impl Render for Pcap {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         self.pkt = b.input("raw.pkt");
         self.pktlen = b.input("raw.pktlen");
@@ -125,9 +127,9 @@ impl Output for Pcap {
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         let Some(pkt) = rec.get_bytes(self.pkt) else {
-            return Ok(());
+            return false;
         };
         // Never more than the bytes there are, whatever raw.pktlen says.
         let caplen = rec
@@ -149,17 +151,12 @@ impl Output for Pcap {
                 (s as u32, u)
             }
         };
-        let out = self.producer.batch().buf();
         out.extend_from_slice(&sec.to_ne_bytes());
         out.extend_from_slice(&usec.to_ne_bytes());
         out.extend_from_slice(&caplen.to_ne_bytes());
         out.extend_from_slice(&len.to_ne_bytes());
         out.extend_from_slice(pkt);
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
+        true
     }
 }
 

@@ -14,13 +14,14 @@
 //! As with glibc, facility `LOG_KERN` (0, the default) means "the openlog
 //! facility", so the default is `daemon.notice` (PRI 29).
 
+use crate::rendered::{Render, Rendered};
 use crate::text::{cstr, now, SyslogClock};
 use rulogd_delivery::{
-    Batch, Delivery, DeliveryConfig, DeliveryStats, Producer, SendError, Transport, WhenFull,
+    Batch, Delivery, DeliveryConfig, DeliveryStats, SendError, Transport, WhenFull,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptValue, OptionDef, Options, Output,
-    OutputError, Record, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptValue, OptionDef, Options, Output, Record,
+    Slot,
 };
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -127,7 +128,6 @@ pub fn priority(facility: &str, level: &str) -> Result<i32, BuildError> {
 
 /// One SYSLOG instance in one stack.
 pub struct Syslog {
-    producer: Producer,
     /// `<PRI>`.
     pri: Box<[u8]>,
     /// ` ulogd[PID]: `.
@@ -144,40 +144,38 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     let delivery = Delivery::shared(ctx, "SYSLOG", &cfg, || {
         Ok(Box::new(SyslogTransport::new(DEV_LOG)))
     })?;
-    Ok(Box::new(Syslog {
-        // Batched like the files: handed over when the input goes idle.
-        producer: delivery.producer(false),
-        pri: format!("<{pri}>").into_bytes().into(),
-        // The pid is read here, after -d has forked.
-        tag: format!(" {IDENT}[{}]: ", std::process::id())
-            .into_bytes()
-            .into(),
-        clock: SyslogClock::default(),
-        print: None,
-    }))
+    // Batched like the files: handed over when the input goes idle.
+    let producer = delivery.producer(false);
+    Ok(Rendered::boxed(
+        producer,
+        Syslog {
+            pri: format!("<{pri}>").into_bytes().into(),
+            // The pid is read here, after -d has forked.
+            tag: format!(" {IDENT}[{}]: ", std::process::id())
+                .into_bytes()
+                .into(),
+            clock: SyslogClock::default(),
+            print: None,
+        },
+    ))
 }
 
-impl Output for Syslog {
+impl Render for Syslog {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         self.print = b.input("print");
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         let Some(print) = rec.get_bytes(self.print) else {
-            return Ok(());
+            return false;
         };
         let stamp = self.clock.get(now().0);
-        let out = self.producer.batch().buf();
         out.extend_from_slice(&self.pri);
         out.extend_from_slice(&stamp);
         out.extend_from_slice(&self.tag);
         out.extend_from_slice(cstr(print));
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
+        true
     }
 }
 
@@ -306,13 +304,13 @@ mod tests {
         let mut t = SyslogTransport::new(&path);
         t.open().unwrap();
         let d = Delivery::start(&cfg, Box::new(t)).unwrap();
-        let mut s = Syslog {
-            producer: d.producer(true),
+        let syslog = Syslog {
             pri: b"<29>".as_slice().into(),
             tag: b" ulogd[42]: ".as_slice().into(),
             clock: SyslogClock::default(),
             print: Some(0),
         };
+        let mut s = Rendered::boxed(d.producer(true), syslog);
         let mut rec = Record::with_slots(1);
         rec.set(0, text("PFX IN=lo OUT= \n"));
         s.write(&rec).unwrap();

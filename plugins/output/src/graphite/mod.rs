@@ -14,13 +14,14 @@
 
 mod window;
 
+use crate::rendered::{Render, Rendered};
 use crate::text::{cstr, now};
 use rulogd_delivery::{
-    spool_config, Delivery, DeliveryConfig, Producer, StreamTransport, Transport, WhenFull,
+    spool_config, Delivery, DeliveryConfig, StreamTransport, Transport, WhenFull,
     DEFAULT_BATCH_BYTES, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, OutputError, Record, Slot,
+    Binding, BuildCtx, BuildError, KeyDef, KeyType, OptionDef, Output, Record, Slot,
 };
 
 use std::time::Duration;
@@ -74,7 +75,6 @@ rulogd_plugin::plugin! {
 
 /// One GRAPHITE instance in one stack.
 pub struct Graphite {
-    producer: Producer,
     prefix: Box<[u8]>,
     name: Option<Slot>,
     pkts: Option<Slot>,
@@ -125,14 +125,16 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         ctx.shared.add_stats(stats.set.clone());
         Ok(Box::new(ResendTransport::new(tcp, w, stats, ctx.instance)))
     })?;
-    Ok(Box::new(Graphite {
-        producer: delivery.producer(false),
-        prefix: o.str("prefix").as_bytes().into(),
-        name: None,
-        pkts: None,
-        bytes: None,
-        sec: None,
-    }))
+    Ok(Rendered::boxed(
+        delivery.producer(false),
+        Graphite {
+            prefix: o.str("prefix").as_bytes().into(),
+            name: None,
+            pkts: None,
+            bytes: None,
+            sec: None,
+        },
+    ))
 }
 
 /// The resend window's bounds; `None` when `resend_window` or `resend_max`
@@ -182,7 +184,7 @@ fn line(out: &mut Vec<u8>, prefix: &[u8], name: &[u8], what: &[u8], v: u64, ts: 
     out.push(b'\n');
 }
 
-impl Output for Graphite {
+impl Render for Graphite {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         self.name = b.input("sum.name");
         self.pkts = b.input("sum.pkts");
@@ -191,7 +193,7 @@ impl Output for Graphite {
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         // ulogd reads the time without a validity check: 0 means "now".
         let ts = match rec.get_u64(self.sec).unwrap_or(0) as u32 {
             0 => now().0 as u64,
@@ -200,14 +202,9 @@ impl Output for Graphite {
         let name = rec.get_bytes(self.name).map_or(&b"(null)"[..], cstr);
         let pkts = rec.get_u64(self.pkts).unwrap_or(0);
         let bytes = rec.get_u64(self.bytes).unwrap_or(0);
-        let out = self.producer.batch().buf();
         line(out, &self.prefix, name, b"pkts", pkts, ts);
         line(out, &self.prefix, name, b"bytes", bytes, ts);
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
+        true
     }
 }
 

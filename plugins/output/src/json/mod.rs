@@ -20,8 +20,7 @@ use rulogd_delivery::{
     UdpTransport, WhenFull, SPOOL_RETRY_MAX,
 };
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, OptValue, OptionDef, Options, Output, OutputError, Record,
-    Signal, Slot,
+    Binding, BuildCtx, BuildError, OptValue, OptionDef, Options, Output, OutputError, Record, Slot,
 };
 use std::sync::Once;
 
@@ -390,13 +389,6 @@ impl Output for Json {
 
     fn flush(&mut self) -> Result<(), OutputError> {
         self.producer.flush()
-    }
-
-    fn signal(&mut self, sig: Signal) {
-        if sig == Signal::Hup {
-            // Lines rendered before the signal go out before the writer reopens.
-            let _ = self.producer.flush();
-        }
     }
 }
 

@@ -13,11 +13,9 @@ use super::config::{column_key, key_of_column, SqlConfig, LOCAL_DATABASES, SQL_B
 use super::driver::Driver;
 pub use super::row::{decode, layout_id, Layouts, Renderer, Val, ROW_HEAD};
 pub use super::transport::SqlTransport;
-use rulogd_delivery::{spool_config, Delivery, DeliveryConfig, Producer, Transport};
-use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Counter, Output, OutputError, Record, Signal, StatSet,
-    UpstreamKey,
-};
+use crate::rendered::{Render, Rendered};
+use rulogd_delivery::{spool_config, Delivery, DeliveryConfig, Transport};
+use rulogd_plugin::{Binding, BuildCtx, BuildError, Counter, Output, Record, StatSet, UpstreamKey};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,15 +107,15 @@ pub fn build_output<D: Driver + 'static>(
             prep.refused.clone(),
         )) as Box<dyn Transport>)
     })?;
-    Ok(Box::new(SqlOutput {
+    let rows = SqlOutput {
         instance: ctx.instance.to_string(),
         table: cfg.template.clone(),
         partitioned: cfg.partitioned(),
-        producer: delivery.producer(false),
         cols: prep.cols.clone(),
         layouts: prep.layouts.clone(),
         renderer: None,
-    }))
+    };
+    Ok(Rendered::boxed(delivery.producer(false), rows))
 }
 
 /// One SQL output instance in one stack: renders rows on the input thread.
@@ -125,13 +123,12 @@ pub struct SqlOutput {
     instance: String,
     table: String,
     partitioned: bool,
-    producer: Producer,
     cols: Option<Vec<String>>,
     layouts: Arc<Layouts>,
     renderer: Option<Renderer>,
 }
 
-impl Output for SqlOutput {
+impl Render for SqlOutput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
         let keys = match &self.cols {
             Some(cols) => check_columns(&self.instance, &self.table, cols, b.upstream)?,
@@ -146,22 +143,12 @@ impl Output for SqlOutput {
         Ok(())
     }
 
-    fn write(&mut self, rec: &Record) -> Result<(), OutputError> {
+    fn render(&mut self, rec: &Record, out: &mut Vec<u8>) -> bool {
         let Some(r) = self.renderer.as_ref() else {
-            return Ok(());
+            return false;
         };
-        r.render(rec, self.producer.batch().buf());
-        self.producer.commit()
-    }
-
-    fn flush(&mut self) -> Result<(), OutputError> {
-        self.producer.flush()
-    }
-
-    fn signal(&mut self, sig: Signal) {
-        if sig == Signal::Hup {
-            let _ = self.producer.flush();
-        }
+        r.render(rec, out);
+        true
     }
 }
 
