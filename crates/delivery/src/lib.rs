@@ -61,7 +61,7 @@ pub use spool_options::{spool_config, SPOOL_DIR, SPOOL_RETRY_MAX, SPOOL_SIZE};
 pub use stats::DeliveryStats;
 pub use transport::{prepare_reopen, write_records, FileTransport, OpenHook, SendError, Transport};
 
-use rulogd_plugin::BuildError;
+use rulogd_plugin::{BuildError, Options};
 use std::time::Duration;
 
 /// Hand over a batch once it holds this many bytes.
@@ -92,6 +92,18 @@ impl WhenFull {
         } else {
             None
         }
+    }
+
+    /// The `when_full` option of `o`; the error names the option and the
+    /// words it takes.
+    pub fn option(o: &Options) -> Result<Self, BuildError> {
+        let wf = o.str("when_full");
+        Self::parse(wf).ok_or_else(|| {
+            BuildError::option(
+                "when_full",
+                format!("unknown policy `{wf}`; valid: block, drop"),
+            )
+        })
     }
 }
 

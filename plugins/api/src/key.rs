@@ -36,6 +36,25 @@ pub enum KeyType {
 }
 
 impl KeyType {
+    /// Whether ulogd's outputs print a value of this type as a number: the
+    /// integers and booleans.
+    pub const fn is_integer(self) -> bool {
+        match self {
+            KeyType::I8
+            | KeyType::I16
+            | KeyType::I32
+            | KeyType::I64
+            | KeyType::U8
+            | KeyType::U16
+            | KeyType::U32
+            | KeyType::U64
+            | KeyType::Bool => true,
+            KeyType::IpAddr | KeyType::String | KeyType::Raw | KeyType::RawStr | KeyType::None => {
+                false
+            }
+        }
+    }
+
     /// The label `ulogd --info` prints for this type.
     pub fn info_label(self) -> &'static str {
         match self {

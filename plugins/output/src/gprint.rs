@@ -115,18 +115,10 @@ impl Render for Gprint {
                     }
                     None => push_number(out, v),
                 },
-                KeyType::Bool
-                | KeyType::I8
-                | KeyType::I16
-                | KeyType::I32
-                | KeyType::I64
-                | KeyType::U8
-                | KeyType::U16
-                | KeyType::U32
-                | KeyType::U64 => push_number(out, v),
+                t if t.is_integer() => push_number(out, v),
                 KeyType::IpAddr => push_addr(out, v),
                 // Raw data and untyped keys: ulogd does not know how to print them.
-                KeyType::Raw | KeyType::RawStr | KeyType::None => false,
+                _ => false,
             };
             if printed {
                 out.push(b',');

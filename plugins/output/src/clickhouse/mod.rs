@@ -106,9 +106,7 @@ fn prepare(ctx: &BuildCtx) -> Result<Prep, BuildError> {
     } else {
         Dedup::Auto
     };
-    let wf = o.str("when_full");
-    let when_full = WhenFull::parse(wf)
-        .ok_or_else(|| BuildError::option("when_full", format!("unknown policy `{wf}`")))?;
+    let when_full = WhenFull::option(o)?;
     let cfg = SqlConfig {
         table: table.clone(),
         template: table.clone(),

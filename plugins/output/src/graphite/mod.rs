@@ -102,13 +102,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
     if max_pending < 0 {
         return Err(BuildError::option("max_pending", "must not be negative"));
     }
-    let wf = o.str("when_full");
-    let when_full = WhenFull::parse(wf).ok_or_else(|| {
-        BuildError::option(
-            "when_full",
-            format!("unknown policy `{wf}`; valid: block, drop"),
-        )
-    })?;
+    let when_full = WhenFull::option(o)?;
     let mut cfg = DeliveryConfig::new(ctx.instance, "GRAPHITE", when_full);
     cfg.queue_size = q as usize;
     cfg.max_pending = usize::try_from(max_pending).unwrap_or(usize::MAX);

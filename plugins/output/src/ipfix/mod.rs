@@ -157,13 +157,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Output>, BuildError> {
         0 => None,
         s => Some(Duration::from_secs(s as u64)),
     };
-    let wf = o.str("when_full");
-    let when_full = WhenFull::parse(wf).ok_or_else(|| {
-        BuildError::option(
-            "when_full",
-            format!("unknown policy `{wf}`; valid: block, drop"),
-        )
-    })?;
+    let when_full = WhenFull::option(o)?;
     let mut cfg = DeliveryConfig::new(ctx.instance, "IPFIX", when_full);
     cfg.queue_size = o.int("queue_size").clamp(1, 1 << 20) as usize;
     // Messages are small: hand them over in small batches.

@@ -50,18 +50,10 @@ impl Plan {
                 KeyType::U8 if o.boolean_label && d.name == "raw.label" => {
                     ("action", Src::Label(k.slot))
                 }
-                KeyType::I8
-                | KeyType::I16
-                | KeyType::I32
-                | KeyType::I64
-                | KeyType::U8
-                | KeyType::U16
-                | KeyType::U32
-                | KeyType::U64
-                | KeyType::Bool => (d.cim.unwrap_or(&d.name), Src::Int(k.slot)),
+                t if t.is_integer() => (d.cim.unwrap_or(&d.name), Src::Int(k.slot)),
                 KeyType::String => (d.cim.unwrap_or(&d.name), Src::Str(k.slot)),
-                // ulogd's switch has no case for these: never written.
-                KeyType::IpAddr | KeyType::Raw | KeyType::RawStr | KeyType::None => continue,
+                // ulogd's switch has no case for the others: never written.
+                _ => continue,
             };
             b.add(name, src);
         }

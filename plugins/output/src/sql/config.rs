@@ -214,13 +214,7 @@ impl SqlConfig {
                 format!("table `{table}` has strftime fields: set template= to the table to copy"),
             ));
         }
-        let wf = o.str("when_full");
-        let when_full = rulogd_delivery::WhenFull::parse(wf).ok_or_else(|| {
-            BuildError::option(
-                "when_full",
-                format!("unknown policy `{wf}`; valid: block, drop"),
-            )
-        })?;
+        let when_full = rulogd_delivery::WhenFull::option(o)?;
         let nonneg = |name: &str| -> Result<u64, BuildError> {
             u64::try_from(o.int(name)).map_err(|_| BuildError::option(name, "must not be negative"))
         };
