@@ -123,6 +123,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Adds a `stack` line, parsed; the error is the parser's message.
+    fn add_stack(&mut self, text: String, line: u32) -> Result<(), String> {
+        let elems = parse_stack(&text)?;
+        self.stacks.push(StackLine { line, text, elems });
+        Ok(())
+    }
+
     /// The section named `name`, if any.
     pub fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)

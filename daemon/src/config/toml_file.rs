@@ -4,7 +4,7 @@
 //! keeps spans, so errors can name the line as they do for ulogd.conf.
 
 use super::ulogd_file::GLOBAL_KEYS;
-use super::{parse_stack, Config, ConfigError, Entry, PluginLine, RawValue, Section, StackLine};
+use super::{Config, ConfigError, Entry, PluginLine, RawValue, Section};
 use std::path::Path;
 use toml_edit::{ImDocument, Item, Value};
 
@@ -82,12 +82,7 @@ pub fn parse_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     if k == "plugin" {
                         cfg.plugins.push(PluginLine { path: s, line: n });
                     } else {
-                        let elems = parse_stack(&s).map_err(|m| err(n, m))?;
-                        cfg.stacks.push(StackLine {
-                            line: n,
-                            text: s,
-                            elems,
-                        });
+                        cfg.add_stack(s, n).map_err(|m| err(n, m))?;
                     }
                 }
             }

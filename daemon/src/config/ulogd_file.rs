@@ -1,7 +1,7 @@
 //! The ulogd.conf syntax, as ulogd2 reads it, with its traps turned into
 //! errors that name the line (see docs/COMPATIBILITY.md for each difference).
 
-use super::{parse_stack, Config, ConfigError, Entry, PluginLine, RawValue, Section, StackLine};
+use super::{Config, ConfigError, Entry, PluginLine, RawValue, Section};
 use std::path::Path;
 
 /// The `[global]` keys ulogd2 knows.
@@ -139,14 +139,7 @@ pub fn parse_ulogd(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     path: value,
                     line: n,
                 }),
-                "stack" => {
-                    let elems = parse_stack(&value).map_err(|m| err(n, m))?;
-                    cfg.stacks.push(StackLine {
-                        line: n,
-                        text: value,
-                        elems,
-                    });
-                }
+                "stack" => cfg.add_stack(value, n).map_err(|m| err(n, m))?,
                 other => {
                     let hint = if ULOGD1_GLOBALS.contains(&other) {
                         " (a ulogd 1.x option: it belongs in the input plugin's own section)"
