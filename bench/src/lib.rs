@@ -72,6 +72,29 @@ impl Args {
     }
 }
 
+impl Args {
+    /// The receivers `--daemons a,b` names, each word looked up in `names`
+    /// (exits with the usage on an unknown one); without the flag, `found`:
+    /// the receivers whose programs are installed, as the caller knows them.
+    pub fn daemons<T: Copy>(&self, names: &[(&str, T)], found: impl FnOnce() -> Vec<T>) -> Vec<T> {
+        let Some(list) = self.str("daemons") else {
+            return found();
+        };
+        list.split(',')
+            .map(|d| {
+                let d = d.trim();
+                names
+                    .iter()
+                    .find(|(n, _)| *n == d)
+                    .map(|&(_, t)| t)
+                    .unwrap_or_else(|| {
+                        die(&self.prog, self.usage, &format!("unknown daemon {d:?}"))
+                    })
+            })
+            .collect()
+    }
+}
+
 /// Parses a number with an optional `k` (10^3) or `M` (10^6) suffix.
 pub fn parse_num<T: FromStr>(v: &str) -> Option<T> {
     let (num, mult) = match v.as_bytes().last() {

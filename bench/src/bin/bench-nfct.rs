@@ -373,19 +373,13 @@ fn main() {
         eprintln!("bench-nfct needs root (network namespaces, nftables, conntrack)");
         std::process::exit(2);
     }
-    let targets: Vec<Target> = match args.str("daemons") {
-        Some(list) => list
-            .split(',')
-            .map(|d| match d.trim() {
-                "rulogd" => Target::Rulogd,
-                "ulogd2" | "ulogd" => Target::Ulogd,
-                other => {
-                    eprintln!("unknown daemon {other:?}\n{USAGE}");
-                    std::process::exit(2)
-                }
-            })
-            .collect(),
-        None => {
+    let targets = args.daemons(
+        &[
+            ("rulogd", Target::Rulogd),
+            ("ulogd2", Target::Ulogd),
+            ("ulogd", Target::Ulogd),
+        ],
+        || {
             let mut t = Vec::new();
             if std::panic::catch_unwind(lab::rulogd_bin).is_ok() {
                 t.push(Target::Rulogd);
@@ -394,8 +388,8 @@ fn main() {
                 t.push(Target::Ulogd);
             }
             t
-        }
-    };
+        },
+    );
     let repeats: usize = args.get("repeats", 3);
     let senders: u64 = args.get("senders", 1);
     let secs: f64 = args.get("step-secs", 2.0);

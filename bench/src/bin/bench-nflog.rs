@@ -449,20 +449,15 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let targets: Vec<Target> = match args.str("daemons") {
-        Some(list) => list
-            .split(',')
-            .map(|d| match d.trim() {
-                "rulogd" => Target::Rulogd,
-                "ulogd2" | "ulogd" => Target::Ulogd,
-                "sink" | "nflog-sink" => Target::Sink,
-                other => {
-                    eprintln!("unknown daemon {other:?}\n{USAGE}");
-                    std::process::exit(2)
-                }
-            })
-            .collect(),
-        None => {
+    let targets = args.daemons(
+        &[
+            ("rulogd", Target::Rulogd),
+            ("ulogd2", Target::Ulogd),
+            ("ulogd", Target::Ulogd),
+            ("sink", Target::Sink),
+            ("nflog-sink", Target::Sink),
+        ],
+        || {
             let mut t = Vec::new();
             if std::panic::catch_unwind(lab::rulogd_bin).is_ok() {
                 t.push(Target::Rulogd);
@@ -472,8 +467,8 @@ fn main() {
             }
             t.push(Target::Sink);
             t
-        }
-    };
+        },
+    );
     let repeats: usize = args.get("repeats", 3);
     let packets: u64 = args.get("packets", 1_000_000);
     let secs: f64 = args.get("step-secs", 3.0);
