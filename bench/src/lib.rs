@@ -74,11 +74,25 @@ impl Args {
 
 impl Args {
     /// The receivers `--daemons a,b` names, each word looked up in `names`
-    /// (exits with the usage on an unknown one); without the flag, `found`:
-    /// the receivers whose programs are installed, as the caller knows them.
-    pub fn daemons<T: Copy>(&self, names: &[(&str, T)], found: impl FnOnce() -> Vec<T>) -> Vec<T> {
+    /// (exits with the usage on an unknown one); without the flag, `rulogd`
+    /// if its binary is found, `ulogd` if ulogd2 is installed, then `always`.
+    pub fn daemons<T: Copy>(
+        &self,
+        names: &[(&str, T)],
+        rulogd: T,
+        ulogd: T,
+        always: &[T],
+    ) -> Vec<T> {
         let Some(list) = self.str("daemons") else {
-            return found();
+            let mut t = Vec::new();
+            if std::panic::catch_unwind(rulogd_tests::rulogd_bin).is_ok() {
+                t.push(rulogd);
+            }
+            if std::path::Path::new(rulogd_tests::ULOGD_BIN).is_file() {
+                t.push(ulogd);
+            }
+            t.extend_from_slice(always);
+            return t;
         };
         list.split(',')
             .map(|d| {

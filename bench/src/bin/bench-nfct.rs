@@ -379,16 +379,9 @@ fn main() {
             ("ulogd2", Target::Ulogd),
             ("ulogd", Target::Ulogd),
         ],
-        || {
-            let mut t = Vec::new();
-            if std::panic::catch_unwind(lab::rulogd_bin).is_ok() {
-                t.push(Target::Rulogd);
-            }
-            if Path::new(lab::ULOGD_BIN).is_file() {
-                t.push(Target::Ulogd);
-            }
-            t
-        },
+        Target::Rulogd,
+        Target::Ulogd,
+        &[],
     );
     let repeats: usize = args.get("repeats", 3);
     let senders: u64 = args.get("senders", 1);

@@ -457,17 +457,9 @@ fn main() {
             ("sink", Target::Sink),
             ("nflog-sink", Target::Sink),
         ],
-        || {
-            let mut t = Vec::new();
-            if std::panic::catch_unwind(lab::rulogd_bin).is_ok() {
-                t.push(Target::Rulogd);
-            }
-            if Path::new(lab::ULOGD_BIN).is_file() {
-                t.push(Target::Ulogd);
-            }
-            t.push(Target::Sink);
-            t
-        },
+        Target::Rulogd,
+        Target::Ulogd,
+        &[Target::Sink],
     );
     let repeats: usize = args.get("repeats", 3);
     let packets: u64 = args.get("packets", 1_000_000);
