@@ -123,6 +123,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// A config read from `path` with nothing in it yet.
+    fn empty(path: &std::path::Path) -> Config {
+        Config {
+            path: path.to_path_buf(),
+            logfile: None,
+            loglevel: None,
+            metrics: None,
+            plugins: Vec::new(),
+            stacks: Vec::new(),
+            sections: Vec::new(),
+        }
+    }
+
     /// Adds a `stack` line, parsed; the error is the parser's message.
     fn add_stack(&mut self, text: String, line: u32) -> Result<(), String> {
         let elems = parse_stack(&text)?;

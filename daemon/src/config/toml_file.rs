@@ -33,15 +33,7 @@ pub fn parse_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     let doc = ImDocument::parse(text)
         .map_err(|e| err(line_of(text, e.span()), e.message().to_string()))?;
-    let mut cfg = Config {
-        path: path.to_path_buf(),
-        logfile: None,
-        loglevel: None,
-        metrics: None,
-        plugins: Vec::new(),
-        stacks: Vec::new(),
-        sections: Vec::new(),
-    };
+    let mut cfg = Config::empty(path);
     let root = doc.as_table();
     let Some(global) = root.get("global").and_then(Item::as_table) else {
         return Err(err(0, "no [global] table".into()));

@@ -42,15 +42,7 @@ pub fn parse_ulogd(path: &Path, text: &str) -> Result<Config, ConfigError> {
         line,
         msg,
     };
-    let mut cfg = Config {
-        path: path.to_path_buf(),
-        logfile: None,
-        loglevel: None,
-        metrics: None,
-        plugins: Vec::new(),
-        stacks: Vec::new(),
-        sections: Vec::new(),
-    };
+    let mut cfg = Config::empty(path);
     let mut current: Option<Section> = None;
     let mut in_global = false;
     let mut saw_global = false;
