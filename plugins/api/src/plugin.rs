@@ -269,7 +269,8 @@ pub struct Registration {
 /// every plugin spells them the same way and the kind of the descriptor and of
 /// the constructor cannot differ. The `options`, `input` and `output` lines
 /// are optional (an empty table when left out); `wildcard` after the name
-/// makes the plugin take every upstream key.
+/// makes the plugin take every upstream key. `(default T)` in place of the
+/// constructor builds every instance as `T::default()`.
 ///
 /// ```
 /// use rulogd_plugin::{BuildCtx, BuildError, Filter, KeyDef, KeyType};
@@ -286,6 +287,18 @@ pub struct Registration {
 /// ```
 #[macro_export]
 macro_rules! plugin {
+    // `(default T)`: the instance is `T::default()`, built without options.
+    (
+        $kind:ident $name:literal $($wild:ident)? (default $ty:ty): $summary:literal;
+        $($rest:tt)*
+    ) => {
+        fn build(
+            _: &$crate::BuildCtx,
+        ) -> ::std::result::Result<::std::boxed::Box<dyn $crate::$kind>, $crate::BuildError> {
+            ::std::result::Result::Ok(::std::boxed::Box::new(<$ty>::default()))
+        }
+        $crate::plugin! { $kind $name $($wild)? (build): $summary; $($rest)* }
+    };
     (
         $kind:ident $name:literal $($wild:ident)? ($build:path): $summary:literal;
         $(options $opts:expr;)?

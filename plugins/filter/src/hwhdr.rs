@@ -3,7 +3,7 @@
 //! splits the header into destination, source and ethertype.
 
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Slot, Value, Verdict,
+    Binding, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Slot, Value, Verdict,
 };
 use std::sync::Arc;
 
@@ -40,13 +40,9 @@ rulogd_plugin::key_table! {
 }
 
 rulogd_plugin::plugin! {
-    Filter "HWHDR" (build): "formats the hardware header and addresses as text (mac.str, mac.saddr.str, …)";
+    Filter "HWHDR" (default HwHdr): "formats the hardware header and addresses as text (mac.str, mac.saddr.str, …)";
     input &INPUT_KEYS;
     output &OUTPUT_KEYS;
-}
-
-fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    Ok(Box::new(HwHdr::default()))
 }
 
 #[derive(Default)]

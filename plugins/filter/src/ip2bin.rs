@@ -7,7 +7,7 @@
 
 use crate::addr::{AddrSlots, FamilyCheck, Width, IP_INPUT_KEYS, IP_KEYS};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Value, Verdict,
+    Binding, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Value, Verdict,
 };
 
 static OUTPUT_KEYS: [KeyDef; 6] = [
@@ -20,13 +20,9 @@ static OUTPUT_KEYS: [KeyDef; 6] = [
 ];
 
 rulogd_plugin::plugin! {
-    Filter "IP2BIN" (build): "converts IP address keys to 0x-prefixed 128-bit hex text (SQL BINARY(16))";
+    Filter "IP2BIN" (default Ip2Bin): "converts IP address keys to 0x-prefixed 128-bit hex text (SQL BINARY(16))";
     input &IP_INPUT_KEYS;
     output &OUTPUT_KEYS;
-}
-
-fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    Ok(Box::new(Ip2Bin::default()))
 }
 
 /// `0x` and 32 lowercase hex digits (34 bytes; fits an [`InlineStr`]).

@@ -8,9 +8,7 @@
 //! early); rulogd produces all six, as 2.0.9 does.
 
 use crate::addr::{AddrSlots, FamilyCheck, Width, IP_INPUT_KEYS, IP_KEYS};
-use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Value, Verdict,
-};
+use rulogd_plugin::{Binding, BuildError, Filter, KeyDef, KeyType, Record, Value, Verdict};
 use std::net::Ipv6Addr;
 
 static OUTPUT_KEYS: [KeyDef; 6] = [
@@ -23,13 +21,9 @@ static OUTPUT_KEYS: [KeyDef; 6] = [
 ];
 
 rulogd_plugin::plugin! {
-    Filter "IP2HBIN" (build): "converts IP address keys to host byte order numbers (SQL integer columns)";
+    Filter "IP2HBIN" (default Ip2Hbin): "converts IP address keys to host byte order numbers (SQL integer columns)";
     input &IP_INPUT_KEYS;
     output &OUTPUT_KEYS;
-}
-
-fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    Ok(Box::new(Ip2Hbin::default()))
 }
 
 #[derive(Default)]

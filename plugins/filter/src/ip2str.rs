@@ -4,7 +4,7 @@
 use crate::addr::{AddrSlots, FamilyCheck, Width};
 use rulogd_plugin::addr_text::{ipv4_text, ipv6_text, LEN};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Value, Verdict,
+    Binding, BuildError, Filter, InlineStr, KeyDef, KeyType, Record, Value, Verdict,
 };
 
 /// The address keys IP2STR converts, each giving `<name>.str`.
@@ -44,13 +44,9 @@ static OUTPUT_KEYS: [KeyDef; 8] = [
 ];
 
 rulogd_plugin::plugin! {
-    Filter "IP2STR" (build): "converts IP address keys to text (inet_ntop)";
+    Filter "IP2STR" (default Ip2Str): "converts IP address keys to text (inet_ntop)";
     input &INPUT_KEYS;
     output &OUTPUT_KEYS;
-}
-
-fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    Ok(Box::new(Ip2Str::default()))
 }
 
 #[derive(Default)]

@@ -6,9 +6,7 @@
 //! One fix: ulogd prints the ICMP code after `TYPE=` and the type after
 //! `CODE=`; here `TYPE=` is the type (docs/COMPATIBILITY.md).
 
-use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Slot, Value, Verdict,
-};
+use rulogd_plugin::{Binding, BuildError, Filter, KeyDef, KeyType, Record, Slot, Value, Verdict};
 
 rulogd_plugin::key_table! {
     /// The inputs, in ulogd's order and with its declared types (the address
@@ -36,13 +34,9 @@ rulogd_plugin::key_table! {
 static OUTPUT_KEYS: [KeyDef; 1] = [KeyDef::new("print", KeyType::String)];
 
 rulogd_plugin::plugin! {
-    Filter "PRINTFLOW" (build): "writes a flow as one text line (key print) for LOGEMU, SYSLOG or JSON";
+    Filter "PRINTFLOW" (default PrintFlow): "writes a flow as one text line (key print) for LOGEMU, SYSLOG or JSON";
     input &INPUT_KEYS;
     output &OUTPUT_KEYS;
-}
-
-fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    Ok(Box::new(PrintFlow::default()))
 }
 
 // A direction's keys are at `base + offset`, the same offsets for both.

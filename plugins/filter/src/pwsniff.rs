@@ -8,7 +8,7 @@
 
 use rulogd_packet::{ip_proto, Ipv4Packet, TcpPacket};
 use rulogd_plugin::{
-    Binding, BuildCtx, BuildError, Filter, KeyDef, KeyType, Record, Slot, Span, Value, Verdict,
+    Binding, BuildError, Filter, KeyDef, KeyType, Record, Slot, Span, Value, Verdict,
 };
 
 /// Destination ports whose protocols send `USER name` / `PASS secret` lines.
@@ -28,13 +28,9 @@ static OUTPUT_KEYS: [KeyDef; 2] = [
 ];
 
 rulogd_plugin::plugin! {
-    Filter "PWSNIFF" (build): "extracts USER/PASS words from IPv4 TCP packets to ports 21 and 110";
+    Filter "PWSNIFF" (default PwSniff): "extracts USER/PASS words from IPv4 TCP packets to ports 21 and 110";
     input &INPUT_KEYS;
     output &OUTPUT_KEYS;
-}
-
-fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    Ok(Box::new(PwSniff::default()))
 }
 
 #[derive(Default)]

@@ -19,11 +19,11 @@ mod tests_trunc;
 
 use keys::*;
 use rulogd_packet::ArpPacket;
-use rulogd_plugin::{Binding, BuildCtx, BuildError, Filter, Record, Slot, Span, Value};
+use rulogd_plugin::{Binding, BuildError, Filter, Record, Slot, Span, Value};
 use std::sync::Arc;
 
 rulogd_plugin::plugin! {
-    Filter "BASE" (build): "decodes IPv4/IPv6/ARP and TCP/UDP/ICMP/SCTP/AH/ESP headers of raw.pkt";
+    Filter "BASE" (default Base): "decodes IPv4/IPv6/ARP and TCP/UDP/ICMP/SCTP/AH/ESP headers of raw.pkt";
     input &INPUT_KEYS;
     output &OUTPUT_KEYS;
 }
@@ -36,10 +36,6 @@ const NFPROTO_IPV6: u8 = 10;
 
 /// Ethertypes (`oob.protocol`, host order) BASE decodes inside bridge packets.
 use rulogd_packet::ethertype::{ARP as ETH_P_ARP, IPV4 as ETH_P_IP, IPV6 as ETH_P_IPV6};
-
-fn build(_ctx: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-    Ok(Box::new(Base::default()))
-}
 
 /// Decoded values for the current packet, before they go into the record.
 ///
