@@ -40,7 +40,7 @@ fn v6(s: &str) -> IpAddr {
     IpAddr::V6(s.parse::<Ipv6Addr>().expect("test address"))
 }
 
-const IP4_KEYS: [&str; 10] = [
+pub(super) const IP4_KEYS: [&str; 10] = [
     "ip.saddr",
     "ip.daddr",
     "ip.protocol",

@@ -2,22 +2,9 @@
 //! keys only once all of its bytes are there.
 
 use super::test_packets::*;
-use super::tests::run;
+use super::tests::{run, IP4_KEYS as IP4};
 use super::{decode_for_fuzz, fuzz_input};
 use rulogd_plugin::Value;
-
-const IP4: [&str; 10] = [
-    "ip.saddr",
-    "ip.daddr",
-    "ip.protocol",
-    "ip.tos",
-    "ip.ttl",
-    "ip.totlen",
-    "ip.ihl",
-    "ip.csum",
-    "ip.id",
-    "ip.fragoff",
-];
 
 const TCP: [&str; 17] = [
     "tcp.sport",
