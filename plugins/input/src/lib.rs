@@ -5,6 +5,8 @@ pub mod nfacct;
 pub mod nfct;
 pub mod nflog;
 pub mod nfqueue;
+#[cfg(test)]
+mod testutil;
 pub mod unixsock;
 
 use rulogd_plugin::Registration;

@@ -252,10 +252,10 @@ impl Input for NfacctInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{dgram_pair, options, send};
     use rulogd_netlink::nfacct::{attr, MSG_NEW};
     use rulogd_netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE};
-    use rulogd_plugin::Options;
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
 
     fn object(out: &mut Vec<u8>, name: &[u8], pkts: u64, bytes: u64) {
         let start = start_msg(out, MSG_NEW, 0x2, 1);
@@ -292,31 +292,14 @@ mod tests {
     }
 
     fn settings(opts: &[(&str, &str)]) -> Result<Settings, BuildError> {
-        let mut o = Options::defaults(&OPTIONS).unwrap();
-        for (k, v) in opts {
-            let d = OPTIONS.iter().find(|d| d.name == *k).unwrap();
-            o.set(d, v, 1).unwrap();
-        }
-        Settings::from_options(&o)
+        Settings::from_options(&options(&OPTIONS, opts))
     }
 
     /// A datagram socketpair: our end goes to the input, the other feeds it.
     fn pair(s: Settings) -> (NfacctInput, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: valid array for two fds.
-        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
-        assert_eq!(r, 0);
-        // SAFETY: fresh fds owned by nobody else.
-        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (a, b) = dgram_pair();
         let sock = NlSocket::from_fd(a);
         (NfacctInput::new("acct1", s, sock, &StatSet::new("t")), b)
-    }
-
-    fn send(fd: &OwnedFd, d: &[u8]) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: valid buffer.
-        let n = unsafe { libc::send(fd.as_raw_fd(), d.as_ptr().cast(), d.len(), 0) };
-        assert_eq!(n as usize, d.len());
     }
 
     #[test]

@@ -157,7 +157,7 @@ fn events_without_the_table() {
     }
     let ns = Netns::new("ev");
     let mut inp = open(&ns, &[("hash_enable", "0")]);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     let (cport, sport) = ns.in_ns(traffic);
     ns.flush();
     drain(&mut inp, &mut em, 4);
@@ -198,13 +198,13 @@ fn hash_mode_loads_the_table_and_polling_purges() {
         t.insert(FlowKey::of(&ct), Flow::new(&ct, (5, 6), 0)),
         Inserted::New
     );
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     ns.in_ns(|| inp.refresh(&mut em, true)).expect("resync");
     assert_eq!(em.out.len(), 1, "only the stale flow is purged");
     assert_eq!(get(&em.out[0], "flow.start.sec"), Some(V::Int(5)));
     assert!(get(&em.out[0], "flow.end.sec").is_some());
     // SIGUSR2: every flow logged as UPDATE with its counters, then zeroed.
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     inp.signal(Signal::Usr2, &mut em);
     assert_eq!(em.out.len(), 2);
     assert!(em.out.iter().all(|r| get(r, "ct.event") == Some(V::Int(2))));
@@ -215,7 +215,7 @@ fn hash_mode_loads_the_table_and_polling_purges() {
         .unwrap();
     assert_eq!(get(udp, "orig.raw.pktcount"), Some(V::Int(1)));
     ns.flush();
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     drain(&mut inp, &mut em, 2);
     assert_eq!(em.out.len(), 2);
     let udp = em
@@ -234,7 +234,7 @@ fn hash_mode_loads_the_table_and_polling_purges() {
     let mut poll = open(&ns, &[("pollinterval", "1")]);
     assert_eq!(poll.fd(), None);
     let (cport, _) = ns.in_ns(traffic);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     ns.in_ns(|| poll.tick(Instant::now(), &mut em));
     assert!(em.out.is_empty());
     assert_eq!(poll.table.as_ref().unwrap().len(), 2);
