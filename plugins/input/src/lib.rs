@@ -5,6 +5,7 @@ pub mod nfacct;
 pub mod nfct;
 pub mod nflog;
 pub mod nfqueue;
+mod packet;
 #[cfg(test)]
 mod testutil;
 pub mod unixsock;

@@ -13,6 +13,7 @@
 //! (filters and output rendering run inline and never wait on I/O), at the
 //! end of each `read()` call, so a packet is held for at most one batch.
 
+use crate::packet::fill_shared;
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::nfqueue::{
@@ -42,7 +43,7 @@ pub const RECV_BUDGET: usize = 64;
 /// flood without fail_open the socket never empties.
 const STOP_DRAIN: Duration = Duration::from_millis(500);
 
-crate::nflog::nflog_keys! {
+crate::packet::nflog_keys! {
     /// The output keys: NFLOG's, in its order, then the queue's own. The
     /// sequence numbers and `oob.prefix` have no NFQUEUE counterpart and are
     /// never set; `raw.type` neither (the kernel does not send the device type).
@@ -107,48 +108,11 @@ pub fn fill_record(
     label: u8,
     now: &mut impl FnMut() -> (u32, u32),
 ) {
+    fill_shared(rec, slots, p, label, now);
     let s = slots;
-    rec.set_opt(s[K_FAMILY], Value::U8(p.family));
-    rec.set_opt(s[K_LABEL], Value::U8(label));
-    rec.set_opt(s[K_HOOK], Value::U8(p.hook));
-    rec.set_opt(s[K_PROTOCOL], Value::U16(p.hw_protocol));
     if let Some(h) = p.l2hdr.filter(|h| h.len > 0) {
         rec.set_opt(s[K_RAW_MAC], Value::Raw(h));
         rec.set_opt(s[K_RAW_MAC_LEN], Value::U16(h.len as u16));
-    }
-    if let Some(hw) = p.hwaddr {
-        rec.set_opt(s[K_MAC_SADDR], Value::Raw(hw.addr));
-        rec.set_opt(s[K_MAC_ADDRLEN], Value::U16(hw.addrlen));
-    }
-    if let Some(pl) = p.payload {
-        rec.set_opt(s[K_RAW_PKT], Value::Raw(pl));
-        rec.set_opt(s[K_RAW_PKTLEN], Value::U32(pl.len));
-    }
-    rec.set_opt(s[K_RAW_PKTCOUNT], Value::U32(1));
-    if s[K_TIME_SEC].is_some() || s[K_TIME_USEC].is_some() {
-        let (sec, usec) = match p.timestamp {
-            Some((sec, usec)) if sec != 0 => (sec as u32, usec as u32),
-            _ => now(),
-        };
-        rec.set_opt(s[K_TIME_SEC], Value::U32(sec));
-        rec.set_opt(s[K_TIME_USEC], Value::U32(usec));
-    }
-    rec.set_opt(s[K_MARK], Value::U32(p.mark.unwrap_or(0)));
-    if let Some(i) = p.indev.filter(|&i| i > 0) {
-        rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
-    }
-    if let Some(i) = p.outdev.filter(|&i| i > 0) {
-        rec.set_opt(s[K_IFINDEX_OUT], Value::U32(i));
-    }
-    if let Some(v) = p.uid {
-        rec.set_opt(s[K_UID], Value::U32(v));
-    }
-    if let Some(v) = p.gid {
-        rec.set_opt(s[K_GID], Value::U32(v));
-    }
-    rec.set_opt(s[K_RAW], Value::Raw(p.msg));
-    if let Some(ct) = p.ct {
-        rec.set_opt(s[K_CT], Value::Raw(ct));
     }
     rec.set_opt(s[K_QUEUE], Value::U16(p.queue));
     rec.set_opt(s[K_PACKET_ID], Value::U32(p.id));
