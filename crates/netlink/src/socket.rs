@@ -2,6 +2,7 @@
 //! without blocking, and receive-buffer sizing.
 
 use super::nflog::{messages, Message};
+use bytes::{Bytes, BytesMut};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -126,6 +127,22 @@ impl NlSocket {
             len: n.min(buf.len()),
             truncated: n > buf.len(),
         })
+    }
+
+    /// Receives one datagram of at most `max` bytes into the spare capacity
+    /// of `buf` (first reserved, and empty before) and splits it off as a
+    /// chunk that records can share; `true` with it when the datagram was
+    /// longer than `max`, its tail lost.
+    pub fn recv_chunk(&self, buf: &mut BytesMut, max: usize) -> io::Result<(Bytes, bool)> {
+        // Reclaims the previous chunk's memory once nothing else holds it.
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        let n = spare.len().min(max);
+        let r = self.recv(&mut spare[..n])?;
+        // SAFETY: recv initialised the first `r.len` bytes of the spare
+        // capacity, and the buffer was empty before.
+        unsafe { buf.set_len(r.len) };
+        Ok((buf.split().freeze(), r.truncated))
     }
 
     /// Sends a request built with sequence number `seq` and waits for its

@@ -216,14 +216,8 @@ impl Input for NfacctInput {
 
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         for _ in 0..RECV_BUDGET {
-            self.buf.reserve(BUFSIZE);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(BUFSIZE);
-            match self.sock.recv(&mut spare[..n]) {
-                Ok(r) => {
-                    // SAFETY: recv initialised the first `r.len` bytes.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
+            match self.sock.recv_chunk(&mut self.buf, BUFSIZE) {
+                Ok((chunk, _)) => {
                     self.process(&chunk, em);
                     em.record().release_buf();
                 }

@@ -433,18 +433,12 @@ impl Input for NfctInput {
 
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         for _ in 0..RECV_BUDGET {
-            self.buf.reserve(BUFSIZE);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(BUFSIZE);
             let r = match &self.ev {
-                Some(ev) => ev.recv(&mut spare[..n]),
+                Some(ev) => ev.recv_chunk(&mut self.buf, BUFSIZE),
                 None => return Ok(ReadStatus::Idle),
             };
             match r {
-                Ok(r) => {
-                    // SAFETY: recv initialised the first `r.len` bytes.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
+                Ok((chunk, _)) => {
                     self.on_datagram(&chunk, em);
                     em.record().release_buf();
                 }

@@ -297,19 +297,11 @@ impl Input for NflogInput {
         // Datagrams received since the socket was last found empty.
         let mut got = false;
         for _ in 0..RECV_BUDGET {
-            // Reclaims the previous chunk's memory: by now nothing else holds it.
-            self.buf.reserve(self.bufsize);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(self.bufsize);
-            match self.sock.recv(&mut spare[..n]) {
-                Ok(r) => {
+            match self.sock.recv_chunk(&mut self.buf, self.bufsize) {
+                Ok((chunk, truncated)) => {
                     got = true;
-                    // SAFETY: recv initialised the first `r.len` bytes of the
-                    // spare capacity, and the buffer was empty before.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
-                    self.stats.bytes.add(r.len as u64);
-                    if r.truncated {
+                    self.stats.bytes.add(chunk.len() as u64);
+                    if truncated {
                         // The cut-off message fails its length check and is
                         // counted as malformed; the ones before it are fine.
                         if !self.truncated_warned {

@@ -303,17 +303,10 @@ impl Input for NfqueueInput {
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         let mut status = ReadStatus::More;
         for _ in 0..RECV_BUDGET {
-            self.buf.reserve(self.bufsize);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(self.bufsize);
-            match self.sock.recv(&mut spare[..n]) {
-                Ok(r) => {
-                    // SAFETY: recv initialised the first `r.len` bytes of the
-                    // spare capacity, and the buffer was empty before.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
-                    self.stats.bytes.add(r.len as u64);
-                    if r.truncated && !self.truncated_warned {
+            match self.sock.recv_chunk(&mut self.buf, self.bufsize) {
+                Ok((chunk, truncated)) => {
+                    self.stats.bytes.add(chunk.len() as u64);
+                    if truncated && !self.truncated_warned {
                         self.truncated_warned = true;
                         log::warn!(
                             "{} (NFQUEUE): datagram larger than bufsize {}; raise bufsize",

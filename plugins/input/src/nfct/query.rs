@@ -60,15 +60,8 @@ impl Querier {
     /// Receives one datagram; `None` when nothing was there after all.
     fn recv(&mut self) -> io::Result<Option<Bytes>> {
         self.buf.clear();
-        self.buf.reserve(BUFSIZE);
-        let spare = self.buf.spare_capacity_mut();
-        let n = spare.len().min(BUFSIZE);
-        match self.sock.recv(&mut spare[..n]) {
-            Ok(r) => {
-                // SAFETY: recv initialised the first `r.len` bytes.
-                unsafe { self.buf.set_len(r.len) };
-                Ok(Some(self.buf.split().freeze()))
-            }
+        match self.sock.recv_chunk(&mut self.buf, BUFSIZE) {
+            Ok((chunk, _)) => Ok(Some(chunk)),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) => {
                 Ok(None)
             }
