@@ -1,6 +1,7 @@
 //! rulogd built-in input plugins, one file each, named after the ulogd plugin.
 
 pub mod capture;
+mod common;
 pub mod nfacct;
 pub mod nfct;
 pub mod nflog;

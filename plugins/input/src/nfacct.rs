@@ -7,6 +7,7 @@
 //! previous poll. The request goes out on the timer; the replies are read
 //! like any other input's messages, so a slow dump never blocks the thread.
 
+use crate::common::bind_slots;
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::nfacct::{dump_request, messages, AcctObject, Message};
 use rulogd_netlink::socket::NlSocket;
@@ -200,9 +201,7 @@ impl NfacctInput {
 
 impl Input for NfacctInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         Ok(())
     }
 

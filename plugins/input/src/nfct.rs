@@ -16,6 +16,7 @@
 //! tuples (ulogd compiles them to a BPF socket filter; the results are the
 //! same).
 
+use crate::common::{bind_slots, share_chunk};
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::conntrack::{Conntrack, CtEvent, Tuple};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
@@ -361,11 +362,7 @@ impl NfctInput {
         NfctInput {
             name: name.to_string(),
             mode,
-            rcvbuf: RcvbufPolicy::new(
-                Voice::Nfct,
-                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
-                s.rcvbuf_max,
-            ),
+            rcvbuf: RcvbufPolicy::for_socket(Voice::Nfct, s.rcvbuf, actual, s.rcvbuf_max),
             s,
             ev,
             buf: BytesMut::with_capacity(BUFSIZE),
@@ -412,9 +409,7 @@ impl NfctInput {
 
 impl Input for NfctInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         Ok(())
     }
 
@@ -513,10 +508,7 @@ impl Input for NfctInput {
 fn with_buf<'a>(em: &'a mut dyn Emitter, chunk: Option<&Bytes>) -> &'a mut Record {
     let rec = em.record();
     if let Some(c) = chunk {
-        let same = rec.buf().as_ptr() == c.as_ptr() && rec.buf().len() == c.len();
-        if !same {
-            rec.set_buf(c.clone());
-        }
+        share_chunk(rec, c);
     }
     rec
 }

@@ -8,6 +8,7 @@
 //! decodes each datagram in place, and every value is a span into the
 //! received chunk, which the record shares instead of copying.
 
+use crate::common::{bind_slots, share_chunk};
 use crate::packet::{fill_shared, IETF};
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
@@ -192,12 +193,7 @@ impl NflogInput {
             seq_local: s.seq_local,
             last_seq: None,
             stats,
-            // The kernel reports twice what was asked for.
-            rcvbuf: RcvbufPolicy::new(
-                Voice::Nflog,
-                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
-                s.rcvbuf_max,
-            ),
+            rcvbuf: RcvbufPolicy::for_socket(Voice::Nflog, s.rcvbuf, actual, s.rcvbuf_max),
             malformed_warned: false,
             truncated_warned: false,
             coalesce: actual >= COALESCE_MIN_RCVBUF,
@@ -251,10 +247,7 @@ impl NflogInput {
                 }
             }
             let rec = em.record();
-            let same = rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
-            if !same {
-                rec.set_buf(chunk.clone());
-            }
+            share_chunk(rec, chunk);
             fill_record(rec, &self.slots, &p, self.label, &mut now);
             em.emit();
         }
@@ -278,9 +271,7 @@ impl NflogInput {
 
 impl Input for NflogInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         // Without vlan=1 the key is never set: a JSON output (which prints
         // every key it is given) then writes the line ulogd2 writes.
         if !self.vlan {

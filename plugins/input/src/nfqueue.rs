@@ -13,6 +13,7 @@
 //! (filters and output rendering run inline and never wait on I/O), at the
 //! end of each `read()` call, so a packet is held for at most one batch.
 
+use crate::common::{bind_slots, share_chunk};
 use crate::packet::fill_shared;
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
@@ -165,12 +166,12 @@ impl NfqueueInput {
             last_id: None,
             out: Vec::with_capacity(64),
             stats,
-            // The kernel reports twice what was asked for.
-            rcvbuf: RcvbufPolicy::new(
+            rcvbuf: RcvbufPolicy::for_socket(
                 Voice::Nfqueue {
                     fail_open: s.fail_open,
                 },
-                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+                s.rcvbuf,
+                actual,
                 s.rcvbuf_max,
             ),
             malformed_warned: false,
@@ -199,11 +200,7 @@ impl NfqueueInput {
                 Ok(QueueMessage::Packet(p)) => {
                     self.stats.received.inc();
                     let rec = em.record();
-                    let same =
-                        rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
-                    if !same {
-                        rec.set_buf(chunk.clone());
-                    }
+                    share_chunk(rec, chunk);
                     fill_record(rec, &self.slots, &p, self.label, &mut now);
                     em.emit();
                     self.note_id(p.id);
@@ -276,9 +273,7 @@ impl NfqueueInput {
 
 impl Input for NfqueueInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         Ok(())
     }
 
