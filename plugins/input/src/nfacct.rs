@@ -10,7 +10,7 @@
 use crate::common::bind_slots;
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::nfacct::{dump_request, messages, AcctObject, Message};
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, OptionDef, ReadStatus,
@@ -215,16 +215,14 @@ impl Input for NfacctInput {
 
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         for _ in 0..RECV_BUDGET {
-            match self.sock.recv_chunk(&mut self.buf, BUFSIZE) {
-                Ok((chunk, _)) => {
+            match self.sock.recv_chunk(&mut self.buf, BUFSIZE)? {
+                Recv::Chunk { chunk, .. } => {
                     self.process(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(ReadStatus::Idle),
-                    Some(libc::EINTR) => {}
-                    _ => return Err(e),
-                },
+                Recv::Empty => return Ok(ReadStatus::Idle),
+                Recv::Interrupted => {}
+                Recv::Overrun => return Err(io::Error::from_raw_os_error(libc::ENOBUFS)),
             }
         }
         Ok(ReadStatus::More)

@@ -20,7 +20,7 @@ use crate::common::{bind_slots, share_chunk};
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::conntrack::{Conntrack, CtEvent, Tuple};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 pub(crate) use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
@@ -432,21 +432,18 @@ impl Input for NfctInput {
                 Some(ev) => ev.recv_chunk(&mut self.buf, BUFSIZE),
                 None => return Ok(ReadStatus::Idle),
             };
-            match r {
-                Ok((chunk, _)) => {
+            match r? {
+                Recv::Chunk { chunk, .. } => {
                     self.on_datagram(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => {
-                        self.rcvbuf.recovered();
-                        self.publish();
-                        return Ok(ReadStatus::Idle);
-                    }
-                    Some(libc::EINTR) => {}
-                    Some(libc::ENOBUFS) => self.on_enobufs(),
-                    _ => return Err(e),
-                },
+                Recv::Empty => {
+                    self.rcvbuf.recovered();
+                    self.publish();
+                    return Ok(ReadStatus::Idle);
+                }
+                Recv::Interrupted => {}
+                Recv::Overrun => self.on_enobufs(),
             }
         }
         self.publish();

@@ -13,7 +13,7 @@ use crate::packet::{fill_shared, IETF};
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::nflog::{messages, Message, NflogPacket};
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
@@ -288,8 +288,8 @@ impl Input for NflogInput {
         // Datagrams received since the socket was last found empty.
         let mut got = false;
         for _ in 0..RECV_BUDGET {
-            match self.sock.recv_chunk(&mut self.buf, self.bufsize) {
-                Ok((chunk, truncated)) => {
+            match self.sock.recv_chunk(&mut self.buf, self.bufsize)? {
+                Recv::Chunk { chunk, truncated } => {
                     got = true;
                     self.stats.bytes.add(chunk.len() as u64);
                     if truncated {
@@ -307,21 +307,18 @@ impl Input for NflogInput {
                     self.process(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => {
-                        self.rcvbuf.recovered();
-                        if got && self.coalesce {
-                            // Busy: let a few datagrams gather, then go on.
-                            got = false;
-                            std::thread::sleep(COALESCE);
-                            continue;
-                        }
-                        return Ok(ReadStatus::Idle);
+                Recv::Empty => {
+                    self.rcvbuf.recovered();
+                    if got && self.coalesce {
+                        // Busy: let a few datagrams gather, then go on.
+                        got = false;
+                        std::thread::sleep(COALESCE);
+                        continue;
                     }
-                    Some(libc::EINTR) => {}
-                    Some(libc::ENOBUFS) => self.on_enobufs(),
-                    _ => return Err(e),
-                },
+                    return Ok(ReadStatus::Idle);
+                }
+                Recv::Interrupted => {}
+                Recv::Overrun => self.on_enobufs(),
             }
         }
         Ok(ReadStatus::More)

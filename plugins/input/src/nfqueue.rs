@@ -20,7 +20,7 @@ use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::nfqueue::{
     config_request, messages, verdict_batch, Config, QueueMessage, QueuePacket, NF_ACCEPT,
 };
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
@@ -299,7 +299,7 @@ impl Input for NfqueueInput {
         let mut status = ReadStatus::More;
         for _ in 0..RECV_BUDGET {
             match self.sock.recv_chunk(&mut self.buf, self.bufsize) {
-                Ok((chunk, truncated)) => {
+                Ok(Recv::Chunk { chunk, truncated }) => {
                     self.stats.bytes.add(chunk.len() as u64);
                     if truncated && !self.truncated_warned {
                         self.truncated_warned = true;
@@ -312,19 +312,17 @@ impl Input for NfqueueInput {
                     self.process(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => {
-                        self.rcvbuf.recovered();
-                        status = ReadStatus::Idle;
-                        break;
-                    }
-                    Some(libc::EINTR) => {}
-                    Some(libc::ENOBUFS) => self.on_enobufs(),
-                    _ => {
-                        self.flush_verdict();
-                        return Err(e);
-                    }
-                },
+                Ok(Recv::Empty) => {
+                    self.rcvbuf.recovered();
+                    status = ReadStatus::Idle;
+                    break;
+                }
+                Ok(Recv::Interrupted) => {}
+                Ok(Recv::Overrun) => self.on_enobufs(),
+                Err(e) => {
+                    self.flush_verdict();
+                    return Err(e);
+                }
             }
         }
         self.flush_verdict();
