@@ -117,6 +117,14 @@ fn traffic() -> (u16, u16) {
     )
 }
 
+/// The first UDP flow `em` collected.
+fn udp_record(em: &Collect) -> &[(&'static str, V)] {
+    em.out
+        .iter()
+        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
+        .expect("a UDP flow")
+}
+
 fn drain(inp: &mut NfctInput, em: &mut Collect, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while em.out.len() < n && Instant::now() < deadline {
@@ -208,21 +216,13 @@ fn hash_mode_loads_the_table_and_polling_purges() {
     inp.signal(Signal::Usr2, &mut em);
     assert_eq!(em.out.len(), 2);
     assert!(em.out.iter().all(|r| get(r, "ct.event") == Some(V::Int(2))));
-    let udp = em
-        .out
-        .iter()
-        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
-        .unwrap();
+    let udp = udp_record(&em);
     assert_eq!(get(udp, "orig.raw.pktcount"), Some(V::Int(1)));
     ns.flush();
     let mut em = Collect::new(&KEYS);
     drain(&mut inp, &mut em, 2);
     assert_eq!(em.out.len(), 2);
-    let udp = em
-        .out
-        .iter()
-        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
-        .unwrap();
+    let udp = udp_record(&em);
     assert_eq!(
         get(udp, "orig.raw.pktcount"),
         Some(V::Int(0)),
@@ -241,11 +241,7 @@ fn hash_mode_loads_the_table_and_polling_purges() {
     ns.flush();
     ns.in_ns(|| poll.tick(Instant::now(), &mut em));
     assert_eq!(em.out.len(), 2);
-    let udp = em
-        .out
-        .iter()
-        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
-        .unwrap();
+    let udp = udp_record(&em);
     assert_eq!(get(udp, "orig.l4.sport"), Some(V::Int(u64::from(cport))));
     assert_eq!(get(udp, "orig.raw.pktcount"), Some(V::Int(1)));
     assert_eq!(get(udp, "ct.event"), Some(V::Int(4)));
