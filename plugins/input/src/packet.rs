@@ -98,55 +98,23 @@ macro_rules! packet_attrs {
     ($t:ty, |$p:ident| $hdr:expr) => {
         impl PacketAttrs for $t {
             #[inline(always)]
-            fn family(&self) -> u8 {
-                self.family
-            }
-            #[inline(always)]
             fn hook_protocol(&self) -> Option<(u8, u16)> {
                 let $p = self;
                 $hdr
             }
-            #[inline(always)]
-            fn hwaddr(&self) -> Option<HwAddr> {
-                self.hwaddr
-            }
-            #[inline(always)]
-            fn payload(&self) -> Option<Span> {
-                self.payload
-            }
-            #[inline(always)]
-            fn timestamp(&self) -> Option<(u64, u64)> {
-                self.timestamp
-            }
-            #[inline(always)]
-            fn mark(&self) -> Option<u32> {
-                self.mark
-            }
-            #[inline(always)]
-            fn indev(&self) -> Option<u32> {
-                self.indev
-            }
-            #[inline(always)]
-            fn outdev(&self) -> Option<u32> {
-                self.outdev
-            }
-            #[inline(always)]
-            fn uid(&self) -> Option<u32> {
-                self.uid
-            }
-            #[inline(always)]
-            fn gid(&self) -> Option<u32> {
-                self.gid
-            }
-            #[inline(always)]
-            fn msg(&self) -> Span {
-                self.msg
-            }
-            #[inline(always)]
-            fn ct(&self) -> Option<Span> {
-                self.ct
-            }
+            packet_attrs!(@fields family: u8, hwaddr: Option<HwAddr>, payload: Option<Span>,
+                timestamp: Option<(u64, u64)>, mark: Option<u32>, indev: Option<u32>,
+                outdev: Option<u32>, uid: Option<u32>, gid: Option<u32>, msg: Span,
+                ct: Option<Span>);
         }
+    };
+    (@fields $($f:ident: $ty:ty),*) => {
+        $(
+            #[inline(always)]
+            fn $f(&self) -> $ty {
+                self.$f
+            }
+        )*
     };
 }
 
