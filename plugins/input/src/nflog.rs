@@ -8,7 +8,7 @@
 //! decodes each datagram in place, and every value is a span into the
 //! received chunk, which the record shares instead of copying.
 
-use crate::common::{bind_slots, share_chunk};
+use crate::common::{bind_slots, note_malformed, share_chunk, warn_truncated};
 use crate::packet::{fill_shared, IETF};
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
@@ -225,11 +225,8 @@ impl NflogInput {
                 }
                 Ok(_) => continue,
                 Err(e) => {
-                    self.stats.malformed.inc();
-                    if !self.malformed_warned {
-                        self.malformed_warned = true;
-                        log::warn!("{} (NFLOG): skipping malformed message: {e}", self.name);
-                    }
+                    let (c, w) = (&self.stats.malformed, &mut self.malformed_warned);
+                    note_malformed(c, w, &self.name, "NFLOG", &e);
                     continue;
                 }
             };
@@ -295,14 +292,8 @@ impl Input for NflogInput {
                     if truncated {
                         // The cut-off message fails its length check and is
                         // counted as malformed; the ones before it are fine.
-                        if !self.truncated_warned {
-                            self.truncated_warned = true;
-                            log::warn!(
-                                "{} (NFLOG): datagram larger than bufsize {}; raise bufsize",
-                                self.name,
-                                self.bufsize
-                            );
-                        }
+                        let w = &mut self.truncated_warned;
+                        warn_truncated(w, &self.name, "NFLOG", self.bufsize);
                     }
                     self.process(&chunk, em);
                     em.record().release_buf();

@@ -13,7 +13,7 @@
 //! (filters and output rendering run inline and never wait on I/O), at the
 //! end of each `read()` call, so a packet is held for at most one batch.
 
-use crate::common::{bind_slots, share_chunk};
+use crate::common::{bind_slots, note_malformed, share_chunk, warn_truncated};
 use crate::packet::fill_shared;
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
@@ -225,11 +225,8 @@ impl NfqueueInput {
                 Err(e) => {
                     // No packet id to answer: the next batch verdict, which
                     // covers every earlier id, lets the packet go.
-                    self.stats.malformed.inc();
-                    if !self.malformed_warned {
-                        self.malformed_warned = true;
-                        log::warn!("{} (NFQUEUE): skipping malformed message: {e}", self.name);
-                    }
+                    let (c, w) = (&self.stats.malformed, &mut self.malformed_warned);
+                    note_malformed(c, w, &self.name, "NFQUEUE", &e);
                 }
             }
         }
@@ -301,13 +298,9 @@ impl Input for NfqueueInput {
             match self.sock.recv_chunk(&mut self.buf, self.bufsize) {
                 Ok(Recv::Chunk { chunk, truncated }) => {
                     self.stats.bytes.add(chunk.len() as u64);
-                    if truncated && !self.truncated_warned {
-                        self.truncated_warned = true;
-                        log::warn!(
-                            "{} (NFQUEUE): datagram larger than bufsize {}; raise bufsize",
-                            self.name,
-                            self.bufsize
-                        );
+                    if truncated {
+                        let w = &mut self.truncated_warned;
+                        warn_truncated(w, &self.name, "NFQUEUE", self.bufsize);
                     }
                     self.process(&chunk, em);
                     em.record().release_buf();
