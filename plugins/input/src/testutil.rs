@@ -4,7 +4,7 @@
 
 mod standalone;
 
-pub(crate) use standalone::{allocs, dgram_pair, send, Count};
+pub(crate) use standalone::{dgram_pair, send, steady_allocs, Count};
 
 use rulogd_plugin::{Binding, Emitter, KeyDef, OptionDef, Options, Record, Slot, StatSet, Value};
 use std::borrow::Cow;

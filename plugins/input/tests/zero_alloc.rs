@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 #[path = "../src/testutil/standalone.rs"]
 mod standalone;
 
-use standalone::{allocs, dgram_pair, send, Count};
+use standalone::{dgram_pair, send, steady_allocs, Count};
 
 const IP: &[u8] = &[
     0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1, 0, 1, 0, 2, 0, 8, 0, 0,
@@ -51,14 +51,7 @@ fn unixsock_steady_state_does_not_allocate() {
             while inp.read(em).unwrap() == rulogd_plugin::ReadStatus::More {}
         }
     };
-    for _ in 0..5 {
-        round(&mut inp, &mut em);
-    }
-    let before = allocs();
-    for _ in 0..50 {
-        round(&mut inp, &mut em);
-    }
-    let n = allocs() - before;
+    let n = steady_allocs(5, 50, || round(&mut inp, &mut em));
     assert_eq!(em.n, 550);
     assert_eq!(n, 0, "{n} allocations for 500 messages");
     drop(inp);
@@ -91,12 +84,7 @@ fn nfqueue_steady_state_does_not_allocate() {
         }
         while inp.read(em).unwrap() == rulogd_plugin::ReadStatus::More {}
     };
-    round(&mut inp, &mut em);
-    let before = allocs();
-    for _ in 0..20 {
-        round(&mut inp, &mut em);
-    }
-    let n = allocs() - before;
+    let n = steady_allocs(1, 20, || round(&mut inp, &mut em));
     assert_eq!(em.n, 420);
     assert_eq!(n, 0, "{n} allocations for 400 packets");
 }

@@ -2,7 +2,7 @@
 //! through a Unix datagram socketpair into the real read loop.
 
 use super::*;
-use crate::testutil::{self, allocs, dgram_pair, send, stat, Count};
+use crate::testutil::{self, dgram_pair, send, stat, steady_allocs, Count};
 pub(super) use crate::testutil::{get, Collect, V};
 use rulogd_netlink::nflog::{attr, MSG_PACKET};
 use rulogd_netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE, NLM_F_MULTI};
@@ -361,13 +361,12 @@ fn steady_state_reads_do_not_allocate() {
     // Warm up: the first split turns the buffer into a shared one, once.
     send(&tx, &batch);
     inp.read(&mut em).expect("read");
-    let before = allocs();
-    for _ in 0..50 {
+    let n = steady_allocs(0, 50, || {
         send(&tx, &batch);
         send(&tx, &batch);
         assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
-    }
-    assert_eq!(allocs() - before, 0, "allocations in steady state");
+    });
+    assert_eq!(n, 0, "allocations in steady state");
     assert_eq!(em.n, 3 + 50 * 6);
 }
 

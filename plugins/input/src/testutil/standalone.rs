@@ -108,3 +108,16 @@ impl Emitter for Count {
         self.rec.clear();
     }
 }
+
+/// Allocations made by `rounds` calls of `round`, after `warm` calls that
+/// bring the input to its steady state.
+pub fn steady_allocs(warm: usize, rounds: usize, mut round: impl FnMut()) -> u64 {
+    for _ in 0..warm {
+        round();
+    }
+    let before = allocs();
+    for _ in 0..rounds {
+        round();
+    }
+    allocs() - before
+}
