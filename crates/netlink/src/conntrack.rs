@@ -8,8 +8,8 @@
 //! this layer, lengths are checked once and nothing panics on kernel bytes.
 
 use super::{
-    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attr, Attrs, NlHeader, ParseError,
-    NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
+    dump_msg, finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attr, Attrs, NfGenMsg,
+    NlHeader, ParseError, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -29,8 +29,7 @@ pub const MSG_NEW: u16 = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
 /// `nlmsg_type` of a destroy event.
 pub const MSG_DELETE: u16 = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
 
-/// `nlmsg_flags`: dump the whole table.
-pub const NLM_F_DUMP: u16 = 0x300;
+pub use super::NLM_F_DUMP;
 /// `nlmsg_flags` of a NEW event: the entry was created (`NLM_F_CREATE`).
 pub const NLM_F_CREATE: u16 = 0x400;
 /// `nlmsg_flags` of a NEW event (`NLM_F_EXCL`).
@@ -200,25 +199,13 @@ fn u8_of(a: &Attr, buf: &[u8]) -> Result<u8, ParseError> {
     a.bytes(buf, 1).map(|b| b[0])
 }
 
-#[inline]
-fn be64(a: &Attr, buf: &[u8]) -> Result<u64, ParseError> {
-    let b = a.bytes(buf, 8)?;
-    let mut v = [0u8; 8];
-    v.copy_from_slice(b);
-    Ok(u64::from_be_bytes(v))
-}
-
-fn nested<'b>(a: &Attr, buf: &'b [u8]) -> Attrs<'b> {
-    Attrs::new(buf, a.payload, a.payload + a.len)
-}
-
 fn parse_tuple(a: &Attr, buf: &[u8]) -> Result<Tuple, ParseError> {
     let mut t = Tuple::default();
-    for x in nested(a, buf) {
+    for x in a.nested(buf) {
         let x = x?;
         match x.kind {
             tuple::IP => {
-                for y in nested(&x, buf) {
+                for y in x.nested(buf) {
                     let y = y?;
                     match y.kind {
                         tuple::IP_V4_SRC => t.src[..4].copy_from_slice(y.bytes(buf, 4)?),
@@ -230,7 +217,7 @@ fn parse_tuple(a: &Attr, buf: &[u8]) -> Result<Tuple, ParseError> {
                 }
             }
             tuple::PROTO => {
-                for y in nested(&x, buf) {
+                for y in x.nested(buf) {
                     let y = y?;
                     match y.kind {
                         tuple::PROTO_NUM => t.proto = u8_of(&y, buf)?,
@@ -256,11 +243,11 @@ fn parse_tuple(a: &Attr, buf: &[u8]) -> Result<Tuple, ParseError> {
 
 fn parse_counters(a: &Attr, buf: &[u8]) -> Result<Counters, ParseError> {
     let mut c = Counters::default();
-    for x in nested(a, buf) {
+    for x in a.nested(buf) {
         let x = x?;
         match x.kind {
-            nested::COUNTERS_PACKETS => c.packets = be64(&x, buf)?,
-            nested::COUNTERS_BYTES => c.bytes = be64(&x, buf)?,
+            nested::COUNTERS_PACKETS => c.packets = x.be64(buf)?,
+            nested::COUNTERS_BYTES => c.bytes = x.be64(buf)?,
             nested::COUNTERS32_PACKETS => c.packets = u64::from(x.be32(buf)?),
             nested::COUNTERS32_BYTES => c.bytes = u64::from(x.be32(buf)?),
             _ => {}
@@ -274,24 +261,17 @@ fn parse_counters(a: &Attr, buf: &[u8]) -> Result<Counters, ParseError> {
 /// The message type is mapped to an event but not otherwise checked, so a
 /// dump reply and an event parse alike.
 pub fn parse_conntrack_at(buf: &[u8], h: &NlHeader) -> Result<Conntrack, ParseError> {
-    let start = h.payload_offset();
     let end = h.end();
-    let nfgen = buf
-        .get(start..start + NFGENMSG_LEN)
-        .filter(|_| start + NFGENMSG_LEN <= end)
-        .ok_or(ParseError::TruncatedFamilyHeader {
-            offset: h.offset,
-            need: NFGENMSG_LEN,
-        })?;
+    let nfgen = NfGenMsg::parse(buf, h)?;
     let event = match (h.kind & 0xff, h.flags & (NLM_F_CREATE | NLM_F_EXCL)) {
         (IPCTNL_MSG_CT_DELETE, _) => CtEvent::Destroy,
         (_, 0) => CtEvent::Update,
         _ => CtEvent::New,
     };
-    let astart = start + NFGENMSG_LEN;
+    let astart = nfgen.attrs;
     let mut c = Conntrack {
         event,
-        family: nfgen[0],
+        family: nfgen.family,
         attrs: Span::new(astart, end - astart),
         orig: None,
         reply: None,
@@ -316,11 +296,11 @@ pub fn parse_conntrack_at(buf: &[u8], h: &NlHeader) -> Result<Conntrack, ParseEr
             cta::COUNTERS_ORIG => c.counters_orig = Some(parse_counters(&a, buf)?),
             cta::COUNTERS_REPLY => c.counters_reply = Some(parse_counters(&a, buf)?),
             cta::TIMESTAMP => {
-                for x in nested(&a, buf) {
+                for x in a.nested(buf) {
                     let x = x?;
                     match x.kind {
-                        nested::TIMESTAMP_START => c.start_ns = Some(be64(&x, buf)?),
-                        nested::TIMESTAMP_STOP => c.stop_ns = Some(be64(&x, buf)?),
+                        nested::TIMESTAMP_START => c.start_ns = Some(x.be64(buf)?),
+                        nested::TIMESTAMP_STOP => c.stop_ns = Some(x.be64(buf)?),
                         _ => {}
                     }
                 }
@@ -391,15 +371,7 @@ pub fn dump_request(out: &mut Vec<u8>, seq: u32, zero: bool) {
     } else {
         IPCTNL_MSG_CT_GET
     };
-    let start = start_msg(
-        out,
-        (NFNL_SUBSYS_CTNETLINK << 8) | kind,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        seq,
-    );
-    // nfgenmsg: AF_UNSPEC, NFNETLINK_V0, res_id 0.
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    finish_msg(out, start);
+    dump_msg(out, (NFNL_SUBSYS_CTNETLINK << 8) | kind, seq);
 }
 
 fn put_tuple(out: &mut Vec<u8>, family: u8, t: &Tuple) {

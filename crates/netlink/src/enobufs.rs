@@ -111,6 +111,18 @@ impl RcvbufPolicy {
         }
     }
 
+    /// A policy for a socket whose buffer was set to `configured`, or left
+    /// alone when that is 0; `reported` is what the kernel reports, twice
+    /// the size asked for.
+    pub fn for_socket(voice: Voice, configured: usize, reported: usize, max: usize) -> Self {
+        let req = if configured != 0 {
+            configured
+        } else {
+            reported / 2
+        };
+        RcvbufPolicy::new(voice, req, max)
+    }
+
     /// The size last asked of the kernel.
     pub fn requested(&self) -> usize {
         self.req
@@ -189,6 +201,14 @@ mod tests {
             assert_eq!(p.on_enobufs("x", None, &e, &r), None);
         }
         assert_eq!((e.get(), r.get(), p.requested()), (3, 0, 1000));
+    }
+
+    #[test]
+    fn starts_from_the_option_else_from_half_the_reported_size() {
+        let p = RcvbufPolicy::for_socket(Voice::Nflog, 5000, 425_984, 0);
+        assert_eq!(p.requested(), 5000);
+        let p = RcvbufPolicy::for_socket(Voice::Nflog, 0, 425_984, 0);
+        assert_eq!(p.requested(), 212_992);
     }
 
     #[test]

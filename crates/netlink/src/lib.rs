@@ -15,6 +15,7 @@ pub mod nfqueue;
 pub mod refusal;
 pub mod socket;
 
+use rulogd_plugin::Span;
 use thiserror::Error;
 
 /// Length of `struct nlmsghdr`.
@@ -37,6 +38,8 @@ pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_MULTI: u16 = 0x2;
 /// `nlmsg_flags`: ask for an acknowledgement.
 pub const NLM_F_ACK: u16 = 0x4;
+/// `nlmsg_flags`: dump the whole table (`NLM_F_ROOT | NLM_F_MATCH`).
+pub const NLM_F_DUMP: u16 = 0x300;
 
 /// The attribute type bits, without the nested and byte-order flags.
 pub const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -219,6 +222,47 @@ pub fn parse_nlmsgerr(buf: &[u8], h: &NlHeader) -> Result<(i32, u32), ParseError
     Ok((err.unsigned_abs() as i32, seq))
 }
 
+/// `struct nfgenmsg`, the family header of every nfnetlink message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfGenMsg {
+    /// `nfgen_family`.
+    pub family: u8,
+    /// `res_id`, host order (the NFLOG group, the queue number).
+    pub res_id: u16,
+    /// Offset of the first attribute, right after the family header.
+    pub attrs: usize,
+}
+
+impl NfGenMsg {
+    /// The family header of the message whose checked header is `h`.
+    #[inline]
+    pub fn parse(buf: &[u8], h: &NlHeader) -> Result<NfGenMsg, ParseError> {
+        let start = h.payload_offset();
+        let b = buf
+            .get(start..start + NFGENMSG_LEN)
+            .filter(|_| start + NFGENMSG_LEN <= h.end())
+            .ok_or(ParseError::TruncatedFamilyHeader {
+                offset: h.offset,
+                need: NFGENMSG_LEN,
+            })?;
+        Ok(NfGenMsg {
+            family: b[0],
+            res_id: u16::from_be_bytes([b[2], b[3]]),
+            attrs: start + NFGENMSG_LEN,
+        })
+    }
+}
+
+/// `struct nfulnl_msg_packet_hw` / `nfqnl_msg_packet_hw`: the hardware
+/// source address of a logged or queued packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HwAddr {
+    /// The address bytes, at most the declared length of the 8-byte field.
+    pub addr: Span,
+    /// The declared address length, host order.
+    pub addrlen: u16,
+}
+
 /// One attribute: its type (flags masked off) and where its payload is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attr {
@@ -316,6 +360,51 @@ impl Attr {
     pub fn bytes<'b>(&self, buf: &'b [u8], need: usize) -> Result<&'b [u8], ParseError> {
         self.fixed(buf, need).map(|p| &p[..need])
     }
+
+    /// A big-endian u64 payload.
+    pub fn be64(&self, buf: &[u8]) -> Result<u64, ParseError> {
+        let p = self.fixed(buf, 8)?;
+        Ok(u64::from_be_bytes([
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+        ]))
+    }
+
+    /// The attributes nested in this one.
+    pub fn nested<'b>(&self, buf: &'b [u8]) -> Attrs<'b> {
+        Attrs::new(buf, self.payload, self.payload + self.len)
+    }
+
+    /// The payload as a string: its span, cut at the first NUL.
+    pub fn c_str(&self, buf: &[u8]) -> Span {
+        let raw = buf
+            .get(self.payload..self.payload + self.len)
+            .unwrap_or(&[]);
+        let n = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+        Span::new(self.payload, n)
+    }
+
+    /// A packet timestamp (`struct nfulnl_msg_packet_timestamp`, NFQUEUE's
+    /// alike): seconds and microseconds, be64 each.
+    pub fn timestamp(&self, buf: &[u8]) -> Result<(u64, u64), ParseError> {
+        let b = self.bytes(buf, 16)?;
+        let mut sec = [0u8; 8];
+        let mut usec = [0u8; 8];
+        sec.copy_from_slice(&b[..8]);
+        usec.copy_from_slice(&b[8..16]);
+        Ok((u64::from_be_bytes(sec), u64::from_be_bytes(usec)))
+    }
+
+    /// A hardware address attribute: addrlen (be16), pad (2), addr[8].
+    pub fn hwaddr(&self, buf: &[u8]) -> Result<HwAddr, ParseError> {
+        let b = self.bytes(buf, 12)?;
+        let addrlen = u16::from_be_bytes([b[0], b[1]]);
+        // Consumers read addrlen bytes, so the span stops there when the
+        // kernel says fewer than 8.
+        Ok(HwAddr {
+            addr: Span::new(self.payload + 4, (addrlen as usize).min(8)),
+            addrlen,
+        })
+    }
 }
 
 /// Appends an attribute with `payload` to `out`, padded to alignment.
@@ -336,6 +425,14 @@ pub fn start_msg(out: &mut Vec<u8>, kind: u16, flags: u16, seq: u32) -> usize {
     out.extend_from_slice(&seq.to_ne_bytes());
     out.extend_from_slice(&0u32.to_ne_bytes());
     start
+}
+
+/// Appends a dump request of nfnetlink message type `kind` for every family
+/// (nfgenmsg AF_UNSPEC, NFNETLINK_V0, res_id 0).
+pub fn dump_msg(out: &mut Vec<u8>, kind: u16, seq: u32) {
+    let start = start_msg(out, kind, NLM_F_REQUEST | NLM_F_DUMP, seq);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    finish_msg(out, start);
 }
 
 /// Writes the final length into the header started at `start`.

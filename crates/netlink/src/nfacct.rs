@@ -6,8 +6,8 @@
 //! decoded or kept as spans into the receive buffer, and nothing panics.
 
 use super::{
-    finish_msg, headers, parse_nlmsgerr, start_msg, Attrs, NlHeader, ParseError, NFGENMSG_LEN,
-    NLMSG_DONE, NLMSG_ERROR, NLM_F_REQUEST,
+    dump_msg, headers, parse_nlmsgerr, Attrs, NfGenMsg, NlHeader, ParseError, NLMSG_DONE,
+    NLMSG_ERROR,
 };
 use rulogd_plugin::Span;
 
@@ -21,8 +21,7 @@ pub const NFNL_MSG_ACCT_GET: u16 = 1;
 pub const NFNL_MSG_ACCT_GET_CTRZERO: u16 = 2;
 /// `nlmsg_type` of an object message.
 pub const MSG_NEW: u16 = (NFNL_SUBSYS_ACCT << 8) | NFNL_MSG_ACCT_NEW;
-/// `nlmsg_flags`: dump every object.
-pub const NLM_F_DUMP: u16 = 0x300;
+pub use super::NLM_F_DUMP;
 
 /// Object attributes (`enum nfnl_acct_type`).
 pub mod attr {
@@ -59,24 +58,10 @@ pub struct AcctObject {
     pub attrs: Span,
 }
 
-fn be64(a: &super::Attr, buf: &[u8]) -> Result<u64, ParseError> {
-    let b = a.bytes(buf, 8)?;
-    let mut v = [0u8; 8];
-    v.copy_from_slice(b);
-    Ok(u64::from_be_bytes(v))
-}
-
 /// Parses the object message whose checked header is `h`; spans are into `buf`.
 pub fn parse_object_at(buf: &[u8], h: &NlHeader) -> Result<AcctObject, ParseError> {
-    let start = h.payload_offset();
     let end = h.end();
-    if start + NFGENMSG_LEN > end {
-        return Err(ParseError::TruncatedFamilyHeader {
-            offset: h.offset,
-            need: NFGENMSG_LEN,
-        });
-    }
-    let astart = start + NFGENMSG_LEN;
+    let astart = NfGenMsg::parse(buf, h)?.attrs;
     let mut o = AcctObject {
         attrs: Span::new(astart, end - astart),
         ..AcctObject::default()
@@ -84,16 +69,12 @@ pub fn parse_object_at(buf: &[u8], h: &NlHeader) -> Result<AcctObject, ParseErro
     for a in Attrs::new(buf, astart, end) {
         let a = a?;
         match a.kind {
-            attr::NAME => {
-                let raw = buf.get(a.payload..a.payload + a.len).unwrap_or(&[]);
-                let n = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-                o.name = Some(Span::new(a.payload, n));
-            }
-            attr::PKTS => o.pkts = Some(be64(&a, buf)?),
-            attr::BYTES => o.bytes = Some(be64(&a, buf)?),
+            attr::NAME => o.name = Some(a.c_str(buf)),
+            attr::PKTS => o.pkts = Some(a.be64(buf)?),
+            attr::BYTES => o.bytes = Some(a.be64(buf)?),
             attr::USE => o.refs = Some(a.be32(buf)?),
             attr::FLAGS => o.flags = Some(a.be32(buf)?),
-            attr::QUOTA => o.quota = Some(be64(&a, buf)?),
+            attr::QUOTA => o.quota = Some(a.be64(buf)?),
             _ => {}
         }
     }
@@ -146,21 +127,13 @@ pub fn dump_request(out: &mut Vec<u8>, seq: u32, zero: bool) {
     } else {
         NFNL_MSG_ACCT_GET
     };
-    let start = start_msg(
-        out,
-        (NFNL_SUBSYS_ACCT << 8) | kind,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        seq,
-    );
-    // nfgenmsg: AF_UNSPEC, NFNETLINK_V0, res_id 0.
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    finish_msg(out, start);
+    dump_msg(out, (NFNL_SUBSYS_ACCT << 8) | kind, seq);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::put_attr;
+    use crate::{finish_msg, put_attr, start_msg};
 
     /// An object message as the kernel writes it.
     pub(crate) fn object(out: &mut Vec<u8>, name: &[u8], pkts: u64, bytes: u64) {

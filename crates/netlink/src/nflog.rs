@@ -4,9 +4,10 @@
 //! `nfnetlink.h`). A parsed [`NflogPacket`] holds decoded integers and
 //! [`Span`]s into the buffer it was parsed from; nothing is copied.
 
+pub use super::HwAddr;
 use super::{
-    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, NlHeader, ParseError,
-    NFGENMSG_LEN, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, NfGenMsg, NlHeader,
+    ParseError, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -111,15 +112,6 @@ pub struct PacketHdr {
     pub hook: u8,
 }
 
-/// `struct nfulnl_msg_packet_hw`: the hardware source address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HwAddr {
-    /// The address bytes, at most the declared length of the 8-byte field.
-    pub addr: Span,
-    /// The declared address length, host order.
-    pub addrlen: u16,
-}
-
 /// One NFLOG packet message, decoded in a single pass.
 ///
 /// Absent attributes are `None`; spans are offsets into the parsed buffer.
@@ -192,23 +184,15 @@ pub fn parse_packet(msg: &[u8]) -> Result<NflogPacket, ParseError> {
 
 /// Parses the packet message whose checked header is `h`; spans are into `buf`.
 pub fn parse_packet_at(buf: &[u8], h: &NlHeader) -> Result<NflogPacket, ParseError> {
-    let start = h.payload_offset();
-    let end = h.end();
-    let nfgen = buf
-        .get(start..start + NFGENMSG_LEN)
-        .filter(|_| start + NFGENMSG_LEN <= end)
-        .ok_or(ParseError::TruncatedFamilyHeader {
-            offset: h.offset,
-            need: NFGENMSG_LEN,
-        })?;
+    let nfgen = NfGenMsg::parse(buf, h)?;
     let mut p = NflogPacket {
         msg: span(h.offset, h.len as usize),
         nl_flags: h.flags,
-        family: nfgen[0],
-        group: u16::from_be_bytes([nfgen[2], nfgen[3]]),
+        family: nfgen.family,
+        group: nfgen.res_id,
         ..NflogPacket::default()
     };
-    for a in Attrs::new(buf, start + NFGENMSG_LEN, end) {
+    for a in Attrs::new(buf, nfgen.attrs, h.end()) {
         let a = a?;
         match a.kind {
             attr::PACKET_HDR => {
@@ -219,34 +203,14 @@ pub fn parse_packet_at(buf: &[u8], h: &NlHeader) -> Result<NflogPacket, ParseErr
                 });
             }
             attr::MARK => p.mark = Some(a.be32(buf)?),
-            attr::TIMESTAMP => {
-                let b = a.bytes(buf, 16)?;
-                let mut sec = [0u8; 8];
-                let mut usec = [0u8; 8];
-                sec.copy_from_slice(&b[..8]);
-                usec.copy_from_slice(&b[8..16]);
-                p.timestamp = Some((u64::from_be_bytes(sec), u64::from_be_bytes(usec)));
-            }
+            attr::TIMESTAMP => p.timestamp = Some(a.timestamp(buf)?),
             attr::IFINDEX_INDEV => p.indev = Some(a.be32(buf)?),
             attr::IFINDEX_OUTDEV => p.outdev = Some(a.be32(buf)?),
             attr::IFINDEX_PHYSINDEV => p.physindev = Some(a.be32(buf)?),
             attr::IFINDEX_PHYSOUTDEV => p.physoutdev = Some(a.be32(buf)?),
-            attr::HWADDR => {
-                // addrlen (2) + pad (2) + addr[8]; consumers read addrlen bytes,
-                // so the span stops there when the kernel says fewer than 8.
-                let b = a.bytes(buf, 12)?;
-                let addrlen = u16::from_be_bytes([b[0], b[1]]);
-                p.hwaddr = Some(HwAddr {
-                    addr: span(a.payload + 4, (addrlen as usize).min(8)),
-                    addrlen,
-                });
-            }
+            attr::HWADDR => p.hwaddr = Some(a.hwaddr(buf)?),
             attr::PAYLOAD => p.payload = Some(span(a.payload, a.len)),
-            attr::PREFIX => {
-                let raw = buf.get(a.payload..a.payload + a.len).unwrap_or(&[]);
-                let n = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-                p.prefix = Some(span(a.payload, n));
-            }
+            attr::PREFIX => p.prefix = Some(a.c_str(buf)),
             attr::UID => p.uid = Some(a.be32(buf)?),
             attr::GID => p.gid = Some(a.be32(buf)?),
             attr::SEQ => p.seq = Some(a.be32(buf)?),
@@ -257,7 +221,7 @@ pub fn parse_packet_at(buf: &[u8], h: &NlHeader) -> Result<NflogPacket, ParseErr
             attr::CT => p.ct = Some(span(a.payload, a.len)),
             attr::CT_INFO => p.ct_info = Some(a.be32(buf)?),
             attr::VLAN => {
-                for x in Attrs::new(buf, a.payload, a.payload + a.len) {
+                for x in a.nested(buf) {
                     let x = x?;
                     if x.kind == attr::VLAN_TCI {
                         p.vlan = Some(x.be16(buf)? & 0x0fff);

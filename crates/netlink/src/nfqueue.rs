@@ -7,9 +7,10 @@
 //! are decoded by the walker shared with NFLOG ([`super::nflog::messages`]),
 //! so there is one netlink parser in the crate.
 
+pub use super::HwAddr;
 use super::{
-    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, NlHeader, ParseError,
-    NFGENMSG_LEN, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
+    finish_msg, headers, parse_nlmsgerr, put_attr, start_msg, Attrs, NfGenMsg, NlHeader,
+    ParseError, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST,
 };
 use rulogd_plugin::Span;
 
@@ -97,15 +98,6 @@ pub mod cfg {
     pub const F_UID_GID: u32 = 1 << 3;
 }
 
-/// `struct nfqnl_msg_packet_hw`: the hardware source address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HwAddr {
-    /// The address bytes, at most the declared length of the 8-byte field.
-    pub addr: Span,
-    /// The declared address length, host order.
-    pub addrlen: u16,
-}
-
 /// One queued packet, decoded in a single pass; spans point into the buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueuePacket {
@@ -162,23 +154,15 @@ pub enum QueueError {
 
 /// Parses the queued-packet message whose checked header is `h`.
 pub fn parse_packet_at(buf: &[u8], h: &NlHeader) -> Result<QueuePacket, QueueError> {
-    let start = h.payload_offset();
-    let end = h.end();
-    let nfgen = buf
-        .get(start..start + NFGENMSG_LEN)
-        .filter(|_| start + NFGENMSG_LEN <= end)
-        .ok_or(ParseError::TruncatedFamilyHeader {
-            offset: h.offset,
-            need: NFGENMSG_LEN,
-        })?;
+    let nfgen = NfGenMsg::parse(buf, h)?;
     let mut p = QueuePacket {
         msg: Span::new(h.offset, h.len as usize),
-        family: nfgen[0],
-        queue: u16::from_be_bytes([nfgen[2], nfgen[3]]),
+        family: nfgen.family,
+        queue: nfgen.res_id,
         ..QueuePacket::default()
     };
     let mut have_hdr = false;
-    for a in Attrs::new(buf, start + NFGENMSG_LEN, end) {
+    for a in Attrs::new(buf, nfgen.attrs, h.end()) {
         let a = a?;
         match a.kind {
             attr::PACKET_HDR => {
@@ -189,24 +173,10 @@ pub fn parse_packet_at(buf: &[u8], h: &NlHeader) -> Result<QueuePacket, QueueErr
                 have_hdr = true;
             }
             attr::MARK => p.mark = Some(a.be32(buf)?),
-            attr::TIMESTAMP => {
-                let b = a.bytes(buf, 16)?;
-                let mut sec = [0u8; 8];
-                let mut usec = [0u8; 8];
-                sec.copy_from_slice(&b[..8]);
-                usec.copy_from_slice(&b[8..16]);
-                p.timestamp = Some((u64::from_be_bytes(sec), u64::from_be_bytes(usec)));
-            }
+            attr::TIMESTAMP => p.timestamp = Some(a.timestamp(buf)?),
             attr::IFINDEX_INDEV => p.indev = Some(a.be32(buf)?),
             attr::IFINDEX_OUTDEV => p.outdev = Some(a.be32(buf)?),
-            attr::HWADDR => {
-                let b = a.bytes(buf, 12)?;
-                let addrlen = u16::from_be_bytes([b[0], b[1]]);
-                p.hwaddr = Some(HwAddr {
-                    addr: Span::new(a.payload + 4, (addrlen as usize).min(8)),
-                    addrlen,
-                });
-            }
+            attr::HWADDR => p.hwaddr = Some(a.hwaddr(buf)?),
             attr::PAYLOAD => p.payload = Some(Span::new(a.payload, a.len)),
             attr::CAP_LEN => p.cap_len = Some(a.be32(buf)?),
             attr::UID => p.uid = Some(a.be32(buf)?),

@@ -2,10 +2,29 @@
 //! without blocking, and receive-buffer sizing.
 
 use super::nflog::{messages, Message};
+use bytes::{Bytes, BytesMut};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
+
+/// What one [`NlSocket::recv_chunk`] found.
+#[derive(Debug)]
+pub enum Recv {
+    /// A datagram.
+    Chunk {
+        /// Its bytes, split off the receive buffer.
+        chunk: Bytes,
+        /// It was longer than the buffer allowed; its tail is lost.
+        truncated: bool,
+    },
+    /// Nothing queued (`EAGAIN`).
+    Empty,
+    /// A signal interrupted the call (`EINTR`).
+    Interrupted,
+    /// The kernel dropped messages for want of buffer space (`ENOBUFS`).
+    Overrun,
+}
 
 /// How long a configuration request may wait for the kernel's answer.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,6 +144,35 @@ impl NlSocket {
         Ok(Received {
             len: n.min(buf.len()),
             truncated: n > buf.len(),
+        })
+    }
+
+    /// Receives one datagram of at most `max` bytes into the spare capacity
+    /// of `buf` (first reserved, and empty before) and splits it off as a
+    /// chunk that records can share. The errors a read loop goes on after
+    /// come back as [`Recv`] variants, the others as `Err`.
+    pub fn recv_chunk(&self, buf: &mut BytesMut, max: usize) -> io::Result<Recv> {
+        // Reclaims the previous chunk's memory once nothing else holds it.
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        let n = spare.len().min(max);
+        let r = match self.recv(&mut spare[..n]) {
+            Ok(r) => r,
+            Err(e) => {
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN) => Ok(Recv::Empty),
+                    Some(libc::EINTR) => Ok(Recv::Interrupted),
+                    Some(libc::ENOBUFS) => Ok(Recv::Overrun),
+                    _ => Err(e),
+                }
+            }
+        };
+        // SAFETY: recv initialised the first `r.len` bytes of the spare
+        // capacity, and the buffer was empty before.
+        unsafe { buf.set_len(r.len) };
+        Ok(Recv::Chunk {
+            chunk: buf.split().freeze(),
+            truncated: r.truncated,
         })
     }
 

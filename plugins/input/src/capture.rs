@@ -10,6 +10,7 @@
 //! every input is, the daemon drains its outputs and exits 0, as
 //! `softflowd -r` or `argus -r` do.
 
+use crate::common::{bind_slots, share_chunk};
 use bytes::{Bytes, BytesMut};
 use rulogd_capture::{decode, FileError, Next, Parser};
 use rulogd_plugin::{
@@ -279,10 +280,7 @@ impl Out {
             return;
         };
         let rec = em.record();
-        let same = rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
-        if !same {
-            rec.set_buf(chunk.clone());
-        }
+        share_chunk(rec, chunk);
         let s = &self.slots;
         if let Some((o, l)) = f.mac {
             rec.put_opt(s[K_MAC], || Value::Raw(Span::new(data + o, l)));
@@ -323,9 +321,7 @@ impl Out {
 
 impl Input for CaptureInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.out.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.out.slots, b);
         Ok(())
     }
 

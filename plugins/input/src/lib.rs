@@ -1,10 +1,14 @@
 //! rulogd built-in input plugins, one file each, named after the ulogd plugin.
 
 pub mod capture;
+mod common;
 pub mod nfacct;
 pub mod nfct;
 pub mod nflog;
 pub mod nfqueue;
+mod packet;
+#[cfg(test)]
+mod testutil;
 pub mod unixsock;
 
 use rulogd_plugin::Registration;

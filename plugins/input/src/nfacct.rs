@@ -7,9 +7,10 @@
 //! previous poll. The request goes out on the timer; the replies are read
 //! like any other input's messages, so a slow dump never blocks the thread.
 
+use crate::common::bind_slots;
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::nfacct::{dump_request, messages, AcctObject, Message};
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, OptionDef, ReadStatus,
@@ -200,9 +201,7 @@ impl NfacctInput {
 
 impl Input for NfacctInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         Ok(())
     }
 
@@ -216,22 +215,14 @@ impl Input for NfacctInput {
 
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         for _ in 0..RECV_BUDGET {
-            self.buf.reserve(BUFSIZE);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(BUFSIZE);
-            match self.sock.recv(&mut spare[..n]) {
-                Ok(r) => {
-                    // SAFETY: recv initialised the first `r.len` bytes.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
+            match self.sock.recv_chunk(&mut self.buf, BUFSIZE)? {
+                Recv::Chunk { chunk, .. } => {
                     self.process(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(ReadStatus::Idle),
-                    Some(libc::EINTR) => {}
-                    _ => return Err(e),
-                },
+                Recv::Empty => return Ok(ReadStatus::Idle),
+                Recv::Interrupted => {}
+                Recv::Overrun => return Err(io::Error::from_raw_os_error(libc::ENOBUFS)),
             }
         }
         Ok(ReadStatus::More)
@@ -252,10 +243,10 @@ impl Input for NfacctInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{dgram_pair, options, send};
     use rulogd_netlink::nfacct::{attr, MSG_NEW};
     use rulogd_netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE};
-    use rulogd_plugin::Options;
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
 
     fn object(out: &mut Vec<u8>, name: &[u8], pkts: u64, bytes: u64) {
         let start = start_msg(out, MSG_NEW, 0x2, 1);
@@ -292,31 +283,14 @@ mod tests {
     }
 
     fn settings(opts: &[(&str, &str)]) -> Result<Settings, BuildError> {
-        let mut o = Options::defaults(&OPTIONS).unwrap();
-        for (k, v) in opts {
-            let d = OPTIONS.iter().find(|d| d.name == *k).unwrap();
-            o.set(d, v, 1).unwrap();
-        }
-        Settings::from_options(&o)
+        Settings::from_options(&options(&OPTIONS, opts))
     }
 
     /// A datagram socketpair: our end goes to the input, the other feeds it.
     fn pair(s: Settings) -> (NfacctInput, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: valid array for two fds.
-        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
-        assert_eq!(r, 0);
-        // SAFETY: fresh fds owned by nobody else.
-        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (a, b) = dgram_pair();
         let sock = NlSocket::from_fd(a);
         (NfacctInput::new("acct1", s, sock, &StatSet::new("t")), b)
-    }
-
-    fn send(fd: &OwnedFd, d: &[u8]) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: valid buffer.
-        let n = unsafe { libc::send(fd.as_raw_fd(), d.as_ptr().cast(), d.len(), 0) };
-        assert_eq!(n as usize, d.len());
     }
 
     #[test]

@@ -16,10 +16,11 @@
 //! tuples (ulogd compiles them to a BPF socket filter; the results are the
 //! same).
 
+use crate::common::{bind_slots, share_chunk};
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::conntrack::{Conntrack, CtEvent, Tuple};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 pub(crate) use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
@@ -361,11 +362,7 @@ impl NfctInput {
         NfctInput {
             name: name.to_string(),
             mode,
-            rcvbuf: RcvbufPolicy::new(
-                Voice::Nfct,
-                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
-                s.rcvbuf_max,
-            ),
+            rcvbuf: RcvbufPolicy::for_socket(Voice::Nfct, s.rcvbuf, actual, s.rcvbuf_max),
             s,
             ev,
             buf: BytesMut::with_capacity(BUFSIZE),
@@ -412,9 +409,7 @@ impl NfctInput {
 
 impl Input for NfctInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         Ok(())
     }
 
@@ -433,31 +428,22 @@ impl Input for NfctInput {
 
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         for _ in 0..RECV_BUDGET {
-            self.buf.reserve(BUFSIZE);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(BUFSIZE);
             let r = match &self.ev {
-                Some(ev) => ev.recv(&mut spare[..n]),
+                Some(ev) => ev.recv_chunk(&mut self.buf, BUFSIZE),
                 None => return Ok(ReadStatus::Idle),
             };
-            match r {
-                Ok(r) => {
-                    // SAFETY: recv initialised the first `r.len` bytes.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
+            match r? {
+                Recv::Chunk { chunk, .. } => {
                     self.on_datagram(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => {
-                        self.rcvbuf.recovered();
-                        self.publish();
-                        return Ok(ReadStatus::Idle);
-                    }
-                    Some(libc::EINTR) => {}
-                    Some(libc::ENOBUFS) => self.on_enobufs(),
-                    _ => return Err(e),
-                },
+                Recv::Empty => {
+                    self.rcvbuf.recovered();
+                    self.publish();
+                    return Ok(ReadStatus::Idle);
+                }
+                Recv::Interrupted => {}
+                Recv::Overrun => self.on_enobufs(),
             }
         }
         self.publish();
@@ -519,10 +505,7 @@ impl Input for NfctInput {
 fn with_buf<'a>(em: &'a mut dyn Emitter, chunk: Option<&Bytes>) -> &'a mut Record {
     let rec = em.record();
     if let Some(c) = chunk {
-        let same = rec.buf().as_ptr() == c.as_ptr() && rec.buf().len() == c.len();
-        if !same {
-            rec.set_buf(c.clone());
-        }
+        share_chunk(rec, c);
     }
     rec
 }

@@ -8,10 +8,12 @@
 //! decodes each datagram in place, and every value is a span into the
 //! received chunk, which the record shares instead of copying.
 
+use crate::common::{bind_slots, note_malformed, share_chunk, warn_truncated};
+use crate::packet::{fill_shared, IETF};
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::nflog::{messages, Message, NflogPacket};
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
@@ -52,55 +54,7 @@ pub const COALESCE: std::time::Duration = std::time::Duration::from_micros(500);
 /// over 10M packets/s, so the pause cannot overflow it.
 pub const COALESCE_MIN_RCVBUF: usize = 4 << 20;
 
-/// IPFIX vendor id of IETF elements.
-pub(crate) const IETF: u32 = 0;
-/// IPFIX vendor id of netfilter's elements.
-pub(crate) const NETFILTER: u32 = 21373;
-
-/// ulogd 2.0.8's NFLOG keys, in its order with its IPFIX ids, handed to
-/// [`rulogd_plugin::key_table!`] with `$extra` keys after them: NFQUEUE
-/// produces the same keys plus its own, so both tables and their index
-/// constants come from this one list.
-macro_rules! nflog_keys {
-    (
-        $(#[$m:meta])*
-        $vis:vis static $table:ident: [KeyDef; $n:ident];
-        $($id:ident = $def:expr;)*
-    ) => {
-        ::rulogd_plugin::key_table! {
-            $(#[$m])*
-            $vis static $table: [KeyDef; $n];
-            K_RAW_MAC = ::rulogd_plugin::KeyDef::new("raw.mac", ::rulogd_plugin::KeyType::Raw);
-            K_RAW_PKT = ::rulogd_plugin::KeyDef::new("raw.pkt", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::NETFILTER, 1);
-            K_RAW_PKTLEN = ::rulogd_plugin::KeyDef::new("raw.pktlen", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 2);
-            K_RAW_PKTCOUNT = ::rulogd_plugin::KeyDef::new("raw.pktcount", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 2);
-            K_PREFIX = ::rulogd_plugin::KeyDef::new("oob.prefix", ::rulogd_plugin::KeyType::String).ipfix($crate::nflog::NETFILTER, 3);
-            K_TIME_SEC = ::rulogd_plugin::KeyDef::new("oob.time.sec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 150);
-            K_TIME_USEC = ::rulogd_plugin::KeyDef::new("oob.time.usec", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 154);
-            K_MARK = ::rulogd_plugin::KeyDef::new("oob.mark", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 4);
-            K_IFINDEX_IN = ::rulogd_plugin::KeyDef::new("oob.ifindex_in", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 10);
-            K_IFINDEX_OUT = ::rulogd_plugin::KeyDef::new("oob.ifindex_out", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::IETF, 14);
-            K_HOOK = ::rulogd_plugin::KeyDef::new("oob.hook", ::rulogd_plugin::KeyType::U8).ipfix($crate::nflog::NETFILTER, 5);
-            K_RAW_MAC_LEN = ::rulogd_plugin::KeyDef::new("raw.mac_len", ::rulogd_plugin::KeyType::U16);
-            K_SEQ_LOCAL = ::rulogd_plugin::KeyDef::new("oob.seq.local", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 7);
-            K_SEQ_GLOBAL = ::rulogd_plugin::KeyDef::new("oob.seq.global", ::rulogd_plugin::KeyType::U32).ipfix($crate::nflog::NETFILTER, 8);
-            K_FAMILY = ::rulogd_plugin::KeyDef::new("oob.family", ::rulogd_plugin::KeyType::U8);
-            K_PROTOCOL = ::rulogd_plugin::KeyDef::new("oob.protocol", ::rulogd_plugin::KeyType::U16);
-            K_UID = ::rulogd_plugin::KeyDef::new("oob.uid", ::rulogd_plugin::KeyType::U32);
-            K_GID = ::rulogd_plugin::KeyDef::new("oob.gid", ::rulogd_plugin::KeyType::U32);
-            K_LABEL = ::rulogd_plugin::KeyDef::new("raw.label", ::rulogd_plugin::KeyType::U8);
-            K_RAW_TYPE = ::rulogd_plugin::KeyDef::new("raw.type", ::rulogd_plugin::KeyType::U16);
-            K_MAC_SADDR = ::rulogd_plugin::KeyDef::new("raw.mac.saddr", ::rulogd_plugin::KeyType::Raw).ipfix($crate::nflog::IETF, 56);
-            K_MAC_ADDRLEN = ::rulogd_plugin::KeyDef::new("raw.mac.addrlen", ::rulogd_plugin::KeyType::U16);
-            K_RAW = ::rulogd_plugin::KeyDef::new("raw", ::rulogd_plugin::KeyType::Raw);
-            K_CT = ::rulogd_plugin::KeyDef::new("ct", ::rulogd_plugin::KeyType::Raw);
-            $($id = $def;)*
-        }
-    };
-}
-pub(crate) use nflog_keys;
-
-nflog_keys! {
+crate::packet::nflog_keys! {
     /// The output keys: ulogd 2.0.8's, in its order, with its IPFIX ids, and
     /// the VLAN id after them (ulogd has no key for it; CAPTURE gives the same).
     pub static KEYS: [KeyDef; NKEYS];
@@ -197,13 +151,8 @@ pub fn fill_record(
     label: u8,
     now: &mut impl FnMut() -> (u32, u32),
 ) {
+    fill_shared(rec, slots, p, label, now);
     let s = slots;
-    rec.set_opt(s[K_FAMILY], Value::U8(p.family));
-    rec.set_opt(s[K_LABEL], Value::U8(label));
-    if let Some(h) = p.hdr {
-        rec.set_opt(s[K_HOOK], Value::U8(h.hook));
-        rec.set_opt(s[K_PROTOCOL], Value::U16(h.hw_protocol));
-    }
     let hwlen = p.hwlen.unwrap_or(0);
     if hwlen > 0 {
         if let Some(h) = p.hwheader {
@@ -212,48 +161,14 @@ pub fn fill_record(
         rec.set_opt(s[K_RAW_MAC_LEN], Value::U16(hwlen));
         rec.set_opt(s[K_RAW_TYPE], Value::U16(p.hwtype.unwrap_or(0)));
     }
-    if let Some(hw) = p.hwaddr {
-        rec.set_opt(s[K_MAC_SADDR], Value::Raw(hw.addr));
-        rec.set_opt(s[K_MAC_ADDRLEN], Value::U16(hw.addrlen));
-    }
-    if let Some(pl) = p.payload {
-        rec.set_opt(s[K_RAW_PKT], Value::Raw(pl));
-        rec.set_opt(s[K_RAW_PKTLEN], Value::U32(pl.len));
-    }
-    rec.set_opt(s[K_RAW_PKTCOUNT], Value::U32(1));
     if let Some(px) = p.prefix {
         rec.set_opt(s[K_PREFIX], Value::StrSpan(px));
-    }
-    if s[K_TIME_SEC].is_some() || s[K_TIME_USEC].is_some() {
-        let (sec, usec) = match p.timestamp {
-            Some((sec, usec)) if sec != 0 => (sec as u32, usec as u32),
-            _ => now(),
-        };
-        rec.set_opt(s[K_TIME_SEC], Value::U32(sec));
-        rec.set_opt(s[K_TIME_USEC], Value::U32(usec));
-    }
-    rec.set_opt(s[K_MARK], Value::U32(p.mark.unwrap_or(0)));
-    if let Some(i) = p.indev.filter(|&i| i > 0) {
-        rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
-    }
-    if let Some(i) = p.outdev.filter(|&i| i > 0) {
-        rec.set_opt(s[K_IFINDEX_OUT], Value::U32(i));
-    }
-    if let Some(v) = p.uid {
-        rec.set_opt(s[K_UID], Value::U32(v));
-    }
-    if let Some(v) = p.gid {
-        rec.set_opt(s[K_GID], Value::U32(v));
     }
     if let Some(v) = p.seq {
         rec.set_opt(s[K_SEQ_LOCAL], Value::U32(v));
     }
     if let Some(v) = p.seq_global {
         rec.set_opt(s[K_SEQ_GLOBAL], Value::U32(v));
-    }
-    rec.set_opt(s[K_RAW], Value::Raw(p.msg));
-    if let Some(ct) = p.ct {
-        rec.set_opt(s[K_CT], Value::Raw(ct));
     }
     if let Some(v) = p.vlan {
         rec.set_opt(s[K_VLAN], Value::U16(v));
@@ -278,12 +193,7 @@ impl NflogInput {
             seq_local: s.seq_local,
             last_seq: None,
             stats,
-            // The kernel reports twice what was asked for.
-            rcvbuf: RcvbufPolicy::new(
-                Voice::Nflog,
-                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
-                s.rcvbuf_max,
-            ),
+            rcvbuf: RcvbufPolicy::for_socket(Voice::Nflog, s.rcvbuf, actual, s.rcvbuf_max),
             malformed_warned: false,
             truncated_warned: false,
             coalesce: actual >= COALESCE_MIN_RCVBUF,
@@ -315,11 +225,8 @@ impl NflogInput {
                 }
                 Ok(_) => continue,
                 Err(e) => {
-                    self.stats.malformed.inc();
-                    if !self.malformed_warned {
-                        self.malformed_warned = true;
-                        log::warn!("{} (NFLOG): skipping malformed message: {e}", self.name);
-                    }
+                    let (c, w) = (&self.stats.malformed, &mut self.malformed_warned);
+                    note_malformed(c, w, &self.name, "NFLOG", &e);
                     continue;
                 }
             };
@@ -337,10 +244,7 @@ impl NflogInput {
                 }
             }
             let rec = em.record();
-            let same = rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
-            if !same {
-                rec.set_buf(chunk.clone());
-            }
+            share_chunk(rec, chunk);
             fill_record(rec, &self.slots, &p, self.label, &mut now);
             em.emit();
         }
@@ -364,9 +268,7 @@ impl NflogInput {
 
 impl Input for NflogInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         // Without vlan=1 the key is never set: a JSON output (which prints
         // every key it is given) then writes the line ulogd2 writes.
         if !self.vlan {
@@ -383,48 +285,31 @@ impl Input for NflogInput {
         // Datagrams received since the socket was last found empty.
         let mut got = false;
         for _ in 0..RECV_BUDGET {
-            // Reclaims the previous chunk's memory: by now nothing else holds it.
-            self.buf.reserve(self.bufsize);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(self.bufsize);
-            match self.sock.recv(&mut spare[..n]) {
-                Ok(r) => {
+            match self.sock.recv_chunk(&mut self.buf, self.bufsize)? {
+                Recv::Chunk { chunk, truncated } => {
                     got = true;
-                    // SAFETY: recv initialised the first `r.len` bytes of the
-                    // spare capacity, and the buffer was empty before.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
-                    self.stats.bytes.add(r.len as u64);
-                    if r.truncated {
+                    self.stats.bytes.add(chunk.len() as u64);
+                    if truncated {
                         // The cut-off message fails its length check and is
                         // counted as malformed; the ones before it are fine.
-                        if !self.truncated_warned {
-                            self.truncated_warned = true;
-                            log::warn!(
-                                "{} (NFLOG): datagram larger than bufsize {}; raise bufsize",
-                                self.name,
-                                self.bufsize
-                            );
-                        }
+                        let w = &mut self.truncated_warned;
+                        warn_truncated(w, &self.name, "NFLOG", self.bufsize);
                     }
                     self.process(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => {
-                        self.rcvbuf.recovered();
-                        if got && self.coalesce {
-                            // Busy: let a few datagrams gather, then go on.
-                            got = false;
-                            std::thread::sleep(COALESCE);
-                            continue;
-                        }
-                        return Ok(ReadStatus::Idle);
+                Recv::Empty => {
+                    self.rcvbuf.recovered();
+                    if got && self.coalesce {
+                        // Busy: let a few datagrams gather, then go on.
+                        got = false;
+                        std::thread::sleep(COALESCE);
+                        continue;
                     }
-                    Some(libc::EINTR) => {}
-                    Some(libc::ENOBUFS) => self.on_enobufs(),
-                    _ => return Err(e),
-                },
+                    return Ok(ReadStatus::Idle);
+                }
+                Recv::Interrupted => {}
+                Recv::Overrun => self.on_enobufs(),
             }
         }
         Ok(ReadStatus::More)

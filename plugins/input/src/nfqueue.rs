@@ -13,12 +13,14 @@
 //! (filters and output rendering run inline and never wait on I/O), at the
 //! end of each `read()` call, so a packet is held for at most one batch.
 
+use crate::common::{bind_slots, note_malformed, share_chunk, warn_truncated};
+use crate::packet::fill_shared;
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::enobufs::{RcvbufPolicy, Voice};
 use rulogd_netlink::nfqueue::{
     config_request, messages, verdict_batch, Config, QueueMessage, QueuePacket, NF_ACCEPT,
 };
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 use rulogd_plugin::now_sec_usec;
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, ReadStatus, Record,
@@ -42,7 +44,7 @@ pub const RECV_BUDGET: usize = 64;
 /// flood without fail_open the socket never empties.
 const STOP_DRAIN: Duration = Duration::from_millis(500);
 
-crate::nflog::nflog_keys! {
+crate::packet::nflog_keys! {
     /// The output keys: NFLOG's, in its order, then the queue's own. The
     /// sequence numbers and `oob.prefix` have no NFQUEUE counterpart and are
     /// never set; `raw.type` neither (the kernel does not send the device type).
@@ -107,48 +109,11 @@ pub fn fill_record(
     label: u8,
     now: &mut impl FnMut() -> (u32, u32),
 ) {
+    fill_shared(rec, slots, p, label, now);
     let s = slots;
-    rec.set_opt(s[K_FAMILY], Value::U8(p.family));
-    rec.set_opt(s[K_LABEL], Value::U8(label));
-    rec.set_opt(s[K_HOOK], Value::U8(p.hook));
-    rec.set_opt(s[K_PROTOCOL], Value::U16(p.hw_protocol));
     if let Some(h) = p.l2hdr.filter(|h| h.len > 0) {
         rec.set_opt(s[K_RAW_MAC], Value::Raw(h));
         rec.set_opt(s[K_RAW_MAC_LEN], Value::U16(h.len as u16));
-    }
-    if let Some(hw) = p.hwaddr {
-        rec.set_opt(s[K_MAC_SADDR], Value::Raw(hw.addr));
-        rec.set_opt(s[K_MAC_ADDRLEN], Value::U16(hw.addrlen));
-    }
-    if let Some(pl) = p.payload {
-        rec.set_opt(s[K_RAW_PKT], Value::Raw(pl));
-        rec.set_opt(s[K_RAW_PKTLEN], Value::U32(pl.len));
-    }
-    rec.set_opt(s[K_RAW_PKTCOUNT], Value::U32(1));
-    if s[K_TIME_SEC].is_some() || s[K_TIME_USEC].is_some() {
-        let (sec, usec) = match p.timestamp {
-            Some((sec, usec)) if sec != 0 => (sec as u32, usec as u32),
-            _ => now(),
-        };
-        rec.set_opt(s[K_TIME_SEC], Value::U32(sec));
-        rec.set_opt(s[K_TIME_USEC], Value::U32(usec));
-    }
-    rec.set_opt(s[K_MARK], Value::U32(p.mark.unwrap_or(0)));
-    if let Some(i) = p.indev.filter(|&i| i > 0) {
-        rec.set_opt(s[K_IFINDEX_IN], Value::U32(i));
-    }
-    if let Some(i) = p.outdev.filter(|&i| i > 0) {
-        rec.set_opt(s[K_IFINDEX_OUT], Value::U32(i));
-    }
-    if let Some(v) = p.uid {
-        rec.set_opt(s[K_UID], Value::U32(v));
-    }
-    if let Some(v) = p.gid {
-        rec.set_opt(s[K_GID], Value::U32(v));
-    }
-    rec.set_opt(s[K_RAW], Value::Raw(p.msg));
-    if let Some(ct) = p.ct {
-        rec.set_opt(s[K_CT], Value::Raw(ct));
     }
     rec.set_opt(s[K_QUEUE], Value::U16(p.queue));
     rec.set_opt(s[K_PACKET_ID], Value::U32(p.id));
@@ -201,12 +166,12 @@ impl NfqueueInput {
             last_id: None,
             out: Vec::with_capacity(64),
             stats,
-            // The kernel reports twice what was asked for.
-            rcvbuf: RcvbufPolicy::new(
+            rcvbuf: RcvbufPolicy::for_socket(
                 Voice::Nfqueue {
                     fail_open: s.fail_open,
                 },
-                if s.rcvbuf != 0 { s.rcvbuf } else { actual / 2 },
+                s.rcvbuf,
+                actual,
                 s.rcvbuf_max,
             ),
             malformed_warned: false,
@@ -235,11 +200,7 @@ impl NfqueueInput {
                 Ok(QueueMessage::Packet(p)) => {
                     self.stats.received.inc();
                     let rec = em.record();
-                    let same =
-                        rec.buf().as_ptr() == chunk.as_ptr() && rec.buf().len() == chunk.len();
-                    if !same {
-                        rec.set_buf(chunk.clone());
-                    }
+                    share_chunk(rec, chunk);
                     fill_record(rec, &self.slots, &p, self.label, &mut now);
                     em.emit();
                     self.note_id(p.id);
@@ -264,11 +225,8 @@ impl NfqueueInput {
                 Err(e) => {
                     // No packet id to answer: the next batch verdict, which
                     // covers every earlier id, lets the packet go.
-                    self.stats.malformed.inc();
-                    if !self.malformed_warned {
-                        self.malformed_warned = true;
-                        log::warn!("{} (NFQUEUE): skipping malformed message: {e}", self.name);
-                    }
+                    let (c, w) = (&self.stats.malformed, &mut self.malformed_warned);
+                    note_malformed(c, w, &self.name, "NFQUEUE", &e);
                 }
             }
         }
@@ -312,9 +270,7 @@ impl NfqueueInput {
 
 impl Input for NfqueueInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         Ok(())
     }
 
@@ -339,40 +295,27 @@ impl Input for NfqueueInput {
     fn read(&mut self, em: &mut dyn Emitter) -> io::Result<ReadStatus> {
         let mut status = ReadStatus::More;
         for _ in 0..RECV_BUDGET {
-            self.buf.reserve(self.bufsize);
-            let spare = self.buf.spare_capacity_mut();
-            let n = spare.len().min(self.bufsize);
-            match self.sock.recv(&mut spare[..n]) {
-                Ok(r) => {
-                    // SAFETY: recv initialised the first `r.len` bytes of the
-                    // spare capacity, and the buffer was empty before.
-                    unsafe { self.buf.set_len(r.len) };
-                    let chunk = self.buf.split().freeze();
-                    self.stats.bytes.add(r.len as u64);
-                    if r.truncated && !self.truncated_warned {
-                        self.truncated_warned = true;
-                        log::warn!(
-                            "{} (NFQUEUE): datagram larger than bufsize {}; raise bufsize",
-                            self.name,
-                            self.bufsize
-                        );
+            match self.sock.recv_chunk(&mut self.buf, self.bufsize) {
+                Ok(Recv::Chunk { chunk, truncated }) => {
+                    self.stats.bytes.add(chunk.len() as u64);
+                    if truncated {
+                        let w = &mut self.truncated_warned;
+                        warn_truncated(w, &self.name, "NFQUEUE", self.bufsize);
                     }
                     self.process(&chunk, em);
                     em.record().release_buf();
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => {
-                        self.rcvbuf.recovered();
-                        status = ReadStatus::Idle;
-                        break;
-                    }
-                    Some(libc::EINTR) => {}
-                    Some(libc::ENOBUFS) => self.on_enobufs(),
-                    _ => {
-                        self.flush_verdict();
-                        return Err(e);
-                    }
-                },
+                Ok(Recv::Empty) => {
+                    self.rcvbuf.recovered();
+                    status = ReadStatus::Idle;
+                    break;
+                }
+                Ok(Recv::Interrupted) => {}
+                Ok(Recv::Overrun) => self.on_enobufs(),
+                Err(e) => {
+                    self.flush_verdict();
+                    return Err(e);
+                }
             }
         }
         self.flush_verdict();

@@ -13,7 +13,7 @@
 //! client, so the core's single poll covers them all. Records point into the
 //! client's receive buffer, which they share; nothing is copied per message.
 
-use bytes::Bytes;
+use crate::common::{bind_slots, share_chunk};
 use rulogd_plugin::{
     Binding, BuildCtx, BuildError, Counter, Emitter, Input, KeyDef, KeyType, OptionDef, Options,
     ReadStatus, Record, Slot, StatSet, Value,
@@ -383,10 +383,7 @@ impl UnixsockInput {
             // Pass 2: the whole messages become a shared chunk the records
             // point into; a partial message stays in the buffer.
             let chunk = c.buf.split_to(complete).freeze();
-            let rec = em.record();
-            if !same_buf(rec.buf(), &chunk) {
-                rec.set_buf(chunk.clone());
-            }
+            share_chunk(em.record(), &chunk);
             let mut good = 0u64;
             for f in frames(&chunk) {
                 let Ok(f) = f else { break };
@@ -444,16 +441,9 @@ enum Served {
     Closed,
 }
 
-/// Whether `a` already is `b` (so the record need not take a new reference).
-fn same_buf(a: &Bytes, b: &Bytes) -> bool {
-    a.as_ptr() == b.as_ptr() && a.len() == b.len()
-}
-
 impl Input for UnixsockInput {
     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            *slot = b.output_if_active(i);
-        }
+        bind_slots(&mut self.slots, b);
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The steady-state read paths of UNIXSOCK and NFQUEUE allocate nothing.
 //!
-//! A separate test binary, because it installs a counting global allocator
-//! (the unit tests of the crate already have one of their own).
+//! A separate test binary, because it installs a counting global allocator:
+//! the one of the crate's unit tests, whose file it includes.
 
 use rulogd_input::nfqueue::{self, NfqueueInput};
 use rulogd_input::unixsock::frame::{encode, opt};
@@ -9,69 +9,14 @@ use rulogd_input::unixsock::{self, UnixsockInput};
 use rulogd_netlink::nfqueue::{attr, MSG_PACKET};
 use rulogd_netlink::socket::NlSocket;
 use rulogd_netlink::{finish_msg, put_attr, start_msg};
-use rulogd_plugin::{Emitter, Input, Options, Record, StatSet};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use rulogd_plugin::{Input, Options, StatSet};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-struct CountingAlloc;
+#[path = "../src/testutil/standalone.rs"]
+mod standalone;
 
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn bump() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        bump();
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        bump();
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        bump();
-        System.realloc(p, l, n)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocs() -> u64 {
-    ALLOCS.with(|c| c.get())
-}
-
-/// Counts records, touching every valid slot's bytes like an output would.
-struct Count {
-    rec: Record,
-    n: usize,
-}
-
-impl Emitter for Count {
-    fn record(&mut self) -> &mut Record {
-        &mut self.rec
-    }
-    fn emit(&mut self) {
-        for i in 0..self.rec.len() as u32 {
-            if let Some(v) = self.rec.get(i) {
-                let _ = self.rec.bytes_of(v);
-            }
-        }
-        self.n += 1;
-        self.rec.clear();
-    }
-}
+use standalone::{dgram_pair, send, steady_allocs, Count};
 
 const IP: &[u8] = &[
     0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1, 0, 1, 0, 2, 0, 8, 0, 0,
@@ -90,10 +35,7 @@ fn unixsock_steady_state_does_not_allocate() {
     let set = StatSet::new("t");
     let mut inp = UnixsockInput::open("t", &s, &set).unwrap();
     let mut c = UnixStream::connect(&path).unwrap();
-    let mut em = Count {
-        rec: Record::with_slots(unixsock::NKEYS),
-        n: 0,
-    };
+    let mut em = Count::new(unixsock::NKEYS);
     // 10 messages, written in pieces that cut messages in the middle.
     let mut stream = Vec::new();
     for _ in 0..10 {
@@ -109,14 +51,7 @@ fn unixsock_steady_state_does_not_allocate() {
             while inp.read(em).unwrap() == rulogd_plugin::ReadStatus::More {}
         }
     };
-    for _ in 0..5 {
-        round(&mut inp, &mut em);
-    }
-    let before = allocs();
-    for _ in 0..50 {
-        round(&mut inp, &mut em);
-    }
-    let n = allocs() - before;
+    let n = steady_allocs(5, 50, || round(&mut inp, &mut em));
     assert_eq!(em.n, 550);
     assert_eq!(n, 0, "{n} allocations for 500 messages");
     drop(inp);
@@ -136,41 +71,20 @@ fn queued(id: u32) -> Vec<u8> {
 
 #[test]
 fn nfqueue_steady_state_does_not_allocate() {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair() writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0);
-    // SAFETY: both fds were just created and are owned here only.
-    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (a, b) = dgram_pair();
     let o = Options::defaults(&nfqueue::OPTIONS).unwrap();
     let s = nfqueue::Settings::from_options(&o).unwrap();
     let set = StatSet::new("t");
     let mut inp = NfqueueInput::new("t", &s, NlSocket::from_fd(a), &set);
-    let mut em = Count {
-        rec: Record::with_slots(nfqueue::NKEYS),
-        n: 0,
-    };
+    let mut em = Count::new(nfqueue::NKEYS);
     let msgs: Vec<Vec<u8>> = (1..=20).map(queued).collect();
     let round = |inp: &mut NfqueueInput, em: &mut Count| {
         for m in &msgs {
-            // SAFETY: `m` is valid for its length.
-            unsafe { libc::send(b.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) };
+            send(&b, m);
         }
         while inp.read(em).unwrap() == rulogd_plugin::ReadStatus::More {}
     };
-    round(&mut inp, &mut em);
-    let before = allocs();
-    for _ in 0..20 {
-        round(&mut inp, &mut em);
-    }
-    let n = allocs() - before;
+    let n = steady_allocs(1, 20, || round(&mut inp, &mut em));
     assert_eq!(em.n, 420);
     assert_eq!(n, 0, "{n} allocations for 400 packets");
 }

@@ -4,6 +4,7 @@ use super::{
     accepts, fill_record, now_sec_usec, ns_to_sec_usec, with_buf, Flow, FlowKey, FlowRec, Inserted,
     Mode, NfctInput, NKEYS,
 };
+use crate::common::note_malformed;
 use bytes::Bytes;
 use rulogd_netlink::conntrack::{messages, Conntrack, CtEvent, Message};
 use rulogd_plugin::{Emitter, Record};
@@ -57,11 +58,8 @@ impl NfctInput {
                 }
                 Ok(_) => continue,
                 Err(e) => {
-                    self.stats.malformed.inc();
-                    if !self.warned[0] {
-                        self.warned[0] = true;
-                        log::warn!("{} (NFCT): skipping malformed message: {e}", self.name);
-                    }
+                    let (c, w) = (&self.stats.malformed, &mut self.warned[0]);
+                    note_malformed(c, w, &self.name, "NFCT", &e);
                     continue;
                 }
             };

@@ -117,6 +117,14 @@ fn traffic() -> (u16, u16) {
     )
 }
 
+/// The first UDP flow `em` collected.
+fn udp_record(em: &Collect) -> &[(&'static str, V)] {
+    em.out
+        .iter()
+        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
+        .expect("a UDP flow")
+}
+
 fn drain(inp: &mut NfctInput, em: &mut Collect, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while em.out.len() < n && Instant::now() < deadline {
@@ -157,7 +165,7 @@ fn events_without_the_table() {
     }
     let ns = Netns::new("ev");
     let mut inp = open(&ns, &[("hash_enable", "0")]);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     let (cport, sport) = ns.in_ns(traffic);
     ns.flush();
     drain(&mut inp, &mut em, 4);
@@ -198,31 +206,23 @@ fn hash_mode_loads_the_table_and_polling_purges() {
         t.insert(FlowKey::of(&ct), Flow::new(&ct, (5, 6), 0)),
         Inserted::New
     );
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     ns.in_ns(|| inp.refresh(&mut em, true)).expect("resync");
     assert_eq!(em.out.len(), 1, "only the stale flow is purged");
     assert_eq!(get(&em.out[0], "flow.start.sec"), Some(V::Int(5)));
     assert!(get(&em.out[0], "flow.end.sec").is_some());
     // SIGUSR2: every flow logged as UPDATE with its counters, then zeroed.
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     inp.signal(Signal::Usr2, &mut em);
     assert_eq!(em.out.len(), 2);
     assert!(em.out.iter().all(|r| get(r, "ct.event") == Some(V::Int(2))));
-    let udp = em
-        .out
-        .iter()
-        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
-        .unwrap();
+    let udp = udp_record(&em);
     assert_eq!(get(udp, "orig.raw.pktcount"), Some(V::Int(1)));
     ns.flush();
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     drain(&mut inp, &mut em, 2);
     assert_eq!(em.out.len(), 2);
-    let udp = em
-        .out
-        .iter()
-        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
-        .unwrap();
+    let udp = udp_record(&em);
     assert_eq!(
         get(udp, "orig.raw.pktcount"),
         Some(V::Int(0)),
@@ -234,18 +234,14 @@ fn hash_mode_loads_the_table_and_polling_purges() {
     let mut poll = open(&ns, &[("pollinterval", "1")]);
     assert_eq!(poll.fd(), None);
     let (cport, _) = ns.in_ns(traffic);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     ns.in_ns(|| poll.tick(Instant::now(), &mut em));
     assert!(em.out.is_empty());
     assert_eq!(poll.table.as_ref().unwrap().len(), 2);
     ns.flush();
     ns.in_ns(|| poll.tick(Instant::now(), &mut em));
     assert_eq!(em.out.len(), 2);
-    let udp = em
-        .out
-        .iter()
-        .find(|r| get(r, "orig.ip.protocol") == Some(V::Int(17)))
-        .unwrap();
+    let udp = udp_record(&em);
     assert_eq!(get(udp, "orig.l4.sport"), Some(V::Int(u64::from(cport))));
     assert_eq!(get(udp, "orig.raw.pktcount"), Some(V::Int(1)));
     assert_eq!(get(udp, "ct.event"), Some(V::Int(4)));

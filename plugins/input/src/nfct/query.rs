@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use rulogd_netlink::conntrack::{dump_request, get_request, messages, Conntrack, Message, Tuple};
-use rulogd_netlink::socket::NlSocket;
+use rulogd_netlink::socket::{NlSocket, Recv};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -60,19 +60,10 @@ impl Querier {
     /// Receives one datagram; `None` when nothing was there after all.
     fn recv(&mut self) -> io::Result<Option<Bytes>> {
         self.buf.clear();
-        self.buf.reserve(BUFSIZE);
-        let spare = self.buf.spare_capacity_mut();
-        let n = spare.len().min(BUFSIZE);
-        match self.sock.recv(&mut spare[..n]) {
-            Ok(r) => {
-                // SAFETY: recv initialised the first `r.len` bytes.
-                unsafe { self.buf.set_len(r.len) };
-                Ok(Some(self.buf.split().freeze()))
-            }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
+        match self.sock.recv_chunk(&mut self.buf, BUFSIZE)? {
+            Recv::Chunk { chunk, .. } => Ok(Some(chunk)),
+            Recv::Empty | Recv::Interrupted => Ok(None),
+            Recv::Overrun => Err(io::Error::from_raw_os_error(libc::ENOBUFS)),
         }
     }
 

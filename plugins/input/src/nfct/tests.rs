@@ -2,12 +2,13 @@
 //! through the parser, the record filler and the three modes' logic.
 
 use super::*;
+use crate::testutil::options;
+pub(super) use crate::testutil::{get, Collect, V};
 use rulogd_netlink::conntrack::{
     cta, dump_request, get_request, messages, nested, parse_conntrack, tuple, Counters, Message,
     MSG_DELETE, MSG_NEW, NLM_F_CREATE, NLM_F_EXCL,
 };
 use rulogd_netlink::{finish_msg, put_attr, start_msg, NlHeader, ParseError};
-use rulogd_plugin::Options;
 
 const NESTED: u16 = 0x8000;
 
@@ -121,67 +122,6 @@ pub(super) fn msg(s: &Spec) -> Vec<u8> {
     v
 }
 
-/// A value copied out of a record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum V {
-    Int(u64),
-    Addr(String),
-    Bytes(Vec<u8>),
-}
-
-/// An emitter that snapshots every record by key name.
-pub(super) struct Collect {
-    pub rec: Record,
-    pub out: Vec<Vec<(&'static str, V)>>,
-    pub chunks: Vec<Vec<u8>>,
-}
-
-impl Collect {
-    pub fn new() -> Self {
-        Collect {
-            rec: Record::with_slots(NKEYS),
-            out: Vec::new(),
-            chunks: Vec::new(),
-        }
-    }
-}
-
-impl Emitter for Collect {
-    fn record(&mut self) -> &mut Record {
-        &mut self.rec
-    }
-    fn emit(&mut self) {
-        let mut snap = Vec::new();
-        for (i, k) in KEYS.iter().enumerate() {
-            let Some(v) = self.rec.get(i as Slot) else {
-                continue;
-            };
-            let std::borrow::Cow::Borrowed(name) = k.name else {
-                unreachable!("static key table")
-            };
-            let v = match v {
-                Value::Ipv4(a) => V::Addr(a.to_string()),
-                Value::Ipv6(a) => V::Addr(a.to_string()),
-                v => match v.as_u64() {
-                    Some(n) => V::Int(n),
-                    None => V::Bytes(self.rec.bytes_of(v).unwrap_or_default().to_vec()),
-                },
-            };
-            snap.push((name, v));
-        }
-        let buf = self.rec.buf().to_vec();
-        if !buf.is_empty() && self.chunks.last() != Some(&buf) {
-            self.chunks.push(buf);
-        }
-        self.out.push(snap);
-        self.rec.clear();
-    }
-}
-
-pub(super) fn get(snap: &[(&'static str, V)], key: &str) -> Option<V> {
-    snap.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-}
-
 fn int(snap: &[(&'static str, V)], key: &str) -> Option<u64> {
     match get(snap, key) {
         Some(V::Int(n)) => Some(n),
@@ -190,12 +130,7 @@ fn int(snap: &[(&'static str, V)], key: &str) -> Option<u64> {
 }
 
 pub(super) fn settings(opts: &[(&str, &str)]) -> Result<Settings, BuildError> {
-    let mut o = Options::defaults(&OPTIONS).expect("defaults");
-    for (k, v) in opts {
-        let def = OPTIONS.iter().find(|d| d.name == *k).expect("known option");
-        o.set(def, v, 1).expect("valid option text");
-    }
-    Settings::from_options(&o)
+    Settings::from_options(&options(&OPTIONS, opts))
 }
 
 /// An input without an event socket, fed datagrams by hand.
@@ -287,7 +222,7 @@ fn malformed_messages_are_errors_never_panics() {
 #[test]
 fn records_follow_ulogd_validity_rules() {
     let mut inp = input(&[("hash_enable", "0")]);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     // TCP with kernel times on DESTROY: both times from the kernel.
     let mut s = udp4(5555);
     s.orig.proto = 6;
@@ -372,7 +307,7 @@ fn records_follow_ulogd_validity_rules() {
 #[test]
 fn hash_mode_logs_destroy_with_the_start_it_noted() {
     let mut inp = input(&[]);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     let s = udp4(1000);
     feed(&mut inp, &mut em, msg(&s));
     assert!(em.out.is_empty(), "NEW only fills the table");
@@ -427,7 +362,7 @@ fn hash_mode_logs_destroy_with_the_start_it_noted() {
 #[test]
 fn the_table_is_bounded() {
     let mut inp = input(&[("hash_max_entries", "2"), ("hash_buckets", "8192")]);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     for port in [1, 2, 3] {
         feed(&mut inp, &mut em, msg(&udp4(port)));
     }
@@ -474,7 +409,7 @@ fn accept_filters() {
         ("accept_src_filter", "10.0.0.0/24"),
         ("accept_proto_filter", "udp"),
     ]);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     feed(&mut inp, &mut em, msg(&udp4(1)));
     let mut tcp = udp4(2);
     tcp.orig.proto = 6;
@@ -569,7 +504,7 @@ fn replays_the_fuzz_corpus() {
         std::fs::read_dir(&dir).unwrap_or_else(|_| panic!("corpus missing at {}", dir.display()));
     let mut n = 0;
     let mut inp = input(&[("hash_enable", "0"), ("event_mask", "7")]);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     for e in rd.flatten() {
         let data = std::fs::read(e.path()).expect("readable corpus file");
         for (m, _) in messages(&data).flatten() {

@@ -199,7 +199,7 @@ fn kernel_logs_udp_over_ipv4_and_ipv6() {
             .expect("send v4");
         let v6 = UdpSocket::bind("[::1]:0").expect("v6 socket");
         v6.send_to(b"0123456789", "[::1]:9999").expect("send v6");
-        let mut em = Collect::new();
+        let mut em = Collect::new(&KEYS);
         read_records(&mut *inp, &mut em, 2);
         (em, shared)
     });
@@ -274,7 +274,7 @@ fn kernel_batches_and_attaches_conntrack() {
         for i in 0..N {
             s.send_to(&[i as u8; 32], "127.0.0.1:9998").expect("send");
         }
-        let mut em = Collect::new();
+        let mut em = Collect::new(&KEYS);
         read_records(&mut *inp, &mut em, N);
         (em, shared)
     });
@@ -348,7 +348,7 @@ fn kernel_overrun_is_counted_and_grows_the_buffer() {
         for _ in 0..N {
             s.send_to(&[0; 200], "127.0.0.1:9997").expect("send");
         }
-        let mut em = Collect::new();
+        let mut em = Collect::new(&KEYS);
         let drain = |inp: &mut Box<dyn Input>, em: &mut Collect| {
             let deadline = Instant::now() + Duration::from_secs(1);
             while Instant::now() < deadline {
@@ -407,7 +407,7 @@ fn kernel_stop_reads_the_pending_batch() {
         for i in 0..N {
             s.send_to(&[i as u8; 32], "127.0.0.1:9997").expect("send");
         }
-        let mut em = Collect::new();
+        let mut em = Collect::new(&KEYS);
         std::thread::sleep(Duration::from_millis(50));
         while inp.read(&mut em).expect("read") == ReadStatus::More {}
         let before = em.out.len();

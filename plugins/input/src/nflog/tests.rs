@@ -2,126 +2,13 @@
 //! through a Unix datagram socketpair into the real read loop.
 
 use super::*;
+use crate::testutil::{self, dgram_pair, send, stat, steady_allocs, Count};
+pub(super) use crate::testutil::{get, Collect, V};
 use rulogd_netlink::nflog::{attr, MSG_PACKET};
 use rulogd_netlink::{finish_msg, put_attr, start_msg, NLMSG_DONE, NLM_F_MULTI};
 use rulogd_plugin::Options;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-
-/// Counts allocations made by the current thread, to prove the steady-state
-/// read path allocates nothing.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn bump() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        bump();
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        bump();
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        bump();
-        System.realloc(p, l, n)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocs() -> u64 {
-    ALLOCS.with(|c| c.get())
-}
-
-/// A value copied out of a record, so it outlives the receive buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum V {
-    Int(u64),
-    Bytes(Vec<u8>),
-}
-
-/// An emitter that snapshots every record by key name.
-pub(super) struct Collect {
-    pub rec: Record,
-    pub out: Vec<Vec<(&'static str, V)>>,
-    /// Every distinct receive buffer seen (for capturing a corpus).
-    pub chunks: Vec<Vec<u8>>,
-}
-
-impl Collect {
-    pub fn new() -> Self {
-        Collect {
-            rec: Record::with_slots(NKEYS),
-            out: Vec::new(),
-            chunks: Vec::new(),
-        }
-    }
-}
-
-impl Emitter for Collect {
-    fn record(&mut self) -> &mut Record {
-        &mut self.rec
-    }
-    fn emit(&mut self) {
-        let mut snap = Vec::new();
-        for (i, k) in KEYS.iter().enumerate() {
-            let Some(v) = self.rec.get(i as Slot) else {
-                continue;
-            };
-            let name: &'static str = match &k.name {
-                std::borrow::Cow::Borrowed(s) => s,
-                std::borrow::Cow::Owned(_) => unreachable!("static key table"),
-            };
-            let v = match v.as_u64() {
-                Some(n) => V::Int(n),
-                None => V::Bytes(self.rec.bytes_of(v).unwrap_or_default().to_vec()),
-            };
-            snap.push((name, v));
-        }
-        let buf = self.rec.buf().to_vec();
-        if self.chunks.last() != Some(&buf) {
-            self.chunks.push(buf);
-        }
-        self.out.push(snap);
-        self.rec.clear();
-    }
-}
-
-/// Looks a key up in a snapshot.
-pub(super) fn get(snap: &[(&'static str, V)], key: &str) -> Option<V> {
-    snap.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-}
-
-/// An emitter that only counts, and so never allocates.
-struct Count {
-    rec: Record,
-    n: usize,
-}
-
-impl Emitter for Count {
-    fn record(&mut self) -> &mut Record {
-        &mut self.rec
-    }
-    fn emit(&mut self) {
-        self.n += 1;
-        self.rec.clear();
-    }
-}
 
 /// Settings from defaults plus `pairs`.
 pub(super) fn settings(pairs: &[(&str, i64)]) -> Result<Settings, BuildError> {
@@ -135,44 +22,16 @@ pub(super) fn settings(pairs: &[(&str, i64)]) -> Result<Settings, BuildError> {
 
 /// A binding with every output key active, or only those in `only`.
 pub(super) fn binding(only: Option<&[&str]>) -> Binding<'static> {
-    Binding {
-        instance: "t",
-        input_keys: &[],
-        inputs: vec![],
-        upstream: &[],
-        output_base: 0,
-        active: KEYS
-            .iter()
-            .map(|k| only.is_none_or(|o| o.contains(&&*k.name)))
-            .collect(),
-    }
+    testutil::binding(&KEYS, |k| only.is_none_or(|o| o.contains(&&*k.name)))
 }
 
 /// An input reading one end of a Unix datagram socketpair; returns the other end.
 fn pair(s: &Settings) -> (NflogInput, OwnedFd, Arc<StatSet>) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair() writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
-    // SAFETY: both fds were just created and are owned here only.
-    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (a, b) = dgram_pair();
     let set = StatSet::new("t (NFLOG)");
     let mut inp = NflogInput::new("t", s, NlSocket::from_fd(a), &set);
     inp.bind(&binding(None)).expect("bind");
     (inp, b, set)
-}
-
-fn send(fd: &OwnedFd, d: &[u8]) {
-    // SAFETY: `d` is valid for its length.
-    let r = unsafe { libc::send(fd.as_raw_fd(), d.as_ptr().cast(), d.len(), 0) };
-    assert_eq!(r as usize, d.len(), "send: {}", io::Error::last_os_error());
 }
 
 fn msg(flags: u16, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
@@ -191,13 +50,6 @@ fn ts(sec: u64, usec: u64) -> [u8; 16] {
     t[..8].copy_from_slice(&sec.to_be_bytes());
     t[8..].copy_from_slice(&usec.to_be_bytes());
     t
-}
-
-fn stat(set: &StatSet, name: &str) -> u64 {
-    set.snapshot()
-        .into_iter()
-        .find(|(l, _)| *l == name)
-        .map_or(u64::MAX, |(_, v)| v)
 }
 
 #[test]
@@ -322,7 +174,7 @@ fn emits_records_with_ulogd_validity_rules() {
         ],
     );
     send(&tx, &[a.clone(), b, c].concat());
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
     assert_eq!(em.out.len(), 3);
     let (r1, r2, r3) = (&em.out[0], &em.out[1], &em.out[2]);
@@ -403,7 +255,7 @@ fn malformed_and_truncated_messages_are_counted_and_skipped() {
     // Bigger than bufsize: the second message is cut off.
     let big = msg(0, 2, &[(attr::PAYLOAD, &[0; 150])]);
     send(&tx, &[big.clone(), big].concat());
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
     assert_eq!(em.out.len(), 3);
     assert_eq!(stat(&set, "received"), 3);
@@ -418,7 +270,7 @@ fn read_stops_after_its_budget() {
     for _ in 0..RECV_BUDGET + 6 {
         send(&tx, &m);
     }
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::More);
     assert_eq!(em.out.len(), RECV_BUDGET);
     assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
@@ -433,7 +285,7 @@ fn a_drained_busy_socket_pauses_once_before_idle() {
     let m = msg(0, 2, &[(attr::PAYLOAD, b"x")]);
     send(&tx, &m);
     send(&tx, &m);
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     let t0 = std::time::Instant::now();
     // Both datagrams, then empty: one pause, still empty: idle.
     assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
@@ -451,7 +303,7 @@ fn sequence_gaps_are_counted() {
     for seq in [1u32, 2, 5, 6, 6, 3, 4] {
         send(&tx, &msg(0, 2, &[(attr::SEQ, &seq.to_be_bytes())]));
     }
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     inp.read(&mut em).expect("read");
     // 3 and 4 missing after 2; the repeat and the step back are not losses.
     assert_eq!(stat(&set, "seq_gaps"), 2);
@@ -471,7 +323,7 @@ fn vlan_is_given_only_when_asked_so_the_default_output_is_ulogd2s() {
     for (vlan, want) in [(0, None), (1, Some(10))] {
         let (mut inp, tx, _set) = pair(&settings(&[("vlan", vlan)]).expect("settings"));
         send(&tx, &tagged);
-        let mut em = Collect::new();
+        let mut em = Collect::new(&KEYS);
         inp.read(&mut em).expect("read");
         let got = em.out[0]
             .iter()
@@ -490,7 +342,7 @@ fn inactive_keys_are_not_set() {
         &tx,
         &msg(0, 2, &[(attr::PREFIX, b"p\0"), (attr::PAYLOAD, b"x")]),
     );
-    let mut em = Collect::new();
+    let mut em = Collect::new(&KEYS);
     inp.read(&mut em).expect("read");
     let keys: Vec<_> = em.out[0].iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, ["oob.prefix", "oob.mark"]);
@@ -505,20 +357,16 @@ fn steady_state_reads_do_not_allocate() {
         &[(attr::PREFIX, b"pfx\0"), (attr::PAYLOAD, &[0x45; 84])],
     );
     let batch = [m.clone(), m.clone(), m].concat();
-    let mut em = Count {
-        rec: Record::with_slots(NKEYS),
-        n: 0,
-    };
+    let mut em = Count::new(NKEYS);
     // Warm up: the first split turns the buffer into a shared one, once.
     send(&tx, &batch);
     inp.read(&mut em).expect("read");
-    let before = allocs();
-    for _ in 0..50 {
+    let n = steady_allocs(0, 50, || {
         send(&tx, &batch);
         send(&tx, &batch);
         assert_eq!(inp.read(&mut em).expect("read"), ReadStatus::Idle);
-    }
-    assert_eq!(allocs() - before, 0, "allocations in steady state");
+    });
+    assert_eq!(n, 0, "allocations in steady state");
     assert_eq!(em.n, 3 + 50 * 6);
 }
 
@@ -581,10 +429,7 @@ fn decode_cost_per_record() {
         ],
     );
     let chunk = Bytes::from(m.repeat(30));
-    let mut em = Count {
-        rec: Record::with_slots(NKEYS),
-        n: 0,
-    };
+    let mut em = Count::new(NKEYS);
     let rounds = 200_000;
     let t = std::time::Instant::now();
     for _ in 0..rounds {

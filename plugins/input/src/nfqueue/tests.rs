@@ -4,13 +4,14 @@
 //! instead, and tests/nfqueue.rs covers the kernel.)
 
 use super::*;
+use crate::testutil::{binding, dgram_pair, lookup, options, send, stat, Collect};
 use rulogd_netlink::nfqueue::{
     attr, cfg, config_request, messages, parse_packet_at, Config, QueueError, MSG_CONFIG,
     MSG_PACKET, MSG_VERDICT_BATCH,
 };
 use rulogd_netlink::{finish_msg, put_attr, start_msg, NlHeader, NLMSG_ERROR};
-use rulogd_plugin::{Options, Span};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use rulogd_plugin::Span;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 fn packet(queue: u16, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
@@ -151,12 +152,7 @@ fn ids_compare_across_wrap_around() {
 }
 
 fn settings(pairs: &[(&str, &str)]) -> Result<Settings, BuildError> {
-    let mut o = Options::defaults(&OPTIONS).expect("defaults parse");
-    for (k, v) in pairs {
-        let def = OPTIONS.iter().find(|d| d.name == *k).expect("known option");
-        o.set(def, v, 1).unwrap();
-    }
-    Settings::from_options(&o)
+    Settings::from_options(&options(&OPTIONS, pairs))
 }
 
 #[test]
@@ -179,63 +175,22 @@ fn option_checks() {
 }
 
 /// Collects `(key, value)` for every integer and the length of every span.
-struct Collect {
-    rec: Record,
-    out: Vec<Vec<(&'static str, u64)>>,
-}
-
-impl Emitter for Collect {
-    fn record(&mut self) -> &mut Record {
-        &mut self.rec
-    }
-    fn emit(&mut self) {
-        let mut snap = Vec::new();
-        for (i, k) in KEYS.iter().enumerate() {
-            let Some(v) = self.rec.get(i as Slot) else {
-                continue;
-            };
-            let n = match v.as_u64() {
-                Some(n) => n,
-                None => self.rec.bytes_of(v).map_or(0, |b| b.len() as u64),
-            };
-            let name: &'static str = match &k.name {
-                std::borrow::Cow::Borrowed(s) => s,
-                std::borrow::Cow::Owned(_) => unreachable!("static key table"),
-            };
-            snap.push((name, n));
-        }
-        self.out.push(snap);
-        self.rec.clear();
-    }
+fn collect() -> Collect<u64> {
+    Collect::with(&KEYS, |rec, v| match v.as_u64() {
+        Some(n) => n,
+        None => rec.bytes_of(v).map_or(0, |b| b.len() as u64),
+    })
 }
 
 fn get(snap: &[(&'static str, u64)], k: &str) -> Option<u64> {
-    snap.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+    lookup(snap, k).copied()
 }
 
 fn pair(s: &Settings) -> (NfqueueInput, OwnedFd, Arc<StatSet>) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair() writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0);
-    // SAFETY: both fds were just created and are owned here only.
-    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (a, b) = dgram_pair();
     let set = StatSet::new("t (NFQUEUE)");
     let inp = NfqueueInput::new("t", s, NlSocket::from_fd(a), &set);
     (inp, b, set)
-}
-
-fn send(fd: &OwnedFd, d: &[u8]) {
-    // SAFETY: `d` is valid for its length.
-    let r = unsafe { libc::send(fd.as_raw_fd(), d.as_ptr().cast(), d.len(), 0) };
-    assert_eq!(r as usize, d.len());
 }
 
 #[test]
@@ -247,10 +202,7 @@ fn read_emits_records_and_batches_one_verdict() {
     ])
     .unwrap();
     let (mut inp, peer, set) = pair(&s);
-    let mut em = Collect {
-        rec: Record::with_slots(NKEYS),
-        out: Vec::new(),
-    };
+    let mut em = collect();
     for id in [10, 11, 12] {
         send(&peer, &full(id));
     }
@@ -294,27 +246,10 @@ fn read_emits_records_and_batches_one_verdict() {
 fn unbound_keys_are_not_set() {
     let s = settings(&[]).unwrap();
     let (mut inp, peer, _set) = pair(&s);
-    let b = Binding {
-        instance: "t",
-        input_keys: &[],
-        inputs: vec![],
-        upstream: &[],
-        output_base: 0,
-        active: KEYS.iter().map(|k| k.name == "raw.pkt").collect(),
-    };
+    let b = binding(&KEYS, |k| k.name == "raw.pkt");
     inp.bind(&b).unwrap();
-    let mut em = Collect {
-        rec: Record::with_slots(NKEYS),
-        out: Vec::new(),
-    };
+    let mut em = collect();
     send(&peer, &full(1));
     inp.read(&mut em).unwrap();
     assert_eq!(em.out, vec![vec![("raw.pkt", 20)]]);
-}
-
-fn stat(set: &StatSet, name: &str) -> u64 {
-    set.snapshot()
-        .into_iter()
-        .find(|(l, _)| *l == name)
-        .map_or(u64::MAX, |(_, v)| v)
 }

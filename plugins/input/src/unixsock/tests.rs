@@ -3,6 +3,7 @@
 
 use super::frame::{decode, encode, frames, opt, parse_frame, FrameError, MARKER};
 use super::*;
+use crate::testutil::{binding, lookup, options, stat, Collect};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -256,60 +257,29 @@ impl Drop for Tmp {
 }
 
 fn settings(path: &Path, extra: &[(&str, &str)]) -> Result<Settings, BuildError> {
-    let mut o = Options::defaults(&OPTIONS).unwrap();
-    let def = |k: &str| OPTIONS.iter().find(|d| d.name == k).unwrap();
-    o.set(def("socket_path"), path.to_str().unwrap(), 1)
-        .unwrap();
-    for (k, v) in extra {
-        o.set(def(k), v, 1).unwrap();
-    }
-    Settings::from_options(&o)
-}
-
-/// Collects the strings and integers of every emitted record.
-struct Collect {
-    rec: Record,
-    out: Vec<Vec<(&'static str, String)>>,
-}
-
-impl Emitter for Collect {
-    fn record(&mut self) -> &mut Record {
-        &mut self.rec
-    }
-    fn emit(&mut self) {
-        let mut snap = Vec::new();
-        for (i, k) in KEYS.iter().enumerate() {
-            let Some(v) = self.rec.get(i as Slot) else {
-                continue;
-            };
-            let s = match v.as_u64() {
-                Some(n) => n.to_string(),
-                None => String::from_utf8_lossy(self.rec.bytes_of(v).unwrap_or_default()).into(),
-            };
-            let name: &'static str = match &k.name {
-                std::borrow::Cow::Borrowed(s) => s,
-                std::borrow::Cow::Owned(_) => unreachable!("static key table"),
-            };
-            snap.push((name, s));
-        }
-        self.out.push(snap);
-        self.rec.clear();
-    }
+    let mut pairs = vec![("socket_path", path.to_str().unwrap())];
+    pairs.extend_from_slice(extra);
+    Settings::from_options(&options(&OPTIONS, &pairs))
 }
 
 fn get<'a>(snap: &'a [(&'static str, String)], k: &str) -> Option<&'a str> {
-    snap.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str())
+    lookup(snap, k).map(String::as_str)
 }
 
-fn collect() -> Collect {
-    Collect {
-        rec: Record::with_slots(NKEYS),
-        out: Vec::new(),
-    }
+/// Collects the strings and integers of every emitted record.
+fn collect() -> Collect<String> {
+    Collect::with(&KEYS, |rec, v| match v.as_u64() {
+        Some(n) => n.to_string(),
+        None => String::from_utf8_lossy(rec.bytes_of(v).unwrap_or_default()).into(),
+    })
 }
 
 /// Calls `read` until `done` holds or 5 s pass.
-fn pump(inp: &mut UnixsockInput, em: &mut Collect, mut done: impl FnMut(&Collect) -> bool) {
+fn pump(
+    inp: &mut UnixsockInput,
+    em: &mut Collect<String>,
+    mut done: impl FnMut(&Collect<String>) -> bool,
+) {
     let end = Instant::now() + Duration::from_secs(5);
     while !done(em) {
         assert!(
@@ -330,13 +300,6 @@ fn open(t: &Tmp) -> (UnixsockInput, Arc<StatSet>) {
 }
 
 use std::sync::Arc;
-
-fn stat(set: &StatSet, name: &str) -> u64 {
-    set.snapshot()
-        .into_iter()
-        .find(|(l, _)| *l == name)
-        .map_or(u64::MAX, |(_, v)| v)
-}
 
 #[test]
 fn two_clients_and_a_bad_one() {
@@ -404,14 +367,7 @@ fn two_clients_and_a_bad_one() {
 fn unbound_keys_are_skipped_and_label_user_id_set() {
     let t = Tmp::new();
     let (mut inp, _set) = open(&t);
-    let b = Binding {
-        instance: "t",
-        input_keys: &[],
-        inputs: vec![],
-        upstream: &[],
-        output_base: 0,
-        active: KEYS.iter().map(|k| k.name != "oob.prefix").collect(),
-    };
+    let b = binding(&KEYS, |k| k.name != "oob.prefix");
     inp.bind(&b).unwrap();
     let mut em = collect();
     let mut c = UnixStream::connect(t.sock()).unwrap();
