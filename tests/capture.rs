@@ -13,18 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
 [json1]
 file=\"{JSON}\"
-";
+"
+);
 
 /// Some pings and UDP datagrams over loopback, IPv4 and IPv6.
 fn traffic(ns: &Netns) {
@@ -149,9 +147,7 @@ fn compare(tag: &str, recs: &[Record], want: &[Vec<String>]) {
 
 #[test]
 fn capture_files_of_every_kind_become_one_record_per_packet() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("capture").unwrap();
     let dir = TempDir::new("capture");
     let d = dir.path();
@@ -243,12 +239,9 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
     );
 }
 
-const LIVE_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON
-
+const LIVE_CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 interface=\"rlv0\"
 filter=\"icmp or udp port 9999\"
@@ -256,27 +249,18 @@ filter=\"icmp or udp port 9999\"
 [json1]
 file=\"{JSON}\"
 sync=1
-";
+"
+);
 
 #[test]
 fn live_capture_on_a_veth_gives_one_record_per_packet_with_its_addresses() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     use rulogd_tests::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
     let ns = Netns::with_peer("caplive").unwrap();
     let dir = TempDir::new("caplive");
     let json = dir.path().join("live.json");
     let conf = lab::fill(LIVE_CONF, &[("JSON", lab::path_str(&json))]);
-    let mut d = rulogd_tests::Daemon::start(
-        &ns,
-        rulogd_tests::Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let mut d = rulogd_tests::Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     // A listener, so the datagrams cause no ICMP errors.
     let (v4, v6) = ns.run_in_thread(|| {
         (

@@ -23,20 +23,19 @@ use rulogd_tests::clickhouse::{self, Chdb, ClickHouse, Server, PASS, USER};
 use rulogd_tests::traffic::{
     icmp_echo, tcp_session, udp_send, udp_send_paced, udp_send_paced_connected,
 };
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::Duration;
 
 const PACKETS_SQL: &str = include_str!("../conf/sql/clickhouse-packets.sql");
 
 /// Two stacks sharing one NFLOG input (one tree): JSON, the reference, and
 /// CLICKHOUSE see the very same records.
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON",
+        "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE"
+    ),
+    "\n\
 [log1]
 group={G1}
 netlink_socket_buffer_size=8388608
@@ -54,7 +53,8 @@ password=\"{PASS}\"
 batch_age=200
 reconnect=1
 spool_dir=\"{SPOOL}\"
-";
+"
+);
 
 /// The compared keys and the query expression that gives each as JSON
 /// shows it (addresses as IP2STR's text; `\N` for a key a packet lacks).
@@ -187,15 +187,7 @@ fn setup_with(
         ],
     );
     let conf = (v.edit)(conf, dir.path());
-    let daemon = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[g1],
-        outputs,
-    );
+    let daemon = Daemon::rulogd(&ns, dir.path(), &conf, &[g1], outputs);
     Setup {
         ns,
         ch,
@@ -482,15 +474,7 @@ fn sigkill_with_rows_spooled(tag: &str, g1: u16, server: fn(&str, &Netns) -> Box
         .running()));
     let conf = std::fs::read_to_string(s.dir.path().join("rulogd.conf")).unwrap();
     s.ch.start();
-    let d = Daemon::start(
-        &s.ns,
-        Kind::Rulogd,
-        s.dir.path(),
-        "rulogd",
-        &conf,
-        &[g1],
-        &[&s.json],
-    );
+    let d = Daemon::rulogd(&s.ns, s.dir.path(), &conf, &[g1], &[&s.json]);
     drop(std::mem::replace(&mut s.daemon, d));
     compare(s, n + 30);
 }
@@ -514,13 +498,12 @@ fn current_engine_sigkill_with_rows_spooled_lands_every_record_once() {
 const FLOWS_SQL: &str = include_str!("../conf/sql/clickhouse-flows.sql");
 
 /// NFCT into JSON and, in the same tree, into the shipped flows table.
-const NFCT_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-stack=ct1:NFCT,ip2str1:IP2STR,ch1:CLICKHOUSE
-
+const NFCT_CONF: &str = concat!(
+    lab::conf_global!(
+        "ct1:NFCT,ip2str1:IP2STR,json1:JSON",
+        "ct1:NFCT,ip2str1:IP2STR,ch1:CLICKHOUSE"
+    ),
+    "\n\
 [json1]
 file=\"{JSON}\"
 sync=1
@@ -532,7 +515,8 @@ user=\"{USER}\"
 password=\"{PASS}\"
 batch_age=200
 spool_dir=\"{SPOOL}\"
-";
+"
+);
 
 /// The compared NFCT keys and their query expressions (JSON names the
 /// original direction's addresses src_ip and dest_ip).
@@ -599,15 +583,7 @@ fn conntrack_flows_equal_json_records() {
             ("SPOOL", lab::path_str(&dir.path().join("spool"))),
         ],
     );
-    let daemon = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let daemon = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     ns.run_in_thread(|| {
         rulogd_tests::traffic::udp_echo("127.0.0.1:7001".parse().unwrap(), 3, 64);
         rulogd_tests::traffic::udp_echo("[::1]:7001".parse().unwrap(), 2, 100);

@@ -19,7 +19,7 @@
 
 use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
 use rulogd_tests::traffic::udp_send_paced_connected;
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::{Duration, Instant};
 
 const PACKETS_SQL: &str = include_str!("../conf/sql/clickhouse-packets.sql");
@@ -30,12 +30,9 @@ const SENSORS: usize = 8;
 /// the table, everything else is the output's defaults (batches of up to
 /// 100000 rows or 1 s, reconnect after at most 2 s, spool under
 /// $STATE_DIRECTORY).
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE"),
+    "\n\
 [log1]
 group={G}
 netlink_socket_buffer_size=33554432
@@ -46,7 +43,8 @@ url=\"{URL}\"
 table=\"packets\"
 user=\"{USER}\"
 password=\"{PASS}\"
-";
+"
+);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -99,15 +97,7 @@ fn sensor(i: usize, hub: &Netns, ch: &ClickHouse) -> Sensor {
             ("PASS", PASS.to_string()),
         ],
     );
-    let daemon = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[],
-    );
+    let daemon = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[]);
     Sensor {
         ns,
         group,

@@ -15,13 +15,12 @@ use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
 
 use rulogd_tests::{self as lab, Netns, TempDir};
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,ch1:CLICKHOUSE
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,ch1:CLICKHOUSE"
+    ),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
@@ -42,7 +41,8 @@ password=\"{PASS}\"
 create=\"flow\"
 batch_age=200
 spool_dir=\"{SPOOL}\"
-";
+"
+);
 
 /// The JSON key compared and the query expression that gives it as JSON
 /// shows it (`\\N` where a record lacks the key).

@@ -12,7 +12,7 @@
 use rulogd_tests::traffic::{
     icmp_echo, tcp_client, tcp_listen, tcp_serve_once, tcp_session, udp_send,
 };
-use rulogd_tests::{self as lab, daemon, netns, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, daemon, netns, Daemon, Netns, Record, TempDir};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,13 +28,12 @@ const ALLOWED_DIFFERENCES: &[&str] = &["tcp.offset", "tcp.reserved", "ahesp.spi"
 /// The accept/drop two-stack config (as in Debian's ulogd.conf): two NFLOG
 /// instances with numeric_label 1 and 0 feed the same filters and JSON
 /// instance, and `boolean_label=1` turns the label into "action".
-const TWO_STACK_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-stack=log2:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-
+const TWO_STACK_CONF: &str = concat!(
+    lab::conf_global!(
+        "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON",
+        "log2:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON"
+    ),
+    "\n\
 [log1]
 group={GROUP_A}
 numeric_label=1
@@ -51,7 +50,8 @@ netlink_socket_buffer_maxsize=16777216
 file=\"{FILE}\"
 sync=1
 boolean_label=1
-";
+"
+);
 
 /// Two daemons in one namespace, ulogd2 on `u_groups`, rulogd on `r_groups`.
 struct Pair {
@@ -75,20 +75,16 @@ impl Pair {
         let dir = TempDir::new(tag);
         let u_json = dir.path().join("ulogd.json");
         let r_json = dir.path().join("rulogd.json");
-        let ulogd = Daemon::start(
+        let ulogd = Daemon::ulogd(
             ns,
-            Kind::Ulogd,
             dir.path(),
-            "ulogd",
             &conf(u_groups, &u_json),
             u_groups,
             &[&u_json],
         );
-        let rulogd = Daemon::start(
+        let rulogd = Daemon::rulogd(
             ns,
-            Kind::Rulogd,
             dir.path(),
-            "rulogd",
             &conf(r_groups, &r_json),
             r_groups,
             &[&r_json],
@@ -187,9 +183,7 @@ fn mixed_loopback_traffic(ns: &Netns, tcp_port: u16) {
 /// sees is logged.
 #[test]
 fn all_traffic_in_and_out() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("dmix").unwrap();
     let rules = format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{q}{}  udp dport 9999 drop\n }}\n\
@@ -236,9 +230,7 @@ fn all_traffic_in_and_out() {
 /// The accept/drop pair of stacks: numeric_label 1 and 0, boolean_label=1.
 #[test]
 fn accept_drop_two_stacks() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("dlabel").unwrap();
     let rules = format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n\
@@ -283,9 +275,7 @@ fn accept_drop_two_stacks() {
 /// in a string, so these rules are loaded as nft JSON.
 #[test]
 fn odd_prefix() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let prefix = "q\"uote \\back\\\\slash \u{fc}ber \u{2192} caf\u{e9} \u{1f600} tab\there, then more than sixty characters!";
     assert!(prefix.len() > 60 && prefix.len() <= 127, "{}", prefix.len());
     let ns = Netns::new("dpfx").unwrap();
@@ -320,9 +310,7 @@ fn odd_prefix() {
 /// only) and 60 (IPv6 + TCP header).
 #[test]
 fn truncated_by_snaplen() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("dsnap").unwrap();
     let mut rules = String::new();
     for (i, snap) in [1u16, 20, 24, 40, 60].iter().enumerate() {

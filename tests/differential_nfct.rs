@@ -31,19 +31,17 @@ const TIME_KEYS: &[&str] = &[
 /// Largest distance between two daemons' clock readings for one event.
 const CLOCK_TOLERANCE_S: f64 = 0.5;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("ct1:NFCT,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [ct1]
 {NFCT}
 
 [json1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 /// A namespace where conntrack runs (an nft rule needs it), with the given
 /// accounting and timestamp sysctls.
@@ -104,24 +102,8 @@ impl Pair {
             )
         };
         let before = subscribed(ns, group_bit);
-        let ulogd = Daemon::start(
-            ns,
-            Kind::Ulogd,
-            dir.path(),
-            "ulogd",
-            &conf(&files[0]),
-            &[],
-            &[&files[0]],
-        );
-        let rulogd = Daemon::start(
-            ns,
-            Kind::Rulogd,
-            dir.path(),
-            "rulogd",
-            &conf(&files[1]),
-            &[],
-            &[&files[1]],
-        );
+        let ulogd = Daemon::ulogd(ns, dir.path(), &conf(&files[0]), &[], &[&files[0]]);
+        let rulogd = Daemon::rulogd(ns, dir.path(), &conf(&files[1]), &[], &[&files[1]]);
         if group_bit != 0 {
             assert!(
                 lab::wait_until(Duration::from_secs(10), || subscribed(ns, group_bit)
@@ -291,9 +273,7 @@ fn check_counters(recs: &[Record], rulogd: bool) {
 /// both kernel times.
 #[test]
 fn events_new_and_destroy() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("dct-ev", true, true);
     let pair = Pair::start(&ns, "dct-ev", "hash_enable=0", 0x5);
     six_flows(&ns, 7100);
@@ -313,9 +293,7 @@ fn events_new_and_destroy() {
 /// NEW (a daemon's clock), its end the kernel's; accounting on.
 #[test]
 fn hash_mode_destroy_only() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("dct-hash", true, true);
     let pair = Pair::start(&ns, "dct-hash", "hash_enable=1", 0x5);
     six_flows(&ns, 7200);
@@ -331,9 +309,7 @@ fn hash_mode_destroy_only() {
 /// every time is a daemon's clock.
 #[test]
 fn hash_mode_without_acct_or_timestamps() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("dct-noacct", false, false);
     let pair = Pair::start(&ns, "dct-noacct", "", 0x5);
     six_flows(&ns, 7300);
@@ -350,9 +326,7 @@ fn hash_mode_without_acct_or_timestamps() {
 /// only, so IPv6 flows are rejected.
 #[test]
 fn accept_filters() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("dct-filter", true, true);
     let pair = Pair::start(
         &ns,
@@ -375,9 +349,7 @@ fn accept_filters() {
 /// no end time on these (2.0.9 and rulogd: the time the flow was found gone).
 #[test]
 fn polling_mode() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("dct-poll", true, true);
     let pair = Pair::start(&ns, "dct-poll", "pollinterval=1", 0);
     six_flows(&ns, 7500);
@@ -404,14 +376,13 @@ fn polling_mode() {
     check_counters(&r, !oracle_mode());
 }
 
-const TEXT_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU
-stack=ct1:NFCT,ip2str1:IP2STR,nacct1:NACCT
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-
+const TEXT_CONF: &str = concat!(
+    lab::conf_global!(
+        "ct1:NFCT,ip2str1:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU",
+        "ct1:NFCT,ip2str1:IP2STR,nacct1:NACCT",
+        "ct1:NFCT,ip2str1:IP2STR,json1:JSON"
+    ),
+    "\n\
 [ct1]
 hash_enable=1
 
@@ -426,7 +397,8 @@ sync=1
 [json1]
 file=\"{DIR}/{WHO}.json\"
 sync=1
-";
+"
+);
 
 /// PRINTFLOW (through LOGEMU) and NACCT lines for the same flows, against
 /// ulogd2's, with its two documented fixes undone on ulogd's side: the ICMP
@@ -434,9 +406,7 @@ sync=1
 /// prints the original direction's, checked against the JSON records).
 #[test]
 fn printflow_and_nacct_lines() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("dct-text", true, true);
     let dir = TempDir::new("dct-text");
     let d = lab::path_str(dir.path());

@@ -361,9 +361,7 @@ fn has_printpkt() -> bool {
 /// OPRINT and GPRINT (with `timestamp=1`) over loopback and a veth pair.
 #[test]
 fn oprint_and_gprint() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("tprint").unwrap();
     let pair = Pair::start(&ns, "tprint", 60, |d| {
         vec![
@@ -446,9 +444,7 @@ fn xml_records(dir: &Path, limit: bool) -> (Vec<Record>, usize) {
 /// NFLOG → XML: the document frame and every `<log>` element.
 #[test]
 fn xml() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("txml").unwrap();
     let pair = Pair::start(&ns, "txml", 80, |d| {
         vec![(

@@ -13,13 +13,12 @@ use rulogd_tests::{self as lab, Netns, TempDir};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,bi:IPFIX
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,bi:IPFIX"
+    ),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
@@ -34,7 +33,8 @@ oid=5
 host=\"127.0.0.1\"
 port={PORT}
 proto=\"udp\"
-";
+"
+);
 
 /// Requests and responses, 500 ms apart.
 const EXCHANGES: usize = 9;
@@ -60,9 +60,7 @@ fn conversation(server: SocketAddr) {
 
 #[test]
 fn a_long_flow_reaches_nfcapd_as_updates_whose_deltas_sum_to_its_totals() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("flowupd").unwrap();
     let dir = TempDir::new("flowupd");
     let d = dir.path();

@@ -24,18 +24,16 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
 [json1]
 file=\"{JSON}\"
-";
+"
+);
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     if ip.contains(':') {
@@ -159,9 +157,7 @@ fn rulogd_dirs(recs: &[Record]) -> BTreeMap<DirKey, (u64, u64)> {
 
 #[test]
 fn flow_totals_equal_softflowds_on_one_capture() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("flowsf").unwrap();
     let dir = TempDir::new("flowsf");
     let d = dir.path();

@@ -14,14 +14,13 @@ use rulogd_tests::{self as lab, Record, TempDir};
 use std::path::Path;
 use std::process::Command;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,sql1:SQLITE3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,pg1:PGSQL
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,sql1:SQLITE3",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,pg1:PGSQL"
+    ),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
@@ -46,7 +45,8 @@ port={PORT}
 user=\"postgres\"
 table=\"ulog_flow\"
 procedure=\"INSERT\"
-";
+"
+);
 
 /// The columns compared, with the JSON key each one's value is under.
 const COLUMNS: &[(&str, &str)] = &[

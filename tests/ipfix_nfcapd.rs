@@ -20,20 +20,19 @@
 use rulogd_tests::nfcapd::Nfcapd;
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
 use rulogd_tests::tshark::{check_clean, Tshark};
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, Daemon, Netns, Record, TempDir};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-stack=ct1:NFCT,bi:IPFIX
-stack=ct1:NFCT,uni:IPFIX
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "ct1:NFCT,ip2str1:IP2STR,json1:JSON",
+        "ct1:NFCT,bi:IPFIX",
+        "ct1:NFCT,uni:IPFIX"
+    ),
+    "\n\
 [ct1]
 
 [json1]
@@ -52,7 +51,8 @@ host=\"127.0.0.1\"
 port={PORT_UNI}
 proto=\"udp\"
 biflow=0
-";
+"
+);
 
 fn conntrack_ns(tag: &str) -> Netns {
     let ns = Netns::new(tag).unwrap();
@@ -154,9 +154,7 @@ fn six_flows(ns: &Netns, port: u16) {
 
 #[test]
 fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("ipfix");
     let dir = TempDir::new("ipfix-nfcapd");
     let (pb, pu) = (lab::free_port(), lab::free_port());
@@ -172,15 +170,7 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
         ],
     );
     let cap = Tshark::start(&ns, dir.path(), "udp", &[pb, pu]);
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     // NFCT subscribes before "started"; give the socket a moment anyway.
     std::thread::sleep(Duration::from_millis(300));
     six_flows(&ns, 7000);
@@ -294,12 +284,9 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
     }
 }
 
-const ULOGD_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ipfix1:IPFIX
-
+const ULOGD_CONF: &str = concat!(
+    lab::conf_global!("ct1:NFCT,ipfix1:IPFIX"),
+    "\n\
 [ct1]
 
 [ipfix1]
@@ -308,7 +295,8 @@ host=\"127.0.0.1\"
 port={PORT}
 proto=\"udp\"
 mtu=140
-";
+"
+);
 
 /// The rows of the test's IPv4 flows, by 5-tuple: not the filler (port
 /// 9999) nor the daemons' own export to the collectors (`skip`).
@@ -339,9 +327,7 @@ fn by_tuple<'a>(
 
 #[test]
 fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = conntrack_ns("ipfixdiff");
     let dir = TempDir::new("ipfix-diff");
     let (pu, pr) = (lab::free_port(), lab::free_port());
@@ -349,8 +335,8 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
     let cr = Nfcapd::start(&ns, pr, &dir.path().join("rulogd"), None);
     // The same ulogd.conf for both daemons, but for the collector's port.
     let conf = |p: u16| lab::fill(ULOGD_CONF, &[("PORT", p.to_string())]);
-    let u = Daemon::start(&ns, Kind::Ulogd, dir.path(), "ulogd", &conf(pu), &[], &[]);
-    let r = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf(pr), &[], &[]);
+    let u = Daemon::ulogd(&ns, dir.path(), &conf(pu), &[], &[]);
+    let r = Daemon::rulogd(&ns, dir.path(), &conf(pr), &[], &[]);
     std::thread::sleep(Duration::from_millis(500));
     six_flows(&ns, 7100);
     let flush = || {
@@ -410,9 +396,7 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
 /// stack wrote, with its packets and bytes per direction.
 #[test]
 fn flow_records_from_a_capture_file_reach_nfcapd() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("ipfix-flow").unwrap();
     let dir = TempDir::new("ipfix-flow");
     let port = lab::free_port();

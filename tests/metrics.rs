@@ -7,7 +7,7 @@
 //! test spells out the ones with their own names.
 
 use rulogd_tests::traffic::udp_send;
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -96,9 +96,7 @@ fn series_of(set: &str, label: &str) -> (String, BTreeMap<String, String>) {
 
 #[test]
 fn every_counter_scraped_under_load_equals_the_exit_summary() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("metrics").unwrap();
     let group = 31;
     ns.nft(&format!(
@@ -114,15 +112,7 @@ fn every_counter_scraped_under_load_equals_the_exit_summary() {
         &format!("[global]\nmetrics_address=\"{addr}\"\n"),
         1,
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[&json],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[&json]);
 
     // Scrape continuously while the packets flow: counters never go back.
     let done = AtomicBool::new(false);

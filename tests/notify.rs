@@ -44,9 +44,7 @@ fn until(rx: &UnixDatagram, key: &str, timeout: Duration) -> Vec<String> {
 
 #[test]
 fn ready_after_bind_reloading_stopping_and_watchdog() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("ntfy").unwrap();
     ns.nft(&rules(63)).unwrap();
     let dir = TempDir::new("ntfy");

@@ -12,19 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,pcap1:PCAP
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,pcap1:PCAP"),
+    "\n\
 [log1]
 group={GROUP}
 
 [pcap1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 /// One pcap record.
 #[derive(Debug, PartialEq, Eq)]
@@ -120,9 +118,7 @@ fn same_packets(u: &[Pkt], r: &[Pkt], what: &str) {
 
 #[test]
 fn packets_read_back_and_survive_rotation() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("pcap").unwrap();
     let dir = TempDir::new("pcap");
     let files: Vec<PathBuf> = ["u.pcap", "r.pcap"]

@@ -10,7 +10,7 @@
 
 use rulogd_tests::plugins::{csv_plugin, rust_plugins, s};
 use rulogd_tests::traffic::{tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, Record, TempDir};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -42,9 +42,7 @@ const GROUP: u16 = 31;
 
 #[test]
 fn c_output_and_rust_filter_match_json_record_by_record() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("plugins").unwrap();
     ns.nft(&ruleset(&format!(
         "  udp dport {{ 9999, 5353 }} counter name \"c\" log prefix \"ext,plug\" group {GROUP}\n\
@@ -75,15 +73,7 @@ fn c_output_and_rust_filter_match_json_record_by_record() {
         s(&all),
         s(&rows)
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[GROUP],
-        &[&kept, &all, &rows],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[GROUP], &[&kept, &all, &rows]);
     ns.run_in_thread(|| {
         for dst in [
             "127.0.0.1:9999",
@@ -151,9 +141,7 @@ fn c_output_and_rust_filter_match_json_record_by_record() {
 
 #[test]
 fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("plugpanic").unwrap();
     let group = GROUP + 1;
     ns.nft(&ruleset(&format!(
@@ -182,15 +170,7 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
         s(&all),
         s(&rows)
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[&boom, &all],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[&boom, &all]);
     ns.run_in_thread(|| {
         udp_send("127.0.0.1:5353".parse().unwrap(), 3, 20).unwrap();
         udp_send("127.0.0.1:9999".parse().unwrap(), 4, 20).unwrap();
@@ -224,9 +204,7 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
 
 #[test]
 fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("plughup").unwrap();
     let group = GROUP + 2;
     ns.nft(&ruleset(&format!(
@@ -242,15 +220,7 @@ fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
         s(&csv),
         s(&rows)
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[&rows],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[&rows]);
     d.wait_signals();
     let send = |n| {
         ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), n, 10).unwrap());
@@ -276,9 +246,7 @@ fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
 
 #[test]
 fn a_plugin_that_refuses_its_config_stops_the_start_with_its_reason() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("plugcfg").unwrap();
     let dir = TempDir::new("plugcfg");
     let csv = csv_plugin(dir.path());

@@ -38,9 +38,7 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn daemon_pidfile_and_uid_drop() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("proc").unwrap();
     ns.nft(RULES).unwrap();
     let dir = TempDir::new("proc");
@@ -116,9 +114,7 @@ fn daemon_pidfile_and_uid_drop() {
 
 #[test]
 fn daemon_start_failure_reaches_the_shell_and_logfile_reopens() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("procfail").unwrap();
     ns.nft(&RULES.replace("group 21", "group 23")).unwrap();
     let dir = TempDir::new("procfail");

@@ -218,9 +218,7 @@ fn sql_conf(db: &Path, group: u16) -> String {
 /// lands by SIGTERM.
 #[test]
 fn sqlite_under_user_writes_after_sighup() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rusq").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "61")).unwrap();
     let tmp = TempDir::new("rusq");
@@ -280,9 +278,7 @@ fn sqlite_database_renamed_while_running() {
 }
 
 fn db_goes_away_while_running(rename: bool) {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (tag, group) = if rename {
         ("rusqmv", 65)
     } else {
@@ -381,9 +377,7 @@ fn db_goes_away_while_running(rename: bool) {
 /// once the user has made the table they land.
 #[test]
 fn sqlite_user_table_in_a_deleted_database_is_waited_for() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rusqusr").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "66")).unwrap();
     let tmp = TempDir::new("rusqusr");
@@ -476,9 +470,7 @@ fn wait_counts(r: &Run, want: &[(&Path, usize)]) {
 /// not a line lost or doubled.
 #[test]
 fn json_and_logemu_follow_rotation_under_user() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rufile").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "63")).unwrap();
     let tmp = TempDir::new("rufile");
@@ -537,9 +529,7 @@ fn json_and_logemu_follow_rotation_under_user() {
 /// the next batch moves to it.
 #[test]
 fn rotation_where_the_user_cannot_create_is_loud_and_loses_nothing() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rufile2").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "64")).unwrap();
     let tmp = TempDir::new("rufile2");

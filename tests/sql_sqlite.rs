@@ -6,7 +6,7 @@
 //! (root needed; uses the `sqlite3` command-line shell to read the tables).
 
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -60,21 +60,16 @@ const COLUMNS: &[&str] = &[
     "icmpv6_code",
 ];
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,sql1:SQLITE3
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,sql1:SQLITE3"),
+    "\n",
+    lab::conf_nflog!(),
+    "\n\
 [sql1]
 db=\"{DB}\"
 table=\"{TABLE}\"
-";
+"
+);
 
 fn sqlite(db: &Path, sql: &str) -> String {
     // Wait for the writers' locks (ulogd2 does not use WAL) instead of failing.
@@ -151,9 +146,7 @@ fn same(col: &str, u: &Value, r: &Value) -> bool {
 
 #[test]
 fn rows_equal_ulogd2_rows_for_the_same_packets() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("sqld").unwrap();
     ns.nft(
         "table inet t {\n chain in {\n  type filter hook input priority 0;\n\
@@ -165,24 +158,8 @@ fn rows_equal_ulogd2_rows_for_the_same_packets() {
     let (udb, rdb) = (dir.path().join("u.db"), dir.path().join("r.db"));
     create(&udb, "pkt", COLUMNS);
     create(&rdb, "pkt", COLUMNS);
-    let u = Daemon::start(
-        &ns,
-        Kind::Ulogd,
-        dir.path(),
-        "ulogd",
-        &conf(51, &udb, "pkt"),
-        &[51],
-        &[],
-    );
-    let r = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf(52, &rdb, "pkt"),
-        &[52],
-        &[],
-    );
+    let u = Daemon::ulogd(&ns, dir.path(), &conf(51, &udb, "pkt"), &[51], &[]);
+    let r = Daemon::rulogd(&ns, dir.path(), &conf(52, &rdb, "pkt"), &[52], &[]);
     ns.run_in_thread(|| {
         udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
         udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
@@ -221,9 +198,7 @@ fn rows_equal_ulogd2_rows_for_the_same_packets() {
 
 #[test]
 fn a_table_whose_columns_no_key_feeds_is_a_start_up_error_naming_them() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("sqlbad").unwrap();
     let dir = TempDir::new("sqlbad");
     let db = dir.path().join("bad.db");
@@ -260,9 +235,7 @@ fn a_table_whose_columns_no_key_feeds_is_a_start_up_error_naming_them() {
 
 #[test]
 fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let prefix = "it's \"q\" \\n \\ é€ ;--";
     let ns = Netns::new("sqlpfx").unwrap();
     ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
@@ -275,15 +248,7 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
     let dir = TempDir::new("sqlpfx");
     let db = dir.path().join("p.db");
     create(&db, "pkt", &["oob_prefix", "ip_saddr_str"]);
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf(54, &db, "pkt"),
-        &[54],
-        &[],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf(54, &db, "pkt"), &[54], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 2, 8).unwrap());
     assert!(lab::wait_until(Duration::from_secs(10), || count(
         &db, "pkt"
@@ -296,9 +261,7 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
 
 #[test]
 fn a_table_name_with_strftime_fields_is_created_from_the_template() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("sqlpart").unwrap();
     ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  log group 55\n }\n}\n")
         .unwrap();
@@ -306,7 +269,7 @@ fn a_table_name_with_strftime_fields_is_created_from_the_template() {
     let db = dir.path().join("part.db");
     create(&db, "tmpl", &["oob_time_sec", "ip_saddr_str"]);
     let text = conf(55, &db, "ulog_%Y_%m_%d") + "template=\"tmpl\"\n";
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[55], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &text, &[55], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
     // The packets' own day, in local time, names the table.
     let day = String::from_utf8(
@@ -335,9 +298,7 @@ fn a_table_name_with_strftime_fields_is_created_from_the_template() {
 
 #[test]
 fn ip2hbin_and_ip2bin_columns_equal_ulogd2_and_carry_the_last_key() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     // IPv4 only: ulogd2 2.0.8's IP2HBIN leaves pointer bytes in the upper
     // half of its value after an IPv6 packet (see COMPATIBILITY.md).
     let cols = ["ip_hsaddr", "ip_hdaddr", "ip_saddr_bin", "reply_ip_hdaddr"];
@@ -363,24 +324,8 @@ fn ip2hbin_and_ip2bin_columns_equal_ulogd2_and_carry_the_last_key() {
             "ip2str1:IP2STR,hb1:IP2HBIN,bin1:IP2BIN,sql1:SQLITE3",
         )
     };
-    let u = Daemon::start(
-        &ns,
-        Kind::Ulogd,
-        dir.path(),
-        "ulogd",
-        &stack(56, &udb),
-        &[56],
-        &[],
-    );
-    let r = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &stack(57, &rdb),
-        &[57],
-        &[],
-    );
+    let u = Daemon::ulogd(&ns, dir.path(), &stack(56, &udb), &[56], &[]);
+    let r = Daemon::rulogd(&ns, dir.path(), &stack(57, &rdb), &[57], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
     let done = lab::wait_until(Duration::from_secs(10), || {
         count(&udb, "h") >= 3 && count(&rdb, "h") == count(&udb, "h")

@@ -22,17 +22,14 @@
 //! (root; PostgreSQL 15 server binaries, ulogd2-pgsql's schema).
 
 use rulogd_tests::pg::{ulogd2_schema, Pg};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 /// ulogd2's sample PGSQL stack and section, with the lab's server.
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,pg1:PGSQL
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,pg1:PGSQL"),
+    "\n\
 [log1]
 group={GROUP}
 netlink_socket_buffer_size=33554432
@@ -45,7 +42,8 @@ port={PORT}
 user=\"postgres\"
 table=\"ulog\"
 procedure=\"INSERT_PACKET_FULL\"
-";
+"
+);
 
 fn rate() -> u64 {
     std::env::var("RULOGD_FAULT_RATE")
@@ -154,11 +152,9 @@ fn assert_once_in_order(pg: &Pg, n: u64, d: &Daemon) {
 
 #[test]
 fn ulogd2_schema_and_config_lose_nothing_across_a_30_second_outage() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (mut pg, ns, dir, conf) = setup("u2out", 75);
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[75], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[75], &[]);
     let sock = socket(&ns);
     let rate = rate();
     // 60 s of traffic; the database stopped at 15 s and started at 45 s.
@@ -184,11 +180,9 @@ fn ulogd2_schema_and_config_lose_nothing_across_a_30_second_outage() {
 
 #[test]
 fn ulogd2_schema_and_config_lose_nothing_when_killed_with_rows_in_the_spool() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (mut pg, ns, dir, conf) = setup("u2kill", 76);
-    let mut d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[76], &[]);
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[76], &[]);
     let sock = socket(&ns);
     let rate = rate();
     // Rows written, then rows spooled while the database is down.
@@ -222,7 +216,7 @@ fn ulogd2_schema_and_config_lose_nothing_when_killed_with_rows_in_the_spool() {
     drop(d);
     pg.start_server();
     // Same name: the same state directory, so the same default spool.
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[76], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[76], &[]);
     send(&sock, rate, 3);
     assert!(daemon::wait_drained(&ns, 76, Duration::from_secs(10)));
     let n = logged(&ns);

@@ -141,6 +141,16 @@ impl Daemon {
         Self::start_with_args(ns, kind, dir, name, conf, groups, outputs, &[])
     }
 
+    /// [`Daemon::start`] of rulogd under the name `rulogd`, the common case.
+    pub fn rulogd(ns: &Netns, dir: &Path, conf: &str, groups: &[u16], outputs: &[&Path]) -> Daemon {
+        Self::start(ns, Kind::Rulogd, dir, "rulogd", conf, groups, outputs)
+    }
+
+    /// [`Daemon::start`] of ulogd2 under the name `ulogd`.
+    pub fn ulogd(ns: &Netns, dir: &Path, conf: &str, groups: &[u16], outputs: &[&Path]) -> Daemon {
+        Self::start(ns, Kind::Ulogd, dir, "ulogd", conf, groups, outputs)
+    }
+
     /// [`Daemon::start`] with `extra` appended to the daemon's arguments
     /// (e.g. `-u nobody`).
     #[allow(clippy::too_many_arguments)]

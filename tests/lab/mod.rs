@@ -48,26 +48,41 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// The `[global]` section most test configs open with (the log file that
+/// [`Daemon::start`] fills in, loglevel 3) and the given `stack=` lines, as
+/// one literal for `concat!`.
+#[macro_export]
+macro_rules! conf_global {
+    ($($stack:literal),+ $(,)?) => {
+        concat!("[global]\nlogfile=\"{LOGFILE}\"\nloglevel=3\n", $("stack=", $stack, "\n",)+)
+    };
+}
+
+/// The `[log1]` section of an NFLOG input on `{GROUP}` with the socket
+/// buffer of [`JSON_CONF`], as one literal for `concat!`.
+#[macro_export]
+macro_rules! conf_nflog {
+    () => {
+        "[log1]\ngroup={GROUP}\nnetlink_socket_buffer_size=8388608\n\
+         netlink_socket_buffer_maxsize=16777216\n"
+    };
+}
+
 /// The stack every JSON test uses, in ulogd.conf syntax: both daemons read the
 /// same file, only `{GROUP}`, `{FILE}` (and `{LOGFILE}`, filled by
 /// [`Daemon::start`]) differ. The socket buffer follows baseline.md: ulogd
 /// 2.0.8 applies `netlink_socket_buffer_size` only if it is strictly smaller
 /// than `_maxsize`, hence max = 2 x size.
-pub const JSON_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+pub const JSON_CONF: &str = concat!(
+    crate::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON"),
+    "\n",
+    crate::conf_nflog!(),
+    "\n\
 [json1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 /// Whether kernel tests can run. Without root they are skipped with a
 /// message, except in CI (`CI` set) or when `RULOGD_KERNEL_TESTS=1`: there a
@@ -84,6 +99,16 @@ pub fn require_root() -> bool {
     }
     eprintln!("skipped: needs root");
     false
+}
+
+/// Returns from the calling test when [`require_root`] says it cannot run.
+#[macro_export]
+macro_rules! skip_unless_root {
+    () => {
+        if !$crate::require_root() {
+            return;
+        }
+    };
 }
 
 /// Replaces every `{KEY}` in `template`. Panics if an `{UPPERCASE}`
