@@ -11,7 +11,7 @@
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
 //! clickhouse_flow` (root; clickhouse-server installed).
 
-use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
+use rulogd_tests::clickhouse::{self, ClickHouse, PASS, USER};
 
 use rulogd_tests::{self as lab, Netns, TempDir};
 
@@ -88,8 +88,7 @@ const FIELDS: &[(&str, &str)] = &[
 
 #[test]
 fn every_flow_row_equals_its_json_record_end_reason_included() {
-    if !lab::require_root() || !clickhouse::available() {
-        eprintln!("skipped: needs root and clickhouse-server");
+    if !clickhouse::debian_ready() {
         return;
     }
     let tag = "chflow";
@@ -129,17 +128,7 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(out.status.code(), Some(0), "{out:?}\n{log_text}");
     let recs = lab::read_records(&json);
-    let mut want: Vec<String> = recs
-        .iter()
-        .map(|r| {
-            FIELDS
-                .iter()
-                .map(|(k, _)| clickhouse::tsv_value(r.get(k)))
-                .collect::<Vec<_>>()
-                .join("\t")
-        })
-        .collect();
-    want.sort();
+    let want = clickhouse::json_rows(&recs, FIELDS);
     let col = |k: &str| FIELDS.iter().position(|f| f.0 == k).unwrap();
     for (k, v) in [
         ("flow.type", "start"),
@@ -158,16 +147,7 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
             "no JSON record with {k} = {v}: {want:#?}"
         );
     }
-    let cols: Vec<&str> = FIELDS.iter().map(|(_, e)| *e).collect();
-    let mut got: Vec<String> = ch
-        .query(&format!(
-            "SELECT {} FROM flows FORMAT TabSeparated",
-            cols.join(", ")
-        ))
-        .lines()
-        .map(str::to_string)
-        .collect();
-    got.sort();
+    let got = clickhouse::table_rows(&ch, "flows", FIELDS);
     assert_eq!(got.len(), want.len(), "rows vs JSON records\n{log_text}");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w, "ClickHouse row vs JSON record (fields {FIELDS:?})");

@@ -88,15 +88,7 @@ fn without_cap_net_admin_the_start_says_which_capability() {
 fn conntrack_accounting_and_timestamps_off_are_named_with_the_sysctl() {
     lab::skip_unless_root!();
     let ns = Netns::new("diag-ct").unwrap();
-    for k in ["acct", "timestamp"] {
-        let st = ns
-            .command("sysctl")
-            .arg("-qw")
-            .arg(format!("net.netfilter.nf_conntrack_{k}=0"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "sysctl nf_conntrack_{k}=0");
-    }
+    ns.conntrack_sysctls(false, false);
     let dir = TempDir::new("diag-ct");
     let json = dir.path().join("ct.json");
     let conf = format!(

@@ -10,10 +10,9 @@
 //! (root needed). `RULOGD_BIN=/usr/sbin/ulogd` compares ulogd with itself.
 
 use rulogd_tests::traffic::{
-    icmp_echo, tcp_client, tcp_listen, tcp_serve_once, tcp_session, udp_send,
+    icmp_echo, tcp_client, tcp_listen, tcp_serve_once, tcp_session, udp_send, Mix,
 };
 use rulogd_tests::{self as lab, daemon, netns, Daemon, Netns, Record, TempDir};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Keys whose values may differ between ulogd2 2.0.8 and rulogd, each a
@@ -165,17 +164,14 @@ fn twice(rule: &str, g1: u16, g2: u16) -> String {
 
 /// A little of everything over loopback: UDP, TCP, ICMP echo, v4 and v6.
 fn mixed_loopback_traffic(ns: &Netns, tcp_port: u16) {
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 3, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 3, 64).unwrap();
-        tcp_session(SocketAddr::from(([127, 0, 0, 1], tcp_port)), 2000, 300).unwrap();
-        tcp_session(format!("[::1]:{tcp_port}").parse().unwrap(), 2000, 300).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x77, 1, 2).unwrap(),
-            2
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x77, 1, 2).unwrap(), 2);
-    });
+    let mix = Mix {
+        udp: 3,
+        tcp_port,
+        tcp: (2000, 300),
+        icmp_id: 0x77,
+        pings: 2,
+    };
+    ns.run_in_thread(|| mix.send());
 }
 
 /// Input and output hooks, loopback and a veth pair (Ethernet headers,

@@ -18,7 +18,7 @@
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
 
 use rulogd_tests::nfcapd::Nfcapd;
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
+use rulogd_tests::traffic::conntrack_flows;
 use rulogd_tests::tshark::{check_clean, Tshark};
 use rulogd_tests::{self as lab, Daemon, Netns, Record, TempDir};
 use std::collections::HashMap;
@@ -53,23 +53,6 @@ proto=\"udp\"
 biflow=0
 "
 );
-
-fn conntrack_ns(tag: &str) -> Netns {
-    let ns = Netns::new(tag).unwrap();
-    ns.nft(
-        "table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n",
-    )
-    .unwrap();
-    for k in ["acct", "timestamp"] {
-        let st = ns
-            .command("sysctl")
-            .args(["-qw", &format!("net.netfilter.nf_conntrack_{k}=1")])
-            .status()
-            .unwrap();
-        assert!(st.success(), "sysctl nf_conntrack_{k}");
-    }
-    ns
-}
 
 fn proto_name(p: u64) -> &'static str {
     match p {
@@ -138,24 +121,10 @@ fn duration_ms(row: &HashMap<String, String>) -> u64 {
     (row["td"].parse::<f64>().unwrap() * 1000.0).round() as u64
 }
 
-fn six_flows(ns: &Netns, port: u16) {
-    ns.run_in_thread(|| {
-        udp_echo(SocketAddr::from(([127, 0, 0, 1], port)), 3, 64);
-        udp_echo(format!("[::1]:{port}").parse().unwrap(), 2, 100);
-        tcp_session(SocketAddr::from(([127, 0, 0, 1], port + 1)), 3000, 500).unwrap();
-        tcp_session(format!("[::1]:{}", port + 1).parse().unwrap(), 1000, 200).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x51, 1, 2).unwrap(),
-            2
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x52, 1, 3).unwrap(), 3);
-    });
-}
-
 #[test]
 fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
     lab::skip_unless_root!();
-    let ns = conntrack_ns("ipfix");
+    let ns = Netns::with_conntrack("ipfix", true, true);
     let dir = TempDir::new("ipfix-nfcapd");
     let (pb, pu) = (lab::free_port(), lab::free_port());
     let bi = Nfcapd::start(&ns, pb, &dir.path().join("bi"), None);
@@ -173,9 +142,8 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
     let d = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     // NFCT subscribes before "started"; give the socket a moment anyway.
     std::thread::sleep(Duration::from_millis(300));
-    six_flows(&ns, 7000);
-    let out = ns.command("conntrack").arg("-F").output().unwrap();
-    assert!(out.status.success(), "conntrack -F: {out:?}");
+    ns.run_in_thread(|| conntrack_flows(7000, true));
+    ns.conntrack_flush();
     assert!(
         lab::wait_until(Duration::from_secs(10), || lab::count_lines(&json) >= 6),
         "six flows in JSON\n{}",
@@ -328,7 +296,7 @@ fn by_tuple<'a>(
 #[test]
 fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
     lab::skip_unless_root!();
-    let ns = conntrack_ns("ipfixdiff");
+    let ns = Netns::with_conntrack("ipfixdiff", true, true);
     let dir = TempDir::new("ipfix-diff");
     let (pu, pr) = (lab::free_port(), lab::free_port());
     let cu = Nfcapd::start(&ns, pu, &dir.path().join("ulogd"), None);
@@ -338,12 +306,8 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
     let u = Daemon::ulogd(&ns, dir.path(), &conf(pu), &[], &[]);
     let r = Daemon::rulogd(&ns, dir.path(), &conf(pr), &[], &[]);
     std::thread::sleep(Duration::from_millis(500));
-    six_flows(&ns, 7100);
-    let flush = || {
-        let out = ns.command("conntrack").arg("-F").output().unwrap();
-        assert!(out.status.success(), "conntrack -F: {out:?}");
-    };
-    flush();
+    ns.run_in_thread(|| conntrack_flows(7100, true));
+    ns.conntrack_flush();
     // ulogd2 2.0.8 sends a message only once the next record does not fit
     // (its flush timer fires once): push the real flows out with filler.
     std::thread::sleep(Duration::from_millis(200));
@@ -353,7 +317,7 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
                 .unwrap();
         }
     });
-    flush();
+    ns.conntrack_flush();
     std::thread::sleep(Duration::from_secs(1));
     u.stop();
     r.stop();

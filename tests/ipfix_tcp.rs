@@ -155,8 +155,7 @@ fn flows(ns: &Netns, n: usize, dport: u16) -> Vec<u16> {
             .map(|i| udp_send(SocketAddr::from(([127, 0, 0, 1], dport)), i + 1, 50).unwrap())
             .collect()
     });
-    let out = ns.command("conntrack").arg("-F").output().unwrap();
-    assert!(out.status.success(), "conntrack -F: {out:?}");
+    ns.conntrack_flush();
     ports
 }
 

@@ -9,7 +9,7 @@
 //! (root; mariadb-server and ulogd2-mysql installed).
 
 use rulogd_tests::maria::{Maria, PASS, USER};
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send, udp_send_paced};
+use rulogd_tests::traffic::{udp_send, udp_send_paced, Mix};
 use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::{Duration, Instant};
 
@@ -52,20 +52,6 @@ fn doc_schema(file: &str) -> String {
         .expect("zcat ulogd2's schema");
     assert!(out.status.success(), "ulogd2-mysql's {file} is missing");
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn traffic(ns: &Netns) {
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
-        tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x42, 1, 3).unwrap(),
-            3
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
-    });
 }
 
 /// A select of every column of `rel`, binary ones as hex, in id order.
@@ -131,7 +117,7 @@ fn differential(tag: &str, g1: u16, g2: u16, schema: &str, table: &str, proc_: &
         &[g2],
         &[],
     );
-    traffic(&ns);
+    ns.run_in_thread(|| Mix::SQL.send());
     for g in [g1, g2] {
         assert!(daemon::wait_drained(&ns, g, Duration::from_secs(5)));
     }

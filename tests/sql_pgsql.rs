@@ -8,7 +8,7 @@
 //! (root; PostgreSQL 15 server binaries and ulogd2-pgsql installed).
 
 use rulogd_tests::pg::Pg;
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
+use rulogd_tests::traffic::{udp_send, Mix};
 use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::Duration;
 
@@ -61,20 +61,6 @@ fn conf(pg: &Pg, group: u16, db: &str, table: &str, proc_: &str, filters: &str) 
     )
 }
 
-fn traffic(ns: &Netns) {
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
-        tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x42, 1, 3).unwrap(),
-            3
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
-    });
-}
-
 fn log_twice(ns: &Netns, g1: u16, g2: u16) {
     ns.nft(&format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n\
@@ -114,7 +100,7 @@ fn differential(
         &[g2],
         &[],
     );
-    traffic(&ns);
+    ns.run_in_thread(|| Mix::SQL.send());
     for g in [g1, g2] {
         assert!(daemon::wait_drained(&ns, g, Duration::from_secs(5)));
     }

@@ -5,7 +5,7 @@
 //! Run: `cargo build --release -p rulogd && cargo test -p rulogd-tests --test sql_sqlite`
 //! (root needed; uses the `sqlite3` command-line shell to read the tables).
 
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
+use rulogd_tests::traffic::{udp_send, Mix};
 use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use serde_json::Value;
 use std::path::Path;
@@ -160,17 +160,7 @@ fn rows_equal_ulogd2_rows_for_the_same_packets() {
     create(&rdb, "pkt", COLUMNS);
     let u = Daemon::ulogd(&ns, dir.path(), &conf(51, &udb, "pkt"), &[51], &[]);
     let r = Daemon::rulogd(&ns, dir.path(), &conf(52, &rdb, "pkt"), &[52], &[]);
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
-        tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x42, 1, 3).unwrap(),
-            3
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
-    });
+    ns.run_in_thread(|| Mix::SQL.send());
     for g in [51, 52] {
         assert!(daemon::wait_drained(&ns, g, Duration::from_secs(5)));
     }

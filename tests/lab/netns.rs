@@ -133,6 +133,40 @@ impl Netns {
         Ok(ns)
     }
 
+    /// A fresh namespace where conntrack runs (an nft rule needs it), with
+    /// its accounting and timestamp sysctls as given.
+    pub fn with_conntrack(tag: &str, acct: bool, timestamp: bool) -> Netns {
+        let ns = Netns::new(tag).unwrap();
+        ns.nft(
+            "table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n",
+        )
+        .unwrap();
+        ns.conntrack_sysctls(acct, timestamp);
+        ns
+    }
+
+    /// `conntrack -F`: ends every tracked flow, so NFCT reports them.
+    pub fn conntrack_flush(&self) {
+        let out = self.command("conntrack").arg("-F").output().unwrap();
+        assert!(out.status.success(), "conntrack -F: {out:?}");
+    }
+
+    /// Sets `net.netfilter.nf_conntrack_acct` and `_timestamp`; panics if
+    /// sysctl fails.
+    pub fn conntrack_sysctls(&self, acct: bool, timestamp: bool) {
+        for (k, on) in [("acct", acct), ("timestamp", timestamp)] {
+            let st = self
+                .command("sysctl")
+                .args([
+                    "-qw",
+                    &format!("net.netfilter.nf_conntrack_{k}={}", on as u8),
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success(), "sysctl nf_conntrack_{k}={}", on as u8);
+        }
+    }
+
     /// Joins this namespace and `other` by a veth pair: `dev` here with
     /// `addr`, `other_dev` there with `other_addr` (IPv4 with prefix, e.g.
     /// `10.202.3.1/30`), both up. Many links make a hub: one namespace
