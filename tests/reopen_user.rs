@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const RULES: &str = "table inet t {\n chain in {\n  type filter hook input priority 0; policy accept;\n  udp dport 9000-9099 log group {GROUP}\n  udp dport 9000-9099 drop\n }\n}\n";
@@ -155,22 +155,7 @@ fn send(ns: &Netns, port: u16, from: usize, to: usize, rate: u64) {
 /// Runs the sqlite3 shell as nobody, so that a -shm or -wal file it makes
 /// is one the daemon can use too.
 fn sqlite(db: &Path, sql: &str) -> String {
-    use std::os::unix::process::CommandExt;
-    let (u, g) = nobody();
-    let out = Command::new("sqlite3")
-        .uid(u)
-        .gid(g)
-        .args(["-cmd", ".timeout 5000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lab::sql::sqlite3(db, sql, Some(nobody()))
 }
 
 /// The packet numbers in `db`'s table `pkt` for `port`, and how many rows.

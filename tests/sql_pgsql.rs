@@ -201,13 +201,7 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
         "create table p (oob_prefix text, ip_saddr_str inet);",
     );
     let ns = Netns::new("pgpfx").unwrap();
-    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
-        .unwrap();
-    let rule = serde_json::json!({"nftables": [{"add": {"rule": {
-        "family": "inet", "table": "t", "chain": "in",
-        "expr": [{"log": {"prefix": prefix, "group": 65}}]
-    }}}]});
-    ns.nft_json(&rule.to_string()).unwrap();
+    ns.log_input_prefixed(prefix, 65, None);
     let dir = TempDir::new("pgpfx");
     let d = Daemon::rulogd(
         &ns,

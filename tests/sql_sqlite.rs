@@ -6,7 +6,7 @@
 //! (root needed; uses the `sqlite3` command-line shell to read the tables).
 
 use rulogd_tests::traffic::{udp_send, Mix};
-use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, sql, Daemon, Netns, TempDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -72,19 +72,7 @@ table=\"{TABLE}\"
 );
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    // Wait for the writers' locks (ulogd2 does not use WAL) instead of failing.
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 5000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    sql::sqlite3(db, sql, None)
 }
 
 /// Every row of `table`, in insertion order, as JSON objects.
@@ -197,30 +185,9 @@ fn a_table_whose_columns_no_key_feeds_is_a_start_up_error_naming_them() {
         "pkt",
         &["oob_prefix", "no_such_key", "ip_saddr_str", "nor_this"],
     );
-    let conf_path = dir.path().join("bad.conf");
-    let text = lab::fill(
-        &conf(53, &db, "pkt").replace("{LOGFILE}", &lab::path_str(&dir.path().join("bad.log"))),
-        &[],
-    );
-    std::fs::write(&conf_path, text).unwrap();
-    let out = ns
-        .command(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(dir.path().join("bad.log")).unwrap_or_default()
-        + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    for needle in [
-        "sql1",
-        "pkt",
-        "no_such_key (key no.such.key)",
-        "nor_this (key nor.this)",
-    ] {
-        assert!(log.contains(needle), "`{needle}` missing from: {log}");
-    }
-    assert!(!log.contains("ip_saddr_str ("), "{log}");
+    let (status, log) = daemon::run_in(&ns, dir.path(), "bad", &conf(53, &db, "pkt"));
+    assert_eq!(status.code(), Some(1), "{log}");
+    sql::assert_unfed_columns_named(&log, "sql1", "pkt");
 }
 
 #[test]
@@ -228,13 +195,7 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
     lab::skip_unless_root!();
     let prefix = "it's \"q\" \\n \\ é€ ;--";
     let ns = Netns::new("sqlpfx").unwrap();
-    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
-        .unwrap();
-    let rule = serde_json::json!({"nftables": [{"add": {"rule": {
-        "family": "inet", "table": "t", "chain": "in",
-        "expr": [{"log": {"prefix": prefix, "group": 54}}]
-    }}}]});
-    ns.nft_json(&rule.to_string()).unwrap();
+    ns.log_input_prefixed(prefix, 54, None);
     let dir = TempDir::new("sqlpfx");
     let db = dir.path().join("p.db");
     create(&db, "pkt", &["oob_prefix", "ip_saddr_str"]);

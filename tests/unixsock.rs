@@ -317,22 +317,9 @@ fn clients_at_once_and_a_bad_one() {
     d.wait_lines(&json, GOOD + BAD_OK, Duration::from_secs(15));
     // A second daemon on the same socket path is refused with a clear error.
     let dir2 = TempDir::new("us2");
-    let conf2 = dir2.path().join("second.conf");
-    let log2 = dir2.path().join("second.log");
     let c2 = conf(&sock, &dir2.path().join("o.json"));
-    std::fs::write(&conf2, lab::fill(&c2, &[("LOGFILE", lab::path_str(&log2))])).unwrap();
-    let out = ns
-        .command(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf2)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&log2).unwrap_or_default()
-    );
-    assert!(!out.status.success(), "second daemon started: {said}");
+    let (status, said) = lab::daemon::run_in(&ns, dir2.path(), "second", &c2);
+    assert!(!status.success(), "second daemon started: {said}");
     assert!(said.contains("in use"), "{said}");
     assert!(
         sock.exists(),

@@ -367,6 +367,27 @@ pub fn wait_drained(ns: &Netns, group: u16, timeout: Duration) -> bool {
     wait_until(timeout, || ns.nflog_drained(group))
 }
 
+/// Writes `conf` to `dir/<name>.conf` (`{LOGFILE}` becomes
+/// `dir/<name>.log`) and runs rulogd on it in `ns` until it exits: a start
+/// that must fail. Returns its exit status and its log followed by its
+/// stderr.
+pub fn run_in(ns: &Netns, dir: &Path, name: &str, conf: &str) -> (ExitStatus, String) {
+    let conf_path = dir.join(format!("{name}.conf"));
+    let log = dir.join(format!("{name}.log"));
+    let conf = crate::fill(conf, &[("LOGFILE", crate::path_str(&log))]);
+    crate::check_filled(&conf);
+    std::fs::write(&conf_path, conf).expect("write config");
+    let out = ns
+        .command(rulogd_bin())
+        .arg("-c")
+        .arg(&conf_path)
+        .output()
+        .expect("run rulogd");
+    let said =
+        std::fs::read_to_string(&log).unwrap_or_default() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, said)
+}
+
 /// What a run of rulogd that ends by itself (a capture file read to its
 /// end) left: its exit code, the records of its JSON file, its log and
 /// stderr.

@@ -35,6 +35,7 @@ pub mod nfproc;
 pub mod pcapgen;
 pub mod pg;
 pub mod plugins;
+pub mod sql;
 pub mod traffic;
 pub mod tshark;
 pub mod webdriver;

@@ -133,6 +133,24 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Loads a table `t` whose input chain logs every packet (with
+    /// `udp_dport`, only the UDP ones to it) to `group` with `prefix`. As
+    /// nft JSON: the text syntax cannot carry a `"` in a prefix.
+    pub fn log_input_prefixed(&self, prefix: &str, group: u16, udp_dport: Option<u16>) {
+        self.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
+            .unwrap();
+        let mut expr = Vec::new();
+        if let Some(port) = udp_dport {
+            expr.push(serde_json::json!({"match": {"op": "==",
+                "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": port}}));
+        }
+        expr.push(serde_json::json!({"log": {"prefix": prefix, "group": group}}));
+        let rule = serde_json::json!({"nftables": [{"add": {"rule": {
+            "family": "inet", "table": "t", "chain": "in", "expr": expr
+        }}}]});
+        self.nft_json(&rule.to_string()).unwrap();
+    }
+
     /// A fresh namespace where conntrack runs (an nft rule needs it), with
     /// its accounting and timestamp sysctls as given.
     pub fn with_conntrack(tag: &str, acct: bool, timestamp: bool) -> Netns {
