@@ -37,17 +37,7 @@ fn traffic(ns: &Netns) {
 
 /// Runs rulogd on `pcap` until it exits; its exit code, records and log.
 fn run(dir: &Path, tag: &str, pcap: &Path) -> (Option<i32>, Vec<Record>, String) {
-    let json = dir.join(format!("{tag}.json"));
-    let log = dir.join(format!("{tag}.log"));
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(pcap)),
-            ("JSON", lab::path_str(&json)),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(dir, tag, &conf, &json, &log);
+    let f = rulogd_tests::daemon::run_capture(None, dir, tag, CONF, pcap, &[]);
     (f.code, f.records, f.log)
 }
 

@@ -98,36 +98,18 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
     let d = dir.path();
     let pcap = d.join("flows.pcap");
     rulogd_tests::pcapgen::mixed_flows(&pcap);
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf_path = d.join("rulogd.conf");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("URL", ch.url()),
-            ("USER", USER.to_string()),
-            ("PASS", PASS.to_string()),
-            ("SPOOL", lab::path_str(&d.join("spool"))),
-        ],
-    );
-    std::fs::write(&conf_path, conf).unwrap();
+    let vars = [
+        ("URL", ch.url()),
+        ("USER", USER.to_string()),
+        ("PASS", PASS.to_string()),
+        ("SPOOL", lab::path_str(&d.join("spool"))),
+    ];
     // In the namespace, where the server listens; CAPTURE's end of file
     // ends the run, and the output hands its last batch over first.
-    let out = ns
-        .command("timeout")
-        .arg("60")
-        .arg(rulogd_tests::daemon::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .env("STATE_DIRECTORY", d.join("state"))
-        .output()
-        .unwrap();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(out.status.code(), Some(0), "{out:?}\n{log_text}");
-    let recs = lab::read_records(&json);
+    let f = rulogd_tests::daemon::run_capture(Some(&ns), d, "rulogd", CONF, &pcap, &vars);
+    let log_text = f.log;
+    assert_eq!(f.code, Some(0), "{log_text}");
+    let recs = f.records;
     let want = clickhouse::json_rows(&recs, FIELDS);
     let col = |k: &str| FIELDS.iter().position(|f| f.0 == k).unwrap();
     for (k, v) in [

@@ -99,19 +99,11 @@ fn run_rulogd(
     pcap: &Path,
     flow_opts: &str,
 ) -> (Option<i32>, Vec<Record>, String) {
-    let json = dir.join(format!("{tag}.json"));
-    let log = dir.join(format!("{tag}.log"));
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("FLOWOPTS", flow_opts.to_string()),
-            ("EMU", lab::path_str(&dir.join(format!("{tag}.emu")))),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(dir, tag, &conf, &json, &log);
+    let vars = [
+        ("FLOWOPTS", flow_opts.to_string()),
+        ("EMU", lab::path_str(&dir.join(format!("{tag}.emu")))),
+    ];
+    let f = rulogd_tests::daemon::run_capture(None, dir, tag, CONF, pcap, &vars);
     (f.code, f.records, f.log)
 }
 

@@ -72,35 +72,15 @@ fn a_long_flow_reaches_nfcapd_as_updates_whose_deltas_sum_to_its_totals() {
 
     let port = lab::free_port();
     let col = Nfcapd::start(&ns, port, &d.join("nfcapd"), None);
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("PORT", port.to_string()),
-        ],
-    );
     // In the namespace, so the export reaches its nfcapd.
-    let conf_path = d.join("rulogd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let out = ns
-        .command("timeout")
-        .arg("60")
-        .arg(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .env("STATE_DIRECTORY", d.join("state"))
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(out.status.success(), "{out:?}\n{text}");
+    let vars = [("PORT", port.to_string())];
+    let f = rulogd_tests::daemon::run_capture(Some(&ns), d, "rulogd", CONF, &pcap, &vars);
+    assert_eq!(f.code, Some(0), "{}", f.log);
     std::thread::sleep(Duration::from_millis(300));
     let (rows, stat) = col.stop();
 
-    let recs: Vec<_> = lab::read_records(&json)
+    let recs: Vec<_> = f
+        .records
         .into_iter()
         .filter(|r| r.u64("orig.l4.dport") == Some(5999))
         .collect();

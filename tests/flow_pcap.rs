@@ -257,17 +257,7 @@ fn flows_of_a_written_capture_are_exact_and_match_argus() {
     let pcap = d.join("known.pcap");
     let flows = flows();
     let want = write(&pcap, &flows);
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(d, "known", &conf, &json, &log);
+    let f = rulogd_tests::daemon::run_capture(None, d, "known", CONF, &pcap, &[]);
     assert_eq!(f.code, Some(0), "{}", f.log);
     let mut ours: BTreeMap<(Key, Option<u64>), &Record> = BTreeMap::new();
     for r in &f.records {

@@ -170,17 +170,7 @@ fn flow_totals_equal_softflowds_on_one_capture() {
     traffic(&ns);
     lab::capture::stop(c);
 
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", p.clone()),
-            ("JSON", lab::path_str(&json)),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(d, "rulogd", &conf, &json, &log);
+    let f = rulogd_tests::daemon::run_capture(None, d, "rulogd", CONF, &pcap, &[]);
     assert_eq!(f.code, Some(0), "{}", f.log);
     let recs = f.records;
     let rows = softflowd(&ns, d, &pcap);

@@ -165,20 +165,12 @@ fn every_flow_row_in_sqlite_and_postgresql_equals_its_json_record() {
         "rdb",
         &std::fs::read_to_string(root.join("conf/sql/pgsql.sql")).unwrap(),
     );
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("DB", lab::path_str(&db)),
-            ("HOST", pg.host()),
-            ("PORT", pg.port().to_string()),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(d, "flowsql", &conf, &json, &log);
+    let vars = [
+        ("DB", lab::path_str(&db)),
+        ("HOST", pg.host()),
+        ("PORT", pg.port().to_string()),
+    ];
+    let f = rulogd_tests::daemon::run_capture(None, d, "flowsql", CONF, &pcap, &vars);
     assert_eq!(f.code, Some(0), "{}", f.log);
     let mut want: Vec<Vec<String>> = f
         .records

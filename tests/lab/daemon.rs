@@ -400,13 +400,35 @@ pub struct Finished {
     pub log: String,
 }
 
-/// Writes `conf` to `dir/<tag>.conf` and runs rulogd on it until it exits
-/// (at most 60 s), its state under `dir/state`; `json` and `log` are the
-/// paths the config names.
-pub fn run_to_exit(dir: &Path, tag: &str, conf: &str, json: &Path, log: &Path) -> Finished {
+/// Runs rulogd until it exits (at most 60 s) on a config that reads the
+/// capture file `pcap`: `template`'s `{PCAP}` is `pcap`, `{JSON}` and
+/// `{LOGFILE}` are `dir/<tag>.json` and `dir/<tag>.log`, its other
+/// placeholders are filled from `vars`. Its config is `dir/<tag>.conf`,
+/// its state under `dir/state`; in `ns` if given (where a server the
+/// config names listens).
+pub fn run_capture(
+    ns: Option<&Netns>,
+    dir: &Path,
+    tag: &str,
+    template: &str,
+    pcap: &Path,
+    vars: &[(&str, String)],
+) -> Finished {
+    let json = dir.join(format!("{tag}.json"));
+    let log = dir.join(format!("{tag}.log"));
+    let mut all = vec![
+        ("LOGFILE", crate::path_str(&log)),
+        ("PCAP", crate::path_str(pcap)),
+        ("JSON", crate::path_str(&json)),
+    ];
+    all.extend(vars.iter().cloned());
     let conf_path = dir.join(format!("{tag}.conf"));
-    std::fs::write(&conf_path, conf).expect("write config");
-    let out = std::process::Command::new("timeout")
+    std::fs::write(&conf_path, crate::fill(template, &all)).expect("write config");
+    let mut cmd = match ns {
+        Some(ns) => ns.command("timeout"),
+        None => std::process::Command::new("timeout"),
+    };
+    let out = cmd
         .arg("60")
         .arg(rulogd_bin())
         .arg("-c")
@@ -415,11 +437,11 @@ pub fn run_to_exit(dir: &Path, tag: &str, conf: &str, json: &Path, log: &Path) -
         .output()
         .expect("run rulogd");
     let records = if json.exists() {
-        crate::read_records(json)
+        crate::read_records(&json)
     } else {
         Vec::new()
     };
-    let mut text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Finished {
         code: out.status.code(),
