@@ -312,10 +312,9 @@ fn server_restart_loses_and_doubles_nothing() {
     const SECS: u64 = 22;
     let g1 = 73;
     // Only the test's datagrams: the inserts on lo must not be logged.
-    let rules = format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9999 counter name \"c\" log prefix \"IN\" group {g1} drop\n }}\n}}\n"
-    );
+    let rules = lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log prefix \"IN\" group {g1} drop"
+    ));
     let alone = Variant {
         rules: &rules,
         with_json: false,

@@ -82,10 +82,9 @@ fn sensor(i: usize, hub: &Netns, ch: &ClickHouse) -> Sensor {
     let group = 80 + i as u16;
     let prefix = format!("S{i}");
     // Only the sensor's own datagrams (not the inserts' answers on rls0).
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9999 counter name \"c\" log prefix \"{prefix}\" group {group} drop\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log prefix \"{prefix}\" group {group} drop"
+    )))
     .unwrap();
     let dir = TempDir::new(&format!("chs{i}"));
     let conf = lab::fill(

@@ -16,7 +16,7 @@
 //! flow_softflowd` (root needed).
 
 use rulogd_tests::netns::{PEER_V4, PEER_V6, VETH_MAIN};
-use rulogd_tests::nfcapd::{num, Nfcapd, Row};
+use rulogd_tests::nfcapd::{self, num, Nfcapd, Row};
 use rulogd_tests::traffic::{icmp_echo, tcp_client, tcp_listen, tcp_serve_once};
 use rulogd_tests::{self as lab, Netns, Record, TempDir};
 use std::collections::BTreeMap;
@@ -113,16 +113,6 @@ fn softflowd(ns: &Netns, dir: &Path, pcap: &Path) -> Vec<Row> {
 /// source port, destination, destination port).
 type DirKey = (String, String, u64, String, u64);
 
-fn proto_name(p: u64) -> &'static str {
-    match p {
-        1 => "ICMP",
-        6 => "TCP",
-        17 => "UDP",
-        58 => "ICMP6",
-        _ => "?",
-    }
-}
-
 /// rulogd's flows split into directions: key → (packets, bytes).
 fn rulogd_dirs(recs: &[Record]) -> BTreeMap<DirKey, (u64, u64)> {
     let mut m = BTreeMap::new();
@@ -133,7 +123,7 @@ fn rulogd_dirs(recs: &[Record]) -> BTreeMap<DirKey, (u64, u64)> {
         }
         let (sa, da) = (r.req_str("src_ip"), r.req_str("dest_ip"));
         let (sp, dp) = (r.req_u64("orig.l4.sport"), r.req_u64("orig.l4.dport"));
-        let pr = proto_name(p).to_string();
+        let pr = nfcapd::proto_name(p).to_string();
         for (k, pk, by) in [
             (
                 (pr.clone(), sa, sp, da, dp),

@@ -110,25 +110,7 @@ fn graphite_loses_nothing_across_a_carbon_restart() {
     if !Carbon::ready() {
         return;
     }
-    let ns = Netns::new("gr-restart").unwrap();
-    run(&ns, &["nfacct", "add", "rl_a"]);
-    run(
-        &ns,
-        &[
-            "iptables",
-            "-w",
-            "-A",
-            "INPUT",
-            "-p",
-            "udp",
-            "--dport",
-            "9999",
-            "-m",
-            "nfacct",
-            "--nfacct-name",
-            "rl_a",
-        ],
-    );
+    let ns = Netns::with_nfacct("gr-restart", &["rl_a"]);
     let dir = TempDir::new("gr-restart");
     let mut carbon = Carbon::new(dir.path());
     carbon.start(&ns);

@@ -17,7 +17,7 @@
 //! Run: `cargo build -p rulogd && RULOGD_KERNEL_TESTS=1 cargo test -p
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
 
-use rulogd_tests::nfcapd::Nfcapd;
+use rulogd_tests::nfcapd::{self, Nfcapd};
 use rulogd_tests::traffic::conntrack_flows;
 use rulogd_tests::tshark::{check_clean, Tshark};
 use rulogd_tests::{self as lab, Daemon, Netns, Record, TempDir};
@@ -54,16 +54,6 @@ biflow=0
 "
 );
 
-fn proto_name(p: u64) -> &'static str {
-    match p {
-        1 => "ICMP",
-        6 => "TCP",
-        17 => "UDP",
-        58 => "ICMP6",
-        _ => "?",
-    }
-}
-
 /// Milliseconds as the exporter computes them from the kernel's times.
 fn ms(r: &Record, which: &str) -> u64 {
     r.req_u64(&format!("flow.{which}.sec")) * 1000 + r.req_u64(&format!("flow.{which}.usec")) / 1000
@@ -76,7 +66,7 @@ fn find<'a>(
     reply: bool,
 ) -> Option<&'a HashMap<String, String>> {
     let side = if reply { "reply" } else { "orig" };
-    let pr = proto_name(r.req_u64("orig.ip.protocol"));
+    let pr = nfcapd::proto_name(r.req_u64("orig.ip.protocol"));
     // IP2STR's strings, under the names JSON gives ulogd's key names.
     let (sa, da) = if reply {
         (

@@ -16,12 +16,6 @@ use std::time::Duration;
 
 /// The rule set of a test: a named counter `c` and an input chain whose
 /// logging rules are `rules` (each should use `counter name "c"`).
-fn ruleset(rules: &str) -> String {
-    format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
-    )
-}
-
 /// Sets up the namespace, runs `traffic`, and returns the records of the
 /// daemon under test after checking that it wrote exactly one line per
 /// packet the rule counted.
@@ -32,7 +26,7 @@ fn run_case(
     rules: &str,
     traffic: impl FnOnce(&Netns),
 ) -> Vec<Record> {
-    ns.nft(&ruleset(rules)).unwrap();
+    ns.nft(&lab::counted_ruleset(rules)).unwrap();
     let dir = TempDir::new(tag);
     let json = dir.path().join("out.json");
     let mut d = Daemon::rulogd(

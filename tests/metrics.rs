@@ -99,9 +99,9 @@ fn every_counter_scraped_under_load_equals_the_exit_summary() {
     lab::skip_unless_root!();
     let ns = Netns::new("metrics").unwrap();
     let group = 31;
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n  udp dport 9999 counter name \"c\" log group {group}\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log group {group}"
+    )))
     .unwrap();
     let dir = TempDir::new("metrics");
     let json = dir.path().join("out.json");

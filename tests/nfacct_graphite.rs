@@ -26,33 +26,6 @@ use std::time::Duration;
 const PAYLOAD: usize = 100;
 const PKT_BYTES: u64 = 20 + 8 + PAYLOAD as u64;
 
-/// A namespace with two nfacct objects, `rl_a` counting UDP to 9999 and
-/// `rl_b` counting nothing.
-fn acct_ns(tag: &str) -> Netns {
-    let ns = Netns::new(tag).unwrap();
-    for args in [
-        &["nfacct", "add", "rl_a"][..],
-        &["nfacct", "add", "rl_b"],
-        &[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-p",
-            "udp",
-            "--dport",
-            "9999",
-            "-m",
-            "nfacct",
-            "--nfacct-name",
-            "rl_a",
-        ],
-    ] {
-        let out = ns.command(args[0]).args(&args[1..]).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-    ns
-}
-
 fn send(ns: &Netns, n: usize) {
     ns.run_in_thread(|| {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -148,7 +121,7 @@ fn graphite_last(text: &str) -> BTreeMap<String, (u64, u64)> {
 #[test]
 fn nfacct_and_graphite_like_ulogd2() {
     lab::skip_unless_root!();
-    let ns = acct_ns("acct-diff");
+    let ns = Netns::with_nfacct("acct-diff", &["rl_a", "rl_b"]);
     let dir = TempDir::new("acct-diff");
     let (uport, urx) = collector(&ns);
     let (rport, rrx) = collector(&ns);
@@ -228,7 +201,7 @@ fn zerocounter_deltas_and_sigusr2() {
         eprintln!("skipped in oracle mode");
         return;
     }
-    let ns = acct_ns("acct-zero");
+    let ns = Netns::with_nfacct("acct-zero", &["rl_a", "rl_b"]);
     let dir = TempDir::new("acct-zero");
     let f = dir.path().join("out.json");
     let (port, _rx) = collector(&ns);
@@ -300,7 +273,7 @@ fn graphite_into_carbon_survives_restarts() {
     if !Carbon::ready() {
         return;
     }
-    let ns = acct_ns("graphite");
+    let ns = Netns::with_nfacct("graphite", &["rl_a", "rl_b"]);
     let dir = TempDir::new("graphite");
     let mut carbon = Carbon::new(dir.path());
     let f = dir.path().join("out.json");

@@ -14,12 +14,6 @@ use rulogd_tests::{self as lab, daemon, Daemon, Netns, Record, TempDir};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn ruleset(rules: &str) -> String {
-    format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
-    )
-}
-
 /// One CSV line of the example, split into its seven fields.
 fn csv_fields(line: &str) -> Vec<String> {
     let rest = line.strip_prefix('"').expect("quoted prefix");
@@ -44,7 +38,7 @@ const GROUP: u16 = 31;
 fn c_output_and_rust_filter_match_json_record_by_record() {
     lab::skip_unless_root!();
     let ns = Netns::new("plugins").unwrap();
-    ns.nft(&ruleset(&format!(
+    ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport {{ 9999, 5353 }} counter name \"c\" log prefix \"ext,plug\" group {GROUP}\n\
          \x20 tcp dport 5555 counter name \"c\" log prefix \"ext tcp\" group {GROUP}\n\
          \x20 tcp sport 5555 counter name \"c\" log prefix \"ext tcp\" group {GROUP}"
@@ -144,7 +138,7 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
     lab::skip_unless_root!();
     let ns = Netns::new("plugpanic").unwrap();
     let group = GROUP + 1;
-    ns.nft(&ruleset(&format!(
+    ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport {{ 9999, 5353 }} counter name \"c\" log prefix \"p\" group {group}"
     )))
     .unwrap();
@@ -207,7 +201,7 @@ fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
     lab::skip_unless_root!();
     let ns = Netns::new("plughup").unwrap();
     let group = GROUP + 2;
-    ns.nft(&ruleset(&format!(
+    ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport 9999 counter name \"c\" log prefix \"h\" group {group}"
     )))
     .unwrap();

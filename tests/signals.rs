@@ -10,10 +10,9 @@ use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
 use std::time::Duration;
 
 fn rules(group: u16) -> String {
-    format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9999 counter name \"c\" log prefix \"sig\" group {group} drop\n }}\n}}\n"
-    )
+    lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log prefix \"sig\" group {group} drop"
+    ))
 }
 
 /// Logrotate's way: rename the file, then SIGHUP, while 20k packets arrive

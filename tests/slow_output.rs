@@ -50,9 +50,9 @@ fn stalled_tcp_peer_does_not_stop_reading_or_other_outputs() {
     lab::skip_unless_root!();
     const PACKETS: usize = 20_000;
     let ns = Netns::new("slow").unwrap();
-    ns.nft(
-        "table inet t {\n counter c {}\n chain in {\n  type filter hook input priority 0;\n  udp dport 9999 counter name \"c\" log group 71 drop\n }\n}\n",
-    )
+    ns.nft(&lab::counted_ruleset(
+        "  udp dport 9999 counter name \"c\" log group 71 drop",
+    ))
     .unwrap();
     // The peer: accepts, reads nothing until the end.
     let listener = ns.run_in_thread(|| std::net::TcpListener::bind("127.0.0.1:7171").unwrap());

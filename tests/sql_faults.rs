@@ -45,11 +45,10 @@ fn setup(tag: &str, group: u16) -> (Pg, Netns, TempDir, String) {
     // The counter counts what reached the log rule: on a loaded machine
     // loopback's backlog may drop a burst before the input hook, after the
     // sender saw success, so packets sent is not packets logged.
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9990-9999 counter name \"c\" log prefix \"F\" group {group}\n\
-         \x20 udp dport 9990-9999 drop\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9990-9999 counter name \"c\" log prefix \"F\" group {group}\n\
+         \x20 udp dport 9990-9999 drop"
+    )))
     .unwrap();
     let dir = TempDir::new(tag);
     let conf = lab::fill(

@@ -240,10 +240,9 @@ fn a_server_stopped_under_load_loses_nothing() {
             "reconnect=1\nspool_dir=\"{}\"\nwhen_full=\"block\"\n",
             lab::path_str(&dir.path().join("spool"))
         );
-    ns.nft(
-        "table inet t {\n counter c {}\n chain in {\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9991 counter name \"c\" log group 87\n  udp dport 9991 drop\n }\n}\n",
-    )
+    ns.nft(&lab::counted_ruleset(
+        "  udp dport 9991 counter name \"c\" log group 87\n  udp dport 9991 drop",
+    ))
     .unwrap();
     let d = Daemon::rulogd(&ns, dir.path(), &text, &[87], &[]);
     // 3 s up, 10 s down, 3 s up: 16 s at 5 000 records/s.

@@ -58,11 +58,10 @@ fn setup(tag: &str, group: u16) -> (Pg, Netns, TempDir, String) {
     pg.createdb("ulog2");
     pg.psql_script("ulog2", &ulogd2_schema());
     let ns = Netns::new(tag).unwrap();
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9991 counter name \"c\" log prefix \"F\" group {group}\n\
-         \x20 udp dport 9991 drop\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9991 counter name \"c\" log prefix \"F\" group {group}\n\
+         \x20 udp dport 9991 drop"
+    )))
     .unwrap();
     let dir = TempDir::new(tag);
     let conf = lab::fill(

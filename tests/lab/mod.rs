@@ -156,6 +156,15 @@ fn leftover_placeholder(s: &str, ignore: &[&str]) -> Option<String> {
 /// reads the kernel's last batch at stop) and not ulogd2.
 pub const QUIET_MULTICAST: &str = "  ip6 daddr ff02::/16 accept\n";
 
+/// An nft ruleset: table `t` with a named counter `c` and an input chain
+/// (filter hook, priority 0, policy accept) of `rules`, lines each
+/// indented by two spaces.
+pub fn counted_ruleset(rules: &str) -> String {
+    format!(
+        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
+    )
+}
+
 /// The standard single-stack JSON config ([`JSON_CONF`]) for one group.
 pub fn json_conf(group: u16, file: &Path) -> String {
     fill(

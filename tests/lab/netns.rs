@@ -151,6 +151,23 @@ impl Netns {
         self.nft_json(&rule.to_string()).unwrap();
     }
 
+    /// A fresh namespace with the nfacct objects `names`, the first counting
+    /// the UDP datagrams to port 9999 (an iptables rule).
+    pub fn with_nfacct(tag: &str, names: &[&str]) -> Netns {
+        let ns = Netns::new(tag).unwrap();
+        let mut rule: Vec<&str> =
+            "iptables -w -A INPUT -p udp --dport 9999 -m nfacct --nfacct-name"
+                .split(' ')
+                .collect();
+        rule.push(names[0]);
+        let adds = names.iter().map(|n| vec!["nfacct", "add", n]);
+        for args in adds.chain([rule]) {
+            let out = ns.command(args[0]).args(&args[1..]).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        }
+        ns
+    }
+
     /// A fresh namespace where conntrack runs (an nft rule needs it), with
     /// its accounting and timestamp sysctls as given.
     pub fn with_conntrack(tag: &str, acct: bool, timestamp: bool) -> Netns {

@@ -138,3 +138,15 @@ mod tests {
         assert_eq!(super::stat_value(t, "Packets"), None);
     }
 }
+
+/// An IP protocol number as nfdump prints it (`?` for one the tests do
+/// not send).
+pub fn proto_name(p: u64) -> &'static str {
+    match p {
+        1 => "ICMP",
+        6 => "TCP",
+        17 => "UDP",
+        58 => "ICMP6",
+        _ => "?",
+    }
+}
