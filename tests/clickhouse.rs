@@ -35,12 +35,9 @@ const CONF: &str = concat!(
         "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON",
         "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE"
     ),
+    "\n",
+    lab::conf_nflog!(),
     "\n\
-[log1]
-group={G1}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
 [json1]
 file=\"{JSON}\"
 sync=1
@@ -178,7 +175,7 @@ fn setup_with(
     let conf = lab::fill(
         &conf,
         &[
-            ("G1", g1.to_string()),
+            ("GROUP", g1.to_string()),
             ("JSON", lab::path_str(&json)),
             ("URL", ch.url()),
             ("USER", USER.to_string()),

@@ -32,12 +32,9 @@ const SENSORS: usize = 8;
 /// $STATE_DIRECTORY).
 const CONF: &str = concat!(
     lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE"),
+    "\n",
+    lab::conf_nflog!(33554432, 67108864),
     "\n\
-[log1]
-group={G}
-netlink_socket_buffer_size=33554432
-netlink_socket_buffer_maxsize=67108864
-
 [ch1]
 url=\"{URL}\"
 table=\"packets\"
@@ -90,7 +87,7 @@ fn sensor(i: usize, hub: &Netns, ch: &ClickHouse) -> Sensor {
     let conf = lab::fill(
         CONF,
         &[
-            ("G", group.to_string()),
+            ("GROUP", group.to_string()),
             ("URL", ch.url_at(&hub_ip)),
             ("USER", USER.to_string()),
             ("PASS", PASS.to_string()),

@@ -87,15 +87,8 @@ impl Pair {
     /// Waits until both daemons have read everything, stops them and
     /// returns (ulogd2's, rulogd's) records.
     fn stop(self, ns: &Netns) -> (Vec<Record>, Vec<Record>, TempDir) {
-        std::thread::sleep(Duration::from_millis(200));
-        for &g in &self.groups {
-            assert!(
-                daemon::wait_drained(ns, g, Duration::from_secs(5)),
-                "group {g} not drained"
-            );
-        }
         let [u, r] = &self.files;
-        let _ = lab::wait_until(Duration::from_secs(2), || {
+        daemon::settle(ns, &self.groups, || {
             lab::count_lines(u) == lab::count_lines(r)
         });
         let [du, dr] = self.daemons;

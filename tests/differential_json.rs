@@ -9,11 +9,8 @@
 //! Run: `cargo build --release --bins && cargo test -p rulogd-tests --test differential_json`
 //! (root needed). `RULOGD_BIN=/usr/sbin/ulogd` compares ulogd with itself.
 
-use rulogd_tests::traffic::{
-    icmp_echo, tcp_client, tcp_listen, tcp_serve_once, tcp_session, udp_send, Mix,
-};
+use rulogd_tests::traffic::{over_veth, tcp_session, udp_send, Mix};
 use rulogd_tests::{self as lab, daemon, netns, Daemon, Netns, Record, TempDir};
-use std::time::Duration;
 
 /// Keys whose values may differ between ulogd2 2.0.8 and rulogd, each a
 /// deliberate difference documented in docs/COMPATIBILITY.md:
@@ -102,16 +99,8 @@ impl Pair {
     /// Waits until both daemons have read everything, stops them and
     /// compares. Returns ulogd's records for extra checks.
     fn finish(self, ns: &Netns) -> Vec<Record> {
-        std::thread::sleep(Duration::from_millis(200));
-        for &g in &self.groups {
-            assert!(
-                daemon::wait_drained(ns, g, Duration::from_secs(5)),
-                "group {g} not drained"
-            );
-        }
-        // sync=1: a line is in the file once its message is processed; give
-        // the last batch a moment, then stop (SIGTERM writes what was read).
-        let _ = lab::wait_until(Duration::from_secs(2), || {
+        // Then stop: SIGTERM writes what was read.
+        daemon::settle(ns, &self.groups, || {
             lab::count_lines(&self.u_json) == lab::count_lines(&self.r_json)
         });
         let drops: Vec<String> = self
@@ -195,21 +184,7 @@ fn all_traffic_in_and_out() {
     ns.nft(&rules).unwrap();
     mixed_loopback_traffic(&ns, 5001);
     // Over the veth: a TCP session to a server in the peer, UDP and pings.
-    let listener =
-        ns.run_in_peer(|| tcp_listen(format!("{}:5002", netns::PEER_V4).parse().unwrap()).unwrap());
-    let server = tcp_serve_once(listener, 500);
-    ns.run_in_thread(|| {
-        tcp_client(format!("{}:5002", netns::PEER_V4).parse().unwrap(), 1500).unwrap();
-        assert_eq!(
-            icmp_echo(netns::PEER_V6.parse().unwrap(), 0x78, 1, 2).unwrap(),
-            2
-        );
-    });
-    server.join().unwrap().unwrap();
-    ns.run_in_peer(|| {
-        udp_send(format!("{}:9999", netns::MAIN_V4).parse().unwrap(), 2, 10).unwrap();
-        udp_send(format!("[{}]:9999", netns::MAIN_V6).parse().unwrap(), 2, 10).unwrap();
-    });
+    over_veth(&ns, 5002, (1500, 500));
     let u = pair.finish(&ns);
     for (p, hook) in [("IN", 1), ("OUT", 3)] {
         let n = u.iter().filter(|r| r.str("oob.prefix") == Some(p)).count();

@@ -29,12 +29,9 @@ use std::time::{Duration, Instant};
 /// ulogd2's sample PGSQL stack and section, with the lab's server.
 const CONF: &str = concat!(
     lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,pg1:PGSQL"),
+    "\n",
+    lab::conf_nflog!(33554432, 67108864),
     "\n\
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=33554432
-netlink_socket_buffer_maxsize=67108864
-
 [pg1]
 db=\"ulog2\"
 host=\"{HOST}\"

@@ -367,6 +367,22 @@ pub fn wait_drained(ns: &Netns, group: u16, timeout: Duration) -> bool {
     wait_until(timeout, || ns.nflog_drained(group))
 }
 
+/// The end of a differential run: after a moment for the last packets to
+/// be logged, asserts that the listeners on `groups` read everything the
+/// kernel logged within 5 s each, then gives them up to 2 s until
+/// `same_lines` (their outputs have as many lines; each writes a line once
+/// its message is processed).
+pub fn settle(ns: &Netns, groups: &[u16], same_lines: impl FnMut() -> bool) {
+    std::thread::sleep(Duration::from_millis(200));
+    for &g in groups {
+        assert!(
+            wait_drained(ns, g, Duration::from_secs(5)),
+            "group {g} not drained"
+        );
+    }
+    let _ = wait_until(Duration::from_secs(2), same_lines);
+}
+
 /// Writes `conf` to `dir/<name>.conf` (`{LOGFILE}` becomes
 /// `dir/<name>.log`) and runs rulogd on it in `ns` until it exits: a start
 /// that must fail. Returns its exit status and its log followed by its

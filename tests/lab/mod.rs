@@ -60,12 +60,21 @@ macro_rules! conf_global {
 }
 
 /// The `[log1]` section of an NFLOG input on `{GROUP}` with the socket
-/// buffer of [`JSON_CONF`], as one literal for `concat!`.
+/// buffer of [`JSON_CONF`] (or the given size and maximum), as one literal
+/// for `concat!`.
 #[macro_export]
 macro_rules! conf_nflog {
     () => {
-        "[log1]\ngroup={GROUP}\nnetlink_socket_buffer_size=8388608\n\
-         netlink_socket_buffer_maxsize=16777216\n"
+        $crate::conf_nflog!(8388608, 16777216)
+    };
+    ($size:literal, $max:literal) => {
+        concat!(
+            "[log1]\ngroup={GROUP}\nnetlink_socket_buffer_size=",
+            $size,
+            "\nnetlink_socket_buffer_maxsize=",
+            $max,
+            "\n"
+        )
     };
 }
 

@@ -359,3 +359,23 @@ pub fn conntrack_flows(port: u16, v6_ping: bool) {
         assert_eq!(icmp_echo("::1".parse().unwrap(), 0x52, 1, 3).unwrap(), 3);
     }
 }
+
+/// Traffic over the veth of [`crate::Netns::with_peer`]: a TCP session to
+/// a server in the peer on `port` (`tcp.0` bytes sent, `tcp.1` answered), 2
+/// pings with id 0x78 to the peer's IPv6 address, then 2 datagrams of 10
+/// bytes from the peer to port 9999 of each of this side's addresses.
+pub fn over_veth(ns: &crate::Netns, port: u16, tcp: (usize, usize)) {
+    use crate::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
+    let server: SocketAddr = format!("{PEER_V4}:{port}").parse().unwrap();
+    let listener = ns.run_in_peer(|| tcp_listen(server).unwrap());
+    let srv = tcp_serve_once(listener, tcp.1);
+    ns.run_in_thread(|| {
+        tcp_client(server, tcp.0).unwrap();
+        assert_eq!(icmp_echo(PEER_V6.parse().unwrap(), 0x78, 1, 2).unwrap(), 2);
+    });
+    srv.join().unwrap().unwrap();
+    ns.run_in_peer(|| {
+        udp_send(format!("{MAIN_V4}:9999").parse().unwrap(), 2, 10).unwrap();
+        udp_send(format!("[{MAIN_V6}]:9999").parse().unwrap(), 2, 10).unwrap();
+    });
+}
