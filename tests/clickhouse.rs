@@ -42,11 +42,9 @@ const CONF: &str = concat!(
 file=\"{JSON}\"
 sync=1
 
-[ch1]
-url=\"{URL}\"
-table=\"packets\"
-user=\"{USER}\"
-password=\"{PASS}\"
+",
+    lab::conf_clickhouse!("packets"),
+    "\
 batch_age=200
 reconnect=1
 spool_dir=\"{SPOOL}\"
@@ -452,11 +450,9 @@ const NFCT_CONF: &str = concat!(
 file=\"{JSON}\"
 sync=1
 
-[ch1]
-url=\"{URL}\"
-table=\"flows\"
-user=\"{USER}\"
-password=\"{PASS}\"
+",
+    lab::conf_clickhouse!("flows"),
+    "\
 batch_age=200
 spool_dir=\"{SPOOL}\"
 "

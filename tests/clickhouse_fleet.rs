@@ -34,13 +34,8 @@ const CONF: &str = concat!(
     lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE"),
     "\n",
     lab::conf_nflog!(33554432, 67108864),
-    "\n\
-[ch1]
-url=\"{URL}\"
-table=\"packets\"
-user=\"{USER}\"
-password=\"{PASS}\"
-"
+    "\n",
+    lab::conf_clickhouse!("packets")
 );
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -33,11 +33,9 @@ start_records=1
 [json1]
 file=\"{JSON}\"
 
-[ch1]
-url=\"{URL}\"
-table=\"flows\"
-user=\"{USER}\"
-password=\"{PASS}\"
+",
+    lab::conf_clickhouse!("flows"),
+    "\
 create=\"flow\"
 batch_age=200
 spool_dir=\"{SPOOL}\"

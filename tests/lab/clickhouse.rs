@@ -19,6 +19,20 @@ pub const PASS: &str = "secret";
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The head of a CLICKHOUSE section `[ch1]`: the server `{URL}`, the
+/// table (a literal), the login `{USER}` and `{PASS}`; as one literal for
+/// `concat!`.
+#[macro_export]
+macro_rules! conf_clickhouse {
+    ($table:literal) => {
+        concat!(
+            "[ch1]\nurl=\"{URL}\"\ntable=\"",
+            $table,
+            "\"\nuser=\"{USER}\"\npassword=\"{PASS}\"\n"
+        )
+    };
+}
+
 /// Whether the server and client binaries are installed.
 pub fn available() -> bool {
     Path::new(SERVER).exists() && Path::new("/usr/bin/clickhouse-client").exists()
