@@ -20,20 +20,9 @@ const CONF: &str = concat!(
         "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
         "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,ch1:CLICKHOUSE"
     ),
-    "\n\
-[cap1]
-file=\"{PCAP}\"
-
-[flow1]
-home_net=\"10.1.0.0/16\"
-active_timeout=1
-tcp_linger=1
-start_records=1
-
-[json1]
-file=\"{JSON}\"
-
-",
+    "\n",
+    lab::conf_mixed_flows!(),
+    "\n",
     lab::conf_clickhouse!("flows"),
     "\
 create=\"flow\"

@@ -20,19 +20,9 @@ const CONF: &str = concat!(
         "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,sql1:SQLITE3",
         "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,pg1:PGSQL"
     ),
+    "\n",
+    lab::conf_mixed_flows!(),
     "\n\
-[cap1]
-file=\"{PCAP}\"
-
-[flow1]
-home_net=\"10.1.0.0/16\"
-active_timeout=1
-tcp_linger=1
-start_records=1
-
-[json1]
-file=\"{JSON}\"
-
 [sql1]
 db=\"{DB}\"
 table=\"ulog_flow_%Y_%m_%d\"

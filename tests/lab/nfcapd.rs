@@ -128,17 +128,6 @@ pub fn num(row: &Row, k: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{k}={} in {row:?}", row[k]))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stat_lines() {
-        let t = "Ident: none\nFlows: 1234\nFlows_tcp: 3\n";
-        assert_eq!(super::stat_value(t, "Flows"), Some(1234));
-        assert_eq!(super::stat_value(t, "Flows_tcp"), Some(3));
-        assert_eq!(super::stat_value(t, "Packets"), None);
-    }
-}
-
 /// An IP protocol number as nfdump prints it (`?` for one the tests do
 /// not send).
 pub fn proto_name(p: u64) -> &'static str {
@@ -148,5 +137,16 @@ pub fn proto_name(p: u64) -> &'static str {
         17 => "UDP",
         58 => "ICMP6",
         _ => "?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stat_lines() {
+        let t = "Ident: none\nFlows: 1234\nFlows_tcp: 3\n";
+        assert_eq!(super::stat_value(t, "Flows"), Some(1234));
+        assert_eq!(super::stat_value(t, "Flows_tcp"), Some(3));
+        assert_eq!(super::stat_value(t, "Packets"), None);
     }
 }
