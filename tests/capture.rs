@@ -137,9 +137,7 @@ fn compare(tag: &str, recs: &[Record], want: &[Vec<String>]) {
 
 #[test]
 fn capture_files_of_every_kind_become_one_record_per_packet() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("capture").unwrap();
-    let dir = TempDir::new("capture");
+    let (ns, dir) = lab::netns_or_skip!("capture");
     let d = dir.path();
     let p = |n: &str| -> PathBuf { d.join(n) };
     let filter = "icmp or udp port 9999";

@@ -43,9 +43,7 @@ const NFLOG_CONF: &str = "[global]\nstack=log1:NFLOG,base1:BASE,json1:JSON\n[log
 
 #[test]
 fn a_group_a_running_ulogd2_holds_says_so_and_what_to_do() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("diag-busy").unwrap();
-    let dir = TempDir::new("diag-busy");
+    let (ns, dir) = lab::netns_or_skip!("diag-busy");
     let json = dir.path().join("ulogd.json");
     let ulogd = Daemon::ulogd(&ns, dir.path(), &lab::json_conf(41, &json), &[41], &[&json]);
     let conf = lab::fill(
@@ -63,9 +61,7 @@ fn a_group_a_running_ulogd2_holds_says_so_and_what_to_do() {
 
 #[test]
 fn without_cap_net_admin_the_start_says_which_capability() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("diag-cap").unwrap();
-    let dir = TempDir::new("diag-cap");
+    let (ns, dir) = lab::netns_or_skip!("diag-cap");
     let conf = lab::fill(
         NFLOG_CONF,
         &[
@@ -115,9 +111,7 @@ fn conntrack_accounting_and_timestamps_off_are_named_with_the_sysctl() {
 
 #[test]
 fn a_spool_directory_that_cannot_be_made_names_the_path_and_the_way_out() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("diag-spool").unwrap();
-    let dir = TempDir::new("diag-spool");
+    let (ns, dir) = lab::netns_or_skip!("diag-spool");
     // Root may write anywhere, so the directory is made impossible instead:
     // its parent is a regular file.
     let blocker = dir.path().join("not-a-dir");
@@ -133,9 +127,7 @@ fn a_spool_directory_that_cannot_be_made_names_the_path_and_the_way_out() {
 
 #[test]
 fn a_logfile_that_cannot_be_opened_names_the_line_and_the_path() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("diag-log").unwrap();
-    let dir = TempDir::new("diag-log");
+    let (ns, dir) = lab::netns_or_skip!("diag-log");
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
     let conf = format!(

@@ -215,9 +215,7 @@ fn fragments(v6: bool, req: usize, rep: usize) -> ((u64, u64), (u64, u64)) {
 
 #[test]
 fn flows_of_a_capture_file_match_argus_and_tshark() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("flowcap").unwrap();
-    let dir = TempDir::new("flowcap");
+    let (ns, dir) = lab::netns_or_skip!("flowcap");
     let d = dir.path();
     let pcap = d.join("lo.pcap");
     // IPv6's minimum MTU, so the large UDP datagrams are fragmented.

@@ -9,7 +9,7 @@
 //! flow_ipfix_updates` (root needed).
 
 use rulogd_tests::nfcapd::{num, Nfcapd};
-use rulogd_tests::{self as lab, Netns, TempDir};
+use rulogd_tests::{self as lab};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -60,9 +60,7 @@ fn conversation(server: SocketAddr) {
 
 #[test]
 fn a_long_flow_reaches_nfcapd_as_updates_whose_deltas_sum_to_its_totals() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("flowupd").unwrap();
-    let dir = TempDir::new("flowupd");
+    let (ns, dir) = lab::netns_or_skip!("flowupd");
     let d = dir.path();
     let pcap = d.join("lo.pcap");
     let c = lab::capture::tcpdump_lo(&ns, &pcap, d);

@@ -18,7 +18,7 @@
 use rulogd_tests::netns::{PEER_V4, PEER_V6, VETH_MAIN};
 use rulogd_tests::nfcapd::{self, num, Nfcapd, Row};
 use rulogd_tests::traffic::{icmp_echo, tcp_client, tcp_listen, tcp_serve_once};
-use rulogd_tests::{self as lab, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, Netns, Record};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -147,9 +147,7 @@ fn rulogd_dirs(recs: &[Record]) -> BTreeMap<DirKey, (u64, u64)> {
 
 #[test]
 fn flow_totals_equal_softflowds_on_one_capture() {
-    lab::skip_unless_root!();
-    let ns = Netns::with_peer("flowsf").unwrap();
-    let dir = TempDir::new("flowsf");
+    let (ns, dir) = lab::netns_or_skip!(peer "flowsf");
     let d = dir.path();
     let pcap = d.join("veth.pcap");
     let mut args = vec!["-i", VETH_MAIN];

@@ -350,9 +350,7 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
 /// stack wrote, with its packets and bytes per direction.
 #[test]
 fn flow_records_from_a_capture_file_reach_nfcapd() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("ipfix-flow").unwrap();
-    let dir = TempDir::new("ipfix-flow");
+    let (ns, dir) = lab::netns_or_skip!("ipfix-flow");
     let port = lab::free_port();
     let col = Nfcapd::start(&ns, port, &dir.path().join("col"), None);
     let pcap =

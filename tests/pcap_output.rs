@@ -7,7 +7,7 @@
 //! -p rulogd-tests --test pcap_output` (root needed).
 
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -118,9 +118,7 @@ fn same_packets(u: &[Pkt], r: &[Pkt], what: &str) {
 
 #[test]
 fn packets_read_back_and_survive_rotation() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("pcap").unwrap();
-    let dir = TempDir::new("pcap");
+    let (ns, dir) = lab::netns_or_skip!("pcap");
     let files: Vec<PathBuf> = ["u.pcap", "r.pcap"]
         .iter()
         .map(|f| dir.path().join(f))

@@ -240,9 +240,7 @@ fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
 
 #[test]
 fn a_plugin_that_refuses_its_config_stops_the_start_with_its_reason() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("plugcfg").unwrap();
-    let dir = TempDir::new("plugcfg");
+    let (ns, dir) = lab::netns_or_skip!("plugcfg");
     let csv = csv_plugin(dir.path());
     let (portdrop, _, _) = rust_plugins();
     let run = |name: &str, conf: String| {

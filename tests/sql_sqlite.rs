@@ -176,9 +176,7 @@ fn rows_equal_ulogd2_rows_for_the_same_packets() {
 
 #[test]
 fn a_table_whose_columns_no_key_feeds_is_a_start_up_error_naming_them() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("sqlbad").unwrap();
-    let dir = TempDir::new("sqlbad");
+    let (ns, dir) = lab::netns_or_skip!("sqlbad");
     let db = dir.path().join("bad.db");
     create(
         &db,

@@ -270,9 +270,7 @@ fn check(r: &Record, s: &Sent) {
 
 #[test]
 fn clients_at_once_and_a_bad_one() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("us").unwrap();
-    let dir = TempDir::new("us");
+    let (ns, dir) = lab::netns_or_skip!("us");
     let json = dir.path().join("out.json");
     let sock = dir.path().join("u.sock");
     // A socket file left by a daemon that died: replaced at start.
@@ -362,9 +360,7 @@ fn clients_at_once_and_a_bad_one() {
 
 #[test]
 fn differential_single_client() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("usd").unwrap();
-    let dir = TempDir::new("usd");
+    let (ns, dir) = lab::netns_or_skip!("usd");
     let mut daemons = Vec::new();
     for (kind, name) in [(Kind::Ulogd, "ulogd"), (Kind::Rulogd, "rulogd")] {
         let json = dir.path().join(format!("{name}.json"));

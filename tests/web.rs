@@ -7,7 +7,7 @@
 
 use rulogd_tests as lab;
 use rulogd_tests::webdriver::Browser;
-use rulogd_tests::{Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{Daemon, Kind, Netns, Record};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -232,9 +232,7 @@ fn digits(s: &str) -> u64 {
 
 #[test]
 fn the_page_shows_the_flows_by_direction_and_a_host_on_click() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("web").unwrap();
-    let dir = TempDir::new("web");
+    let (ns, dir) = lab::netns_or_skip!("web");
     let d = dir.path();
     let pcap = d.join("flows.pcap");
     let want = write_pcap(&pcap);

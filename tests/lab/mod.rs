@@ -49,6 +49,27 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// The start of most kernel tests: returns from the test when it cannot
+/// run (see [`require_root`]), else makes a namespace ([`Netns::new`], or
+/// [`Netns::with_peer`] after `peer`) and a [`TempDir`], both named `tag`.
+#[macro_export]
+macro_rules! netns_or_skip {
+    ($tag:expr) => {{
+        $crate::skip_unless_root!();
+        (
+            $crate::Netns::new($tag).unwrap(),
+            $crate::TempDir::new($tag),
+        )
+    }};
+    (peer $tag:expr) => {{
+        $crate::skip_unless_root!();
+        (
+            $crate::Netns::with_peer($tag).unwrap(),
+            $crate::TempDir::new($tag),
+        )
+    }};
+}
+
 /// The `[global]` section most test configs open with (the log file that
 /// [`Daemon::start`] fills in, loglevel 3) and the given `stack=` lines, as
 /// one literal for `concat!`.
