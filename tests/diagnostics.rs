@@ -3,7 +3,7 @@
 //! timestamps off, a spool directory or a logfile that cannot be made. Each
 //! is one line that says what to do.
 
-use rulogd_tests::{self as lab, Daemon, Netns, TempDir};
+use rulogd_tests::{self as lab, Daemon, Netns};
 use std::path::Path;
 use std::process::Output;
 
@@ -82,10 +82,8 @@ fn without_cap_net_admin_the_start_says_which_capability() {
 
 #[test]
 fn conntrack_accounting_and_timestamps_off_are_named_with_the_sysctl() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("diag-ct").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("diag-ct");
     ns.conntrack_sysctls(false, false);
-    let dir = TempDir::new("diag-ct");
     let json = dir.path().join("ct.json");
     let conf = format!(
         "[global]\nlogfile=\"{{LOGFILE}}\"\nstack=ct1:NFCT,ip2str1:IP2STR,json1:JSON\n[json1]\nfile=\"{}\"\n",

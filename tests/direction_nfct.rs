@@ -8,7 +8,7 @@
 
 use rulogd_tests::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
 use rulogd_tests::traffic::udp_send;
-use rulogd_tests::{self as lab, Daemon, Netns, TempDir};
+use rulogd_tests::{self as lab, Daemon};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,12 +33,10 @@ fn sa(ip: &str, port: u16) -> SocketAddr {
 
 #[test]
 fn conntrack_flows_get_their_direction_by_home_net() {
-    lab::skip_unless_root!();
-    let ns = Netns::with_peer("dirct").unwrap();
+    let (ns, dir) = lab::netns_or_skip!(peer "dirct");
     // A rule that needs conntrack makes the namespace track its traffic.
     ns.nft("table inet t {\n chain out {\n  type filter hook output priority 0;\n  ct state new counter\n }\n}\n")
         .unwrap();
-    let dir = TempDir::new("dirct");
     let json = dir.path().join("flows.json");
     // The namespace's own addresses, and IPv4 loopback (IPv6's stays out).
     let home = format!("{MAIN_V4}/32, {MAIN_V6}/128 127.0.0.0/8");

@@ -8,8 +8,8 @@
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
 //! flow_ipfix_updates` (root needed).
 
+use rulogd_tests as lab;
 use rulogd_tests::nfcapd::{num, Nfcapd};
-use rulogd_tests::{self as lab};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! test spells out the ones with their own names.
 
 use rulogd_tests::traffic::udp_send;
-use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -96,14 +96,12 @@ fn series_of(set: &str, label: &str) -> (String, BTreeMap<String, String>) {
 
 #[test]
 fn every_counter_scraped_under_load_equals_the_exit_summary() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("metrics").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("metrics");
     let group = 31;
     ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport 9999 counter name \"c\" log group {group}"
     )))
     .unwrap();
-    let dir = TempDir::new("metrics");
     let json = dir.path().join("out.json");
     let port = 9560;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

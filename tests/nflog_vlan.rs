@@ -10,7 +10,7 @@
 
 use rulogd_tests::netns::{VETH_MAIN, VETH_PEER};
 use rulogd_tests::pcapgen::{Pcap, L4};
-use rulogd_tests::{self as lab, Daemon, Netns, TempDir};
+use rulogd_tests::{self as lab, Daemon, Netns};
 use std::time::Duration;
 
 /// Sends each frame as it is on `dev` (an AF_PACKET raw socket).
@@ -78,15 +78,13 @@ fn run(ns: &Netns, peer: bool, args: &[&str]) {
 
 #[test]
 fn bridged_tagged_frames_carry_their_vlan_id_into_packets_and_flows() {
-    lab::skip_unless_root!();
-    let ns = Netns::with_peer("nflvlan").unwrap();
+    let (ns, dir) = lab::netns_or_skip!(peer "nflvlan");
     // The main side's veth becomes a bridge port (its address stays, unused).
     run(&ns, false, &["link", "add", "br0", "type", "bridge"]);
     run(&ns, false, &["link", "set", VETH_MAIN, "master", "br0"]);
     run(&ns, false, &["link", "set", "br0", "up"]);
     ns.nft("table bridge t {\n chain pre {\n  type filter hook prerouting priority 0;\n  udp dport { 7801, 7802 } log group 78\n }\n}\n")
         .unwrap();
-    let dir = TempDir::new("nflvlan");
     let (pkts, flows) = (dir.path().join("pkts.json"), dir.path().join("flows.json"));
     let conf = lab::fill(
         CONF,

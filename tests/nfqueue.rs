@@ -239,10 +239,8 @@ fn check(r: &Record, ports: (u16, u16)) {
 
 #[test]
 fn logged_delivered_and_bypassed() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("nfq").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("nfq");
     ruleset(&ns);
-    let dir = TempDir::new("nfq");
     let listener = Listener::new(&ns);
     let (mut d, json) = start(&ns, &dir, "");
 
@@ -314,10 +312,8 @@ fn logged_delivered_and_bypassed() {
 
 #[test]
 fn verdict_mark_is_seen_by_later_rules() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("nfqm").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("nfqm");
     ruleset(&ns);
-    let dir = TempDir::new("nfqm");
     let listener = Listener::new(&ns);
     let (mut d, json) = start(
         &ns,
@@ -344,10 +340,8 @@ fn verdict_mark_is_seen_by_later_rules() {
 /// packet is delivered by the verdict, not by the queue's fail-open.
 #[test]
 fn verdicts_after_the_uid_drop_still_deliver() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("nfqu").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("nfqu");
     ruleset(&ns);
-    let dir = TempDir::new("nfqu");
     // nobody must be able to write its JSON file.
     std::fs::set_permissions(
         dir.path(),

@@ -10,7 +10,7 @@
 
 use rulogd_tests::plugins::{csv_plugin, rust_plugins, s};
 use rulogd_tests::traffic::{tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Record};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -36,15 +36,13 @@ const GROUP: u16 = 31;
 
 #[test]
 fn c_output_and_rust_filter_match_json_record_by_record() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("plugins").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("plugins");
     ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport {{ 9999, 5353 }} counter name \"c\" log prefix \"ext,plug\" group {GROUP}\n\
          \x20 tcp dport 5555 counter name \"c\" log prefix \"ext tcp\" group {GROUP}\n\
          \x20 tcp sport 5555 counter name \"c\" log prefix \"ext tcp\" group {GROUP}"
     )))
     .unwrap();
-    let dir = TempDir::new("plugins");
     let csv = csv_plugin(dir.path());
     let (portdrop, _, _) = rust_plugins();
     let (kept, all, rows) = (
@@ -135,14 +133,12 @@ fn c_output_and_rust_filter_match_json_record_by_record() {
 
 #[test]
 fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("plugpanic").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("plugpanic");
     let group = GROUP + 1;
     ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport {{ 9999, 5353 }} counter name \"c\" log prefix \"p\" group {group}"
     )))
     .unwrap();
-    let dir = TempDir::new("plugpanic");
     let (_, panicky, lines) = rust_plugins();
     let (boom, all, rows) = (
         dir.path().join("boom.json"),
@@ -198,14 +194,12 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
 
 #[test]
 fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("plughup").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("plughup");
     let group = GROUP + 2;
     ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport 9999 counter name \"c\" log prefix \"h\" group {group}"
     )))
     .unwrap();
-    let dir = TempDir::new("plughup");
     let csv = csv_plugin(dir.path());
     let (rows, old) = (dir.path().join("rows.csv"), dir.path().join("rows.csv.1"));
     let conf = format!(

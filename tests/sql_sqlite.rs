@@ -134,15 +134,13 @@ fn same(col: &str, u: &Value, r: &Value) -> bool {
 
 #[test]
 fn rows_equal_ulogd2_rows_for_the_same_packets() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("sqld").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("sqld");
     ns.nft(
         "table inet t {\n chain in {\n  type filter hook input priority 0;\n\
          \x20 log prefix \"IN\" group 51\n  log prefix \"IN\" group 52\n\
          \x20 udp dport 9999 drop\n }\n}\n",
     )
     .unwrap();
-    let dir = TempDir::new("sqld");
     let (udb, rdb) = (dir.path().join("u.db"), dir.path().join("r.db"));
     create(&udb, "pkt", COLUMNS);
     create(&rdb, "pkt", COLUMNS);
@@ -210,11 +208,9 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
 
 #[test]
 fn a_table_name_with_strftime_fields_is_created_from_the_template() {
-    lab::skip_unless_root!();
-    let ns = Netns::new("sqlpart").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("sqlpart");
     ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  log group 55\n }\n}\n")
         .unwrap();
-    let dir = TempDir::new("sqlpart");
     let db = dir.path().join("part.db");
     create(&db, "tmpl", &["oob_time_sec", "ip_saddr_str"]);
     let text = conf(55, &db, "ulog_%Y_%m_%d") + "template=\"tmpl\"\n";
