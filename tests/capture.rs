@@ -69,14 +69,8 @@ fn tshark(pcap: &Path) -> Vec<Vec<String>> {
         ])
         .args(["-e", "icmpv6.type"])
         .env("TZ", "UTC")
-        .output()
-        .expect("tshark (Debian's tshark package)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+        .output();
+    lab::check_output("tshark (Debian's tshark package)", out)
         .lines()
         .map(|l| l.split('|').map(String::from).collect())
         .collect()

@@ -73,15 +73,8 @@ fn tcpdump(path: &Path) -> Vec<String> {
         .args(["-r"])
         .arg(path)
         .args(["-nn", "-tt"])
-        .output()
-        .expect("run tcpdump");
-    assert!(
-        out.status.success(),
-        "tcpdump -r {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+        .output();
+    lab::check_output(&format!("tcpdump -r {}", path.display()), out)
         .lines()
         .map(str::to_string)
         .collect()

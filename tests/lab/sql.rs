@@ -18,14 +18,8 @@ pub fn sqlite3(db: &Path, sql: &str, user: Option<(u32, u32)>) -> String {
         .args(["-cmd", ".timeout 5000"])
         .arg(db)
         .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .output();
+    crate::check_output(&format!("sqlite3 {sql}"), out)
 }
 
 /// Asserts that a refused start's `log` names the instance, the table and
