@@ -13,18 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
 [json1]
 file=\"{JSON}\"
-";
+"
+);
 
 /// Some pings and UDP datagrams over loopback, IPv4 and IPv6.
 fn traffic(ns: &Netns) {
@@ -39,17 +37,7 @@ fn traffic(ns: &Netns) {
 
 /// Runs rulogd on `pcap` until it exits; its exit code, records and log.
 fn run(dir: &Path, tag: &str, pcap: &Path) -> (Option<i32>, Vec<Record>, String) {
-    let json = dir.join(format!("{tag}.json"));
-    let log = dir.join(format!("{tag}.log"));
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(pcap)),
-            ("JSON", lab::path_str(&json)),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(dir, tag, &conf, &json, &log);
+    let f = rulogd_tests::daemon::run_capture(None, dir, tag, CONF, pcap, &[]);
     (f.code, f.records, f.log)
 }
 
@@ -81,14 +69,8 @@ fn tshark(pcap: &Path) -> Vec<Vec<String>> {
         ])
         .args(["-e", "icmpv6.type"])
         .env("TZ", "UTC")
-        .output()
-        .expect("tshark (Debian's tshark package)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+        .output();
+    lab::check_output("tshark (Debian's tshark package)", out)
         .lines()
         .map(|l| l.split('|').map(String::from).collect())
         .collect()
@@ -149,11 +131,7 @@ fn compare(tag: &str, recs: &[Record], want: &[Vec<String>]) {
 
 #[test]
 fn capture_files_of_every_kind_become_one_record_per_packet() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("capture").unwrap();
-    let dir = TempDir::new("capture");
+    let (ns, dir) = lab::netns_or_skip!("capture");
     let d = dir.path();
     let p = |n: &str| -> PathBuf { d.join(n) };
     let filter = "icmp or udp port 9999";
@@ -243,12 +221,9 @@ fn capture_files_of_every_kind_become_one_record_per_packet() {
     );
 }
 
-const LIVE_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON
-
+const LIVE_CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 interface=\"rlv0\"
 filter=\"icmp or udp port 9999\"
@@ -256,27 +231,18 @@ filter=\"icmp or udp port 9999\"
 [json1]
 file=\"{JSON}\"
 sync=1
-";
+"
+);
 
 #[test]
 fn live_capture_on_a_veth_gives_one_record_per_packet_with_its_addresses() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     use rulogd_tests::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
     let ns = Netns::with_peer("caplive").unwrap();
     let dir = TempDir::new("caplive");
     let json = dir.path().join("live.json");
     let conf = lab::fill(LIVE_CONF, &[("JSON", lab::path_str(&json))]);
-    let mut d = rulogd_tests::Daemon::start(
-        &ns,
-        rulogd_tests::Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let mut d = rulogd_tests::Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     // A listener, so the datagrams cause no ICMP errors.
     let (v4, v6) = ns.run_in_thread(|| {
         (

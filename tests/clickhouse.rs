@@ -21,40 +21,35 @@
 
 use rulogd_tests::clickhouse::{self, Chdb, ClickHouse, Server, PASS, USER};
 use rulogd_tests::traffic::{
-    icmp_echo, tcp_session, udp_send, udp_send_paced, udp_send_paced_connected,
+    conntrack_flows, tcp_session, udp_send_paced, udp_send_paced_connected, Mix,
 };
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::Duration;
 
 const PACKETS_SQL: &str = include_str!("../conf/sql/clickhouse-packets.sql");
 
 /// Two stacks sharing one NFLOG input (one tree): JSON, the reference, and
 /// CLICKHOUSE see the very same records.
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE
-
-[log1]
-group={G1}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON",
+        "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE"
+    ),
+    "\n",
+    lab::conf_nflog!(),
+    "\n\
 [json1]
 file=\"{JSON}\"
 sync=1
 
-[ch1]
-url=\"{URL}\"
-table=\"packets\"
-user=\"{USER}\"
-password=\"{PASS}\"
+",
+    lab::conf_clickhouse!("packets"),
+    "\
 batch_age=200
 reconnect=1
 spool_dir=\"{SPOOL}\"
-";
+"
+);
 
 /// The compared keys and the query expression that gives each as JSON
 /// shows it (addresses as IP2STR's text; `\N` for a key a packet lacks).
@@ -178,7 +173,7 @@ fn setup_with(
     let conf = lab::fill(
         &conf,
         &[
-            ("G1", g1.to_string()),
+            ("GROUP", g1.to_string()),
             ("JSON", lab::path_str(&json)),
             ("URL", ch.url()),
             ("USER", USER.to_string()),
@@ -187,15 +182,7 @@ fn setup_with(
         ],
     );
     let conf = (v.edit)(conf, dir.path());
-    let daemon = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[g1],
-        outputs,
-    );
+    let daemon = Daemon::rulogd(&ns, dir.path(), &conf, &[g1], outputs);
     Setup {
         ns,
         ch,
@@ -233,27 +220,8 @@ fn compare_table(
     });
     s.daemon.stop();
     let recs = lab::read_records(&s.json);
-    let mut want: Vec<String> = recs
-        .iter()
-        .map(|r| {
-            fields
-                .iter()
-                .map(|(k, _)| clickhouse::tsv_value(r.get(k)))
-                .collect::<Vec<_>>()
-                .join("\t")
-        })
-        .collect();
-    let cols: Vec<&str> = fields.iter().map(|(_, e)| *e).collect();
-    let mut got: Vec<String> =
-        s.ch.query(&format!(
-            "SELECT {} FROM {table} FORMAT TabSeparated",
-            cols.join(", ")
-        ))
-        .lines()
-        .map(str::to_string)
-        .collect();
-    want.sort();
-    got.sort();
+    let want = clickhouse::json_rows(&recs, fields);
+    let got = clickhouse::table_rows(&*s.ch, table, fields);
     assert!(
         ok,
         "JSON has {} records, ClickHouse {} rows; rulogd log:\n{}",
@@ -278,56 +246,23 @@ fn compare_table(
     (s.ns, s.ch)
 }
 
-fn mixed_traffic(ns: &Netns) {
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
-        tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x42, 1, 3).unwrap(),
-            3
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
-    });
-}
-
 #[test]
 fn packets_equal_json_records() {
-    if !debian_ok() {
+    if !clickhouse::debian_ready() {
         return;
     }
     let s = setup("chpkt", 71, false, debian);
-    mixed_traffic(&s.ns);
+    s.ns.run_in_thread(|| Mix::SQL.send());
     compare(s, 30);
-}
-
-fn debian_ok() -> bool {
-    let ok = lab::require_root() && clickhouse::available();
-    if !ok {
-        eprintln!("skipped: needs root and clickhouse-server");
-    }
-    ok
-}
-
-fn chdb_ok() -> bool {
-    if !lab::require_root() || !clickhouse::chdb_available() {
-        eprintln!(
-            "skipped: needs root, curl and the chdb-core wheel unpacked at {}",
-            clickhouse::chdb_path().display()
-        );
-        return false;
-    }
-    true
 }
 
 #[test]
 fn current_engine_packets_equal_json_records() {
-    if !chdb_ok() {
+    if !clickhouse::chdb_ready() {
         return;
     }
     let s = setup("chdbpkt", 76, false, current);
-    mixed_traffic(&s.ns);
+    s.ns.run_in_thread(|| Mix::SQL.send());
     compare(s, 30);
 }
 
@@ -335,11 +270,11 @@ fn current_engine_packets_equal_json_records() {
 /// same deduplication token, and the engine keeps one copy.
 #[test]
 fn current_engine_retry_after_lost_answer_keeps_one_copy() {
-    if !chdb_ok() {
+    if !clickhouse::chdb_ready() {
         return;
     }
     let s = setup("chdbdup", 77, false, current);
-    mixed_traffic(&s.ns);
+    s.ns.run_in_thread(|| Mix::SQL.send());
     assert!(lab::wait_until(Duration::from_secs(15), || s
         .ch
         .count("SELECT count() FROM packets")
@@ -365,17 +300,16 @@ fn current_engine_retry_after_lost_answer_keeps_one_copy() {
 /// as repeated keys, a lost one as fewer rows than the rule counted.
 #[test]
 fn server_restart_loses_and_doubles_nothing() {
-    if !debian_ok() {
+    if !clickhouse::debian_ready() {
         return;
     }
     const RATE: u64 = 20_000;
     const SECS: u64 = 22;
     let g1 = 73;
     // Only the test's datagrams: the inserts on lo must not be logged.
-    let rules = format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9999 counter name \"c\" log prefix \"IN\" group {g1} drop\n }}\n}}\n"
-    );
+    let rules = lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log prefix \"IN\" group {g1} drop"
+    ));
     let alone = Variant {
         rules: &rules,
         with_json: false,
@@ -423,7 +357,7 @@ fn server_restart_loses_and_doubles_nothing() {
 
 #[test]
 fn server_down_at_start_loses_nothing() {
-    if !debian_ok() {
+    if !clickhouse::debian_ready() {
         return;
     }
     // The columns are unknown until the server is back: rows are rendered
@@ -455,7 +389,7 @@ fn spool_bytes(s: &Setup) -> u64 {
 /// which only a deduplicating table on a current engine keeps once.
 fn sigkill_with_rows_spooled(tag: &str, g1: u16, server: fn(&str, &Netns) -> Box<dyn Server>) {
     let mut s = setup(tag, g1, false, server);
-    mixed_traffic(&s.ns);
+    s.ns.run_in_thread(|| Mix::SQL.send());
     assert!(lab::wait_until(Duration::from_secs(15), || s
         .ch
         .count("SELECT count() FROM packets")
@@ -482,22 +416,14 @@ fn sigkill_with_rows_spooled(tag: &str, g1: u16, server: fn(&str, &Netns) -> Box
         .running()));
     let conf = std::fs::read_to_string(s.dir.path().join("rulogd.conf")).unwrap();
     s.ch.start();
-    let d = Daemon::start(
-        &s.ns,
-        Kind::Rulogd,
-        s.dir.path(),
-        "rulogd",
-        &conf,
-        &[g1],
-        &[&s.json],
-    );
+    let d = Daemon::rulogd(&s.ns, s.dir.path(), &conf, &[g1], &[&s.json]);
     drop(std::mem::replace(&mut s.daemon, d));
     compare(s, n + 30);
 }
 
 #[test]
 fn sigkill_with_rows_spooled_then_restart_lands_every_record_once() {
-    if !debian_ok() {
+    if !clickhouse::debian_ready() {
         return;
     }
     sigkill_with_rows_spooled("chkill", 78, debian);
@@ -505,7 +431,7 @@ fn sigkill_with_rows_spooled_then_restart_lands_every_record_once() {
 
 #[test]
 fn current_engine_sigkill_with_rows_spooled_lands_every_record_once() {
-    if !chdb_ok() {
+    if !clickhouse::chdb_ready() {
         return;
     }
     sigkill_with_rows_spooled("chdbkill", 79, current);
@@ -514,25 +440,23 @@ fn current_engine_sigkill_with_rows_spooled_lands_every_record_once() {
 const FLOWS_SQL: &str = include_str!("../conf/sql/clickhouse-flows.sql");
 
 /// NFCT into JSON and, in the same tree, into the shipped flows table.
-const NFCT_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-stack=ct1:NFCT,ip2str1:IP2STR,ch1:CLICKHOUSE
-
+const NFCT_CONF: &str = concat!(
+    lab::conf_global!(
+        "ct1:NFCT,ip2str1:IP2STR,json1:JSON",
+        "ct1:NFCT,ip2str1:IP2STR,ch1:CLICKHOUSE"
+    ),
+    "\n\
 [json1]
 file=\"{JSON}\"
 sync=1
 
-[ch1]
-url=\"{URL}\"
-table=\"flows\"
-user=\"{USER}\"
-password=\"{PASS}\"
+",
+    lab::conf_clickhouse!("flows"),
+    "\
 batch_age=200
 spool_dir=\"{SPOOL}\"
-";
+"
+);
 
 /// The compared NFCT keys and their query expressions (JSON names the
 /// original direction's addresses src_ip and dest_ip).
@@ -569,21 +493,11 @@ const FLOW_FIELDS: &[(&str, &str)] = &[
 
 #[test]
 fn conntrack_flows_equal_json_records() {
-    if !debian_ok() {
+    if !clickhouse::debian_ready() {
         return;
     }
     let tag = "chct";
-    let ns = Netns::new(tag).unwrap();
-    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n")
-        .unwrap();
-    for k in ["acct", "timestamp"] {
-        let st = ns
-            .command("sysctl")
-            .args(["-qw", &format!("net.netfilter.nf_conntrack_{k}=1")])
-            .status()
-            .unwrap();
-        assert!(st.success(), "sysctl nf_conntrack_{k}");
-    }
+    let ns = Netns::with_conntrack(tag, true, true);
     let ch: Box<dyn Server> = debian(tag, &ns);
     ch.query(FLOWS_SQL);
     ch.query("ALTER TABLE flows ADD COLUMN ct_id UInt32");
@@ -599,27 +513,9 @@ fn conntrack_flows_equal_json_records() {
             ("SPOOL", lab::path_str(&dir.path().join("spool"))),
         ],
     );
-    let daemon = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
-    ns.run_in_thread(|| {
-        rulogd_tests::traffic::udp_echo("127.0.0.1:7001".parse().unwrap(), 3, 64);
-        rulogd_tests::traffic::udp_echo("[::1]:7001".parse().unwrap(), 2, 100);
-        tcp_session("127.0.0.1:7002".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:7002".parse().unwrap(), 1000, 200).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x51, 1, 2).unwrap(),
-            2
-        );
-    });
-    let out = ns.command("conntrack").arg("-F").output().unwrap();
-    assert!(out.status.success(), "conntrack -F: {out:?}");
+    let daemon = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
+    ns.run_in_thread(|| conntrack_flows(7001, false));
+    ns.conntrack_flush();
     let s = Setup {
         ns,
         ch,
@@ -643,7 +539,7 @@ fn conntrack_flows_equal_json_records() {
 /// a file, land with the values JSON shows.
 #[test]
 fn a_made_table_gzip_bodies_and_a_password_file_land_every_record() {
-    if !debian_ok() {
+    if !clickhouse::debian_ready() {
         return;
     }
     let g1 = 82;
@@ -668,7 +564,7 @@ fn a_made_table_gzip_bodies_and_a_password_file_land_every_record() {
         edit: &edit,
     };
     let s = setup_with("chopt", g1, false, debian, made);
-    mixed_traffic(&s.ns);
+    s.ns.run_in_thread(|| Mix::SQL.send());
     // The daemon's log is written behind it: wait for the lines.
     let path = s.dir.path().join("rulogd.log");
     let log = || std::fs::read_to_string(&path).unwrap_or_default();

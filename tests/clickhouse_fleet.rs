@@ -19,7 +19,7 @@
 
 use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
 use rulogd_tests::traffic::udp_send_paced_connected;
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::{Duration, Instant};
 
 const PACKETS_SQL: &str = include_str!("../conf/sql/clickhouse-packets.sql");
@@ -30,23 +30,13 @@ const SENSORS: usize = 8;
 /// the table, everything else is the output's defaults (batches of up to
 /// 100000 rows or 1 s, reconnect after at most 2 s, spool under
 /// $STATE_DIRECTORY).
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE
-
-[log1]
-group={G}
-netlink_socket_buffer_size=33554432
-netlink_socket_buffer_maxsize=67108864
-
-[ch1]
-url=\"{URL}\"
-table=\"packets\"
-user=\"{USER}\"
-password=\"{PASS}\"
-";
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,ch1:CLICKHOUSE"),
+    "\n",
+    lab::conf_nflog!(33554432, 67108864),
+    "\n",
+    lab::conf_clickhouse!("packets")
+);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -84,30 +74,21 @@ fn sensor(i: usize, hub: &Netns, ch: &ClickHouse) -> Sensor {
     let group = 80 + i as u16;
     let prefix = format!("S{i}");
     // Only the sensor's own datagrams (not the inserts' answers on rls0).
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9999 counter name \"c\" log prefix \"{prefix}\" group {group} drop\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log prefix \"{prefix}\" group {group} drop"
+    )))
     .unwrap();
     let dir = TempDir::new(&format!("chs{i}"));
     let conf = lab::fill(
         CONF,
         &[
-            ("G", group.to_string()),
+            ("GROUP", group.to_string()),
             ("URL", ch.url_at(&hub_ip)),
             ("USER", USER.to_string()),
             ("PASS", PASS.to_string()),
         ],
     );
-    let daemon = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[],
-    );
+    let daemon = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[]);
     Sensor {
         ns,
         group,
@@ -133,8 +114,7 @@ fn cpu_secs(pid: u32) -> f64 {
 
 #[test]
 fn fleet_of_eight_sensors_one_server_restart_every_record_once() {
-    if !lab::require_root() || !clickhouse::available() {
-        eprintln!("skipped: needs root and clickhouse-server");
+    if !clickhouse::debian_ready() {
         return;
     }
     let total_rate = env_u64("RULOGD_FLEET_RATE", 100_000);

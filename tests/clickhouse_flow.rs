@@ -11,38 +11,25 @@
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
 //! clickhouse_flow` (root; clickhouse-server installed).
 
-use rulogd_tests::clickhouse::{self, ClickHouse, Server, PASS, USER};
+use rulogd_tests::clickhouse::{self, ClickHouse, PASS, USER};
 
 use rulogd_tests::{self as lab, Netns, TempDir};
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,ch1:CLICKHOUSE
-
-[cap1]
-file=\"{PCAP}\"
-
-[flow1]
-home_net=\"10.1.0.0/16\"
-active_timeout=1
-tcp_linger=1
-start_records=1
-
-[json1]
-file=\"{JSON}\"
-
-[ch1]
-url=\"{URL}\"
-table=\"flows\"
-user=\"{USER}\"
-password=\"{PASS}\"
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,ch1:CLICKHOUSE"
+    ),
+    "\n",
+    lab::conf_mixed_flows!(),
+    "\n",
+    lab::conf_clickhouse!("flows"),
+    "\
 create=\"flow\"
 batch_age=200
 spool_dir=\"{SPOOL}\"
-";
+"
+);
 
 /// The JSON key compared and the query expression that gives it as JSON
 /// shows it (`\\N` where a record lacks the key).
@@ -88,8 +75,7 @@ const FIELDS: &[(&str, &str)] = &[
 
 #[test]
 fn every_flow_row_equals_its_json_record_end_reason_included() {
-    if !lab::require_root() || !clickhouse::available() {
-        eprintln!("skipped: needs root and clickhouse-server");
+    if !clickhouse::debian_ready() {
         return;
     }
     let tag = "chflow";
@@ -99,47 +85,19 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
     let d = dir.path();
     let pcap = d.join("flows.pcap");
     rulogd_tests::pcapgen::mixed_flows(&pcap);
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf_path = d.join("rulogd.conf");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("URL", ch.url()),
-            ("USER", USER.to_string()),
-            ("PASS", PASS.to_string()),
-            ("SPOOL", lab::path_str(&d.join("spool"))),
-        ],
-    );
-    std::fs::write(&conf_path, conf).unwrap();
+    let vars = [
+        ("URL", ch.url()),
+        ("USER", USER.to_string()),
+        ("PASS", PASS.to_string()),
+        ("SPOOL", lab::path_str(&d.join("spool"))),
+    ];
     // In the namespace, where the server listens; CAPTURE's end of file
     // ends the run, and the output hands its last batch over first.
-    let out = ns
-        .command("timeout")
-        .arg("60")
-        .arg(rulogd_tests::daemon::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .env("STATE_DIRECTORY", d.join("state"))
-        .output()
-        .unwrap();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(out.status.code(), Some(0), "{out:?}\n{log_text}");
-    let recs = lab::read_records(&json);
-    let mut want: Vec<String> = recs
-        .iter()
-        .map(|r| {
-            FIELDS
-                .iter()
-                .map(|(k, _)| clickhouse::tsv_value(r.get(k)))
-                .collect::<Vec<_>>()
-                .join("\t")
-        })
-        .collect();
-    want.sort();
+    let f = rulogd_tests::daemon::run_capture(Some(&ns), d, "rulogd", CONF, &pcap, &vars);
+    let log_text = f.log;
+    assert_eq!(f.code, Some(0), "{log_text}");
+    let recs = f.records;
+    let want = clickhouse::json_rows(&recs, FIELDS);
     let col = |k: &str| FIELDS.iter().position(|f| f.0 == k).unwrap();
     for (k, v) in [
         ("flow.type", "start"),
@@ -158,16 +116,7 @@ fn every_flow_row_equals_its_json_record_end_reason_included() {
             "no JSON record with {k} = {v}: {want:#?}"
         );
     }
-    let cols: Vec<&str> = FIELDS.iter().map(|(_, e)| *e).collect();
-    let mut got: Vec<String> = ch
-        .query(&format!(
-            "SELECT {} FROM flows FORMAT TabSeparated",
-            cols.join(", ")
-        ))
-        .lines()
-        .map(str::to_string)
-        .collect();
-    got.sort();
+    let got = clickhouse::table_rows(&ch, "flows", FIELDS);
     assert_eq!(got.len(), want.len(), "rows vs JSON records\n{log_text}");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w, "ClickHouse row vs JSON record (fields {FIELDS:?})");

@@ -256,11 +256,7 @@ fn check_refuses_each_bad_config_at_the_option_line() {
 
 #[test]
 fn a_start_fails_exactly_where_check_does_and_opens_nothing() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("cfgstart").unwrap();
-    let dir = TempDir::new("cfgstart");
+    let (ns, dir) = lab::netns_or_skip!("cfgstart");
     let bin = daemon::rulogd_bin();
     for c in cases() {
         let p = write(dir.path(), &c);
@@ -297,11 +293,7 @@ fn a_start_fails_exactly_where_check_does_and_opens_nothing() {
 
 #[test]
 fn values_at_the_edges_that_check_accepts_also_start() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("cfgedge").unwrap();
-    let dir = TempDir::new("cfgedge");
+    let (ns, dir) = lab::netns_or_skip!("cfgedge");
     let json = dir.path().join("edge.json");
     let conf = BASE
         .replace("[global]\n", "[global]\nlogfile=\"{LOGFILE}\"\n")

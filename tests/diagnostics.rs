@@ -3,7 +3,7 @@
 //! timestamps off, a spool directory or a logfile that cannot be made. Each
 //! is one line that says what to do.
 
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, Daemon, Netns};
 use std::path::Path;
 use std::process::Output;
 
@@ -43,21 +43,9 @@ const NFLOG_CONF: &str = "[global]\nstack=log1:NFLOG,base1:BASE,json1:JSON\n[log
 
 #[test]
 fn a_group_a_running_ulogd2_holds_says_so_and_what_to_do() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("diag-busy").unwrap();
-    let dir = TempDir::new("diag-busy");
+    let (ns, dir) = lab::netns_or_skip!("diag-busy");
     let json = dir.path().join("ulogd.json");
-    let ulogd = Daemon::start(
-        &ns,
-        Kind::Ulogd,
-        dir.path(),
-        "ulogd",
-        &lab::json_conf(41, &json),
-        &[41],
-        &[&json],
-    );
+    let ulogd = Daemon::ulogd(&ns, dir.path(), &lab::json_conf(41, &json), &[41], &[&json]);
     let conf = lab::fill(
         NFLOG_CONF,
         &[
@@ -73,11 +61,7 @@ fn a_group_a_running_ulogd2_holds_says_so_and_what_to_do() {
 
 #[test]
 fn without_cap_net_admin_the_start_says_which_capability() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("diag-cap").unwrap();
-    let dir = TempDir::new("diag-cap");
+    let (ns, dir) = lab::netns_or_skip!("diag-cap");
     let conf = lab::fill(
         NFLOG_CONF,
         &[
@@ -98,34 +82,14 @@ fn without_cap_net_admin_the_start_says_which_capability() {
 
 #[test]
 fn conntrack_accounting_and_timestamps_off_are_named_with_the_sysctl() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("diag-ct").unwrap();
-    for k in ["acct", "timestamp"] {
-        let st = ns
-            .command("sysctl")
-            .arg("-qw")
-            .arg(format!("net.netfilter.nf_conntrack_{k}=0"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "sysctl nf_conntrack_{k}=0");
-    }
-    let dir = TempDir::new("diag-ct");
+    let (ns, dir) = lab::netns_or_skip!("diag-ct");
+    ns.conntrack_sysctls(false, false);
     let json = dir.path().join("ct.json");
     let conf = format!(
         "[global]\nlogfile=\"{{LOGFILE}}\"\nstack=ct1:NFCT,ip2str1:IP2STR,json1:JSON\n[json1]\nfile=\"{}\"\n",
         lab::path_str(&json)
     );
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     // The output's file can exist before NFCT has said its piece.
     lab::wait_until(std::time::Duration::from_secs(10), || {
         let l = d.log_text();
@@ -145,11 +109,7 @@ fn conntrack_accounting_and_timestamps_off_are_named_with_the_sysctl() {
 
 #[test]
 fn a_spool_directory_that_cannot_be_made_names_the_path_and_the_way_out() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("diag-spool").unwrap();
-    let dir = TempDir::new("diag-spool");
+    let (ns, dir) = lab::netns_or_skip!("diag-spool");
     // Root may write anywhere, so the directory is made impossible instead:
     // its parent is a regular file.
     let blocker = dir.path().join("not-a-dir");
@@ -165,11 +125,7 @@ fn a_spool_directory_that_cannot_be_made_names_the_path_and_the_way_out() {
 
 #[test]
 fn a_logfile_that_cannot_be_opened_names_the_line_and_the_path() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("diag-log").unwrap();
-    let dir = TempDir::new("diag-log");
+    let (ns, dir) = lab::netns_or_skip!("diag-log");
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
     let conf = format!(

@@ -25,21 +25,16 @@ const ALLOWED_DIFFERENCES: &[&str] = &["tcp.offset", "tcp.reserved", "ahesp.spi"
 
 /// One stack, `{FILTERS}` between NFLOG and JSON; `{EXTRA}` holds more
 /// sections (MARK's options).
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,{FILTERS},json1:JSON
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,{FILTERS},json1:JSON"),
+    "\n",
+    lab::conf_nflog!(),
+    "\n\
 [json1]
 file=\"{FILE}\"
 sync=1
-{EXTRA}";
+{EXTRA}"
+);
 
 /// ulogd2 on group `g`, rulogd on `g + 1`, both in `ns`.
 struct Pair {
@@ -92,15 +87,8 @@ impl Pair {
     /// Waits until both daemons have read everything, stops them and
     /// returns (ulogd2's, rulogd's) records.
     fn stop(self, ns: &Netns) -> (Vec<Record>, Vec<Record>, TempDir) {
-        std::thread::sleep(Duration::from_millis(200));
-        for &g in &self.groups {
-            assert!(
-                daemon::wait_drained(ns, g, Duration::from_secs(5)),
-                "group {g} not drained"
-            );
-        }
         let [u, r] = &self.files;
-        let _ = lab::wait_until(Duration::from_secs(2), || {
+        daemon::settle(ns, &self.groups, || {
             lab::count_lines(u) == lab::count_lines(r)
         });
         let [du, dr] = self.daemons;
@@ -186,9 +174,7 @@ fn veth_traffic(ns: &Netns, port: u16) {
 /// it rewrites) in JSON, for packets with and without a hardware header.
 #[test]
 fn hwhdr_over_veth() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("fhw").unwrap();
     let pair = Pair::start(
         &ns,
@@ -316,9 +302,7 @@ fn send_icmp(dst: Ipv4Addr, ty: u8, code: u8, rest: [u8; 4]) {
 /// without MAC, and ICMP errors whose extra fields depend on the type.
 #[test]
 fn printpkt_over_veth() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("fpp").unwrap();
     // ICMP errors from the peer get their own prefix and stop there.
     let pre = twice(
@@ -423,9 +407,7 @@ fn printpkt_over_veth() {
 /// MARK with mark=1: only the packets an nft rule marked reach JSON.
 #[test]
 fn mark_passes_only_marked_packets() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("fmark").unwrap();
     let pair = Pair::start(
         &ns,
@@ -488,9 +470,7 @@ fn ftp_login(addr: SocketAddr) {
 /// empty file is checked as the reason.
 #[test]
 fn pwsniff_ftp_login() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     if daemon::oracle_mode() {
         eprintln!("skipped: ulogd2's PWSNIFF stops every record");
         return;

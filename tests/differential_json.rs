@@ -9,12 +9,8 @@
 //! Run: `cargo build --release --bins && cargo test -p rulogd-tests --test differential_json`
 //! (root needed). `RULOGD_BIN=/usr/sbin/ulogd` compares ulogd with itself.
 
-use rulogd_tests::traffic::{
-    icmp_echo, tcp_client, tcp_listen, tcp_serve_once, tcp_session, udp_send,
-};
-use rulogd_tests::{self as lab, daemon, netns, Daemon, Kind, Netns, Record, TempDir};
-use std::net::SocketAddr;
-use std::time::Duration;
+use rulogd_tests::traffic::{over_veth, tcp_session, udp_send, Mix};
+use rulogd_tests::{self as lab, daemon, netns, Daemon, Netns, Record, TempDir};
 
 /// Keys whose values may differ between ulogd2 2.0.8 and rulogd, each a
 /// deliberate difference documented in docs/COMPATIBILITY.md:
@@ -28,13 +24,12 @@ const ALLOWED_DIFFERENCES: &[&str] = &["tcp.offset", "tcp.reserved", "ahesp.spi"
 /// The accept/drop two-stack config (as in Debian's ulogd.conf): two NFLOG
 /// instances with numeric_label 1 and 0 feed the same filters and JSON
 /// instance, and `boolean_label=1` turns the label into "action".
-const TWO_STACK_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-stack=log2:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-
+const TWO_STACK_CONF: &str = concat!(
+    lab::conf_global!(
+        "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON",
+        "log2:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON"
+    ),
+    "\n\
 [log1]
 group={GROUP_A}
 numeric_label=1
@@ -51,7 +46,8 @@ netlink_socket_buffer_maxsize=16777216
 file=\"{FILE}\"
 sync=1
 boolean_label=1
-";
+"
+);
 
 /// Two daemons in one namespace, ulogd2 on `u_groups`, rulogd on `r_groups`.
 struct Pair {
@@ -75,20 +71,16 @@ impl Pair {
         let dir = TempDir::new(tag);
         let u_json = dir.path().join("ulogd.json");
         let r_json = dir.path().join("rulogd.json");
-        let ulogd = Daemon::start(
+        let ulogd = Daemon::ulogd(
             ns,
-            Kind::Ulogd,
             dir.path(),
-            "ulogd",
             &conf(u_groups, &u_json),
             u_groups,
             &[&u_json],
         );
-        let rulogd = Daemon::start(
+        let rulogd = Daemon::rulogd(
             ns,
-            Kind::Rulogd,
             dir.path(),
-            "rulogd",
             &conf(r_groups, &r_json),
             r_groups,
             &[&r_json],
@@ -107,16 +99,8 @@ impl Pair {
     /// Waits until both daemons have read everything, stops them and
     /// compares. Returns ulogd's records for extra checks.
     fn finish(self, ns: &Netns) -> Vec<Record> {
-        std::thread::sleep(Duration::from_millis(200));
-        for &g in &self.groups {
-            assert!(
-                daemon::wait_drained(ns, g, Duration::from_secs(5)),
-                "group {g} not drained"
-            );
-        }
-        // sync=1: a line is in the file once its message is processed; give
-        // the last batch a moment, then stop (SIGTERM writes what was read).
-        let _ = lab::wait_until(Duration::from_secs(2), || {
+        // Then stop: SIGTERM writes what was read.
+        daemon::settle(ns, &self.groups, || {
             lab::count_lines(&self.u_json) == lab::count_lines(&self.r_json)
         });
         let drops: Vec<String> = self
@@ -169,17 +153,14 @@ fn twice(rule: &str, g1: u16, g2: u16) -> String {
 
 /// A little of everything over loopback: UDP, TCP, ICMP echo, v4 and v6.
 fn mixed_loopback_traffic(ns: &Netns, tcp_port: u16) {
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 3, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 3, 64).unwrap();
-        tcp_session(SocketAddr::from(([127, 0, 0, 1], tcp_port)), 2000, 300).unwrap();
-        tcp_session(format!("[::1]:{tcp_port}").parse().unwrap(), 2000, 300).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x77, 1, 2).unwrap(),
-            2
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x77, 1, 2).unwrap(), 2);
-    });
+    let mix = Mix {
+        udp: 3,
+        tcp_port,
+        tcp: (2000, 300),
+        icmp_id: 0x77,
+        pings: 2,
+    };
+    ns.run_in_thread(|| mix.send());
 }
 
 /// Input and output hooks, loopback and a veth pair (Ethernet headers,
@@ -187,9 +168,7 @@ fn mixed_loopback_traffic(ns: &Netns, tcp_port: u16) {
 /// sees is logged.
 #[test]
 fn all_traffic_in_and_out() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("dmix").unwrap();
     let rules = format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n{q}{}  udp dport 9999 drop\n }}\n\
@@ -205,21 +184,7 @@ fn all_traffic_in_and_out() {
     ns.nft(&rules).unwrap();
     mixed_loopback_traffic(&ns, 5001);
     // Over the veth: a TCP session to a server in the peer, UDP and pings.
-    let listener =
-        ns.run_in_peer(|| tcp_listen(format!("{}:5002", netns::PEER_V4).parse().unwrap()).unwrap());
-    let server = tcp_serve_once(listener, 500);
-    ns.run_in_thread(|| {
-        tcp_client(format!("{}:5002", netns::PEER_V4).parse().unwrap(), 1500).unwrap();
-        assert_eq!(
-            icmp_echo(netns::PEER_V6.parse().unwrap(), 0x78, 1, 2).unwrap(),
-            2
-        );
-    });
-    server.join().unwrap().unwrap();
-    ns.run_in_peer(|| {
-        udp_send(format!("{}:9999", netns::MAIN_V4).parse().unwrap(), 2, 10).unwrap();
-        udp_send(format!("[{}]:9999", netns::MAIN_V6).parse().unwrap(), 2, 10).unwrap();
-    });
+    over_veth(&ns, 5002, (1500, 500));
     let u = pair.finish(&ns);
     for (p, hook) in [("IN", 1), ("OUT", 3)] {
         let n = u.iter().filter(|r| r.str("oob.prefix") == Some(p)).count();
@@ -236,9 +201,7 @@ fn all_traffic_in_and_out() {
 /// The accept/drop pair of stacks: numeric_label 1 and 0, boolean_label=1.
 #[test]
 fn accept_drop_two_stacks() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("dlabel").unwrap();
     let rules = format!(
         "table inet t {{\n chain in {{\n  type filter hook input priority 0;\n\
@@ -283,9 +246,7 @@ fn accept_drop_two_stacks() {
 /// in a string, so these rules are loaded as nft JSON.
 #[test]
 fn odd_prefix() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let prefix = "q\"uote \\back\\\\slash \u{fc}ber \u{2192} caf\u{e9} \u{1f600} tab\there, then more than sixty characters!";
     assert!(prefix.len() > 60 && prefix.len() <= 127, "{}", prefix.len());
     let ns = Netns::new("dpfx").unwrap();
@@ -320,9 +281,7 @@ fn odd_prefix() {
 /// only) and 60 (IPv6 + TCP header).
 #[test]
 fn truncated_by_snaplen() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("dsnap").unwrap();
     let mut rules = String::new();
     for (i, snap) in [1u16, 20, 24, 40, 60].iter().enumerate() {

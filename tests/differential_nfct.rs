@@ -13,9 +13,8 @@
 //! `RULOGD_BIN=/usr/sbin/ulogd` compares ulogd with itself.
 
 use rulogd_tests::daemon::oracle_mode;
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
+use rulogd_tests::traffic::conntrack_flows;
 use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,41 +30,17 @@ const TIME_KEYS: &[&str] = &[
 /// Largest distance between two daemons' clock readings for one event.
 const CLOCK_TOLERANCE_S: f64 = 0.5;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("ct1:NFCT,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [ct1]
 {NFCT}
 
 [json1]
 file=\"{FILE}\"
 sync=1
-";
-
-/// A namespace where conntrack runs (an nft rule needs it), with the given
-/// accounting and timestamp sysctls.
-fn conntrack_ns(tag: &str, acct: bool, tstamp: bool) -> Netns {
-    let ns = Netns::new(tag).unwrap();
-    ns.nft(
-        "table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n",
-    )
-    .unwrap();
-    for (k, on) in [("acct", acct), ("timestamp", tstamp)] {
-        let st = ns
-            .command("sysctl")
-            .args([
-                "-qw",
-                &format!("net.netfilter.nf_conntrack_{k}={}", on as u8),
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "sysctl nf_conntrack_{k}");
-    }
-    ns
-}
+"
+);
 
 /// Netlink netfilter sockets in the namespace that joined conntrack event
 /// group `bit` (`/proc/net/netlink`, Groups column).
@@ -104,24 +79,8 @@ impl Pair {
             )
         };
         let before = subscribed(ns, group_bit);
-        let ulogd = Daemon::start(
-            ns,
-            Kind::Ulogd,
-            dir.path(),
-            "ulogd",
-            &conf(&files[0]),
-            &[],
-            &[&files[0]],
-        );
-        let rulogd = Daemon::start(
-            ns,
-            Kind::Rulogd,
-            dir.path(),
-            "rulogd",
-            &conf(&files[1]),
-            &[],
-            &[&files[1]],
-        );
+        let ulogd = Daemon::ulogd(ns, dir.path(), &conf(&files[0]), &[], &[&files[0]]);
+        let rulogd = Daemon::rulogd(ns, dir.path(), &conf(&files[1]), &[], &[&files[1]]);
         if group_bit != 0 {
             assert!(
                 lab::wait_until(Duration::from_secs(10), || subscribed(ns, group_bit)
@@ -159,26 +118,6 @@ impl Pair {
         self.rulogd.stop();
         (lab::read_records(u), lab::read_records(r), self.dir)
     }
-}
-
-/// Six flows: UDP, TCP and ICMP echo, over IPv4 and IPv6.
-fn six_flows(ns: &Netns, port: u16) {
-    ns.run_in_thread(|| {
-        udp_echo(SocketAddr::from(([127, 0, 0, 1], port)), 3, 64);
-        udp_echo(format!("[::1]:{port}").parse().unwrap(), 2, 100);
-        tcp_session(SocketAddr::from(([127, 0, 0, 1], port + 1)), 3000, 500).unwrap();
-        tcp_session(format!("[::1]:{}", port + 1).parse().unwrap(), 1000, 200).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x51, 1, 2).unwrap(),
-            2
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x52, 1, 3).unwrap(), 3);
-    });
-}
-
-fn flush(ns: &Netns) {
-    let out = ns.command("conntrack").arg("-F").output().unwrap();
-    assert!(out.status.success(), "conntrack -F: {out:?}");
 }
 
 fn key_of(r: &Record) -> (u64, u64) {
@@ -291,13 +230,11 @@ fn check_counters(recs: &[Record], rulogd: bool) {
 /// both kernel times.
 #[test]
 fn events_new_and_destroy() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("dct-ev", true, true);
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("dct-ev", true, true);
     let pair = Pair::start(&ns, "dct-ev", "hash_enable=0", 0x5);
-    six_flows(&ns, 7100);
-    flush(&ns);
+    ns.run_in_thread(|| conntrack_flows(7100, true));
+    ns.conntrack_flush();
     let (u, r, dir) = pair.finish(12);
     assert_eq!(u.len(), 12, "6 NEW + 6 DESTROY");
     compare(&u, &r, |rec, _| rec.u64("ct.event") == Some(4), &dir);
@@ -313,13 +250,11 @@ fn events_new_and_destroy() {
 /// NEW (a daemon's clock), its end the kernel's; accounting on.
 #[test]
 fn hash_mode_destroy_only() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("dct-hash", true, true);
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("dct-hash", true, true);
     let pair = Pair::start(&ns, "dct-hash", "hash_enable=1", 0x5);
-    six_flows(&ns, 7200);
-    flush(&ns);
+    ns.run_in_thread(|| conntrack_flows(7200, true));
+    ns.conntrack_flush();
     let (u, r, dir) = pair.finish(6);
     assert_eq!(u.len(), 6);
     assert!(u.iter().all(|x| x.u64("ct.event") == Some(4)));
@@ -331,13 +266,11 @@ fn hash_mode_destroy_only() {
 /// every time is a daemon's clock.
 #[test]
 fn hash_mode_without_acct_or_timestamps() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("dct-noacct", false, false);
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("dct-noacct", false, false);
     let pair = Pair::start(&ns, "dct-noacct", "", 0x5);
-    six_flows(&ns, 7300);
-    flush(&ns);
+    ns.run_in_thread(|| conntrack_flows(7300, true));
+    ns.conntrack_flush();
     let (u, r, dir) = pair.finish(6);
     compare(&u, &r, |_, _| false, &dir);
     assert!(r
@@ -350,18 +283,16 @@ fn hash_mode_without_acct_or_timestamps() {
 /// only, so IPv6 flows are rejected.
 #[test]
 fn accept_filters() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("dct-filter", true, true);
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("dct-filter", true, true);
     let pair = Pair::start(
         &ns,
         "dct-filter",
         "hash_enable=0\naccept_src_filter=127.0.0.0/8\naccept_dst_filter=10.9.9.0/24,127.0.0.1/32\naccept_proto_filter=udp,icmp",
         0x5,
     );
-    six_flows(&ns, 7400);
-    flush(&ns);
+    ns.run_in_thread(|| conntrack_flows(7400, true));
+    ns.conntrack_flush();
     let (u, r, dir) = pair.finish(4);
     assert_eq!(u.len(), 4, "UDP and ICMP over IPv4, NEW and DESTROY");
     assert!(u
@@ -375,15 +306,13 @@ fn accept_filters() {
 /// no end time on these (2.0.9 and rulogd: the time the flow was found gone).
 #[test]
 fn polling_mode() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("dct-poll", true, true);
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("dct-poll", true, true);
     let pair = Pair::start(&ns, "dct-poll", "pollinterval=1", 0);
-    six_flows(&ns, 7500);
+    ns.run_in_thread(|| conntrack_flows(7500, true));
     // Both have dumped the final counters after two intervals.
     std::thread::sleep(Duration::from_millis(2500));
-    flush(&ns);
+    ns.conntrack_flush();
     let (u, r, dir) = pair.finish(6);
     assert!(
         u.iter().all(|x| !x.has("flow.end.sec")),
@@ -404,14 +333,13 @@ fn polling_mode() {
     check_counters(&r, !oracle_mode());
 }
 
-const TEXT_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU
-stack=ct1:NFCT,ip2str1:IP2STR,nacct1:NACCT
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-
+const TEXT_CONF: &str = concat!(
+    lab::conf_global!(
+        "ct1:NFCT,ip2str1:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU",
+        "ct1:NFCT,ip2str1:IP2STR,nacct1:NACCT",
+        "ct1:NFCT,ip2str1:IP2STR,json1:JSON"
+    ),
+    "\n\
 [ct1]
 hash_enable=1
 
@@ -426,7 +354,8 @@ sync=1
 [json1]
 file=\"{DIR}/{WHO}.json\"
 sync=1
-";
+"
+);
 
 /// PRINTFLOW (through LOGEMU) and NACCT lines for the same flows, against
 /// ulogd2's, with its two documented fixes undone on ulogd's side: the ICMP
@@ -434,10 +363,8 @@ sync=1
 /// prints the original direction's, checked against the JSON records).
 #[test]
 fn printflow_and_nacct_lines() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("dct-text", true, true);
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("dct-text", true, true);
     let dir = TempDir::new("dct-text");
     let d = lab::path_str(dir.path());
     let conf = |who: &str| lab::fill(TEXT_CONF, &[("DIR", d.clone()), ("WHO", who.into())]);
@@ -460,8 +387,8 @@ fn printflow_and_nacct_lines() {
     assert!(lab::wait_until(Duration::from_secs(10), || subscribed(
         &ns, 0x5
     ) >= before + 2));
-    six_flows(&ns, 7600);
-    flush(&ns);
+    ns.run_in_thread(|| conntrack_flows(7600, true));
+    ns.conntrack_flush();
     let all = ["ulogd", "rulogd"]
         .iter()
         .flat_map(|w| ["emu", "nacct", "json"].map(|e| file(w, e)));

@@ -12,7 +12,9 @@
 //! -p rulogd-tests --test differential_text` (root needed).
 //! `RULOGD_BIN=/usr/sbin/ulogd` compares ulogd with itself.
 
-use rulogd_tests::traffic::{icmp_echo, tcp_client, tcp_listen, tcp_serve_once, udp_send};
+use rulogd_tests::traffic::{
+    icmp_echo, over_veth, tcp_client, tcp_listen, tcp_serve_once, udp_send,
+};
 use rulogd_tests::{self as lab, daemon, netns, Daemon, Kind, Netns, Record, TempDir};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -119,14 +121,7 @@ impl Pair {
     /// Waits until both have read everything and their `file`s have as many
     /// lines, then stops them (SIGTERM closes XML documents).
     fn finish(mut self, ns: &Netns, files: &[&str]) -> (TempDir, [PathBuf; 2]) {
-        std::thread::sleep(Duration::from_millis(200));
-        for &g in &self.groups {
-            assert!(
-                daemon::wait_drained(ns, g, Duration::from_secs(5)),
-                "group {g} not drained"
-            );
-        }
-        let _ = lab::wait_until(Duration::from_secs(2), || {
+        daemon::settle(ns, &self.groups, || {
             files.iter().all(|f| {
                 lab::count_lines(&self.out[0].join(f)) == lab::count_lines(&self.out[1].join(f))
             })
@@ -304,21 +299,7 @@ fn mixed_traffic(ns: &Netns, port: u16, veth: bool) {
     if !veth {
         return;
     }
-    let l = ns
-        .run_in_peer(|| tcp_listen(format!("{}:{port}", netns::PEER_V4).parse().unwrap()).unwrap());
-    let srv = tcp_serve_once(l, 200);
-    ns.run_in_thread(|| {
-        tcp_client(format!("{}:{port}", netns::PEER_V4).parse().unwrap(), 500).unwrap();
-        assert_eq!(
-            icmp_echo(netns::PEER_V6.parse().unwrap(), 0x78, 1, 2).unwrap(),
-            2
-        );
-    });
-    srv.join().unwrap().unwrap();
-    ns.run_in_peer(|| {
-        udp_send(format!("{}:9999", netns::MAIN_V4).parse().unwrap(), 2, 10).unwrap();
-        udp_send(format!("[{}]:9999", netns::MAIN_V6).parse().unwrap(), 2, 10).unwrap();
-    });
+    over_veth(ns, port, (500, 200));
 }
 
 /// Input and output rules logging to groups `g0..g0+n` in pairs, with
@@ -361,9 +342,7 @@ fn has_printpkt() -> bool {
 /// OPRINT and GPRINT (with `timestamp=1`) over loopback and a veth pair.
 #[test]
 fn oprint_and_gprint() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("tprint").unwrap();
     let pair = Pair::start(&ns, "tprint", 60, |d| {
         vec![
@@ -446,9 +425,7 @@ fn xml_records(dir: &Path, limit: bool) -> (Vec<Record>, usize) {
 /// NFLOG → XML: the document frame and every `<log>` element.
 #[test]
 fn xml() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("txml").unwrap();
     let pair = Pair::start(&ns, "txml", 80, |d| {
         vec![(

@@ -8,16 +8,13 @@
 
 use rulogd_tests::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
 use rulogd_tests::traffic::udp_send;
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, Daemon};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,dir1:DIRECTION,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("ct1:NFCT,dir1:DIRECTION,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [ct1]
 hash_enable=0
 
@@ -27,7 +24,8 @@ home_net=\"{HOME}\"
 [json1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 fn sa(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().unwrap(), port)
@@ -35,27 +33,15 @@ fn sa(ip: &str, port: u16) -> SocketAddr {
 
 #[test]
 fn conntrack_flows_get_their_direction_by_home_net() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::with_peer("dirct").unwrap();
+    let (ns, dir) = lab::netns_or_skip!(peer "dirct");
     // A rule that needs conntrack makes the namespace track its traffic.
     ns.nft("table inet t {\n chain out {\n  type filter hook output priority 0;\n  ct state new counter\n }\n}\n")
         .unwrap();
-    let dir = TempDir::new("dirct");
     let json = dir.path().join("flows.json");
     // The namespace's own addresses, and IPv4 loopback (IPv6's stays out).
     let home = format!("{MAIN_V4}/32, {MAIN_V6}/128 127.0.0.0/8");
     let conf = lab::fill(CONF, &[("HOME", home), ("FILE", lab::path_str(&json))]);
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     std::thread::sleep(Duration::from_millis(300));
     // (destination, expected direction), one destination port each.
     let from_main = [

@@ -14,13 +14,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow2:FLOW,ip2str2:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow2:FLOW,ip2str2:IP2STR,pf1:PRINTFLOW,emu1:LOGEMU"
+    ),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
@@ -32,7 +31,8 @@ file=\"{EMU}\"
 
 [json1]
 file=\"{JSON}\"
-";
+"
+);
 
 /// Per flow, keyed by (proto, initiator addr, port, responder addr, port):
 /// (orig packets, orig bytes, reply packets, reply bytes).
@@ -99,19 +99,11 @@ fn run_rulogd(
     pcap: &Path,
     flow_opts: &str,
 ) -> (Option<i32>, Vec<Record>, String) {
-    let json = dir.join(format!("{tag}.json"));
-    let log = dir.join(format!("{tag}.log"));
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("FLOWOPTS", flow_opts.to_string()),
-            ("EMU", lab::path_str(&dir.join(format!("{tag}.emu")))),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(dir, tag, &conf, &json, &log);
+    let vars = [
+        ("FLOWOPTS", flow_opts.to_string()),
+        ("EMU", lab::path_str(&dir.join(format!("{tag}.emu")))),
+    ];
+    let f = rulogd_tests::daemon::run_capture(None, dir, tag, CONF, pcap, &vars);
     (f.code, f.records, f.log)
 }
 
@@ -223,11 +215,7 @@ fn fragments(v6: bool, req: usize, rep: usize) -> ((u64, u64), (u64, u64)) {
 
 #[test]
 fn flows_of_a_capture_file_match_argus_and_tshark() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("flowcap").unwrap();
-    let dir = TempDir::new("flowcap");
+    let (ns, dir) = lab::netns_or_skip!("flowcap");
     let d = dir.path();
     let pcap = d.join("lo.pcap");
     // IPv6's minimum MTU, so the large UDP datagrams are fragmented.
@@ -388,12 +376,9 @@ fn flows_of_a_capture_file_match_argus_and_tshark() {
     assert!(paced_updates >= 1, "no update record: {recs2:#?}");
 }
 
-const LIVE_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-
+const LIVE_CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 interface=\"rlv0\"
 filter=\"tcp port 8080 or udp port 9999 or icmp\"
@@ -401,30 +386,21 @@ filter=\"tcp port 8080 or udp port 9999 or icmp\"
 [json1]
 file=\"{JSON}\"
 sync=1
-";
+"
+);
 
 /// Live on a veth, traffic from a peer namespace: one record per session
 /// when SIGTERM ends the open flows (`forced`), with the counts sent.
 #[test]
 fn live_flows_end_forced_at_sigterm_with_the_counts_sent() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     use rulogd_tests::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
     use rulogd_tests::traffic::{tcp_client, tcp_listen, tcp_serve_once};
     let ns = Netns::with_peer("flowlive").unwrap();
     let dir = TempDir::new("flowlive");
     let json = dir.path().join("live.json");
     let conf = lab::fill(LIVE_CONF, &[("JSON", lab::path_str(&json))]);
-    let d = rulogd_tests::Daemon::start(
-        &ns,
-        rulogd_tests::Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let d = rulogd_tests::Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     let tcp_addr: SocketAddr = format!("{MAIN_V4}:8080").parse().unwrap();
     let (listener, u4, u6) = ns.run_in_thread(|| {
         (

@@ -8,18 +8,17 @@
 //! Run: `cargo build -p rulogd && cargo test -p rulogd-tests --test
 //! flow_ipfix_updates` (root needed).
 
+use rulogd_tests as lab;
 use rulogd_tests::nfcapd::{num, Nfcapd};
-use rulogd_tests::{self as lab, Netns, TempDir};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,bi:IPFIX
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,bi:IPFIX"
+    ),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
@@ -34,7 +33,8 @@ oid=5
 host=\"127.0.0.1\"
 port={PORT}
 proto=\"udp\"
-";
+"
+);
 
 /// Requests and responses, 500 ms apart.
 const EXCHANGES: usize = 9;
@@ -60,11 +60,7 @@ fn conversation(server: SocketAddr) {
 
 #[test]
 fn a_long_flow_reaches_nfcapd_as_updates_whose_deltas_sum_to_its_totals() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("flowupd").unwrap();
-    let dir = TempDir::new("flowupd");
+    let (ns, dir) = lab::netns_or_skip!("flowupd");
     let d = dir.path();
     let pcap = d.join("lo.pcap");
     let c = lab::capture::tcpdump_lo(&ns, &pcap, d);
@@ -74,35 +70,15 @@ fn a_long_flow_reaches_nfcapd_as_updates_whose_deltas_sum_to_its_totals() {
 
     let port = lab::free_port();
     let col = Nfcapd::start(&ns, port, &d.join("nfcapd"), None);
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("PORT", port.to_string()),
-        ],
-    );
     // In the namespace, so the export reaches its nfcapd.
-    let conf_path = d.join("rulogd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let out = ns
-        .command("timeout")
-        .arg("60")
-        .arg(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .env("STATE_DIRECTORY", d.join("state"))
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(out.status.success(), "{out:?}\n{text}");
+    let vars = [("PORT", port.to_string())];
+    let f = rulogd_tests::daemon::run_capture(Some(&ns), d, "rulogd", CONF, &pcap, &vars);
+    assert_eq!(f.code, Some(0), "{}", f.log);
     std::thread::sleep(Duration::from_millis(300));
     let (rows, stat) = col.stop();
 
-    let recs: Vec<_> = lab::read_records(&json)
+    let recs: Vec<_> = f
+        .records
         .into_iter()
         .filter(|r| r.u64("orig.l4.dport") == Some(5999))
         .collect();

@@ -12,12 +12,9 @@ use rulogd_tests::{self as lab, Record, TempDir};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
@@ -26,7 +23,8 @@ home_net=\"10.1.0.0/16 2001:db8:1::/48\"
 
 [json1]
 file=\"{JSON}\"
-";
+"
+);
 
 /// The file's first second.
 const T0: u64 = 1_600_000_000_000_000;
@@ -259,17 +257,7 @@ fn flows_of_a_written_capture_are_exact_and_match_argus() {
     let pcap = d.join("known.pcap");
     let flows = flows();
     let want = write(&pcap, &flows);
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(d, "known", &conf, &json, &log);
+    let f = rulogd_tests::daemon::run_capture(None, d, "known", CONF, &pcap, &[]);
     assert_eq!(f.code, Some(0), "{}", f.log);
     let mut ours: BTreeMap<(Key, Option<u64>), &Record> = BTreeMap::new();
     for r in &f.records {

@@ -16,26 +16,24 @@
 //! flow_softflowd` (root needed).
 
 use rulogd_tests::netns::{PEER_V4, PEER_V6, VETH_MAIN};
-use rulogd_tests::nfcapd::{num, Nfcapd, Row};
+use rulogd_tests::nfcapd::{self, num, Nfcapd, Row};
 use rulogd_tests::traffic::{icmp_echo, tcp_client, tcp_listen, tcp_serve_once};
-use rulogd_tests::{self as lab, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, Netns, Record};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
 [json1]
 file=\"{JSON}\"
-";
+"
+);
 
 fn addr(ip: &str, port: u16) -> SocketAddr {
     if ip.contains(':') {
@@ -115,16 +113,6 @@ fn softflowd(ns: &Netns, dir: &Path, pcap: &Path) -> Vec<Row> {
 /// source port, destination, destination port).
 type DirKey = (String, String, u64, String, u64);
 
-fn proto_name(p: u64) -> &'static str {
-    match p {
-        1 => "ICMP",
-        6 => "TCP",
-        17 => "UDP",
-        58 => "ICMP6",
-        _ => "?",
-    }
-}
-
 /// rulogd's flows split into directions: key → (packets, bytes).
 fn rulogd_dirs(recs: &[Record]) -> BTreeMap<DirKey, (u64, u64)> {
     let mut m = BTreeMap::new();
@@ -135,7 +123,7 @@ fn rulogd_dirs(recs: &[Record]) -> BTreeMap<DirKey, (u64, u64)> {
         }
         let (sa, da) = (r.req_str("src_ip"), r.req_str("dest_ip"));
         let (sp, dp) = (r.req_u64("orig.l4.sport"), r.req_u64("orig.l4.dport"));
-        let pr = proto_name(p).to_string();
+        let pr = nfcapd::proto_name(p).to_string();
         for (k, pk, by) in [
             (
                 (pr.clone(), sa, sp, da, dp),
@@ -159,11 +147,7 @@ fn rulogd_dirs(recs: &[Record]) -> BTreeMap<DirKey, (u64, u64)> {
 
 #[test]
 fn flow_totals_equal_softflowds_on_one_capture() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::with_peer("flowsf").unwrap();
-    let dir = TempDir::new("flowsf");
+    let (ns, dir) = lab::netns_or_skip!(peer "flowsf");
     let d = dir.path();
     let pcap = d.join("veth.pcap");
     let mut args = vec!["-i", VETH_MAIN];
@@ -174,17 +158,7 @@ fn flow_totals_equal_softflowds_on_one_capture() {
     traffic(&ns);
     lab::capture::stop(c);
 
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", p.clone()),
-            ("JSON", lab::path_str(&json)),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(d, "rulogd", &conf, &json, &log);
+    let f = rulogd_tests::daemon::run_capture(None, d, "rulogd", CONF, &pcap, &[]);
     assert_eq!(f.code, Some(0), "{}", f.log);
     let recs = f.records;
     let rows = softflowd(&ns, d, &pcap);

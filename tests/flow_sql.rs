@@ -14,26 +14,15 @@ use rulogd_tests::{self as lab, Record, TempDir};
 use std::path::Path;
 use std::process::Command;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,sql1:SQLITE3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,pg1:PGSQL
-
-[cap1]
-file=\"{PCAP}\"
-
-[flow1]
-home_net=\"10.1.0.0/16\"
-active_timeout=1
-tcp_linger=1
-start_records=1
-
-[json1]
-file=\"{JSON}\"
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,sql1:SQLITE3",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,pg1:PGSQL"
+    ),
+    "\n",
+    lab::conf_mixed_flows!(),
+    "\n\
 [sql1]
 db=\"{DB}\"
 table=\"ulog_flow_%Y_%m_%d\"
@@ -46,7 +35,8 @@ port={PORT}
 user=\"postgres\"
 table=\"ulog_flow\"
 procedure=\"INSERT\"
-";
+"
+);
 
 /// The columns compared, with the JSON key each one's value is under.
 const COLUMNS: &[(&str, &str)] = &[
@@ -165,20 +155,12 @@ fn every_flow_row_in_sqlite_and_postgresql_equals_its_json_record() {
         "rdb",
         &std::fs::read_to_string(root.join("conf/sql/pgsql.sql")).unwrap(),
     );
-    let json = d.join("flows.json");
-    let log = d.join("rulogd.log");
-    let conf = lab::fill(
-        CONF,
-        &[
-            ("LOGFILE", lab::path_str(&log)),
-            ("PCAP", lab::path_str(&pcap)),
-            ("JSON", lab::path_str(&json)),
-            ("DB", lab::path_str(&db)),
-            ("HOST", pg.host()),
-            ("PORT", pg.port().to_string()),
-        ],
-    );
-    let f = rulogd_tests::daemon::run_to_exit(d, "flowsql", &conf, &json, &log);
+    let vars = [
+        ("DB", lab::path_str(&db)),
+        ("HOST", pg.host()),
+        ("PORT", pg.port().to_string()),
+    ];
+    let f = rulogd_tests::daemon::run_capture(None, d, "flowsql", CONF, &pcap, &vars);
     assert_eq!(f.code, Some(0), "{}", f.log);
     let mut want: Vec<Vec<String>> = f
         .records

@@ -15,7 +15,7 @@
 //! rulogd-tests --test graphite_restart`.
 
 use rulogd_tests::daemon::oracle_mode;
-use rulogd_tests::{self as lab, Carbon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, Carbon, Daemon, Netns, TempDir};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,14 +29,13 @@ const PKT_BYTES: u64 = 20 + 8 + PAYLOAD as u64;
 /// right after carbon gets SIGTERM (its lines are what a restart loses),
 /// and never two in one second (carbon's resolution), so every delta is its
 /// own datapoint.
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=acct1:NFACCT,json1:JSON
-stack=acct1:NFACCT,gr1:GRAPHITE
-stack=acct1:NFACCT,gr2:GRAPHITE
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "acct1:NFACCT,json1:JSON",
+        "acct1:NFACCT,gr1:GRAPHITE",
+        "acct1:NFACCT,gr2:GRAPHITE"
+    ),
+    "\n\
 [acct1]
 pollinterval=3600
 zerocounter=1
@@ -56,7 +55,8 @@ host=\"127.0.0.1\"
 port=\"2003\"
 prefix=\"rl.mem\"
 spool_dir=\"\"
-";
+"
+);
 
 fn run(ns: &Netns, args: &[&str]) -> String {
     let out = ns.command(args[0]).args(&args[1..]).output().unwrap();
@@ -102,9 +102,7 @@ fn polls(f: &Path) -> (usize, Option<u64>) {
 
 #[test]
 fn graphite_loses_nothing_across_a_carbon_restart() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     if oracle_mode() {
         eprintln!("skipped in oracle mode: ulogd2's GRAPHITE loses the lines by design");
         return;
@@ -112,31 +110,13 @@ fn graphite_loses_nothing_across_a_carbon_restart() {
     if !Carbon::ready() {
         return;
     }
-    let ns = Netns::new("gr-restart").unwrap();
-    run(&ns, &["nfacct", "add", "rl_a"]);
-    run(
-        &ns,
-        &[
-            "iptables",
-            "-w",
-            "-A",
-            "INPUT",
-            "-p",
-            "udp",
-            "--dport",
-            "9999",
-            "-m",
-            "nfacct",
-            "--nfacct-name",
-            "rl_a",
-        ],
-    );
+    let ns = Netns::with_nfacct("gr-restart", &["rl_a"]);
     let dir = TempDir::new("gr-restart");
     let mut carbon = Carbon::new(dir.path());
     carbon.start(&ns);
     let f = dir.path().join("out.json");
     let conf = lab::fill(CONF, &[("FILE", lab::path_str(&f))]);
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[], &[&f]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&f]);
     d.wait_signals();
     let stop = AtomicBool::new(false);
     let sent = AtomicU64::new(0);

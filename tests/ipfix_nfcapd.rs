@@ -17,23 +17,22 @@
 //! Run: `cargo build -p rulogd && RULOGD_KERNEL_TESTS=1 cargo test -p
 //! rulogd-tests --test ipfix_nfcapd` (root needed).
 
-use rulogd_tests::nfcapd::Nfcapd;
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_echo};
+use rulogd_tests::nfcapd::{self, Nfcapd};
+use rulogd_tests::traffic::conntrack_flows;
 use rulogd_tests::tshark::{check_clean, Tshark};
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, Daemon, Netns, Record, TempDir};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON
-stack=ct1:NFCT,bi:IPFIX
-stack=ct1:NFCT,uni:IPFIX
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "ct1:NFCT,ip2str1:IP2STR,json1:JSON",
+        "ct1:NFCT,bi:IPFIX",
+        "ct1:NFCT,uni:IPFIX"
+    ),
+    "\n\
 [ct1]
 
 [json1]
@@ -52,34 +51,8 @@ host=\"127.0.0.1\"
 port={PORT_UNI}
 proto=\"udp\"
 biflow=0
-";
-
-fn conntrack_ns(tag: &str) -> Netns {
-    let ns = Netns::new(tag).unwrap();
-    ns.nft(
-        "table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n",
-    )
-    .unwrap();
-    for k in ["acct", "timestamp"] {
-        let st = ns
-            .command("sysctl")
-            .args(["-qw", &format!("net.netfilter.nf_conntrack_{k}=1")])
-            .status()
-            .unwrap();
-        assert!(st.success(), "sysctl nf_conntrack_{k}");
-    }
-    ns
-}
-
-fn proto_name(p: u64) -> &'static str {
-    match p {
-        1 => "ICMP",
-        6 => "TCP",
-        17 => "UDP",
-        58 => "ICMP6",
-        _ => "?",
-    }
-}
+"
+);
 
 /// Milliseconds as the exporter computes them from the kernel's times.
 fn ms(r: &Record, which: &str) -> u64 {
@@ -93,7 +66,7 @@ fn find<'a>(
     reply: bool,
 ) -> Option<&'a HashMap<String, String>> {
     let side = if reply { "reply" } else { "orig" };
-    let pr = proto_name(r.req_u64("orig.ip.protocol"));
+    let pr = nfcapd::proto_name(r.req_u64("orig.ip.protocol"));
     // IP2STR's strings, under the names JSON gives ulogd's key names.
     let (sa, da) = if reply {
         (
@@ -138,26 +111,10 @@ fn duration_ms(row: &HashMap<String, String>) -> u64 {
     (row["td"].parse::<f64>().unwrap() * 1000.0).round() as u64
 }
 
-fn six_flows(ns: &Netns, port: u16) {
-    ns.run_in_thread(|| {
-        udp_echo(SocketAddr::from(([127, 0, 0, 1], port)), 3, 64);
-        udp_echo(format!("[::1]:{port}").parse().unwrap(), 2, 100);
-        tcp_session(SocketAddr::from(([127, 0, 0, 1], port + 1)), 3000, 500).unwrap();
-        tcp_session(format!("[::1]:{}", port + 1).parse().unwrap(), 1000, 200).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x51, 1, 2).unwrap(),
-            2
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x52, 1, 3).unwrap(), 3);
-    });
-}
-
 #[test]
 fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("ipfix");
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("ipfix", true, true);
     let dir = TempDir::new("ipfix-nfcapd");
     let (pb, pu) = (lab::free_port(), lab::free_port());
     let bi = Nfcapd::start(&ns, pb, &dir.path().join("bi"), None);
@@ -172,20 +129,11 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
         ],
     );
     let cap = Tshark::start(&ns, dir.path(), "udp", &[pb, pu]);
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[],
-        &[&json],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[&json]);
     // NFCT subscribes before "started"; give the socket a moment anyway.
     std::thread::sleep(Duration::from_millis(300));
-    six_flows(&ns, 7000);
-    let out = ns.command("conntrack").arg("-F").output().unwrap();
-    assert!(out.status.success(), "conntrack -F: {out:?}");
+    ns.run_in_thread(|| conntrack_flows(7000, true));
+    ns.conntrack_flush();
     assert!(
         lab::wait_until(Duration::from_secs(10), || lab::count_lines(&json) >= 6),
         "six flows in JSON\n{}",
@@ -294,12 +242,9 @@ fn nfct_flows_reach_nfcapd_with_exact_counts_biflow_and_per_direction() {
     }
 }
 
-const ULOGD_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ipfix1:IPFIX
-
+const ULOGD_CONF: &str = concat!(
+    lab::conf_global!("ct1:NFCT,ipfix1:IPFIX"),
+    "\n\
 [ct1]
 
 [ipfix1]
@@ -308,7 +253,8 @@ host=\"127.0.0.1\"
 port={PORT}
 proto=\"udp\"
 mtu=140
-";
+"
+);
 
 /// The rows of the test's IPv4 flows, by 5-tuple: not the filler (port
 /// 9999) nor the daemons' own export to the collectors (`skip`).
@@ -339,25 +285,19 @@ fn by_tuple<'a>(
 
 #[test]
 fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = conntrack_ns("ipfixdiff");
+    lab::skip_unless_root!();
+    let ns = Netns::with_conntrack("ipfixdiff", true, true);
     let dir = TempDir::new("ipfix-diff");
     let (pu, pr) = (lab::free_port(), lab::free_port());
     let cu = Nfcapd::start(&ns, pu, &dir.path().join("ulogd"), None);
     let cr = Nfcapd::start(&ns, pr, &dir.path().join("rulogd"), None);
     // The same ulogd.conf for both daemons, but for the collector's port.
     let conf = |p: u16| lab::fill(ULOGD_CONF, &[("PORT", p.to_string())]);
-    let u = Daemon::start(&ns, Kind::Ulogd, dir.path(), "ulogd", &conf(pu), &[], &[]);
-    let r = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf(pr), &[], &[]);
+    let u = Daemon::ulogd(&ns, dir.path(), &conf(pu), &[], &[]);
+    let r = Daemon::rulogd(&ns, dir.path(), &conf(pr), &[], &[]);
     std::thread::sleep(Duration::from_millis(500));
-    six_flows(&ns, 7100);
-    let flush = || {
-        let out = ns.command("conntrack").arg("-F").output().unwrap();
-        assert!(out.status.success(), "conntrack -F: {out:?}");
-    };
-    flush();
+    ns.run_in_thread(|| conntrack_flows(7100, true));
+    ns.conntrack_flush();
     // ulogd2 2.0.8 sends a message only once the next record does not fit
     // (its flush timer fires once): push the real flows out with filler.
     std::thread::sleep(Duration::from_millis(200));
@@ -367,7 +307,7 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
                 .unwrap();
         }
     });
-    flush();
+    ns.conntrack_flush();
     std::thread::sleep(Duration::from_secs(1));
     u.stop();
     r.stop();
@@ -410,11 +350,7 @@ fn ulogd2_and_rulogd_ipfix_show_the_same_ipv4_flows_in_nfdump() {
 /// stack wrote, with its packets and bytes per direction.
 #[test]
 fn flow_records_from_a_capture_file_reach_nfcapd() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("ipfix-flow").unwrap();
-    let dir = TempDir::new("ipfix-flow");
+    let (ns, dir) = lab::netns_or_skip!("ipfix-flow");
     let port = lab::free_port();
     let col = Nfcapd::start(&ns, port, &dir.path().join("col"), None);
     let pcap =

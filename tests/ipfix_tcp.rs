@@ -16,25 +16,23 @@
 
 use rulogd_tests::traffic::udp_send;
 use rulogd_tests::tshark::{check_clean, Tshark};
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, Daemon, Netns, TempDir};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=ct1:NFCT,ip1:IPFIX
-
+const CONF: &str = concat!(
+    lab::conf_global!("ct1:NFCT,ip1:IPFIX"),
+    "\n\
 [ct1]
 
 [ip1]
 oid=9
 host=\"127.0.0.1\"
 port={PORT}
-";
+"
+);
 
 /// One data record: the IEs it carries, by (enterprise, id).
 type Fields = HashMap<(u32, u16), u64>;
@@ -157,16 +155,13 @@ fn flows(ns: &Netns, n: usize, dport: u16) -> Vec<u16> {
             .map(|i| udp_send(SocketAddr::from(([127, 0, 0, 1], dport)), i + 1, 50).unwrap())
             .collect()
     });
-    let out = ns.command("conntrack").arg("-F").output().unwrap();
-    assert!(out.status.success(), "conntrack -F: {out:?}");
+    ns.conntrack_flush();
     ports
 }
 
 #[test]
 fn collector_down_at_start_and_restarted_loses_nothing_and_numbers_continue() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("ipfixtcp").unwrap();
     ns.nft(
         "table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n",
@@ -182,7 +177,7 @@ fn collector_down_at_start_and_restarted_loses_nothing_and_numbers_continue() {
     let port = lab::free_port();
     let conf = lab::fill(CONF, &[("PORT", port.to_string())]);
     let cap = Tshark::start(&ns, dir.path(), "tcp", &[port]);
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[], &[]);
     std::thread::sleep(Duration::from_millis(300));
     // The collector is not there yet.
     let first = flows(&ns, 5, 9000);

@@ -10,18 +10,12 @@
 //! under test, which must pass too.
 
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, netns, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, daemon, netns, Daemon, Netns, Record, TempDir};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// The rule set of a test: a named counter `c` and an input chain whose
 /// logging rules are `rules` (each should use `counter name "c"`).
-fn ruleset(rules: &str) -> String {
-    format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
-    )
-}
-
 /// Sets up the namespace, runs `traffic`, and returns the records of the
 /// daemon under test after checking that it wrote exactly one line per
 /// packet the rule counted.
@@ -32,14 +26,12 @@ fn run_case(
     rules: &str,
     traffic: impl FnOnce(&Netns),
 ) -> Vec<Record> {
-    ns.nft(&ruleset(rules)).unwrap();
+    ns.nft(&lab::counted_ruleset(rules)).unwrap();
     let dir = TempDir::new(tag);
     let json = dir.path().join("out.json");
-    let mut d = Daemon::start(
+    let mut d = Daemon::rulogd(
         ns,
-        Kind::Rulogd,
         dir.path(),
-        "rulogd",
         &lab::json_conf(group, &json),
         &[group],
         &[&json],
@@ -97,9 +89,7 @@ fn loopback(family: u64) -> &'static str {
 }
 
 fn udp_case(tag: &str, group: u16, family: u64) {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new(tag).unwrap();
     let rules =
         format!("  udp dport 9999 counter name \"c\" log prefix \"{tag}\" group {group} drop");
@@ -130,9 +120,7 @@ fn udp_case(tag: &str, group: u16, family: u64) {
 }
 
 fn tcp_case(tag: &str, group: u16, family: u64) {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new(tag).unwrap();
     let rules = format!(
         "  tcp dport 5555 counter name \"c\" log prefix \"{tag}\" group {group}\n\
@@ -212,9 +200,7 @@ fn tcp_case(tag: &str, group: u16, family: u64) {
 }
 
 fn icmp_case(tag: &str, group: u16, family: u64) {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new(tag).unwrap();
     let m = if family == 2 {
         "icmp type { echo-request, echo-reply }"
@@ -278,9 +264,7 @@ fn icmp_v6() {
 /// device and the Ethernet header type differ from loopback's.
 #[test]
 fn udp_over_veth_v4_v6() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::with_peer("kveth").unwrap();
     let rules = format!(
         "  iifname \"{}\" udp dport 9999 counter name \"c\" log prefix \"kveth\" group 17 drop",

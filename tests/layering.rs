@@ -47,14 +47,9 @@ fn plugin_crates_use_only_the_api_and_library_crates() {
             "--offline",
         ])
         .current_dir(root)
-        .output()
-        .expect("cargo metadata");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .output();
+    let meta: serde_json::Value =
+        serde_json::from_str(&rulogd_tests::check_output("cargo metadata", out)).unwrap();
     let pkgs = meta["packages"].as_array().unwrap();
     let layers: BTreeMap<String, Layer> = pkgs
         .iter()

@@ -7,7 +7,7 @@
 //! test spells out the ones with their own names.
 
 use rulogd_tests::traffic::udp_send;
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -96,16 +96,12 @@ fn series_of(set: &str, label: &str) -> (String, BTreeMap<String, String>) {
 
 #[test]
 fn every_counter_scraped_under_load_equals_the_exit_summary() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("metrics").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("metrics");
     let group = 31;
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n  udp dport 9999 counter name \"c\" log group {group}\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log group {group}"
+    )))
     .unwrap();
-    let dir = TempDir::new("metrics");
     let json = dir.path().join("out.json");
     let port = 9560;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -114,15 +110,7 @@ fn every_counter_scraped_under_load_equals_the_exit_summary() {
         &format!("[global]\nmetrics_address=\"{addr}\"\n"),
         1,
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[&json],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[&json]);
 
     // Scrape continuously while the packets flow: counters never go back.
     let done = AtomicBool::new(false);

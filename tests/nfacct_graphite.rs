@@ -15,7 +15,7 @@
 //! -p rulogd-tests --test nfacct_graphite`.
 
 use rulogd_tests::daemon::oracle_mode;
-use rulogd_tests::{self as lab, Carbon, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, Carbon, Daemon, Netns, Record, TempDir};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
@@ -25,33 +25,6 @@ use std::time::Duration;
 /// 20 (IPv4) + 8 (UDP) + the payload.
 const PAYLOAD: usize = 100;
 const PKT_BYTES: u64 = 20 + 8 + PAYLOAD as u64;
-
-/// A namespace with two nfacct objects, `rl_a` counting UDP to 9999 and
-/// `rl_b` counting nothing.
-fn acct_ns(tag: &str) -> Netns {
-    let ns = Netns::new(tag).unwrap();
-    for args in [
-        &["nfacct", "add", "rl_a"][..],
-        &["nfacct", "add", "rl_b"],
-        &[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-p",
-            "udp",
-            "--dport",
-            "9999",
-            "-m",
-            "nfacct",
-            "--nfacct-name",
-            "rl_a",
-        ],
-    ] {
-        let out = ns.command(args[0]).args(&args[1..]).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-    ns
-}
 
 fn send(ns: &Netns, n: usize) {
     ns.run_in_thread(|| {
@@ -97,13 +70,9 @@ fn collector(ns: &Netns) -> (u16, std::sync::mpsc::Receiver<String>) {
     (port, rx)
 }
 
-const TWIN_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=acct1:NFACCT,json1:JSON
-stack=acct1:NFACCT,gr1:GRAPHITE
-
+const TWIN_CONF: &str = concat!(
+    lab::conf_global!("acct1:NFACCT,json1:JSON", "acct1:NFACCT,gr1:GRAPHITE"),
+    "\n\
 [acct1]
 pollinterval={POLL}
 zerocounter={ZERO}
@@ -117,7 +86,8 @@ sync=1
 host=\"127.0.0.1\"
 port=\"{PORT}\"
 prefix=\"{PREFIX}\"
-";
+"
+);
 
 fn twin_conf(poll: u32, zero: u8, file: &Path, port: u16, prefix: &str) -> String {
     lab::fill(
@@ -150,10 +120,8 @@ fn graphite_last(text: &str) -> BTreeMap<String, (u64, u64)> {
 /// JSON records and Graphite lines must say the same.
 #[test]
 fn nfacct_and_graphite_like_ulogd2() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = acct_ns("acct-diff");
+    lab::skip_unless_root!();
+    let ns = Netns::with_nfacct("acct-diff", &["rl_a", "rl_b"]);
     let dir = TempDir::new("acct-diff");
     let (uport, urx) = collector(&ns);
     let (rport, rrx) = collector(&ns);
@@ -161,20 +129,16 @@ fn nfacct_and_graphite_like_ulogd2() {
         dir.path().join("ulogd.json"),
         dir.path().join("rulogd.json"),
     ];
-    let u = Daemon::start(
+    let u = Daemon::ulogd(
         &ns,
-        Kind::Ulogd,
         dir.path(),
-        "ulogd",
         &twin_conf(1, 0, &files[0], uport, "netfilter.nfacct"),
         &[],
         &[&files[0]],
     );
-    let r = Daemon::start(
+    let r = Daemon::rulogd(
         &ns,
-        Kind::Rulogd,
         dir.path(),
-        "rulogd",
         &twin_conf(1, 0, &files[1], rport, "netfilter.nfacct"),
         &[],
         &[&files[1]],
@@ -230,25 +194,21 @@ fn nfacct_and_graphite_like_ulogd2() {
 /// the deltas add up to what was sent. SIGUSR2 polls at once.
 #[test]
 fn zerocounter_deltas_and_sigusr2() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     if oracle_mode() {
         // ulogd 2.0.8 segfaults on SIGUSR2 when an NFACCT id is in two
         // stacks (docs/COMPATIBILITY.md).
         eprintln!("skipped in oracle mode");
         return;
     }
-    let ns = acct_ns("acct-zero");
+    let ns = Netns::with_nfacct("acct-zero", &["rl_a", "rl_b"]);
     let dir = TempDir::new("acct-zero");
     let f = dir.path().join("out.json");
     let (port, _rx) = collector(&ns);
     // A long interval: polls come from SIGUSR2 only.
-    let d = Daemon::start(
+    let d = Daemon::rulogd(
         &ns,
-        Kind::Rulogd,
         dir.path(),
-        "rulogd",
         &twin_conf(3600, 1, &f, port, "x"),
         &[],
         &[&f],
@@ -305,9 +265,7 @@ fn expected(recs: &[Record], prefix: &str) -> BTreeMap<String, BTreeMap<u64, f64
 /// mid-run: every datapoint arrives, with the values NFACCT read.
 #[test]
 fn graphite_into_carbon_survives_restarts() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     if oracle_mode() {
         eprintln!("skipped in oracle mode: ulogd2's GRAPHITE cannot start while carbon is down");
         return;
@@ -315,16 +273,14 @@ fn graphite_into_carbon_survives_restarts() {
     if !Carbon::ready() {
         return;
     }
-    let ns = acct_ns("graphite");
+    let ns = Netns::with_nfacct("graphite", &["rl_a", "rl_b"]);
     let dir = TempDir::new("graphite");
     let mut carbon = Carbon::new(dir.path());
     let f = dir.path().join("out.json");
     // Polls on SIGUSR2 only, so the test decides when datapoints exist.
-    let d = Daemon::start(
+    let d = Daemon::rulogd(
         &ns,
-        Kind::Rulogd,
         dir.path(),
-        "rulogd",
         &twin_conf(3600, 0, &f, 2003, "rl.acct"),
         &[],
         &[&f],

@@ -10,7 +10,7 @@
 
 use rulogd_tests::netns::{VETH_MAIN, VETH_PEER};
 use rulogd_tests::pcapgen::{Pcap, L4};
-use rulogd_tests::{self as lab, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, Daemon, Netns};
 use std::time::Duration;
 
 /// Sends each frame as it is on `dev` (an AF_PACKET raw socket).
@@ -46,13 +46,12 @@ fn send_frames(dev: &str, frames: &[Vec<u8>]) {
     }
 }
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ip2str1:IP2STR,json1:JSON
-stack=log1:NFLOG,base1:BASE,flow1:FLOW,ip2str2:IP2STR,json2:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "log1:NFLOG,base1:BASE,ip2str1:IP2STR,json1:JSON",
+        "log1:NFLOG,base1:BASE,flow1:FLOW,ip2str2:IP2STR,json2:JSON"
+    ),
+    "\n\
 [log1]
 group=78
 vlan=1
@@ -64,7 +63,8 @@ sync=1
 [json2]
 file=\"{FLOWS}\"
 sync=1
-";
+"
+);
 
 fn run(ns: &Netns, peer: bool, args: &[&str]) {
     let mut c = if peer {
@@ -78,17 +78,13 @@ fn run(ns: &Netns, peer: bool, args: &[&str]) {
 
 #[test]
 fn bridged_tagged_frames_carry_their_vlan_id_into_packets_and_flows() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::with_peer("nflvlan").unwrap();
+    let (ns, dir) = lab::netns_or_skip!(peer "nflvlan");
     // The main side's veth becomes a bridge port (its address stays, unused).
     run(&ns, false, &["link", "add", "br0", "type", "bridge"]);
     run(&ns, false, &["link", "set", VETH_MAIN, "master", "br0"]);
     run(&ns, false, &["link", "set", "br0", "up"]);
     ns.nft("table bridge t {\n chain pre {\n  type filter hook prerouting priority 0;\n  udp dport { 7801, 7802 } log group 78\n }\n}\n")
         .unwrap();
-    let dir = TempDir::new("nflvlan");
     let (pkts, flows) = (dir.path().join("pkts.json"), dir.path().join("flows.json"));
     let conf = lab::fill(
         CONF,
@@ -97,15 +93,7 @@ fn bridged_tagged_frames_carry_their_vlan_id_into_packets_and_flows() {
             ("FLOWS", lab::path_str(&flows)),
         ],
     );
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[78],
-        &[&pkts, &flows],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[78], &[&pkts, &flows]);
     let mut p = Pcap::new(65535);
     let (c, s) = (
         ("10.210.0.2".parse().unwrap(), 5000),

@@ -28,12 +28,9 @@ use std::time::{Duration, Instant};
 const QUEUE: u16 = 3;
 const PORT: u16 = 9999;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=q1:NFQUEUE,base1:BASE,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("q1:NFQUEUE,base1:BASE,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [q1]
 queue_num=3
 netlink_socket_buffer_size=8388608
@@ -42,7 +39,8 @@ netlink_socket_buffer_size=8388608
 [json1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 /// Counters around the queue rule: `seen` before it, `marked` after it
 /// (packets it accepted with mark 0x2a).
@@ -102,7 +100,7 @@ fn start(ns: &Netns, dir: &TempDir, extra: &str) -> (Daemon, std::path::PathBuf)
         CONF,
         &[("EXTRA", extra.to_string()), ("FILE", lab::path_str(&json))],
     );
-    let d = Daemon::start(ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[], &[&json]);
+    let d = Daemon::rulogd(ns, dir.path(), &conf, &[], &[&json]);
     assert!(
         lab::wait_until(Duration::from_secs(10), || bound(ns, QUEUE)),
         "queue {QUEUE} not bound\n{}",
@@ -241,12 +239,8 @@ fn check(r: &Record, ports: (u16, u16)) {
 
 #[test]
 fn logged_delivered_and_bypassed() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("nfq").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("nfq");
     ruleset(&ns);
-    let dir = TempDir::new("nfq");
     let listener = Listener::new(&ns);
     let (mut d, json) = start(&ns, &dir, "");
 
@@ -318,12 +312,8 @@ fn logged_delivered_and_bypassed() {
 
 #[test]
 fn verdict_mark_is_seen_by_later_rules() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("nfqm").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("nfqm");
     ruleset(&ns);
-    let dir = TempDir::new("nfqm");
     let listener = Listener::new(&ns);
     let (mut d, json) = start(
         &ns,
@@ -350,12 +340,8 @@ fn verdict_mark_is_seen_by_later_rules() {
 /// packet is delivered by the verdict, not by the queue's fail-open.
 #[test]
 fn verdicts_after_the_uid_drop_still_deliver() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("nfqu").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("nfqu");
     ruleset(&ns);
-    let dir = TempDir::new("nfqu");
     // nobody must be able to write its JSON file.
     std::fs::set_permissions(
         dir.path(),

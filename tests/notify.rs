@@ -4,7 +4,7 @@
 //! READY=1 around SIGHUP, STOPPING=1 at SIGTERM, and watchdog pings while
 //! the inputs run.
 
-use rulogd_tests::{self as lab, Netns, TempDir};
+use rulogd_tests as lab;
 use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -44,12 +44,8 @@ fn until(rx: &UnixDatagram, key: &str, timeout: Duration) -> Vec<String> {
 
 #[test]
 fn ready_after_bind_reloading_stopping_and_watchdog() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("ntfy").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("ntfy");
     ns.nft(&rules(63)).unwrap();
-    let dir = TempDir::new("ntfy");
     let sock = dir.path().join("notify");
     let rx = UnixDatagram::bind(&sock).unwrap();
     let json = dir.path().join("out.json");

@@ -7,24 +7,22 @@
 //! -p rulogd-tests --test pcap_output` (root needed).
 
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,pcap1:PCAP
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,pcap1:PCAP"),
+    "\n\
 [log1]
 group={GROUP}
 
 [pcap1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 /// One pcap record.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,15 +73,8 @@ fn tcpdump(path: &Path) -> Vec<String> {
         .args(["-r"])
         .arg(path)
         .args(["-nn", "-tt"])
-        .output()
-        .expect("run tcpdump");
-    assert!(
-        out.status.success(),
-        "tcpdump -r {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+        .output();
+    lab::check_output(&format!("tcpdump -r {}", path.display()), out)
         .lines()
         .map(str::to_string)
         .collect()
@@ -120,11 +111,7 @@ fn same_packets(u: &[Pkt], r: &[Pkt], what: &str) {
 
 #[test]
 fn packets_read_back_and_survive_rotation() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("pcap").unwrap();
-    let dir = TempDir::new("pcap");
+    let (ns, dir) = lab::netns_or_skip!("pcap");
     let files: Vec<PathBuf> = ["u.pcap", "r.pcap"]
         .iter()
         .map(|f| dir.path().join(f))

@@ -10,15 +10,9 @@
 
 use rulogd_tests::plugins::{csv_plugin, rust_plugins, s};
 use rulogd_tests::traffic::{tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Record};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-fn ruleset(rules: &str) -> String {
-    format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
-    )
-}
 
 /// One CSV line of the example, split into its seven fields.
 fn csv_fields(line: &str) -> Vec<String> {
@@ -42,17 +36,13 @@ const GROUP: u16 = 31;
 
 #[test]
 fn c_output_and_rust_filter_match_json_record_by_record() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("plugins").unwrap();
-    ns.nft(&ruleset(&format!(
+    let (ns, dir) = lab::netns_or_skip!("plugins");
+    ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport {{ 9999, 5353 }} counter name \"c\" log prefix \"ext,plug\" group {GROUP}\n\
          \x20 tcp dport 5555 counter name \"c\" log prefix \"ext tcp\" group {GROUP}\n\
          \x20 tcp sport 5555 counter name \"c\" log prefix \"ext tcp\" group {GROUP}"
     )))
     .unwrap();
-    let dir = TempDir::new("plugins");
     let csv = csv_plugin(dir.path());
     let (portdrop, _, _) = rust_plugins();
     let (kept, all, rows) = (
@@ -75,15 +65,7 @@ fn c_output_and_rust_filter_match_json_record_by_record() {
         s(&all),
         s(&rows)
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[GROUP],
-        &[&kept, &all, &rows],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[GROUP], &[&kept, &all, &rows]);
     ns.run_in_thread(|| {
         for dst in [
             "127.0.0.1:9999",
@@ -151,16 +133,12 @@ fn c_output_and_rust_filter_match_json_record_by_record() {
 
 #[test]
 fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("plugpanic").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("plugpanic");
     let group = GROUP + 1;
-    ns.nft(&ruleset(&format!(
+    ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport {{ 9999, 5353 }} counter name \"c\" log prefix \"p\" group {group}"
     )))
     .unwrap();
-    let dir = TempDir::new("plugpanic");
     let (_, panicky, lines) = rust_plugins();
     let (boom, all, rows) = (
         dir.path().join("boom.json"),
@@ -182,15 +160,7 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
         s(&all),
         s(&rows)
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[&boom, &all],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[&boom, &all]);
     ns.run_in_thread(|| {
         udp_send("127.0.0.1:5353".parse().unwrap(), 3, 20).unwrap();
         udp_send("127.0.0.1:9999".parse().unwrap(), 4, 20).unwrap();
@@ -224,16 +194,12 @@ fn panicking_rust_filter_is_counted_and_the_other_stacks_go_on() {
 
 #[test]
 fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("plughup").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("plughup");
     let group = GROUP + 2;
-    ns.nft(&ruleset(&format!(
+    ns.nft(&lab::counted_ruleset(&format!(
         "  udp dport 9999 counter name \"c\" log prefix \"h\" group {group}"
     )))
     .unwrap();
-    let dir = TempDir::new("plughup");
     let csv = csv_plugin(dir.path());
     let (rows, old) = (dir.path().join("rows.csv"), dir.path().join("rows.csv.1"));
     let conf = format!(
@@ -242,15 +208,7 @@ fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
         s(&csv),
         s(&rows)
     );
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[group],
-        &[&rows],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[group], &[&rows]);
     d.wait_signals();
     let send = |n| {
         ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), n, 10).unwrap());
@@ -276,11 +234,7 @@ fn sighup_reopens_the_c_outputs_file_on_its_writer_thread() {
 
 #[test]
 fn a_plugin_that_refuses_its_config_stops_the_start_with_its_reason() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("plugcfg").unwrap();
-    let dir = TempDir::new("plugcfg");
+    let (ns, dir) = lab::netns_or_skip!("plugcfg");
     let csv = csv_plugin(dir.path());
     let (portdrop, _, _) = rust_plugins();
     let run = |name: &str, conf: String| {

@@ -231,13 +231,8 @@ fn the_header_and_the_rust_mirror_have_one_layout() {
         .arg("-o")
         .arg(&exe)
         .arg(&c)
-        .output()
-        .expect("run gcc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .output();
+    lab::check_output("gcc", out);
     let out = Command::new(&exe).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let got: Vec<usize> = text.lines().map(|l| l.parse().unwrap()).collect();

@@ -6,7 +6,7 @@
 //! opens nothing, so it still says OK).
 
 use rulogd_tests::traffic::udp_send;
-use rulogd_tests::{self as lab, daemon, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -38,12 +38,8 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn daemon_pidfile_and_uid_drop() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("proc").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("proc");
     ns.nft(RULES).unwrap();
-    let dir = TempDir::new("proc");
     // nobody must be able to reach the files it keeps writing to.
     std::fs::set_permissions(
         dir.path(),
@@ -116,12 +112,8 @@ fn daemon_pidfile_and_uid_drop() {
 
 #[test]
 fn daemon_start_failure_reaches_the_shell_and_logfile_reopens() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("procfail").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("procfail");
     ns.nft(&RULES.replace("group 21", "group 23")).unwrap();
-    let dir = TempDir::new("procfail");
     let json = dir.path().join("a.json");
     let cfg = conf(dir.path(), 23, &json);
     let bin = daemon::rulogd_bin();

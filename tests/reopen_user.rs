@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const RULES: &str = "table inet t {\n chain in {\n  type filter hook input priority 0; policy accept;\n  udp dport 9000-9099 log group {GROUP}\n  udp dport 9000-9099 drop\n }\n}\n";
@@ -155,22 +155,7 @@ fn send(ns: &Netns, port: u16, from: usize, to: usize, rate: u64) {
 /// Runs the sqlite3 shell as nobody, so that a -shm or -wal file it makes
 /// is one the daemon can use too.
 fn sqlite(db: &Path, sql: &str) -> String {
-    use std::os::unix::process::CommandExt;
-    let (u, g) = nobody();
-    let out = Command::new("sqlite3")
-        .uid(u)
-        .gid(g)
-        .args(["-cmd", ".timeout 5000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lab::sql::sqlite3(db, sql, Some(nobody()))
 }
 
 /// The packet numbers in `db`'s table `pkt` for `port`, and how many rows.
@@ -218,9 +203,7 @@ fn sql_conf(db: &Path, group: u16) -> String {
 /// lands by SIGTERM.
 #[test]
 fn sqlite_under_user_writes_after_sighup() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rusq").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "61")).unwrap();
     let tmp = TempDir::new("rusq");
@@ -280,9 +263,7 @@ fn sqlite_database_renamed_while_running() {
 }
 
 fn db_goes_away_while_running(rename: bool) {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (tag, group) = if rename {
         ("rusqmv", 65)
     } else {
@@ -381,9 +362,7 @@ fn db_goes_away_while_running(rename: bool) {
 /// once the user has made the table they land.
 #[test]
 fn sqlite_user_table_in_a_deleted_database_is_waited_for() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rusqusr").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "66")).unwrap();
     let tmp = TempDir::new("rusqusr");
@@ -476,9 +455,7 @@ fn wait_counts(r: &Run, want: &[(&Path, usize)]) {
 /// not a line lost or doubled.
 #[test]
 fn json_and_logemu_follow_rotation_under_user() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rufile").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "63")).unwrap();
     let tmp = TempDir::new("rufile");
@@ -537,9 +514,7 @@ fn json_and_logemu_follow_rotation_under_user() {
 /// the next batch moves to it.
 #[test]
 fn rotation_where_the_user_cannot_create_is_loud_and_loses_nothing() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let ns = Netns::new("rufile2").unwrap();
     ns.nft(&RULES.replace("{GROUP}", "64")).unwrap();
     let tmp = TempDir::new("rufile2");

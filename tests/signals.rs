@@ -10,10 +10,9 @@ use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
 use std::time::Duration;
 
 fn rules(group: u16) -> String {
-    format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9999 counter name \"c\" log prefix \"sig\" group {group} drop\n }}\n}}\n"
-    )
+    lab::counted_ruleset(&format!(
+        "  udp dport 9999 counter name \"c\" log prefix \"sig\" group {group} drop"
+    ))
 }
 
 /// Logrotate's way: rename the file, then SIGHUP, while 20k packets arrive
@@ -22,24 +21,14 @@ fn rules(group: u16) -> String {
 /// two files, and every line must be whole.
 #[test]
 fn sighup_reopens_while_traffic_runs() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     const PACKETS: usize = 20_000;
     let ns = Netns::new("shup").unwrap();
     ns.nft(&rules(61)).unwrap();
     let dir = TempDir::new("shup");
     let json = dir.path().join("out.json");
     let rotated = dir.path().join("out.json.1");
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &lab::json_conf(61, &json),
-        &[61],
-        &[&json],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &lab::json_conf(61, &json), &[61], &[&json]);
     let sent = std::thread::scope(|s| {
         let sender = s.spawn(|| {
             ns.run_in_thread(|| {
@@ -97,24 +86,14 @@ fn sighup_reopens_while_traffic_runs() {
 /// the file.
 #[test]
 fn sigterm_after_burst_writes_everything() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     const PACKETS: usize = 10_000;
     let ns = Netns::new("sterm").unwrap();
     ns.nft(&rules(62)).unwrap();
     let dir = TempDir::new("sterm");
     let json = dir.path().join("out.json");
     let conf = lab::json_conf(62, &json).replace("sync=1", "sync=0");
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[62],
-        &[&json],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[62], &[&json]);
     let (_, sent) = ns
         .run_in_thread(|| udp_send_paced("127.0.0.1:9999".parse().unwrap(), PACKETS, 64, 0))
         .unwrap();

@@ -8,7 +8,7 @@
 //! tests/sql_faults.rs and the delivery unit tests.
 
 use rulogd_tests::traffic::udp_send_paced;
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::io::Read;
 use std::time::Duration;
 
@@ -47,29 +47,19 @@ fn stat(log: &str, set: &str, key: &str) -> Option<u64> {
 
 #[test]
 fn stalled_tcp_peer_does_not_stop_reading_or_other_outputs() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     const PACKETS: usize = 20_000;
     let ns = Netns::new("slow").unwrap();
-    ns.nft(
-        "table inet t {\n counter c {}\n chain in {\n  type filter hook input priority 0;\n  udp dport 9999 counter name \"c\" log group 71 drop\n }\n}\n",
-    )
+    ns.nft(&lab::counted_ruleset(
+        "  udp dport 9999 counter name \"c\" log group 71 drop",
+    ))
     .unwrap();
     // The peer: accepts, reads nothing until the end.
     let listener = ns.run_in_thread(|| std::net::TcpListener::bind("127.0.0.1:7171").unwrap());
     let dir = TempDir::new("slow");
     let json = dir.path().join("file.json");
     let conf = lab::fill(CONF, &[("FILE", lab::path_str(&json))]);
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf,
-        &[71],
-        &[&json],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[71], &[&json]);
     let (mut peer, _) = listener.accept().unwrap();
     let sent = ns
         .run_in_thread(|| udp_send_paced("127.0.0.1:9999".parse().unwrap(), PACKETS, 64, 20_000))

@@ -15,12 +15,9 @@ use std::time::{Duration, Instant};
 const TABLE: &str = "create table f (_id bigserial primary key, oob_seq_local bigint, \
                      udp_dport integer, oob_prefix text);";
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,pg1:PGSQL
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,pg1:PGSQL"),
+    "\n\
 [log1]
 group={GROUP}
 seq_local=1
@@ -37,7 +34,8 @@ procedure=\"INSERT\"
 reconnect=1
 spool_dir=\"{SPOOL}\"
 when_full=\"block\"
-";
+"
+);
 
 fn setup(tag: &str, group: u16) -> (Pg, Netns, TempDir, String) {
     let pg = Pg::start(tag);
@@ -47,11 +45,10 @@ fn setup(tag: &str, group: u16) -> (Pg, Netns, TempDir, String) {
     // The counter counts what reached the log rule: on a loaded machine
     // loopback's backlog may drop a burst before the input hook, after the
     // sender saw success, so packets sent is not packets logged.
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9990-9999 counter name \"c\" log prefix \"F\" group {group}\n\
-         \x20 udp dport 9990-9999 drop\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9990-9999 counter name \"c\" log prefix \"F\" group {group}\n\
+         \x20 udp dport 9990-9999 drop"
+    )))
     .unwrap();
     let dir = TempDir::new(tag);
     let conf = lab::fill(
@@ -159,11 +156,9 @@ fn assert_once_in_order(rows: &[(u64, u16)], runs: usize) {
 
 #[test]
 fn a_30_second_outage_under_20k_records_per_second_loses_nothing() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (mut pg, ns, dir, conf) = setup("pgout", 71);
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[71], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[71], &[]);
     let rate = 20_000;
     // 5 s up, 30 s down, 5 s up again: 40 s of traffic.
     let start = Instant::now();
@@ -200,9 +195,7 @@ fn a_30_second_outage_under_20k_records_per_second_loses_nothing() {
 
 #[test]
 fn records_in_the_spool_survive_sigkill() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (mut pg, ns, dir, conf) = setup("pgkill", 72);
     let mut d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd1", &conf, &[72], &[]);
     send(&ns, 9991, 1000, 20_000);
@@ -253,12 +246,10 @@ fn records_in_the_spool_survive_sigkill() {
 
 #[test]
 fn records_logged_while_the_database_is_down_at_start_arrive_once_it_is_up() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (mut pg, ns, dir, conf) = setup("pgdown", 73);
     pg.stop_server();
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[73], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[73], &[]);
     let a = send(&ns, 9991, 2000, 10_000);
     std::thread::sleep(Duration::from_secs(2));
     pg.start_server();
@@ -284,16 +275,14 @@ fn records_logged_while_the_database_is_down_at_start_arrive_once_it_is_up() {
 
 #[test]
 fn connections_killed_again_and_again_under_load_lose_and_repeat_nothing() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     // Each kill lands somewhere in a batch's life: before the COPY, in it,
     // between its end and the COMMIT (the server rolls back though the
     // COPY was answered), or after the COMMIT but before its answer (the
     // rows are in though the client saw an error). Every case must come
     // out as each row once.
     let (pg, ns, dir, conf) = setup("pgkills", 74);
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[74], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[74], &[]);
     let (rate, secs) = (20_000u64, 10);
     let sent = std::thread::scope(|s| {
         let h = s.spawn(|| send(&ns, 9991, (rate * secs) as usize, rate));

@@ -9,21 +9,15 @@
 //! (root; mariadb-server and ulogd2-mysql installed).
 
 use rulogd_tests::maria::{Maria, PASS, USER};
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send, udp_send_paced};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::traffic::{udp_send, udp_send_paced, Mix};
+use rulogd_tests::{self as lab, daemon, sql, Daemon, Netns, TempDir};
 use std::time::{Duration, Instant};
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,{FILTERS}my1:MYSQL
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,{FILTERS}my1:MYSQL"),
+    "\n",
+    lab::conf_nflog!(),
+    "\n\
 [my1]
 db=\"{DB}\"
 host=\"127.0.0.1\"
@@ -32,7 +26,8 @@ user=\"{USER}\"
 pass=\"{PASS}\"
 table=\"{TABLE}\"
 procedure=\"{PROC}\"
-";
+"
+);
 
 fn conf(my: &Maria, group: u16, db: &str, table: &str, proc_: &str, filters: &str) -> String {
     lab::fill(
@@ -57,20 +52,6 @@ fn doc_schema(file: &str) -> String {
         .expect("zcat ulogd2's schema");
     assert!(out.status.success(), "ulogd2-mysql's {file} is missing");
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn traffic(ns: &Netns) {
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
-        tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x42, 1, 3).unwrap(),
-            3
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
-    });
 }
 
 /// A select of every column of `rel`, binary ones as hex, in id order.
@@ -122,25 +103,21 @@ fn differential(tag: &str, g1: u16, g2: u16, schema: &str, table: &str, proc_: &
     .unwrap();
     let dir = TempDir::new(tag);
     let filters = "ip2bin1:IP2BIN,hw1:HWHDR,";
-    let u = Daemon::start(
+    let u = Daemon::ulogd(
         &ns,
-        Kind::Ulogd,
         dir.path(),
-        "ulogd",
         &conf(&my, g1, "udb", table, proc_, filters),
         &[g1],
         &[],
     );
-    let r = Daemon::start(
+    let r = Daemon::rulogd(
         &ns,
-        Kind::Rulogd,
         dir.path(),
-        "rulogd",
         &conf(&my, g2, "rdb", table, proc_, filters),
         &[g2],
         &[],
     );
-    traffic(&ns);
+    ns.run_in_thread(|| Mix::SQL.send());
     for g in [g1, g2] {
         assert!(daemon::wait_drained(&ns, g, Duration::from_secs(5)));
     }
@@ -174,18 +151,14 @@ fn differential(tag: &str, g1: u16, g2: u16, schema: &str, table: &str, proc_: &
 
 #[test]
 fn insert_rows_equal_ulogd2_rows_for_the_same_packets() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let schema = doc_schema("mysql-ulogd2-flat.sql.gz");
     differential("myins", 81, 82, &schema, "ulog2", "INSERT", "ulog2");
 }
 
 #[test]
 fn ulogd2_schema_with_insert_packet_full_gives_the_same_rows() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let schema = doc_schema("mysql-ulogd2.sql.gz");
     differential(
         "myfull",
@@ -216,9 +189,7 @@ fn one_table(
 
 #[test]
 fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let prefix = "it's \"q\" \\n \\ é€ ;--";
     let (ns, my, dir, text) = one_table(
         "mypfx",
@@ -227,15 +198,8 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
          CHARACTER SET utf8mb4",
         "",
     );
-    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
-        .unwrap();
-    let rule = serde_json::json!({"nftables": [{"add": {"rule": {
-        "family": "inet", "table": "t", "chain": "in",
-        "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 9999}},
-                 {"log": {"prefix": prefix, "group": 85}}]
-    }}}]});
-    ns.nft_json(&rule.to_string()).unwrap();
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[85], &[]);
+    ns.log_input_prefixed(prefix, 85, Some(9999));
+    let d = Daemon::rulogd(&ns, dir.path(), &text, &[85], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 2, 8).unwrap());
     assert!(lab::wait_until(Duration::from_secs(10), || my
         .count("rdb", "SELECT COUNT(*) FROM p")
@@ -249,47 +213,21 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
 
 #[test]
 fn a_table_whose_columns_no_key_feeds_is_a_start_up_error_naming_them() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (ns, _my, dir, text) = one_table(
         "mybad",
         86,
         "CREATE TABLE p (_id serial, oob_prefix text, no_such_key int, ip_saddr_str text, nor_this int)",
         "",
     );
-    let conf_path = dir.path().join("bad.conf");
-    let log_path = dir.path().join("bad.log");
-    std::fs::write(
-        &conf_path,
-        text.replace("{LOGFILE}", &lab::path_str(&log_path)),
-    )
-    .unwrap();
-    let out = ns
-        .command(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default()
-        + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    for needle in [
-        "my1",
-        "`p`",
-        "no_such_key (key no.such.key)",
-        "nor_this (key nor.this)",
-    ] {
-        assert!(log.contains(needle), "`{needle}` missing from: {log}");
-    }
-    assert!(!log.contains("ip_saddr_str ("), "{log}");
+    let (status, log) = daemon::run_in(&ns, dir.path(), "bad", &text);
+    assert_eq!(status.code(), Some(1), "{log}");
+    sql::assert_unfed_columns_named(&log, "my1", "`p`");
 }
 
 #[test]
 fn a_server_stopped_under_load_loses_nothing() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (ns, mut my, dir, text) = one_table(
         "myout",
         87,
@@ -302,12 +240,11 @@ fn a_server_stopped_under_load_loses_nothing() {
             "reconnect=1\nspool_dir=\"{}\"\nwhen_full=\"block\"\n",
             lab::path_str(&dir.path().join("spool"))
         );
-    ns.nft(
-        "table inet t {\n counter c {}\n chain in {\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9991 counter name \"c\" log group 87\n  udp dport 9991 drop\n }\n}\n",
-    )
+    ns.nft(&lab::counted_ruleset(
+        "  udp dport 9991 counter name \"c\" log group 87\n  udp dport 9991 drop",
+    ))
     .unwrap();
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[87], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &text, &[87], &[]);
     // 3 s up, 10 s down, 3 s up: 16 s at 5 000 records/s.
     let (rate, secs) = (5_000u64, 16);
     let total = (rate * secs) as usize;
@@ -354,9 +291,7 @@ fn a_server_stopped_under_load_loses_nothing() {
 
 #[test]
 fn the_shipped_schema_takes_rows_from_the_ulogd2_packet_stack() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let schema = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/sql/mysql.sql"),
     )
@@ -376,7 +311,7 @@ fn the_shipped_schema_takes_rows_from_the_ulogd2_packet_stack() {
         "INSERT",
         "ip2str1:IP2STR,hw1:HWHDR,",
     );
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[88], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &text, &[88], &[]);
     ns.run_in_thread(|| {
         udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap();
         udp_send("[::1]:9999".parse().unwrap(), 3, 8).unwrap();

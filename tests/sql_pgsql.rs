@@ -8,8 +8,8 @@
 //! (root; PostgreSQL 15 server binaries and ulogd2-pgsql installed).
 
 use rulogd_tests::pg::Pg;
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::traffic::{udp_send, Mix};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::Duration;
 
 /// A table with a serial id, many of BASE's keys, IP2STR's strings into
@@ -31,17 +31,11 @@ CREATE TABLE pkt (
   icmp_echoseq integer, icmpv6_type smallint, icmpv6_code smallint
 );";
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,{FILTERS}pg1:PGSQL
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,{FILTERS}pg1:PGSQL"),
+    "\n",
+    lab::conf_nflog!(),
+    "\n\
 [pg1]
 db=\"{DB}\"
 host=\"{HOST}\"
@@ -49,7 +43,8 @@ port={PORT}
 user=\"postgres\"
 table=\"{TABLE}\"
 procedure=\"{PROC}\"
-";
+"
+);
 
 fn conf(pg: &Pg, group: u16, db: &str, table: &str, proc_: &str, filters: &str) -> String {
     lab::fill(
@@ -64,20 +59,6 @@ fn conf(pg: &Pg, group: u16, db: &str, table: &str, proc_: &str, filters: &str) 
             ("FILTERS", filters.to_string()),
         ],
     )
-}
-
-fn traffic(ns: &Netns) {
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
-        tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x42, 1, 3).unwrap(),
-            3
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
-    });
 }
 
 fn log_twice(ns: &Netns, g1: u16, g2: u16) {
@@ -105,25 +86,21 @@ fn differential(
     let ns = Netns::new(tag).unwrap();
     log_twice(&ns, g1, g2);
     let dir = TempDir::new(tag);
-    let u = Daemon::start(
+    let u = Daemon::ulogd(
         &ns,
-        Kind::Ulogd,
         dir.path(),
-        "ulogd",
         &conf(pg, g1, "udb", table, proc_, filters),
         &[g1],
         &[],
     );
-    let r = Daemon::start(
+    let r = Daemon::rulogd(
         &ns,
-        Kind::Rulogd,
         dir.path(),
-        "rulogd",
         &conf(pg, g2, "rdb", table, proc_, filters),
         &[g2],
         &[],
     );
-    traffic(&ns);
+    ns.run_in_thread(|| Mix::SQL.send());
     for g in [g1, g2] {
         assert!(daemon::wait_drained(&ns, g, Duration::from_secs(5)));
     }
@@ -171,9 +148,7 @@ fn columns(pg: &Pg, db: &str, rel: &str) -> Vec<String> {
 
 #[test]
 fn insert_rows_equal_ulogd2_rows_for_the_same_packets() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let pg = Pg::start("pgins");
     for db in ["udb", "rdb"] {
         pg.createdb(db);
@@ -186,9 +161,7 @@ fn insert_rows_equal_ulogd2_rows_for_the_same_packets() {
 
 #[test]
 fn ulogd2_schema_with_insert_packet_full_gives_the_same_rows() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let schema = std::process::Command::new("zcat")
         .arg("/usr/share/doc/ulogd2-pgsql/pgsql-ulogd2.sql.gz")
         .output()
@@ -219,9 +192,7 @@ fn ulogd2_schema_with_insert_packet_full_gives_the_same_rows() {
 
 #[test]
 fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let prefix = "it's \"q\" \\n \\ é€ ;--";
     let pg = Pg::start("pgpfx");
     pg.createdb("rdb");
@@ -230,19 +201,11 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
         "create table p (oob_prefix text, ip_saddr_str inet);",
     );
     let ns = Netns::new("pgpfx").unwrap();
-    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
-        .unwrap();
-    let rule = serde_json::json!({"nftables": [{"add": {"rule": {
-        "family": "inet", "table": "t", "chain": "in",
-        "expr": [{"log": {"prefix": prefix, "group": 65}}]
-    }}}]});
-    ns.nft_json(&rule.to_string()).unwrap();
+    ns.log_input_prefixed(prefix, 65, None);
     let dir = TempDir::new("pgpfx");
-    let d = Daemon::start(
+    let d = Daemon::rulogd(
         &ns,
-        Kind::Rulogd,
         dir.path(),
-        "rulogd",
         &conf(&pg, 65, "rdb", "p", "INSERT", ""),
         &[65],
         &[],
@@ -258,9 +221,7 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
 
 #[test]
 fn a_table_name_with_strftime_fields_is_created_like_the_template() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let pg = Pg::start("pgpart");
     pg.createdb("rdb");
     pg.psql_script(
@@ -272,7 +233,7 @@ fn a_table_name_with_strftime_fields_is_created_like_the_template() {
         .unwrap();
     let dir = TempDir::new("pgpart");
     let text = conf(&pg, 66, "rdb", "ulog_%Y_%m_%d", "INSERT", "") + "template=\"tmpl\"\n";
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[66], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &text, &[66], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
     let day = String::from_utf8(
         std::process::Command::new("date")
@@ -300,9 +261,7 @@ fn a_table_name_with_strftime_fields_is_created_like_the_template() {
 
 #[test]
 fn the_shipped_schema_takes_rows_from_the_ulogd2_packet_stack() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let schema = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/sql/pgsql.sql"),
     )
@@ -315,7 +274,7 @@ fn the_shipped_schema_takes_rows_from_the_ulogd2_packet_stack() {
         .unwrap();
     let dir = TempDir::new("pgship");
     let text = conf(&pg, 67, "rdb", "ulog", "INSERT", "hw1:HWHDR,");
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[67], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &text, &[67], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
     assert!(lab::wait_until(Duration::from_secs(10), || pg.count(
         "rdb",

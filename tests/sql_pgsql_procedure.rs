@@ -15,7 +15,7 @@
 use rulogd_tests::netns::MAIN_V4;
 use rulogd_tests::pg::{ulogd2_schema, Pg};
 use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::time::Duration;
 
 const CONF: &str = "\
@@ -84,9 +84,7 @@ const TABLES: &[&str] = &[
 
 #[test]
 fn set_wise_insert_packet_full_gives_the_tables_of_one_call_per_row() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let pg = Pg::start("pgset");
     let schema = ulogd2_schema();
     for db in ["udb", "rdb"] {
@@ -102,24 +100,8 @@ fn set_wise_insert_packet_full_gives_the_tables_of_one_call_per_row() {
     ))
     .unwrap();
     let dir = TempDir::new("pgset");
-    let u = Daemon::start(
-        &ns,
-        Kind::Ulogd,
-        dir.path(),
-        "ulogd",
-        &conf(&pg, g1, "udb"),
-        &[g1],
-        &[],
-    );
-    let r = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf(&pg, g2, "rdb"),
-        &[g2],
-        &[],
-    );
+    let u = Daemon::ulogd(&ns, dir.path(), &conf(&pg, g1, "udb"), &[g1], &[]);
+    let r = Daemon::rulogd(&ns, dir.path(), &conf(&pg, g2, "rdb"), &[g2], &[]);
     let lock = pg.lock_table("rdb", "ulog2");
     traffic(&ns);
     for g in [g1, g2] {
@@ -191,9 +173,7 @@ procedure=\"{PROC}\"
 /// ids one apart).
 #[test]
 fn a_procedure_call_and_an_overloaded_function_write_every_row_in_order() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let pg = Pg::start("pgproc");
     pg.createdb("r");
     pg.psql_script("r", ROUTINES);
@@ -217,7 +197,7 @@ fn a_procedure_call_and_an_overloaded_function_write_every_row_in_order() {
                 ("PROC", proc_.to_string()),
             ],
         );
-        let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[g], &[]);
+        let d = Daemon::rulogd(&ns, dir.path(), &conf, &[g], &[]);
         ns.run_in_thread(|| {
             let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             s.connect("127.0.0.1:9999").unwrap();

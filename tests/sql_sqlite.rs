@@ -5,8 +5,8 @@
 //! Run: `cargo build --release -p rulogd && cargo test -p rulogd-tests --test sql_sqlite`
 //! (root needed; uses the `sqlite3` command-line shell to read the tables).
 
-use rulogd_tests::traffic::{icmp_echo, tcp_session, udp_send};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::traffic::{udp_send, Mix};
+use rulogd_tests::{self as lab, daemon, sql, Daemon, Netns, TempDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -60,36 +60,19 @@ const COLUMNS: &[&str] = &[
     "icmpv6_code",
 ];
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,sql1:SQLITE3
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,sql1:SQLITE3"),
+    "\n",
+    lab::conf_nflog!(),
+    "\n\
 [sql1]
 db=\"{DB}\"
 table=\"{TABLE}\"
-";
+"
+);
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    // Wait for the writers' locks (ulogd2 does not use WAL) instead of failing.
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 5000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    sql::sqlite3(db, sql, None)
 }
 
 /// Every row of `table`, in insertion order, as JSON objects.
@@ -151,49 +134,19 @@ fn same(col: &str, u: &Value, r: &Value) -> bool {
 
 #[test]
 fn rows_equal_ulogd2_rows_for_the_same_packets() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("sqld").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("sqld");
     ns.nft(
         "table inet t {\n chain in {\n  type filter hook input priority 0;\n\
          \x20 log prefix \"IN\" group 51\n  log prefix \"IN\" group 52\n\
          \x20 udp dport 9999 drop\n }\n}\n",
     )
     .unwrap();
-    let dir = TempDir::new("sqld");
     let (udb, rdb) = (dir.path().join("u.db"), dir.path().join("r.db"));
     create(&udb, "pkt", COLUMNS);
     create(&rdb, "pkt", COLUMNS);
-    let u = Daemon::start(
-        &ns,
-        Kind::Ulogd,
-        dir.path(),
-        "ulogd",
-        &conf(51, &udb, "pkt"),
-        &[51],
-        &[],
-    );
-    let r = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf(52, &rdb, "pkt"),
-        &[52],
-        &[],
-    );
-    ns.run_in_thread(|| {
-        udp_send("127.0.0.1:9999".parse().unwrap(), 5, 64).unwrap();
-        udp_send("[::1]:9999".parse().unwrap(), 5, 64).unwrap();
-        tcp_session("127.0.0.1:5001".parse().unwrap(), 3000, 500).unwrap();
-        tcp_session("[::1]:5001".parse().unwrap(), 3000, 500).unwrap();
-        assert_eq!(
-            icmp_echo("127.0.0.1".parse().unwrap(), 0x42, 1, 3).unwrap(),
-            3
-        );
-        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x42, 1, 3).unwrap(), 3);
-    });
+    let u = Daemon::ulogd(&ns, dir.path(), &conf(51, &udb, "pkt"), &[51], &[]);
+    let r = Daemon::rulogd(&ns, dir.path(), &conf(52, &rdb, "pkt"), &[52], &[]);
+    ns.run_in_thread(|| Mix::SQL.send());
     for g in [51, 52] {
         assert!(daemon::wait_drained(&ns, g, Duration::from_secs(5)));
     }
@@ -221,69 +174,28 @@ fn rows_equal_ulogd2_rows_for_the_same_packets() {
 
 #[test]
 fn a_table_whose_columns_no_key_feeds_is_a_start_up_error_naming_them() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("sqlbad").unwrap();
-    let dir = TempDir::new("sqlbad");
+    let (ns, dir) = lab::netns_or_skip!("sqlbad");
     let db = dir.path().join("bad.db");
     create(
         &db,
         "pkt",
         &["oob_prefix", "no_such_key", "ip_saddr_str", "nor_this"],
     );
-    let conf_path = dir.path().join("bad.conf");
-    let text = lab::fill(
-        &conf(53, &db, "pkt").replace("{LOGFILE}", &lab::path_str(&dir.path().join("bad.log"))),
-        &[],
-    );
-    std::fs::write(&conf_path, text).unwrap();
-    let out = ns
-        .command(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf_path)
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(dir.path().join("bad.log")).unwrap_or_default()
-        + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    for needle in [
-        "sql1",
-        "pkt",
-        "no_such_key (key no.such.key)",
-        "nor_this (key nor.this)",
-    ] {
-        assert!(log.contains(needle), "`{needle}` missing from: {log}");
-    }
-    assert!(!log.contains("ip_saddr_str ("), "{log}");
+    let (status, log) = daemon::run_in(&ns, dir.path(), "bad", &conf(53, &db, "pkt"));
+    assert_eq!(status.code(), Some(1), "{log}");
+    sql::assert_unfed_columns_named(&log, "sql1", "pkt");
 }
 
 #[test]
 fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let prefix = "it's \"q\" \\n \\ é€ ;--";
     let ns = Netns::new("sqlpfx").unwrap();
-    ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
-        .unwrap();
-    let rule = serde_json::json!({"nftables": [{"add": {"rule": {
-        "family": "inet", "table": "t", "chain": "in",
-        "expr": [{"log": {"prefix": prefix, "group": 54}}]
-    }}}]});
-    ns.nft_json(&rule.to_string()).unwrap();
+    ns.log_input_prefixed(prefix, 54, None);
     let dir = TempDir::new("sqlpfx");
     let db = dir.path().join("p.db");
     create(&db, "pkt", &["oob_prefix", "ip_saddr_str"]);
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf(54, &db, "pkt"),
-        &[54],
-        &[],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf(54, &db, "pkt"), &[54], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 2, 8).unwrap());
     assert!(lab::wait_until(Duration::from_secs(10), || count(
         &db, "pkt"
@@ -296,17 +208,13 @@ fn a_prefix_with_quotes_backslashes_and_non_ascii_lands_intact() {
 
 #[test]
 fn a_table_name_with_strftime_fields_is_created_from_the_template() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("sqlpart").unwrap();
+    let (ns, dir) = lab::netns_or_skip!("sqlpart");
     ns.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n  log group 55\n }\n}\n")
         .unwrap();
-    let dir = TempDir::new("sqlpart");
     let db = dir.path().join("part.db");
     create(&db, "tmpl", &["oob_time_sec", "ip_saddr_str"]);
     let text = conf(55, &db, "ulog_%Y_%m_%d") + "template=\"tmpl\"\n";
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &text, &[55], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &text, &[55], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
     // The packets' own day, in local time, names the table.
     let day = String::from_utf8(
@@ -335,9 +243,7 @@ fn a_table_name_with_strftime_fields_is_created_from_the_template() {
 
 #[test]
 fn ip2hbin_and_ip2bin_columns_equal_ulogd2_and_carry_the_last_key() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     // IPv4 only: ulogd2 2.0.8's IP2HBIN leaves pointer bytes in the upper
     // half of its value after an IPv6 packet (see COMPATIBILITY.md).
     let cols = ["ip_hsaddr", "ip_hdaddr", "ip_saddr_bin", "reply_ip_hdaddr"];
@@ -363,24 +269,8 @@ fn ip2hbin_and_ip2bin_columns_equal_ulogd2_and_carry_the_last_key() {
             "ip2str1:IP2STR,hb1:IP2HBIN,bin1:IP2BIN,sql1:SQLITE3",
         )
     };
-    let u = Daemon::start(
-        &ns,
-        Kind::Ulogd,
-        dir.path(),
-        "ulogd",
-        &stack(56, &udb),
-        &[56],
-        &[],
-    );
-    let r = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &stack(57, &rdb),
-        &[57],
-        &[],
-    );
+    let u = Daemon::ulogd(&ns, dir.path(), &stack(56, &udb), &[56], &[]);
+    let r = Daemon::rulogd(&ns, dir.path(), &stack(57, &rdb), &[57], &[]);
     ns.run_in_thread(|| udp_send("127.0.0.1:9999".parse().unwrap(), 3, 8).unwrap());
     let done = lab::wait_until(Duration::from_secs(10), || {
         count(&udb, "h") >= 3 && count(&rdb, "h") == count(&udb, "h")

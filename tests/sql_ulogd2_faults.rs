@@ -22,22 +22,16 @@
 //! (root; PostgreSQL 15 server binaries, ulogd2-pgsql's schema).
 
 use rulogd_tests::pg::{ulogd2_schema, Pg};
-use rulogd_tests::{self as lab, daemon, Daemon, Kind, Netns, TempDir};
+use rulogd_tests::{self as lab, daemon, Daemon, Netns, TempDir};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 /// ulogd2's sample PGSQL stack and section, with the lab's server.
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,pg1:PGSQL
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=33554432
-netlink_socket_buffer_maxsize=67108864
-
+const CONF: &str = concat!(
+    lab::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,pg1:PGSQL"),
+    "\n",
+    lab::conf_nflog!(33554432, 67108864),
+    "\n\
 [pg1]
 db=\"ulog2\"
 host=\"{HOST}\"
@@ -45,7 +39,8 @@ port={PORT}
 user=\"postgres\"
 table=\"ulog\"
 procedure=\"INSERT_PACKET_FULL\"
-";
+"
+);
 
 fn rate() -> u64 {
     std::env::var("RULOGD_FAULT_RATE")
@@ -60,11 +55,10 @@ fn setup(tag: &str, group: u16) -> (Pg, Netns, TempDir, String) {
     pg.createdb("ulog2");
     pg.psql_script("ulog2", &ulogd2_schema());
     let ns = Netns::new(tag).unwrap();
-    ns.nft(&format!(
-        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0;\n\
-         \x20 udp dport 9991 counter name \"c\" log prefix \"F\" group {group}\n\
-         \x20 udp dport 9991 drop\n }}\n}}\n"
-    ))
+    ns.nft(&lab::counted_ruleset(&format!(
+        "  udp dport 9991 counter name \"c\" log prefix \"F\" group {group}\n\
+         \x20 udp dport 9991 drop"
+    )))
     .unwrap();
     let dir = TempDir::new(tag);
     let conf = lab::fill(
@@ -154,11 +148,9 @@ fn assert_once_in_order(pg: &Pg, n: u64, d: &Daemon) {
 
 #[test]
 fn ulogd2_schema_and_config_lose_nothing_across_a_30_second_outage() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (mut pg, ns, dir, conf) = setup("u2out", 75);
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[75], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[75], &[]);
     let sock = socket(&ns);
     let rate = rate();
     // 60 s of traffic; the database stopped at 15 s and started at 45 s.
@@ -184,11 +176,9 @@ fn ulogd2_schema_and_config_lose_nothing_across_a_30_second_outage() {
 
 #[test]
 fn ulogd2_schema_and_config_lose_nothing_when_killed_with_rows_in_the_spool() {
-    if !lab::require_root() {
-        return;
-    }
+    lab::skip_unless_root!();
     let (mut pg, ns, dir, conf) = setup("u2kill", 76);
-    let mut d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[76], &[]);
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf, &[76], &[]);
     let sock = socket(&ns);
     let rate = rate();
     // Rows written, then rows spooled while the database is down.
@@ -222,7 +212,7 @@ fn ulogd2_schema_and_config_lose_nothing_when_killed_with_rows_in_the_spool() {
     drop(d);
     pg.start_server();
     // Same name: the same state directory, so the same default spool.
-    let d = Daemon::start(&ns, Kind::Rulogd, dir.path(), "rulogd", &conf, &[76], &[]);
+    let d = Daemon::rulogd(&ns, dir.path(), &conf, &[76], &[]);
     send(&sock, rate, 3);
     assert!(daemon::wait_drained(&ns, 76, Duration::from_secs(10)));
     let n = logged(&ns);

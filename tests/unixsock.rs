@@ -26,19 +26,17 @@ use std::time::{Duration, Instant};
 /// the 4-bit TCP offset and reserved fields and prints 0.
 const ALLOWED_DIFFERENCES: &[&str] = &["tcp.offset", "tcp.reserved"];
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=us1:UNIXSOCK,base1:BASE,ip2str1:IP2STR,json1:JSON
-
+const CONF: &str = concat!(
+    lab::conf_global!("us1:UNIXSOCK,base1:BASE,ip2str1:IP2STR,json1:JSON"),
+    "\n\
 [us1]
 socket_path=\"{SOCK}\"
 
 [json1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 fn conf(sock: &Path, file: &Path) -> String {
     lab::fill(
@@ -272,24 +270,12 @@ fn check(r: &Record, s: &Sent) {
 
 #[test]
 fn clients_at_once_and_a_bad_one() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("us").unwrap();
-    let dir = TempDir::new("us");
+    let (ns, dir) = lab::netns_or_skip!("us");
     let json = dir.path().join("out.json");
     let sock = dir.path().join("u.sock");
     // A socket file left by a daemon that died: replaced at start.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let mut d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf(&sock, &json),
-        &[],
-        &[&json, &sock],
-    );
+    let mut d = Daemon::rulogd(&ns, dir.path(), &conf(&sock, &json), &[], &[&json, &sock]);
     const GOOD: usize = 400;
     const BAD_OK: usize = 20;
     let mut good_sent = Vec::new();
@@ -329,22 +315,9 @@ fn clients_at_once_and_a_bad_one() {
     d.wait_lines(&json, GOOD + BAD_OK, Duration::from_secs(15));
     // A second daemon on the same socket path is refused with a clear error.
     let dir2 = TempDir::new("us2");
-    let conf2 = dir2.path().join("second.conf");
-    let log2 = dir2.path().join("second.log");
     let c2 = conf(&sock, &dir2.path().join("o.json"));
-    std::fs::write(&conf2, lab::fill(&c2, &[("LOGFILE", lab::path_str(&log2))])).unwrap();
-    let out = ns
-        .command(lab::rulogd_bin())
-        .arg("-c")
-        .arg(&conf2)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&log2).unwrap_or_default()
-    );
-    assert!(!out.status.success(), "second daemon started: {said}");
+    let (status, said) = lab::daemon::run_in(&ns, dir2.path(), "second", &c2);
+    assert!(!status.success(), "second daemon started: {said}");
     assert!(said.contains("in use"), "{said}");
     assert!(
         sock.exists(),
@@ -387,11 +360,7 @@ fn clients_at_once_and_a_bad_one() {
 
 #[test]
 fn differential_single_client() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("usd").unwrap();
-    let dir = TempDir::new("usd");
+    let (ns, dir) = lab::netns_or_skip!("usd");
     let mut daemons = Vec::new();
     for (kind, name) in [(Kind::Ulogd, "ulogd"), (Kind::Rulogd, "rulogd")] {
         let json = dir.path().join(format!("{name}.json"));
@@ -488,15 +457,7 @@ fn short_lived_clients_lose_nothing() {
     let dir = TempDir::new("usch");
     let json = dir.path().join("out.json");
     let sock = dir.path().join("u.sock");
-    let d = Daemon::start(
-        &ns,
-        Kind::Rulogd,
-        dir.path(),
-        "rulogd",
-        &conf(&sock, &json),
-        &[],
-        &[&json, &sock],
-    );
+    let d = Daemon::rulogd(&ns, dir.path(), &conf(&sock, &json), &[], &[&json, &sock]);
     const BURST: usize = 500;
     const CHURN: usize = 5_000;
     let (took, burst_failed) = churn(&sock, "burst", BURST);

@@ -7,7 +7,7 @@
 
 use rulogd_tests as lab;
 use rulogd_tests::webdriver::Browser;
-use rulogd_tests::{Daemon, Kind, Netns, Record, TempDir};
+use rulogd_tests::{Daemon, Kind, Netns, Record};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -19,14 +19,13 @@ const GROUP: u16 = 41;
 const PORT: u16 = 8475;
 const PREFIX: &str = "<script>document.title=42</script>";
 
-const CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON
-stack=cap1:CAPTURE,base1:BASE,flow1:FLOW,web1:WEB
-stack=log1:NFLOG,base2:BASE,web1:WEB
-
+const CONF: &str = concat!(
+    lab::conf_global!(
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,ip2str1:IP2STR,json1:JSON",
+        "cap1:CAPTURE,base1:BASE,flow1:FLOW,web1:WEB",
+        "log1:NFLOG,base2:BASE,web1:WEB"
+    ),
+    "\n\
 [cap1]
 file=\"{PCAP}\"
 
@@ -42,7 +41,8 @@ file=\"{JSON}\"
 [web1]
 address=\"127.0.0.1:{PORT}\"
 bin_seconds=10
-";
+"
+);
 
 /// The time of the file's first packet; the flows' own clock.
 const T0: u32 = 1_700_000_000;
@@ -232,11 +232,7 @@ fn digits(s: &str) -> u64 {
 
 #[test]
 fn the_page_shows_the_flows_by_direction_and_a_host_on_click() {
-    if !lab::require_root() {
-        return;
-    }
-    let ns = Netns::new("web").unwrap();
-    let dir = TempDir::new("web");
+    let (ns, dir) = lab::netns_or_skip!("web");
     let d = dir.path();
     let pcap = d.join("flows.pcap");
     let want = write_pcap(&pcap);

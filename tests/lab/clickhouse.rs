@@ -19,6 +19,20 @@ pub const PASS: &str = "secret";
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The head of a CLICKHOUSE section `[ch1]`: the server `{URL}`, the
+/// table (a literal), the login `{USER}` and `{PASS}`; as one literal for
+/// `concat!`.
+#[macro_export]
+macro_rules! conf_clickhouse {
+    ($table:literal) => {
+        concat!(
+            "[ch1]\nurl=\"{URL}\"\ntable=\"",
+            $table,
+            "\"\nuser=\"{USER}\"\npassword=\"{PASS}\"\n"
+        )
+    };
+}
+
 /// Whether the server and client binaries are installed.
 pub fn available() -> bool {
     Path::new(SERVER).exists() && Path::new("/usr/bin/clickhouse-client").exists()
@@ -213,6 +227,62 @@ pub fn tsv_value(v: Option<&serde_json::Value>) -> String {
         Some(serde_json::Value::Bool(b)) => u8::from(*b).to_string(),
         Some(o) => o.to_string(),
     }
+}
+
+/// Each record's `fields` keys (the first of each pair) as a TabSeparated
+/// row (see [`tsv_value`]), sorted.
+pub fn json_rows(recs: &[crate::Record], fields: &[(&str, &str)]) -> Vec<String> {
+    let mut rows: Vec<String> = recs
+        .iter()
+        .map(|r| {
+            fields
+                .iter()
+                .map(|(k, _)| tsv_value(r.get(k)))
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The rows of `table` as the `fields` expressions (the second of each
+/// pair) give them, TabSeparated, sorted: to compare with [`json_rows`].
+pub fn table_rows(ch: &dyn Server, table: &str, fields: &[(&str, &str)]) -> Vec<String> {
+    let cols: Vec<&str> = fields.iter().map(|(_, e)| *e).collect();
+    let mut rows: Vec<String> = ch
+        .query(&format!(
+            "SELECT {} FROM {table} FORMAT TabSeparated",
+            cols.join(", ")
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Whether a test of Debian's server can run: root, and the server
+/// installed. Says why when not.
+pub fn debian_ready() -> bool {
+    let ok = crate::require_root() && available();
+    if !ok {
+        eprintln!("skipped: needs root and clickhouse-server");
+    }
+    ok
+}
+
+/// Whether a test of a current engine can run: root, curl and chdb. Says
+/// why when not.
+pub fn chdb_ready() -> bool {
+    if !crate::require_root() || !chdb_available() {
+        eprintln!(
+            "skipped: needs root, curl and the chdb-core wheel unpacked at {}",
+            chdb_path().display()
+        );
+        return false;
+    }
+    true
 }
 
 /// Where the unpacked chdb-core wheel is (`CHDB_PYTHONPATH`, or what

@@ -141,6 +141,16 @@ impl Daemon {
         Self::start_with_args(ns, kind, dir, name, conf, groups, outputs, &[])
     }
 
+    /// [`Daemon::start`] of rulogd under the name `rulogd`, the common case.
+    pub fn rulogd(ns: &Netns, dir: &Path, conf: &str, groups: &[u16], outputs: &[&Path]) -> Daemon {
+        Self::start(ns, Kind::Rulogd, dir, "rulogd", conf, groups, outputs)
+    }
+
+    /// [`Daemon::start`] of ulogd2 under the name `ulogd`.
+    pub fn ulogd(ns: &Netns, dir: &Path, conf: &str, groups: &[u16], outputs: &[&Path]) -> Daemon {
+        Self::start(ns, Kind::Ulogd, dir, "ulogd", conf, groups, outputs)
+    }
+
     /// [`Daemon::start`] with `extra` appended to the daemon's arguments
     /// (e.g. `-u nobody`).
     #[allow(clippy::too_many_arguments)]
@@ -357,6 +367,43 @@ pub fn wait_drained(ns: &Netns, group: u16, timeout: Duration) -> bool {
     wait_until(timeout, || ns.nflog_drained(group))
 }
 
+/// The end of a differential run: after a moment for the last packets to
+/// be logged, asserts that the listeners on `groups` read everything the
+/// kernel logged within 5 s each, then gives them up to 2 s until
+/// `same_lines` (their outputs have as many lines; each writes a line once
+/// its message is processed).
+pub fn settle(ns: &Netns, groups: &[u16], same_lines: impl FnMut() -> bool) {
+    std::thread::sleep(Duration::from_millis(200));
+    for &g in groups {
+        assert!(
+            wait_drained(ns, g, Duration::from_secs(5)),
+            "group {g} not drained"
+        );
+    }
+    let _ = wait_until(Duration::from_secs(2), same_lines);
+}
+
+/// Writes `conf` to `dir/<name>.conf` (`{LOGFILE}` becomes
+/// `dir/<name>.log`) and runs rulogd on it in `ns` until it exits: a start
+/// that must fail. Returns its exit status and its log followed by its
+/// stderr.
+pub fn run_in(ns: &Netns, dir: &Path, name: &str, conf: &str) -> (ExitStatus, String) {
+    let conf_path = dir.join(format!("{name}.conf"));
+    let log = dir.join(format!("{name}.log"));
+    let conf = crate::fill(conf, &[("LOGFILE", crate::path_str(&log))]);
+    crate::check_filled(&conf);
+    std::fs::write(&conf_path, conf).expect("write config");
+    let out = ns
+        .command(rulogd_bin())
+        .arg("-c")
+        .arg(&conf_path)
+        .output()
+        .expect("run rulogd");
+    let said =
+        std::fs::read_to_string(&log).unwrap_or_default() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, said)
+}
+
 /// What a run of rulogd that ends by itself (a capture file read to its
 /// end) left: its exit code, the records of its JSON file, its log and
 /// stderr.
@@ -369,13 +416,35 @@ pub struct Finished {
     pub log: String,
 }
 
-/// Writes `conf` to `dir/<tag>.conf` and runs rulogd on it until it exits
-/// (at most 60 s), its state under `dir/state`; `json` and `log` are the
-/// paths the config names.
-pub fn run_to_exit(dir: &Path, tag: &str, conf: &str, json: &Path, log: &Path) -> Finished {
+/// Runs rulogd until it exits (at most 60 s) on a config that reads the
+/// capture file `pcap`: `template`'s `{PCAP}` is `pcap`, `{JSON}` and
+/// `{LOGFILE}` are `dir/<tag>.json` and `dir/<tag>.log`, its other
+/// placeholders are filled from `vars`. Its config is `dir/<tag>.conf`,
+/// its state under `dir/state`; in `ns` if given (where a server the
+/// config names listens).
+pub fn run_capture(
+    ns: Option<&Netns>,
+    dir: &Path,
+    tag: &str,
+    template: &str,
+    pcap: &Path,
+    vars: &[(&str, String)],
+) -> Finished {
+    let json = dir.join(format!("{tag}.json"));
+    let log = dir.join(format!("{tag}.log"));
+    let mut all = vec![
+        ("LOGFILE", crate::path_str(&log)),
+        ("PCAP", crate::path_str(pcap)),
+        ("JSON", crate::path_str(&json)),
+    ];
+    all.extend(vars.iter().cloned());
     let conf_path = dir.join(format!("{tag}.conf"));
-    std::fs::write(&conf_path, conf).expect("write config");
-    let out = std::process::Command::new("timeout")
+    std::fs::write(&conf_path, crate::fill(template, &all)).expect("write config");
+    let mut cmd = match ns {
+        Some(ns) => ns.command("timeout"),
+        None => std::process::Command::new("timeout"),
+    };
+    let out = cmd
         .arg("60")
         .arg(rulogd_bin())
         .arg("-c")
@@ -384,11 +453,11 @@ pub fn run_to_exit(dir: &Path, tag: &str, conf: &str, json: &Path, log: &Path) -
         .output()
         .expect("run rulogd");
     let records = if json.exists() {
-        crate::read_records(json)
+        crate::read_records(&json)
     } else {
         Vec::new()
     };
-    let mut text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Finished {
         code: out.status.code(),

@@ -35,6 +35,7 @@ pub mod nfproc;
 pub mod pcapgen;
 pub mod pg;
 pub mod plugins;
+pub mod sql;
 pub mod traffic;
 pub mod tshark;
 pub mod webdriver;
@@ -48,26 +49,71 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// The start of most kernel tests: returns from the test when it cannot
+/// run (see [`require_root`]), else makes a namespace ([`Netns::new`], or
+/// [`Netns::with_peer`] after `peer`) and a [`TempDir`], both named `tag`.
+#[macro_export]
+macro_rules! netns_or_skip {
+    ($tag:expr) => {{
+        $crate::skip_unless_root!();
+        (
+            $crate::Netns::new($tag).unwrap(),
+            $crate::TempDir::new($tag),
+        )
+    }};
+    (peer $tag:expr) => {{
+        $crate::skip_unless_root!();
+        (
+            $crate::Netns::with_peer($tag).unwrap(),
+            $crate::TempDir::new($tag),
+        )
+    }};
+}
+
+/// The `[global]` section most test configs open with (the log file that
+/// [`Daemon::start`] fills in, loglevel 3) and the given `stack=` lines, as
+/// one literal for `concat!`.
+#[macro_export]
+macro_rules! conf_global {
+    ($($stack:literal),+ $(,)?) => {
+        concat!("[global]\nlogfile=\"{LOGFILE}\"\nloglevel=3\n", $("stack=", $stack, "\n",)+)
+    };
+}
+
+/// The `[log1]` section of an NFLOG input on `{GROUP}` with the socket
+/// buffer of [`JSON_CONF`] (or the given size and maximum), as one literal
+/// for `concat!`.
+#[macro_export]
+macro_rules! conf_nflog {
+    () => {
+        $crate::conf_nflog!(8388608, 16777216)
+    };
+    ($size:literal, $max:literal) => {
+        concat!(
+            "[log1]\ngroup={GROUP}\nnetlink_socket_buffer_size=",
+            $size,
+            "\nnetlink_socket_buffer_maxsize=",
+            $max,
+            "\n"
+        )
+    };
+}
+
 /// The stack every JSON test uses, in ulogd.conf syntax: both daemons read the
 /// same file, only `{GROUP}`, `{FILE}` (and `{LOGFILE}`, filled by
 /// [`Daemon::start`]) differ. The socket buffer follows baseline.md: ulogd
 /// 2.0.8 applies `netlink_socket_buffer_size` only if it is strictly smaller
 /// than `_maxsize`, hence max = 2 x size.
-pub const JSON_CONF: &str = "\
-[global]
-logfile=\"{LOGFILE}\"
-loglevel=3
-stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
-
-[log1]
-group={GROUP}
-netlink_socket_buffer_size=8388608
-netlink_socket_buffer_maxsize=16777216
-
+pub const JSON_CONF: &str = concat!(
+    crate::conf_global!("log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON"),
+    "\n",
+    crate::conf_nflog!(),
+    "\n\
 [json1]
 file=\"{FILE}\"
 sync=1
-";
+"
+);
 
 /// Whether kernel tests can run. Without root they are skipped with a
 /// message, except in CI (`CI` set) or when `RULOGD_KERNEL_TESTS=1`: there a
@@ -84,6 +130,16 @@ pub fn require_root() -> bool {
     }
     eprintln!("skipped: needs root");
     false
+}
+
+/// Returns from the calling test when [`require_root`] says it cannot run.
+#[macro_export]
+macro_rules! skip_unless_root {
+    () => {
+        if !$crate::require_root() {
+            return;
+        }
+    };
 }
 
 /// Replaces every `{KEY}` in `template`. Panics if an `{UPPERCASE}`
@@ -129,6 +185,15 @@ fn leftover_placeholder(s: &str, ignore: &[&str]) -> Option<String> {
 /// sent as the daemons of a differential test stop reaches rulogd (which
 /// reads the kernel's last batch at stop) and not ulogd2.
 pub const QUIET_MULTICAST: &str = "  ip6 daddr ff02::/16 accept\n";
+
+/// An nft ruleset: table `t` with a named counter `c` and an input chain
+/// (filter hook, priority 0, policy accept) of `rules`, lines each
+/// indented by two spaces.
+pub fn counted_ruleset(rules: &str) -> String {
+    format!(
+        "table inet t {{\n counter c {{}}\n chain in {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
+    )
+}
 
 /// The standard single-stack JSON config ([`JSON_CONF`]) for one group.
 pub fn json_conf(group: u16, file: &Path) -> String {

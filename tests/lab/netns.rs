@@ -133,6 +133,75 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Loads a table `t` whose input chain logs every packet (with
+    /// `udp_dport`, only the UDP ones to it) to `group` with `prefix`. As
+    /// nft JSON: the text syntax cannot carry a `"` in a prefix.
+    pub fn log_input_prefixed(&self, prefix: &str, group: u16, udp_dport: Option<u16>) {
+        self.nft("table inet t {\n chain in {\n  type filter hook input priority 0;\n }\n}\n")
+            .unwrap();
+        let mut expr = Vec::new();
+        if let Some(port) = udp_dport {
+            expr.push(serde_json::json!({"match": {"op": "==",
+                "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": port}}));
+        }
+        expr.push(serde_json::json!({"log": {"prefix": prefix, "group": group}}));
+        let rule = serde_json::json!({"nftables": [{"add": {"rule": {
+            "family": "inet", "table": "t", "chain": "in", "expr": expr
+        }}}]});
+        self.nft_json(&rule.to_string()).unwrap();
+    }
+
+    /// A fresh namespace with the nfacct objects `names`, the first counting
+    /// the UDP datagrams to port 9999 (an iptables rule).
+    pub fn with_nfacct(tag: &str, names: &[&str]) -> Netns {
+        let ns = Netns::new(tag).unwrap();
+        let mut rule: Vec<&str> =
+            "iptables -w -A INPUT -p udp --dport 9999 -m nfacct --nfacct-name"
+                .split(' ')
+                .collect();
+        rule.push(names[0]);
+        let adds = names.iter().map(|n| vec!["nfacct", "add", n]);
+        for args in adds.chain([rule]) {
+            let out = ns.command(args[0]).args(&args[1..]).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        }
+        ns
+    }
+
+    /// A fresh namespace where conntrack runs (an nft rule needs it), with
+    /// its accounting and timestamp sysctls as given.
+    pub fn with_conntrack(tag: &str, acct: bool, timestamp: bool) -> Netns {
+        let ns = Netns::new(tag).unwrap();
+        ns.nft(
+            "table inet t {\n chain in {\n  type filter hook input priority 0;\n  ct state new counter\n }\n}\n",
+        )
+        .unwrap();
+        ns.conntrack_sysctls(acct, timestamp);
+        ns
+    }
+
+    /// `conntrack -F`: ends every tracked flow, so NFCT reports them.
+    pub fn conntrack_flush(&self) {
+        let out = self.command("conntrack").arg("-F").output().unwrap();
+        assert!(out.status.success(), "conntrack -F: {out:?}");
+    }
+
+    /// Sets `net.netfilter.nf_conntrack_acct` and `_timestamp`; panics if
+    /// sysctl fails.
+    pub fn conntrack_sysctls(&self, acct: bool, timestamp: bool) {
+        for (k, on) in [("acct", acct), ("timestamp", timestamp)] {
+            let st = self
+                .command("sysctl")
+                .args([
+                    "-qw",
+                    &format!("net.netfilter.nf_conntrack_{k}={}", on as u8),
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success(), "sysctl nf_conntrack_{k}={}", on as u8);
+        }
+    }
+
     /// Joins this namespace and `other` by a veth pair: `dev` here with
     /// `addr`, `other_dev` there with `other_addr` (IPv4 with prefix, e.g.
     /// `10.202.3.1/30`), both up. Many links make a hub: one namespace

@@ -128,6 +128,18 @@ pub fn num(row: &Row, k: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{k}={} in {row:?}", row[k]))
 }
 
+/// An IP protocol number as nfdump prints it (`?` for one the tests do
+/// not send).
+pub fn proto_name(p: u64) -> &'static str {
+    match p {
+        1 => "ICMP",
+        6 => "TCP",
+        17 => "UDP",
+        58 => "ICMP6",
+        _ => "?",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -255,6 +255,19 @@ fn ip(s: &str) -> std::net::IpAddr {
     s.parse().unwrap()
 }
 
+/// The `[cap1]`, `[flow1]` and `[json1]` sections with which the SQL and
+/// ClickHouse flow tests read [`mixed_flows`]'s file `{PCAP}` into FLOW
+/// (home network 10.1.0.0/16, start records, 1 s timeouts) and JSON
+/// `{JSON}`; as one literal for `concat!`.
+#[macro_export]
+macro_rules! conf_mixed_flows {
+    () => {
+        "[cap1]\nfile=\"{PCAP}\"\n\n\
+         [flow1]\nhome_net=\"10.1.0.0/16\"\nactive_timeout=1\ntcp_linger=1\nstart_records=1\n\n\
+         [json1]\nfile=\"{JSON}\"\n"
+    };
+}
+
 /// The flows the SQL and ClickHouse flow tests store: a TCP session with
 /// FIN, a long UDP exchange (updates), an IPv6 UDP flow on VLAN 7, and a
 /// one-packet flow that ends the file 4 s later; written to `path`.

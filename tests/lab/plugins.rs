@@ -24,14 +24,8 @@ pub fn gcc(dir: &Path, name: &str, src: &Path) -> PathBuf {
         .arg("-o")
         .arg(&out)
         .arg(src)
-        .output()
-        .expect("run gcc (package gcc)");
-    assert!(
-        st.status.success(),
-        "gcc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&st.stderr)
-    );
+        .output();
+    crate::check_output(&format!("gcc {} (package gcc)", src.display()), st);
     out
 }
 

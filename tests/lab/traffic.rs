@@ -296,3 +296,86 @@ pub fn udp_echo(server: SocketAddr, n: usize, len: usize) {
         c.recv_from(&mut buf).unwrap();
     }
 }
+
+/// A little of everything over loopback, each kind to IPv4 then IPv6:
+/// `udp` datagrams of 64 bytes to port 9999, a [`tcp_session`] to
+/// `tcp_port`, then `pings` [`icmp_echo`]s with id `icmp_id`, all answered.
+pub struct Mix {
+    /// Datagrams to port 9999 per family.
+    pub udp: usize,
+    /// The port of the TCP sessions.
+    pub tcp_port: u16,
+    /// The bytes the client sends and the bytes the server answers.
+    pub tcp: (usize, usize),
+    /// The ICMP echo identifier.
+    pub icmp_id: u16,
+    /// Echo requests per family.
+    pub pings: u16,
+}
+
+impl Mix {
+    /// What the SQL and ClickHouse tests send.
+    pub const SQL: Mix = Mix {
+        udp: 5,
+        tcp_port: 5001,
+        tcp: (3000, 500),
+        icmp_id: 0x42,
+        pings: 3,
+    };
+
+    /// Sends it from the calling thread's namespace; panics if a part fails.
+    pub fn send(&self) {
+        for host in ["127.0.0.1", "::1"] {
+            let ip: IpAddr = host.parse().expect("literal");
+            udp_send(SocketAddr::new(ip, 9999), self.udp, 64).unwrap();
+        }
+        for host in ["127.0.0.1", "::1"] {
+            let ip: IpAddr = host.parse().expect("literal");
+            tcp_session(SocketAddr::new(ip, self.tcp_port), self.tcp.0, self.tcp.1).unwrap();
+        }
+        for host in ["127.0.0.1", "::1"] {
+            let ip: IpAddr = host.parse().expect("literal");
+            let got = icmp_echo(ip, self.icmp_id, 1, self.pings).unwrap();
+            assert_eq!(got, usize::from(self.pings), "echo replies from {ip}");
+        }
+    }
+}
+
+/// The flows of the conntrack tests, one after the other: UDP echoes to
+/// `port` (3 of 64 bytes over IPv4, 2 of 100 over IPv6), TCP sessions to
+/// `port + 1` (3000 and 500 bytes over IPv4, 1000 and 200 over IPv6), 2
+/// pings with id 0x51 over IPv4 and, with `v6_ping`, 3 with id 0x52 over
+/// IPv6: six flows, or five.
+pub fn conntrack_flows(port: u16, v6_ping: bool) {
+    udp_echo(SocketAddr::from(([127, 0, 0, 1], port)), 3, 64);
+    udp_echo(format!("[::1]:{port}").parse().unwrap(), 2, 100);
+    tcp_session(SocketAddr::from(([127, 0, 0, 1], port + 1)), 3000, 500).unwrap();
+    tcp_session(format!("[::1]:{}", port + 1).parse().unwrap(), 1000, 200).unwrap();
+    assert_eq!(
+        icmp_echo("127.0.0.1".parse().unwrap(), 0x51, 1, 2).unwrap(),
+        2
+    );
+    if v6_ping {
+        assert_eq!(icmp_echo("::1".parse().unwrap(), 0x52, 1, 3).unwrap(), 3);
+    }
+}
+
+/// Traffic over the veth of [`crate::Netns::with_peer`]: a TCP session to
+/// a server in the peer on `port` (`tcp.0` bytes sent, `tcp.1` answered), 2
+/// pings with id 0x78 to the peer's IPv6 address, then 2 datagrams of 10
+/// bytes from the peer to port 9999 of each of this side's addresses.
+pub fn over_veth(ns: &crate::Netns, port: u16, tcp: (usize, usize)) {
+    use crate::netns::{MAIN_V4, MAIN_V6, PEER_V4, PEER_V6};
+    let server: SocketAddr = format!("{PEER_V4}:{port}").parse().unwrap();
+    let listener = ns.run_in_peer(|| tcp_listen(server).unwrap());
+    let srv = tcp_serve_once(listener, tcp.1);
+    ns.run_in_thread(|| {
+        tcp_client(server, tcp.0).unwrap();
+        assert_eq!(icmp_echo(PEER_V6.parse().unwrap(), 0x78, 1, 2).unwrap(), 2);
+    });
+    srv.join().unwrap().unwrap();
+    ns.run_in_peer(|| {
+        udp_send(format!("{MAIN_V4}:9999").parse().unwrap(), 2, 10).unwrap();
+        udp_send(format!("[{MAIN_V6}]:9999").parse().unwrap(), 2, 10).unwrap();
+    });
+}
