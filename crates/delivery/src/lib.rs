@@ -48,6 +48,7 @@ mod net;
 mod overflow;
 mod queue;
 mod spool;
+mod spool_frame;
 mod spool_options;
 mod stats;
 mod transport;
