@@ -9,47 +9,8 @@
 
 use hashbrown::HashTable;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, RandomState};
 
-/// A seeded hash of a flow key: folded 64×64→128-bit multiplies over the
-/// key's five words (foldhash's construction). SipHash through `Hash` cost
-/// three times as much per packet; the random seed per table keeps the
-/// slots unpredictable to whoever chooses the addresses and ports.
-#[derive(Clone, Copy)]
-struct KeyHasher {
-    seed: [u64; 2],
-}
-
-const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
-
-#[inline]
-fn fold_mul(x: u64, y: u64) -> u64 {
-    let p = u128::from(x) * u128::from(y);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-impl KeyHasher {
-    fn new() -> Self {
-        let r = RandomState::new();
-        KeyHasher {
-            seed: [r.hash_one(1u64) | 1, r.hash_one(2u64) | 1],
-        }
-    }
-
-    #[inline]
-    fn hash(&self, k: &FlowKey) -> u64 {
-        let w = |b: &[u8; 16], i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap());
-        let tail = u64::from(k.family)
-            | u64::from(k.proto) << 8
-            | u64::from(k.pa) << 16
-            | u64::from(k.pb) << 32;
-        let [s0, s1] = self.seed;
-        let h = fold_mul(w(&k.a, 0) ^ s0, w(&k.a, 8) ^ s1);
-        let h = fold_mul(w(&k.b, 0) ^ h, w(&k.b, 8) ^ MUL);
-        fold_mul(tail ^ h ^ s1, MUL ^ s0)
-    }
-}
-
+use super::hash::KeyHasher;
 pub use super::types::*;
 
 const NIL: u32 = u32::MAX;
@@ -655,56 +616,4 @@ impl FlowTable {
 }
 
 #[cfg(test)]
-#[test]
-fn a_tracked_flow_stays_small() {
-    // The slab entry; the index adds 4 bytes and a control byte per slot.
-    assert!(
-        std::mem::size_of::<Flow>() <= 128,
-        "{}",
-        std::mem::size_of::<Flow>()
-    );
-}
-
-#[cfg(test)]
-#[test]
-fn a_packet_while_finish_walks_ends_the_rest_first() {
-    let s = 1_000_000;
-    let to = Timeouts {
-        tcp: 300 * s,
-        udp: 60 * s,
-        icmp: 30 * s,
-        other: 60 * s,
-        linger: 10 * s,
-        active: 0,
-        max_life: 0,
-    };
-    let mut t = FlowTable::new(to, 10);
-    let udp = |sport: u16, time: Usec| Packet {
-        family: 2,
-        proto: PROTO_UDP,
-        src: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        dst: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        sport,
-        dport: 53,
-        bytes: 60,
-        time,
-        ..Packet::default()
-    };
-    for p in 1..=3 {
-        t.packet(&udp(p, 1_700_000_000 * s));
-    }
-    t.finish();
-    assert_eq!(t.pop().map(|r| r.key.pa), Some(1));
-    assert_eq!(t.len(), 2);
-    // Port 1 again: a new flow, after the two left have ended.
-    t.packet(&udp(1, 1_700_000_001 * s));
-    assert_eq!(t.len(), 1);
-    let ends: Vec<_> = std::iter::from_fn(|| t.pop())
-        .map(|r| (r.key.pa, r.reason))
-        .collect();
-    assert_eq!(ends, [(2, Reason::Forced), (3, Reason::Forced)]);
-    assert_eq!((t.stats.ended[4], t.stats.created), (3, 4));
-    t.finish();
-    assert_eq!(t.pop().map(|r| (r.key.pa, r.seq)), Some((1, 1)));
-    assert!(t.pop().is_none() && t.is_empty());
-}
+mod tests;
