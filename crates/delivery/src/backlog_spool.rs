@@ -145,6 +145,17 @@ impl Run {
             let shared = o.shared.clone();
             let mut st = shared.lock();
             if !st.away && st.spool.has_unread() {
+                // Producers queue under this lock, and only while the spool is
+                // empty; one may have done so since the queue was found empty
+                // above. Those batches are older than the spool's: first.
+                match self.w.rx.try_recv() {
+                    Ok(m) => {
+                        drop(st);
+                        return self.handle(m);
+                    }
+                    Err(TryRecvError::Disconnected) => return false,
+                    Err(TryRecvError::Empty) => {}
+                }
                 let mut b = o.spare.take().unwrap_or_default();
                 match st.spool.read_next(&mut b) {
                     Ok(true) => {
@@ -281,6 +292,20 @@ impl Run {
             let mut st = shared.lock();
             if st.away || !st.spool.has_unread() {
                 return false;
+            }
+            // As in `take_spool`: a batch queued since the look above is
+            // older than the spool's.
+            match self.w.rx.try_recv() {
+                Ok(Msg::Data(b)) => {
+                    drop(st);
+                    self.w.depth.fetch_sub(1, Ordering::Relaxed);
+                    if !b.is_empty() {
+                        o.hold(b);
+                    }
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(_) => {}
             }
             let mut b = o.spare.take().unwrap_or_default();
             return match st.spool.read_next(&mut b) {

@@ -8,7 +8,9 @@
 //!    and the destination is not known to be away;
 //! 2. otherwise it appends to the spool (the queue was full, or the
 //!    destination is away, or the spool already holds older batches);
-//! 3. the writer reads the spool only when the queue is empty, and when the
+//! 3. the writer reads the spool only when the queue is empty, as seen
+//!    under that mutex (a producer may queue between an unlocked look and
+//!    the read), and when the
 //!    destination goes away it moves the batch in hand and the whole queue
 //!    to the spool before producers may append again.
 //!

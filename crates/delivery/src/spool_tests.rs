@@ -378,3 +378,37 @@ fn a_replay_gathers_small_frames_into_one_batch_and_rewinds_them_together() {
     assert!(!sp.has_unread());
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The writer found the queue empty, then a producer queued batches and
+/// spooled the next one before the writer looked at the spool: the queued
+/// ones are older and go first. A race, so many short rounds on a queue of
+/// one batch; the CI run that found it had this order wrong once.
+#[test]
+fn batches_queued_while_the_writer_turns_to_the_spool_go_first() {
+    for round in 0..40 {
+        let dir = tmp("race");
+        let dest = Arc::new(Mutex::new(Dest {
+            up: true,
+            got: Vec::new(),
+        }));
+        let mut c = DeliveryConfig::new("sp", "TEST", WhenFull::Block);
+        c.batch_bytes = 1;
+        c.queue_size = 1;
+        c.close_timeout = Duration::from_secs(2);
+        c.spool = Some(cfg(&dir, u64::MAX));
+        let d = Delivery::start(&c, Box::new(Mock(dest.clone(), false))).expect("start");
+        let mut p = d.producer(false);
+        let n = 2000;
+        for i in 0..n {
+            p.batch().buf().extend_from_slice(&line(i));
+            p.commit().expect("commit");
+        }
+        p.flush().expect("flush");
+        wait_for("delivery", || dest.lock().expect("lock").got.len() == n);
+        drop(p);
+        d.shutdown();
+        let got = std::mem::take(&mut dest.lock().expect("lock").got);
+        assert!(got == expected(n), "round {round}: out of order");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
