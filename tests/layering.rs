@@ -84,3 +84,46 @@ fn plugin_crates_use_only_the_api_and_library_crates() {
     }
     assert!(wrong.is_empty(), "layering violated: {wrong:?}");
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// One module style in every crate's src/: a module with submodules is a
+/// folder with `mod.rs` (never `foo.rs` beside `foo/`), and no `#[path]`
+/// points a module at a file of another name.
+#[test]
+fn one_module_style() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for group in ["crates", "plugins", "examples/plugins"] {
+        for e in std::fs::read_dir(root.join(group)).unwrap().flatten() {
+            rust_files(&e.path().join("src"), &mut files);
+        }
+    }
+    rust_files(&root.join("daemon/src"), &mut files);
+    rust_files(&root.join("bench/src"), &mut files);
+    assert!(files.len() > 100, "found only {} files", files.len());
+    let mut wrong = Vec::new();
+    for f in &files {
+        if f.with_extension("").is_dir() {
+            wrong.push(format!("{} beside its folder", f.display()));
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        if text.lines().any(|l| l.trim_start().starts_with("#[path")) {
+            wrong.push(format!("{} uses #[path]", f.display()));
+        }
+    }
+    assert!(wrong.is_empty(), "module style: {wrong:?}");
+}

@@ -574,5 +574,4 @@ fn read_head(f: &File) -> (Option<Pos>, Option<Pos>) {
 }
 
 #[cfg(test)]
-#[path = "spool_tests.rs"]
 mod tests;

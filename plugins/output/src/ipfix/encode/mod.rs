@@ -287,5 +287,4 @@ impl MessageBuilder {
 }
 
 #[cfg(test)]
-#[path = "encode_tests.rs"]
 mod tests;

@@ -319,5 +319,4 @@ impl Transport for ResendTransport {
 }
 
 #[cfg(test)]
-#[path = "window_tests.rs"]
 mod tests;

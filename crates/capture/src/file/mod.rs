@@ -520,5 +520,4 @@ pub fn parse_all(buf: &[u8]) -> Result<Vec<Packet>, FileError> {
 }
 
 #[cfg(test)]
-#[path = "file_tests.rs"]
 mod tests;
