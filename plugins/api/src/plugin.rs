@@ -273,13 +273,25 @@ pub struct Registration {
 /// constructor builds every instance as `T::default()`.
 ///
 /// ```
-/// use rulogd_plugin::{BuildCtx, BuildError, Filter, KeyDef, KeyType};
-/// fn build(_: &BuildCtx) -> Result<Box<dyn Filter>, BuildError> {
-///     unimplemented!()
+/// use rulogd_plugin::{Binding, BuildError, Filter, KeyDef, KeyType, Record, Slot, Value, Verdict};
+/// /// Sets `a` to 1 on every record.
+/// #[derive(Default)]
+/// struct Demo(Option<Slot>);
+/// impl Filter for Demo {
+///     fn bind(&mut self, b: &Binding) -> Result<(), BuildError> {
+///         self.0 = Some(b.output(0));
+///         Ok(())
+///     }
+///     fn process(&mut self, rec: &mut Record) -> Verdict {
+///         if let Some(s) = self.0 {
+///             rec.set(s, Value::U8(1));
+///         }
+///         Verdict::Continue
+///     }
 /// }
 /// static OUT: [KeyDef; 1] = [KeyDef::new("a", KeyType::U8)];
 /// rulogd_plugin::plugin! {
-///     Filter "DEMO" (build): "Makes a";
+///     Filter "DEMO" (default Demo): "Makes a";
 ///     output &OUT;
 /// }
 /// assert_eq!((INFO.name, INFO.output_keys.len(), INFO.wildcard_input), ("DEMO", 1, false));
